@@ -1,0 +1,134 @@
+//! Queue benchmark: claim + complete cycles per second with 1, 8 and 32
+//! concurrent workers, and the number of double executions (must be 0).
+//!
+//! Runs against `--database-url` if given, else against a private cluster
+//! with Postgres' durable defaults (fsync and synchronous_commit on), unlike
+//! the test cluster. Each run gets a fresh database.
+//!
+//!     cargo run --release -p colony-bench --bin queue-bench -- --jobs 20000
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use colony::queue::{KindFilter, NewJob, Queue};
+use sqlx::{Connection, Executor, PgConnection};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Admin URL of a Postgres server; by default a private durable cluster is started.
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Jobs per run.
+    #[arg(long, default_value_t = 20_000)]
+    jobs: usize,
+    /// Worker counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    workers: Vec<usize>,
+    /// Claim batch sizes to measure (1 = claim and complete one job at a time).
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    batch: Vec<i64>,
+    /// Repeat each configuration and report the median.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+}
+
+struct Run {
+    jobs_per_sec: f64,
+    doubles: usize,
+    unfinished: i64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let admin = match &args.database_url {
+        Some(url) => url.clone(),
+        None => tokio::task::spawn_blocking(|| {
+            colony_tests::pg::start_cluster(&std::env::temp_dir().join("colony-bench-pg"), &[])
+        })
+        .await?,
+    };
+    println!("queue benchmark: {} jobs per run, median of {} runs, durable Postgres", args.jobs, args.repeat);
+    println!("| workers | claim batch | jobs/s (median) | double executions | unfinished |");
+    println!("|---:|---:|---:|---:|---:|");
+    for &batch in &args.batch {
+        for &workers in &args.workers {
+            let mut runs = Vec::new();
+            for _ in 0..args.repeat {
+                runs.push(run_once(&admin, args.jobs, workers, batch).await?);
+            }
+            runs.sort_by(|a, b| a.jobs_per_sec.total_cmp(&b.jobs_per_sec));
+            let median = &runs[runs.len() / 2];
+            let doubles: usize = runs.iter().map(|r| r.doubles).sum();
+            let unfinished: i64 = runs.iter().map(|r| r.unfinished).sum();
+            println!("| {workers} | {batch} | {:.0} | {doubles} | {unfinished} |", median.jobs_per_sec);
+        }
+    }
+    Ok(())
+}
+
+async fn run_once(admin: &str, jobs: usize, workers: usize, batch: i64) -> anyhow::Result<Run> {
+    let name = format!("colony_bench_{}", uuid_like());
+    let mut conn = PgConnection::connect(admin).await?;
+    conn.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await?;
+    let url = url_with_db(admin, &name);
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(workers as u32 + 2).connect(&url).await?;
+    colony::db::migrate(&pool).await?;
+    let q = Queue::new(pool.clone());
+    let all: Vec<NewJob> = (0..jobs).map(|i| NewJob::new("bench", serde_json::json!({ "n": i }))).collect();
+    for chunk in all.chunks(5_000) {
+        q.enqueue_many(chunk).await?;
+    }
+
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let q = q.clone();
+        handles.push(tokio::spawn(async move {
+            let me = format!("bench-{w}");
+            let mut seen = Vec::new();
+            loop {
+                let claimed = q.claim(&me, &KindFilter::All, batch, Duration::from_secs(60)).await?;
+                if claimed.is_empty() {
+                    return anyhow::Ok(seen);
+                }
+                let leases: Vec<_> = claimed.iter().map(|j| j.lease()).collect();
+                seen.extend(claimed.iter().map(|j| j.id));
+                if batch == 1 {
+                    q.complete(leases[0]).await?;
+                } else {
+                    let refused = q.complete_many(&leases).await?;
+                    anyhow::ensure!(refused.is_empty(), "complete refused {} leases", refused.len());
+                }
+            }
+        }));
+    }
+    let mut counts: HashMap<i64, u32> = HashMap::new();
+    for h in handles {
+        for id in h.await?? {
+            *counts.entry(id).or_default() += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    let unfinished: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state <> 'succeeded'").fetch_one(&pool).await?;
+    pool.close().await;
+    conn.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await?;
+    Ok(Run {
+        jobs_per_sec: jobs as f64 / elapsed.as_secs_f64(),
+        doubles: counts.values().filter(|n| **n > 1).count() + jobs.saturating_sub(counts.len()),
+        unfinished,
+    })
+}
+
+fn url_with_db(admin: &str, db: &str) -> String {
+    let mut url = url::Url::parse(admin).expect("admin URL");
+    url.set_path(db);
+    url.to_string()
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}_{}", nanos, std::process::id())
+}
+

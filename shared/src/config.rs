@@ -1,0 +1,150 @@
+//! Configuration shared by every binary: the database URL (whose password must
+//! never reach a log) and the clap argument groups each binary flattens in.
+//!
+//! Values are parsed into typed form at start-up so that a mistake is reported
+//! once, in one line, before any work starts.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+use url::Url;
+
+/// A Postgres URL that prints with its password replaced by `***`.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    raw: String,
+    options: PgConnectOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("DATABASE_URL is not a valid postgres URL ({reason}); expected postgres://user:password@host:5432/dbname")]
+pub struct InvalidDatabaseUrl {
+    reason: String,
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, InvalidDatabaseUrl> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(InvalidDatabaseUrl { reason: "it is empty".into() });
+        }
+        let parsed = Url::parse(raw).map_err(|e| InvalidDatabaseUrl { reason: e.to_string() })?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(InvalidDatabaseUrl {
+                reason: format!("scheme '{}' is not postgres://", parsed.scheme()),
+            });
+        }
+        let options = PgConnectOptions::from_str(raw).map_err(|e| InvalidDatabaseUrl {
+            reason: redact_in(&e.to_string(), &parsed),
+        })?;
+        Ok(Self { raw: raw.to_owned(), options })
+    }
+
+    /// The full URL, password included. Only for handing to a child process.
+    pub fn expose(&self) -> &str {
+        &self.raw
+    }
+
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.options.clone()
+    }
+
+    /// The URL as it may be printed.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.raw)
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = InvalidDatabaseUrl;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+/// Replace the password of any URL with `***`; leave anything unparseable as a
+/// fixed placeholder rather than risk printing it.
+pub fn redact_url(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            // `password=` in the query string is also accepted by libpq.
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k.eq_ignore_ascii_case("password") { "***".into() } else { v.into_owned() };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            if !pairs.is_empty() {
+                url.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            url.to_string()
+        }
+        Err(_) => "<unparseable url>".to_owned(),
+    }
+}
+
+fn redact_in(message: &str, url: &Url) -> String {
+    match url.password() {
+        Some(p) if !p.is_empty() => message.replace(p, "***"),
+        _ => message.to_owned(),
+    }
+}
+
+/// `--database-url` / `DATABASE_URL`, flattened into every binary.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// Postgres connection URL, e.g. postgres://colony:secret@db:5432/colony.
+    /// The password is never printed.
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: DatabaseUrl,
+
+    /// Largest number of pooled connections this process opens.
+    #[arg(long, env = "COLONY_DB_MAX_CONNECTIONS", default_value_t = 10, value_name = "N")]
+    pub db_max_connections: u32,
+
+    /// How long to wait for Postgres to accept a connection before giving up.
+    #[arg(long, env = "COLONY_DB_CONNECT_TIMEOUT", default_value = "10s", value_name = "DURATION")]
+    pub db_connect_timeout: humantime::Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_is_redacted_everywhere() {
+        let url = DatabaseUrl::parse("postgres://colony:hunter2@db.example:5432/colony").unwrap();
+        assert_eq!(url.to_string(), "postgres://colony:***@db.example:5432/colony");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert!(url.expose().contains("hunter2"));
+        let q = redact_url("postgres://db/colony?user=a&password=hunter2");
+        assert!(!q.contains("hunter2"), "{q}");
+    }
+
+    #[test]
+    fn bad_urls_are_refused_with_a_reason() {
+        for bad in ["", "not a url", "mysql://x/y", "http://db/colony"] {
+            let err = DatabaseUrl::parse(bad).unwrap_err().to_string();
+            assert!(err.starts_with("DATABASE_URL is not a valid postgres URL"), "{err}");
+        }
+        let err = DatabaseUrl::parse("postgres://u:sekrit@h:notaport/db").unwrap_err().to_string();
+        assert!(!err.contains("sekrit"), "{err}");
+    }
+}

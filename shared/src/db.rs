@@ -1,0 +1,161 @@
+//! Connecting to Postgres and guarding the schema version.
+//!
+//! Every binary embeds the migrations it was built with. Before doing any work
+//! it checks that the database carries exactly that schema: a missing, older or
+//! newer schema is refused with one line that tells the operator what to do,
+//! because a cell writing to a schema it does not understand corrupts the
+//! archive quietly.
+
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tracing::info;
+
+use crate::config::{DatabaseArgs, DatabaseUrl};
+
+/// The schema this build understands.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to postgres at {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("the database at {url} has no colony schema; run `mothership migrate` first")]
+    SchemaMissing { url: String },
+    #[error(
+        "the database schema is at version {database} but this binary knows only up to {binary}; \
+         upgrade this binary to the version the mothership runs"
+    )]
+    SchemaNewer { database: i64, binary: i64 },
+    #[error("the database schema is at version {database}, older than this binary's {binary}; run `mothership migrate`")]
+    SchemaOlder { database: i64, binary: i64 },
+    #[error("migration {version} failed part-way in an earlier run; fix the cause and run `mothership migrate` again")]
+    SchemaDirty { version: i64 },
+    #[error("migration {version} in the database differs from the one this binary was built with")]
+    SchemaChecksum { version: i64 },
+    #[error("applying migrations failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("database query failed")]
+    Query(#[from] sqlx::Error),
+}
+
+impl DbError {
+    /// True for errors the operator fixes by changing configuration or running a
+    /// command, as opposed to a database that is down.
+    pub fn is_configuration(&self) -> bool {
+        !matches!(self, DbError::Connect { .. } | DbError::Query(_) | DbError::Migrate(_))
+    }
+}
+
+/// Open a pool without checking the schema (used by `migrate` itself).
+pub async fn connect_unchecked(args: &DatabaseArgs) -> Result<PgPool, DbError> {
+    connect_url(&args.database_url, args.db_max_connections, args.db_connect_timeout.into()).await
+}
+
+pub async fn connect_url(url: &DatabaseUrl, max_connections: u32, timeout: Duration) -> Result<PgPool, DbError> {
+    PgPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(timeout)
+        .connect_with(url.connect_options())
+        .await
+        .map_err(|source| DbError::Connect { url: url.redacted(), source })
+}
+
+/// Open a pool and refuse a database whose schema is not this binary's.
+pub async fn connect(args: &DatabaseArgs) -> Result<PgPool, DbError> {
+    let pool = connect_unchecked(args).await?;
+    check_schema(&pool, &args.database_url.redacted()).await?;
+    Ok(pool)
+}
+
+/// The newest migration version this binary knows.
+pub fn binary_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// Where the database stands relative to this binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    pub database: Option<i64>,
+    pub binary: i64,
+    pub pending: Vec<i64>,
+}
+
+async fn applied_migrations(pool: &PgPool) -> Result<Option<Vec<(i64, bool, Vec<u8>)>>, DbError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(None);
+    }
+    let rows = sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(pool)
+        .await?;
+    Ok(Some(rows))
+}
+
+/// Compare the database's applied migrations with this binary's, without
+/// changing anything.
+pub async fn schema_status(pool: &PgPool) -> Result<SchemaStatus, DbError> {
+    let binary = binary_version();
+    let Some(applied) = applied_migrations(pool).await? else {
+        return Ok(SchemaStatus { database: None, binary, pending: MIGRATOR.iter().map(|m| m.version).collect() });
+    };
+    if let Some((version, ..)) = applied.iter().find(|(_, success, _)| !success) {
+        return Err(DbError::SchemaDirty { version: *version });
+    }
+    for (version, _, checksum) in &applied {
+        if let Some(known) = MIGRATOR.iter().find(|m| m.version == *version) {
+            if known.checksum.as_ref() != checksum.as_slice() {
+                return Err(DbError::SchemaChecksum { version: *version });
+            }
+        }
+    }
+    let database = applied.iter().map(|(v, ..)| *v).max();
+    let pending = MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !applied.iter().any(|(a, ..)| a == v))
+        .collect();
+    Ok(SchemaStatus { database, binary, pending })
+}
+
+/// Refuse a database that lacks the schema, or carries an older or newer one.
+pub async fn check_schema(pool: &PgPool, redacted_url: &str) -> Result<(), DbError> {
+    let status = schema_status(pool).await?;
+    match status.database {
+        None => Err(DbError::SchemaMissing { url: redacted_url.to_owned() }),
+        Some(database) if database > status.binary => Err(DbError::SchemaNewer { database, binary: status.binary }),
+        Some(database) if !status.pending.is_empty() => Err(DbError::SchemaOlder { database, binary: status.binary }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// What `migrate` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateReport {
+    pub applied: Vec<i64>,
+    pub version: i64,
+}
+
+/// Apply pending migrations. Refuses a database newer than this binary rather
+/// than guessing. Concurrent runs are serialised by sqlx's advisory lock.
+pub async fn migrate(pool: &PgPool) -> Result<MigrateReport, DbError> {
+    let status = schema_status(pool).await?;
+    if let Some(database) = status.database {
+        if database > status.binary {
+            return Err(DbError::SchemaNewer { database, binary: status.binary });
+        }
+    }
+    MIGRATOR.run(pool).await.map_err(DbError::Migrate)?;
+    for version in &status.pending {
+        info!(version, "applied migration");
+    }
+    Ok(MigrateReport { applied: status.pending, version: status.binary })
+}

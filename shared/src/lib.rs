@@ -1,0 +1,16 @@
+//! Colony's library crate: everything the three binaries share.
+//!
+//! The binaries (`mothership`, `observer-cell`, `harvest-cell`) are thin shells
+//! over this crate. It holds the configuration types parsed once at the
+//! boundary, the database guard, the job queue and the object-store trait with
+//! its file and S3 backends.
+
+pub mod config;
+pub mod db;
+pub mod exit;
+pub mod queue;
+pub mod storage;
+pub mod telemetry;
+
+/// The version every binary reports and records on its cell row.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,115 @@
+//! The schema: migrations on an empty database, a second migrate as a no-op,
+//! and binaries refusing a database whose schema is missing, older or newer.
+
+use std::process::{Command, Output};
+
+use colony_tests::bins::bin;
+use colony_tests::pg::TestDb;
+
+const TABLES: &[&str] = &["channels", "recordings", "segments", "cells", "jobs", "decisions"];
+
+fn run(name: &str, args: &[&str], db: &TestDb) -> Output {
+    let storage = tempfile::tempdir().unwrap();
+    Command::new(bin(name))
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env("COLONY_STORAGE_URL", format!("file://{}", storage.path().display()))
+        .env("COLONY_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn stderr_line(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    assert_eq!(err.lines().count(), 1, "expected one line on stderr, got:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[tokio::test]
+async fn migrate_builds_every_table_on_an_empty_database_and_is_a_no_op_the_second_time() {
+    let db = TestDb::empty().await;
+    let first = run("mothership", &["migrate"], &db);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.contains("applied 6 migration(s)"), "{stdout}");
+
+    let pool = db.pool(2).await;
+    for table in TABLES {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(&pool).await.unwrap();
+        assert!(exists, "table {table} missing after migrate");
+    }
+    let status = colony::db::schema_status(&pool).await.unwrap();
+    assert_eq!(status.database, Some(colony::db::binary_version()));
+    assert!(status.pending.is_empty());
+
+    let second = run("mothership", &["migrate"], &db);
+    assert!(second.status.success());
+    assert!(String::from_utf8_lossy(&second.stdout).contains("nothing to do"));
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, 6);
+
+    // The library agrees: nothing pending.
+    let report = colony::db::migrate(&pool).await.unwrap();
+    assert!(report.applied.is_empty());
+}
+
+#[tokio::test]
+async fn every_binary_refuses_an_unmigrated_database() {
+    let db = TestDb::empty().await;
+    for (name, args) in [("mothership", &["check"][..]), ("observer-cell", &[][..]), ("harvest-cell", &[][..])] {
+        let out = run(name, args, &db);
+        assert_eq!(out.status.code(), Some(2), "{name} exit code");
+        let line = stderr_line(&out);
+        assert!(line.starts_with(&format!("{name}: error: ")), "{line}");
+        assert!(line.contains("no colony schema") && line.contains("mothership migrate"), "{line}");
+    }
+    // And it wrote nothing.
+    let pool = db.pool(1).await;
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(tables, 0);
+}
+
+#[tokio::test]
+async fn binaries_refuse_a_newer_schema_and_migrate_does_not_touch_it() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool(1).await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99999, 'from the future', true, '\\x00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (name, args) in [("mothership", &["check"][..]), ("mothership", &["migrate"][..]), ("harvest-cell", &[][..])] {
+        let out = run(name, args, &db);
+        assert_eq!(out.status.code(), Some(2), "{name} {args:?}");
+        let line = stderr_line(&out);
+        assert!(line.contains("version 99999") && line.contains("upgrade"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn binaries_refuse_an_older_schema() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool(1).await;
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let out = run("observer-cell", &[], &db);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_line(&out).contains("older than this binary"));
+}
+
+#[tokio::test]
+async fn check_passes_on_a_migrated_database() {
+    let db = TestDb::migrated().await;
+    let out = run("mothership", &["check"], &db);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("storage:") && stdout.contains("writable"), "{stdout}");
+}

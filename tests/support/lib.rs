@@ -1,0 +1,33 @@
+//! Helpers for Colony's integration tests and benchmarks: the real services,
+//! started once per machine and shared by every test process.
+//!
+//! - [`pg`]: a private PostgreSQL cluster (initdb + pg_ctl on a free loopback
+//!   port), or the server in `DATABASE_URL`; each test gets its own database.
+//! - [`garage`]: a single-node Garage with a key and a bucket, made through its CLI.
+//! - [`bins`]: the workspace's built binaries.
+//!
+//! Services are started under a file lock so that parallel test processes
+//! share one instance, and are left running for the next run.
+
+pub mod bins;
+pub mod garage;
+pub mod pg;
+mod proc;
+
+use std::time::{Duration, Instant};
+
+/// Poll `check` until it returns `Some`, or panic with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,141 @@
+//! PostgreSQL for tests: a private cluster under the temp dir, started once per
+//! machine (initdb + pg_ctl on a free loopback port, as the `postgres` user when
+//! run as root, which initdb refuses), unless `DATABASE_URL` names a server.
+//! Every test gets a fresh database named by a UUID, dropped when it ends.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use colony::config::DatabaseUrl;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+
+use crate::proc::{find_program, free_port, is_root, lock, port_open, run};
+
+/// Settings tuned for throwaway test data. The benchmark cluster keeps the
+/// durable defaults.
+const TEST_SETTINGS: &[&str] = &["fsync=off", "synchronous_commit=off", "full_page_writes=off"];
+
+/// The admin URL of the shared test server.
+pub fn server_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => start_cluster(&std::env::temp_dir().join("colony-test-pg"), TEST_SETTINGS),
+    })
+}
+
+/// Start (or find running) a private cluster in `dir`; returns its admin URL.
+pub fn start_cluster(dir: &Path, settings: &[&str]) -> String {
+    std::fs::create_dir_all(dir).expect("create cluster dir");
+    let _guard = lock(&dir.with_extension("lock"));
+    let url_file = dir.join("url");
+    if let Ok(url) = std::fs::read_to_string(&url_file) {
+        let port: u16 = url.rsplit(':').next().and_then(|p| p.split('/').next()).and_then(|p| p.parse().ok()).unwrap_or(0);
+        if port != 0 && port_open(port) {
+            return url;
+        }
+    }
+    let bin_dir = pg_bin_dir();
+    let data = dir.join("data");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    if is_root() {
+        run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir));
+    }
+    run(as_postgres(&bin_dir.join("initdb"))
+        .args(["-D"])
+        .arg(&data)
+        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"]));
+    let port = free_port();
+    let mut options = format!(
+        "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=400 -c shared_buffers=256MB",
+        dir.display()
+    );
+    for s in settings {
+        options.push_str(&format!(" -c {s}"));
+    }
+    run(as_postgres(&bin_dir.join("pg_ctl"))
+        .arg("-D")
+        .arg(&data)
+        .arg("-l")
+        .arg(dir.join("postgres.log"))
+        .args(["-w", "-t", "60", "-o", &options, "start"])
+        .stdin(Stdio::null()));
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    std::fs::write(&url_file, &url).unwrap();
+    url
+}
+
+fn as_postgres(program: &Path) -> Command {
+    if is_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+fn pg_bin_dir() -> PathBuf {
+    if let Some(initdb) = find_program("initdb", &[]) {
+        return initdb.parent().unwrap().to_owned();
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").is_file()).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().expect("PostgreSQL is not installed: `apt-get install postgresql` (the CI script does)")
+}
+
+/// A database of its own for one test, dropped when the value is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// An empty database: no schema.
+    pub async fn empty() -> Self {
+        let admin = server_url().to_owned();
+        let name = format!("colony_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect(&admin).await.expect("connect to the test postgres server");
+        conn.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("create test database");
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&name);
+        Self { name, url: url.to_string() }
+    }
+
+    /// A database carrying this build's schema.
+    pub async fn migrated() -> Self {
+        let db = Self::empty().await;
+        let pool = db.pool(4).await;
+        colony::db::migrate(&pool).await.expect("migrate test database");
+        pool.close().await;
+        db
+    }
+
+    pub async fn pool(&self, max: u32) -> PgPool {
+        sqlx::postgres::PgPoolOptions::new().max_connections(max).connect(&self.url).await.expect("connect test db")
+    }
+
+    pub fn database_url(&self) -> DatabaseUrl {
+        DatabaseUrl::parse(&self.url).unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = server_url().to_owned();
+        let name = self.name.clone();
+        // Drop runs outside any runtime guarantee; use a private one.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let mut conn = PgConnection::connect(&admin).await.ok()?;
+                conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await.ok()
+            })
+        })
+        .join();
+    }
+}
