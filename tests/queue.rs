@@ -52,7 +52,7 @@ async fn sixteen_workers_drain_ten_thousand_jobs_each_exactly_once() {
     for w in workers {
         w.await.unwrap();
     }
-    let runs = runs.lock().unwrap();
+    let runs = runs.lock().unwrap().clone();
     assert_eq!(runs.len(), 10_000, "every job ran");
     let doubles: Vec<_> = runs.iter().filter(|(_, n)| **n != 1).collect();
     assert!(doubles.is_empty(), "jobs run more than once: {doubles:?}");

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use colony::config::DatabaseArgs;
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
@@ -22,15 +22,12 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match colony::exit::parse("harvest-cell") {
         Ok(cli) => cli,
-        Err(err) => return colony::exit::clap_exit("harvest-cell", err, &Cli::command()),
+        Err(code) => return code,
     };
     colony::telemetry::init(&cli.log);
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => colony::exit::report("harvest-cell", &err),
-    }
+    colony::exit::finish("harvest-cell", run(cli).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

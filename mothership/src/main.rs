@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use colony::config::DatabaseArgs;
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
@@ -42,15 +42,12 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match colony::exit::parse("mothership") {
         Ok(cli) => cli,
-        Err(err) => return colony::exit::clap_exit("mothership", err, &Cli::command()),
+        Err(code) => return code,
     };
     colony::telemetry::init(&cli.log);
-    match run(cli.command).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => colony::exit::report("mothership", &err),
-    }
+    colony::exit::finish("mothership", run(cli.command).await)
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {

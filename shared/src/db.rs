@@ -111,10 +111,10 @@ pub async fn schema_status(pool: &PgPool) -> Result<SchemaStatus, DbError> {
         return Err(DbError::SchemaDirty { version: *version });
     }
     for (version, _, checksum) in &applied {
-        if let Some(known) = MIGRATOR.iter().find(|m| m.version == *version) {
-            if known.checksum.as_ref() != checksum.as_slice() {
-                return Err(DbError::SchemaChecksum { version: *version });
-            }
+        if let Some(known) = MIGRATOR.iter().find(|m| m.version == *version)
+            && known.checksum.as_ref() != checksum.as_slice()
+        {
+            return Err(DbError::SchemaChecksum { version: *version });
         }
     }
     let database = applied.iter().map(|(v, ..)| *v).max();
@@ -148,10 +148,10 @@ pub struct MigrateReport {
 /// than guessing. Concurrent runs are serialised by sqlx's advisory lock.
 pub async fn migrate(pool: &PgPool) -> Result<MigrateReport, DbError> {
     let status = schema_status(pool).await?;
-    if let Some(database) = status.database {
-        if database > status.binary {
-            return Err(DbError::SchemaNewer { database, binary: status.binary });
-        }
+    if let Some(database) = status.database
+        && database > status.binary
+    {
+        return Err(DbError::SchemaNewer { database, binary: status.binary });
     }
     MIGRATOR.run(pool).await.map_err(DbError::Migrate)?;
     for version in &status.pending {

@@ -54,6 +54,19 @@ pub fn report(program: &str, err: &anyhow::Error) -> ExitCode {
     ExitCode::from(code_for(err))
 }
 
+/// Parse the command line, or print one line (or the help) and say how to exit.
+pub fn parse<C: clap::Parser>(program: &str) -> Result<C, ExitCode> {
+    C::try_parse().map_err(|err| clap_exit(program, err, &C::command()))
+}
+
+/// Turn a binary's result into its exit code, reporting an error in one line.
+pub fn finish(program: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => report(program, &err),
+    }
+}
+
 /// Exit for a command-line parse error. Help and version print as clap
 /// formats them (exit 0). A mistake becomes one line that names the flag and
 /// its environment variable, and exit 2. A rejected value is never echoed: it

@@ -121,6 +121,9 @@ api_bind_addr = "127.0.0.1:{admin}"
     )
     .unwrap();
     let log = std::fs::File::create(dir.join("garage.log")).unwrap();
+    // Detached on purpose: the node outlives this test process and is shared
+    // with the next ones (found again through `state` and `pid`).
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(garage_bin())
         .arg("-c")
         .arg(&config)
