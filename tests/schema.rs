@@ -15,6 +15,12 @@ fn run(name: &str, args: &[&str], db: &TestDb) -> Output {
         .env("DATABASE_URL", &db.url)
         .env("COLONY_STORAGE_URL", format!("file://{}", storage.path().display()))
         .env("COLONY_LOG", "warn")
+        .env("OBSERVER_VOD_ID", "1")
+        .env("OBSERVER_CHANNEL_ID", "1")
+        .env("OBSERVER_CHANNEL_LOGIN", "schema-test")
+        .env("OBSERVER_CHANNEL_NAME", "Schema Test")
+        .env("COLONY_CELL_ID", "00000000-0000-0000-0000-000000000001")
+        .env("COLONY_LEASE_TOKEN", "1")
         .output()
         .unwrap()
 }

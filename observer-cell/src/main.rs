@@ -1,16 +1,27 @@
-//! `observer-cell`: a thin shell over the `colony` library.
+//! `observer-cell`: records one live channel. A thin shell over
+//! `colony::observer`: parse the contract, connect, record, exit with the
+//! code DESIGN.md fixes (0 done, 2 bad configuration, 3 fenced out, 1 other).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use colony::config::DatabaseArgs;
+use colony::exit::Exit;
+use colony::observer::{ObserverArgs, Outcome};
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
+use tokio_util::sync::CancellationToken;
 
-/// An observer cell records one live channel into object storage. The mothership starts it; it is
-/// not meant to be run by hand except to test a deployment.
+/// An observer cell records one live channel natively from HLS into object
+/// storage, writing every segment to the ledger and heartbeating while it
+/// runs. When the source goes offline it stands by (--standby) so a quick
+/// reconnect continues the same recording; then it finalizes the recording,
+/// enqueues the channel's post-processing and exits 0. SIGTERM finalizes the
+/// recording as interrupted. The mothership starts observer cells; run one by
+/// hand only to test a deployment.
 #[derive(Debug, Parser)]
 #[command(name = "observer-cell", version)]
+#[command(after_help = "Exit codes: 0 finalized, 1 failure, 2 bad configuration, 3 replaced by another cell (fenced out).")]
 struct Cli {
     #[command(flatten)]
     log: LogArgs,
@@ -18,6 +29,8 @@ struct Cli {
     db: DatabaseArgs,
     #[command(flatten)]
     storage: StorageArgs,
+    #[command(flatten)]
+    observer: ObserverArgs,
 }
 
 #[tokio::main]
@@ -31,7 +44,23 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let _pool = colony::db::connect(&cli.db).await?;
-    let _store = colony::storage::open(&cli.storage).await?;
-    anyhow::bail!("live recording is not part of this build yet; this binary only verifies its configuration")
+    let pool = colony::db::connect(&cli.db).await?;
+    let store = colony::storage::open(&cli.storage).await?;
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop.clone()));
+    match colony::observer::run(cli.observer, pool, store, stop).await? {
+        Outcome::Fenced => Err(Exit { code: colony::exit::FENCED, message: "fenced out: the recording was handed to a replacement cell".into() }.into()),
+        Outcome::Finalized(colony::recording::RecordingState::Failed) => anyhow::bail!("the recording could not be finalized; see the log above"),
+        Outcome::Finalized(_) | Outcome::AlreadyClosed(_) => Ok(()),
+    }
+}
+
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    stop.cancel();
 }

@@ -5,10 +5,14 @@
 //! boundary, the database guard, the job queue and the object-store trait with
 //! its file and S3 backends.
 
+pub mod channel;
 pub mod config;
 pub mod db;
 pub mod exit;
+pub mod hls;
+pub mod observer;
 pub mod queue;
+pub mod recording;
 pub mod storage;
 pub mod telemetry;
 

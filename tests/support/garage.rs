@@ -78,7 +78,9 @@ pub fn garage() -> &'static Garage {
     GARAGE.get_or_init(|| start(&std::env::temp_dir().join("colony-test-garage")))
 }
 
-fn start(dir: &Path) -> Garage {
+/// Start (or find running) a node in `dir`. Tests that stop and restart a
+/// node use a private dir so they never disturb the shared one.
+pub fn start(dir: &Path) -> Garage {
     std::fs::create_dir_all(dir).expect("create garage dir");
     let _guard = lock(&dir.with_extension("lock"));
     let state = dir.join("state");
@@ -120,21 +122,7 @@ api_bind_addr = "127.0.0.1:{admin}"
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join("garage.log")).unwrap();
-    // Detached on purpose: the node outlives this test process and is shared
-    // with the next ones (found again through `state` and `pid`).
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(garage_bin())
-        .arg("-c")
-        .arg(&config)
-        .arg("server")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .expect("start garage server");
-    std::fs::write(dir.join("pid"), child.id().to_string()).unwrap();
+    spawn_server(dir, &config);
 
     let g = Garage {
         endpoint: format!("http://127.0.0.1:{s3}"),
@@ -162,6 +150,54 @@ api_bind_addr = "127.0.0.1:{admin}"
     }
     std::fs::write(&state, format!("{}\n{}\n{}\n", g.endpoint, g.key_id, g.secret)).unwrap();
     g
+}
+
+/// Start `garage server` detached: the node outlives this test process and
+/// is shared with the next ones (found again through `state` and `pid`).
+fn spawn_server(dir: &Path, config: &Path) {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("garage.log")).unwrap();
+    #[allow(clippy::zombie_processes)]
+    let child = Command::new(garage_bin())
+        .arg("-c")
+        .arg(config)
+        .arg("server")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .expect("start garage server");
+    std::fs::write(dir.join("pid"), child.id().to_string()).unwrap();
+}
+
+impl Garage {
+    fn dir(&self) -> &Path {
+        self.config.parent().unwrap()
+    }
+
+    fn s3_port(&self) -> u16 {
+        self.endpoint.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Kill the node (storage outage). Only for private nodes.
+    pub fn stop(&self) {
+        let pid = std::fs::read_to_string(self.dir().join("pid")).unwrap();
+        let _ = Command::new("kill").arg(pid.trim()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while port_open(self.s3_port()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Start the node again on the same data, key and bucket.
+    pub fn restart(&self) {
+        spawn_server(self.dir(), &self.config);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !port_open(self.s3_port()) {
+            assert!(Instant::now() < deadline, "garage did not come back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 fn parse_state(s: &str, dir: &Path) -> Option<Garage> {

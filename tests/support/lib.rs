@@ -11,6 +11,8 @@
 
 pub mod bins;
 pub mod garage;
+pub mod live;
+pub mod observer;
 pub mod pg;
 mod proc;
 

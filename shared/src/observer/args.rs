@@ -1,0 +1,80 @@
+//! The observer's contract with whoever launches it: the assignment and
+//! tuning, as flags and as the environment variables DESIGN.md fixes.
+
+use std::path::PathBuf;
+
+use crate::channel::Login;
+use crate::hls::VariantChoice;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ObserverArgs {
+    /// The recording to write to (the mothership creates it).
+    #[arg(long = "vod-id", env = "OBSERVER_VOD_ID", value_name = "ID")]
+    pub recording_id: i64,
+
+    /// The channel being recorded.
+    #[arg(long = "channel-id", env = "OBSERVER_CHANNEL_ID", value_name = "ID")]
+    pub channel_id: i64,
+
+    /// The channel's login (a-z, 0-9, '_', '-'); names its media in storage.
+    #[arg(long = "channel-login", env = "OBSERVER_CHANNEL_LOGIN", value_name = "LOGIN")]
+    pub channel_login: Login,
+
+    /// The channel's display name, for logs.
+    #[arg(long = "channel-name", env = "OBSERVER_CHANNEL_NAME", value_name = "NAME")]
+    pub channel_name: String,
+
+    /// This cell's id (a UUID).
+    #[arg(long = "cell-id", env = "COLONY_CELL_ID", value_name = "UUID")]
+    pub cell_id: uuid::Uuid,
+
+    /// Fencing token: every write carries it and is refused once the
+    /// recording has been handed to a replacement (exit code 3).
+    #[arg(long = "lease-token", env = "COLONY_LEASE_TOKEN", value_name = "N")]
+    pub lease_token: i64,
+
+    /// How long to wait for an offline source to come back before finalizing.
+    /// A return inside the window continues the same recording as a new epoch.
+    #[arg(long, env = "OBSERVER_STANDBY", default_value = "2m", value_name = "DURATION")]
+    pub standby: humantime::Duration,
+
+    /// Declare the source offline after this long without a new segment.
+    /// Default: the larger of 3 target durations and 30s.
+    #[arg(long, env = "OBSERVER_OFFLINE_AFTER", value_name = "DURATION")]
+    pub offline_after: Option<humantime::Duration>,
+
+    /// Heartbeat interval (cell liveness and recording progress).
+    #[arg(long, env = "COLONY_HEARTBEAT_INTERVAL", default_value = "10s", value_name = "DURATION")]
+    pub heartbeat: humantime::Duration,
+
+    /// Variant of a master playlist: best, worst, or a height like 720p.
+    /// Default: the channel's own setting.
+    #[arg(long, env = "OBSERVER_VARIANT", value_name = "VARIANT")]
+    pub variant: Option<VariantChoice>,
+
+    /// Timeout for one playlist or segment request.
+    #[arg(long, env = "OBSERVER_FETCH_TIMEOUT", default_value = "10s", value_name = "DURATION")]
+    pub fetch_timeout: humantime::Duration,
+
+    /// Segments fetched at once (the live window at start is taken in parallel).
+    #[arg(long, env = "OBSERVER_CONCURRENCY", default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+
+    /// Where segments wait while object storage is unreachable.
+    /// Default: $TMPDIR/colony-spool.
+    #[arg(long, env = "COLONY_SPOOL_DIR", value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Most the spool may hold, in MiB.
+    #[arg(long, env = "COLONY_SPOOL_MAX_MIB", default_value_t = 2048, value_name = "MIB")]
+    pub spool_max_mib: u64,
+
+    /// On SIGTERM: how long to flush and finalize before exiting anyway.
+    #[arg(long, env = "OBSERVER_SHUTDOWN_DEADLINE", default_value = "20s", value_name = "DURATION")]
+    pub shutdown_deadline: humantime::Duration,
+
+    /// At the natural end: how long to wait for storage and Postgres to take
+    /// the last segments before giving up.
+    #[arg(long, env = "OBSERVER_FINALIZE_DEADLINE", default_value = "10m", value_name = "DURATION")]
+    pub finalize_deadline: humantime::Duration,
+}

@@ -1,0 +1,20 @@
+//! The observer cell: records one live channel natively from HLS into object
+//! storage, one ledger row per segment, from the first segment the source
+//! still offers to the end of the broadcast.
+//!
+//! Three tasks cooperate around a pure [`Tracker`]: the recorder loop reloads
+//! the playlist on the RFC 8216 §6.3.4 cadence and hands out fetches; fetch
+//! tasks download and upload segments (spooling to local disk when storage is
+//! down); the [`writer`] task writes ledger rows and heartbeats, buffering when
+//! Postgres is down. Every write is fenced on the lease token: once the
+//! recording has been handed to a replacement, this cell stops at once.
+
+mod args;
+mod recorder;
+mod spool;
+mod tracker;
+mod writer;
+
+pub use args::ObserverArgs;
+pub use recorder::{run, Outcome};
+pub use tracker::{Step, Tracker};

@@ -1,0 +1,144 @@
+//! Recordings and their segment ledger: the domain types, where a
+//! recording's media lives in object storage, and handing a recording to a
+//! cell under a fresh fencing token.
+
+mod ledger;
+mod playlist;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use crate::storage::{safe_segment, ObjectKey, StorageError};
+
+pub use ledger::{Ledger, LedgerError, Progress};
+pub use playlist::{render, PlaylistKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize, Deserialize)]
+#[sqlx(type_name = "recording_state", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingState {
+    Recording,
+    Standby,
+    Complete,
+    Interrupted,
+    Failed,
+}
+
+impl RecordingState {
+    pub fn is_open(self) -> bool {
+        matches!(self, RecordingState::Recording | RecordingState::Standby)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize, Deserialize)]
+#[sqlx(type_name = "media_source", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum MediaSource {
+    Live,
+    Vod,
+}
+
+/// One ledger row: a stored segment, or an explicit gap.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize, Deserialize)]
+pub struct LedgerRow {
+    pub epoch: i32,
+    pub media_sequence: i64,
+    pub duration_secs: f64,
+    pub bytes: i64,
+    pub object_key: Option<String>,
+    pub init_key: Option<String>,
+    pub program_date_time: Option<DateTime<Utc>>,
+    pub source: MediaSource,
+    pub is_gap: bool,
+    pub gap_count: i32,
+    pub is_ad: bool,
+    pub discontinuity: bool,
+}
+
+impl LedgerRow {
+    pub fn gap(epoch: u32, first_sequence: u64, count: u64, estimated_secs: f64, source: MediaSource) -> Self {
+        Self {
+            epoch: epoch as i32,
+            media_sequence: first_sequence as i64,
+            duration_secs: estimated_secs,
+            bytes: 0,
+            object_key: None,
+            init_key: None,
+            program_date_time: None,
+            source,
+            is_gap: true,
+            gap_count: count.min(i32::MAX as u64) as i32,
+            is_ad: false,
+            discontinuity: true,
+        }
+    }
+}
+
+/// `channels/{login}/{recording}`: where a recording's media and playlists live.
+pub fn recording_prefix(login: &str, recording_id: i64) -> Result<ObjectKey, StorageError> {
+    ObjectKey::parse(&format!("channels/{}/{recording_id}", safe_segment(login)))
+}
+
+/// `{prefix}/e{epoch}/{seq}.{ext}`
+pub fn segment_key(prefix: &ObjectKey, epoch: u32, sequence: u64, extension: &str) -> Result<ObjectKey, StorageError> {
+    prefix.join(&format!("e{epoch}/{sequence:08}.{extension}"))
+}
+
+/// `{prefix}/e{epoch}/init-{n}.mp4`: an fMP4 init section.
+pub fn init_key(prefix: &ObjectKey, epoch: u32, n: usize) -> Result<ObjectKey, StorageError> {
+    prefix.join(&format!("e{epoch}/init-{n}.mp4"))
+}
+
+/// `{prefix}/playlist.m3u8`: the EVENT playlist while live, the VOD one after.
+pub fn playlist_key(prefix: &ObjectKey) -> Result<ObjectKey, StorageError> {
+    prefix.join("playlist.m3u8")
+}
+
+/// A recording handed to a cell: the cell presents `lease_token` with every write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assignment {
+    pub recording_id: i64,
+    pub lease_token: i64,
+    /// False when an open recording was handed over to a replacement.
+    pub created: bool,
+}
+
+/// Open a live recording for a channel, or hand its open one to `cell_id`
+/// with a bumped token, which fences out the previous holder.
+pub async fn assign_live(pool: &PgPool, channel_id: i64, cell_id: uuid::Uuid) -> Result<Assignment, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let open: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE recordings SET lease_token = lease_token + 1, holder_cell_id = $2
+          WHERE channel_id = $1 AND source = 'live' AND state IN ('recording', 'standby')
+         RETURNING id, lease_token",
+    )
+    .bind(channel_id)
+    .bind(cell_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let assignment = match open {
+        Some((recording_id, lease_token)) => Assignment { recording_id, lease_token, created: false },
+        None => {
+            let (recording_id, lease_token): (i64, i64) = sqlx::query_as(
+                "INSERT INTO recordings (channel_id, source, holder_cell_id, storage_prefix)
+                 VALUES ($1, 'live', $2, '') RETURNING id, lease_token",
+            )
+            .bind(channel_id)
+            .bind(cell_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            // The login is checked by the database to be a safe key segment.
+            sqlx::query(
+                "UPDATE recordings r SET storage_prefix = 'channels/' || c.login || '/' || r.id
+                   FROM channels c WHERE r.id = $1 AND c.id = r.channel_id",
+            )
+            .bind(recording_id)
+            .execute(&mut *tx)
+            .await?;
+            Assignment { recording_id, lease_token, created: true }
+        }
+    };
+    tx.commit().await?;
+    Ok(assignment)
+}

@@ -1,0 +1,402 @@
+//! The observer cell end to end: the real binary recording the test live
+//! source into real storage (file:// and Garage), with real Postgres and ffmpeg.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use colony::recording::LedgerRow;
+use colony::storage::{get_bytes, ObjectKey};
+use colony_tests::live::{media, Container, LiveSource, Profile};
+use colony_tests::observer::{signal, wait_exit, Rig};
+use nix::sys::signal::Signal;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+async fn test_media(container: Container) -> colony_tests::live::Media {
+    tokio::task::spawn_blocking(move || media(container, Profile::TEST)).await.unwrap()
+}
+
+fn stored(rows: &[LedgerRow], epoch: i32) -> BTreeSet<u64> {
+    rows.iter().filter(|r| !r.is_gap && r.epoch == epoch).map(|r| r.media_sequence as u64).collect()
+}
+
+fn contiguous(set: &BTreeSet<u64>) -> bool {
+    match (set.first(), set.last()) {
+        (Some(a), Some(b)) => (b - a + 1) as usize == set.len(),
+        _ => true,
+    }
+}
+
+/// `ffmpeg -i playlist -c copy -f null -` must succeed; returns the media
+/// time it read, in seconds.
+fn ffmpeg_reads(playlist: &Path) -> f64 {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-v", "error", "-i"])
+        .arg(playlist)
+        .args(["-c", "copy", "-f", "null", "-progress", "pipe:1", "-"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg could not read {}: {stderr}", playlist.display());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let us: i64 = stdout.lines().filter_map(|l| l.strip_prefix("out_time_us=")).filter_map(|v| v.parse().ok()).next_back().unwrap();
+    us as f64 / 1e6
+}
+
+/// Every stored row's object exists and holds exactly the source's bytes.
+async fn objects_match_source(rig: &Rig, rows: &[LedgerRow], source: &LiveSource, name: &str) {
+    for row in rows.iter().filter(|r| !r.is_gap) {
+        let key = ObjectKey::parse(row.object_key.as_deref().unwrap()).unwrap();
+        let body = get_bytes(rig.store.as_ref(), &key).await.unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_eq!(body.len() as i64, row.bytes, "{key}");
+        if row.epoch == 0 {
+            let want = source.segment_bytes(name, row.media_sequence as u64).unwrap();
+            assert!(body.as_ref() == want.as_slice(), "{key} differs from the source's segment");
+        }
+    }
+}
+
+async fn playlist_text(rig: &Rig, recording_id: i64, login: &str) -> String {
+    let key = ObjectKey::parse(&format!("channels/{login}/{recording_id}/playlist.m3u8")).unwrap();
+    String::from_utf8(get_bytes(rig.store.as_ref(), &key).await.unwrap().to_vec()).unwrap()
+}
+
+async fn jobs_for(rig: &Rig, recording_id: i64) -> Vec<String> {
+    sqlx::query_scalar("SELECT kind FROM jobs WHERE (args->>'recording_id')::bigint = $1 ORDER BY kind")
+        .bind(recording_id)
+        .fetch_all(&rig.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_a_live_channel_end_to_end_into_a_playable_vod() {
+    let media = test_media(Container::Ts).await;
+    let source = LiveSource::start().await;
+    source.add("alpha", &media, 6);
+    let rig = Rig::file().await;
+    // Through the master playlist, to exercise variant choice.
+    let channel = rig.channel("alpha", &source.master_url("alpha")).await;
+    let (cell, a) = rig.assign(channel).await;
+    let child = rig.observer(channel, "alpha", cell, a, &[]);
+    rig.wait_segments(a.recording_id, 10, SECS(30)).await;
+
+    // The EVENT playlist is kept current while live.
+    let live = playlist_text(&rig, a.recording_id, "alpha").await;
+    assert!(live.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && !live.contains("ENDLIST"), "{live}");
+    let heartbeat: Option<i64> = sqlx::query_scalar("SELECT segment_count FROM recordings WHERE id = $1")
+        .bind(a.recording_id).fetch_one(&rig.pool).await.unwrap();
+    assert!(heartbeat.unwrap_or(0) > 0, "heartbeats carry progress");
+
+    source.end("alpha");
+    let (code, stderr) = wait_exit(child, SECS(40)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let rows = rig.rows(a.recording_id).await;
+    let published: BTreeSet<u64> = source.published("alpha").iter().map(|p| p.0).collect();
+    assert_eq!(stored(&rows, 0), published, "every published segment, from the first the window offered, exactly once");
+    assert!(rows.iter().all(|r| !r.is_gap && r.program_date_time.is_some()));
+    objects_match_source(&rig, &rows, &source, "alpha").await;
+
+    let (state, segments, bytes, duration): (String, i64, i64, f64) =
+        sqlx::query_as("SELECT state::text, segment_count, bytes, duration_secs FROM recordings WHERE id = $1")
+            .bind(a.recording_id).fetch_one(&rig.pool).await.unwrap();
+    assert_eq!(state, "complete");
+    assert_eq!(segments as usize, rows.len());
+    assert_eq!(bytes, rows.iter().map(|r| r.bytes).sum::<i64>());
+    let ledger_secs: f64 = rows.iter().map(|r| r.duration_secs).sum();
+    assert!((duration - ledger_secs).abs() < 0.01);
+
+    let vod = playlist_text(&rig, a.recording_id, "alpha").await;
+    assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD") && vod.ends_with("#EXT-X-ENDLIST\n"), "{vod}");
+    let path = rig.media_root.as_ref().unwrap().join(format!("channels/alpha/{}/playlist.m3u8", a.recording_id));
+    let read = ffmpeg_reads(&path);
+    assert!((read - ledger_secs).abs() < 1.5, "ffmpeg read {read:.2}s, the ledger says {ledger_secs:.2}s");
+    assert_eq!(jobs_for(&rig, a.recording_id).await, ["export", "thumbnails"]);
+    let cell_state: String = sqlx::query_scalar("SELECT state::text FROM cells WHERE id = $1").bind(cell).fetch_one(&rig.pool).await.unwrap();
+    assert_eq!(cell_state, "exited");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_return_inside_the_standby_window_continues_the_recording_as_a_new_epoch() {
+    let media = test_media(Container::Ts).await;
+    let source = LiveSource::start().await;
+    source.add("bravo", &media, 6);
+    let rig = Rig::file().await;
+    let channel = rig.channel("bravo", &source.media_url("bravo")).await;
+    let (cell, a) = rig.assign(channel).await;
+    let child = rig.observer(channel, "bravo", cell, a, &["--standby", "8s"]);
+    rig.wait_segments(a.recording_id, 8, SECS(30)).await;
+    source.go_offline("bravo");
+    colony_tests::eventually("standby", SECS(20), || async { (rig.recording_state(a.recording_id).await == "standby").then_some(()) }).await;
+    source.come_back("bravo");
+    colony_tests::eventually("a second epoch", SECS(20), || async {
+        (!stored(&rig.rows(a.recording_id).await, 1).is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(SECS(2)).await;
+    source.end("bravo");
+    let (code, stderr) = wait_exit(child, SECS(40)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let recordings: i64 = sqlx::query_scalar("SELECT count(*) FROM recordings WHERE channel_id = $1").bind(channel).fetch_one(&rig.pool).await.unwrap();
+    assert_eq!(recordings, 1, "one broadcast, one recording");
+    let rows = rig.rows(a.recording_id).await;
+    assert!(contiguous(&stored(&rows, 0)) && contiguous(&stored(&rows, 1)));
+    assert_eq!(rows.iter().map(|r| r.epoch).max(), Some(1));
+    let second: BTreeSet<u64> = source.published_in("bravo", 1).iter().map(|p| p.0).collect();
+    assert_eq!(stored(&rows, 1), second, "the returned stream is recorded from its first segment");
+    let vod = playlist_text(&rig, a.recording_id, "bravo").await;
+    assert_eq!(vod.matches("#EXT-X-DISCONTINUITY").count(), 1, "{vod}");
+    assert!(vod.contains("e0/") && vod.contains("e1/"));
+    let path = rig.media_root.as_ref().unwrap().join(format!("channels/bravo/{}/playlist.m3u8", a.recording_id));
+    ffmpeg_reads(&path);
+    assert_eq!(rig.recording_state(a.recording_id).await, "complete");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blip_inside_the_standby_window_continues_the_same_epoch_without_duplicates() {
+    let media = test_media(Container::Ts).await;
+    let source = LiveSource::start().await;
+    source.add("kilo", &media, 6);
+    let rig = Rig::file().await;
+    let channel = rig.channel("kilo", &source.media_url("kilo")).await;
+    let (cell, a) = rig.assign(channel).await;
+    let child = rig.observer(channel, "kilo", cell, a, &["--standby", "8s"]);
+    rig.wait_segments(a.recording_id, 7, SECS(30)).await;
+    source.go_offline("kilo");
+    colony_tests::eventually("standby", SECS(20), || async { (rig.recording_state(a.recording_id).await == "standby").then_some(()) }).await;
+    source.resume("kilo");
+    tokio::time::sleep(SECS(4)).await;
+    source.end("kilo");
+    let (code, stderr) = wait_exit(child, SECS(40)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let rows = rig.rows(a.recording_id).await;
+    assert!(rows.iter().all(|r| r.epoch == 0), "a blip is not a new stream\n{stderr}");
+    let published: BTreeSet<u64> = source.published("kilo").iter().map(|p| p.0).collect();
+    assert_eq!(stored(&rows, 0), published, "nothing lost, nothing twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drop_past_the_standby_window_finalizes_and_enqueues_post_processing() {
+    let media = test_media(Container::Ts).await;
+    let source = LiveSource::start().await;
+    source.add("charlie", &media, 6);
+    let rig = Rig::file().await;
+    let channel = rig.channel("charlie", &source.media_url("charlie")).await;
+    let (cell, a) = rig.assign(channel).await;
+    let child = rig.observer(channel, "charlie", cell, a, &[]);
+    rig.wait_segments(a.recording_id, 7, SECS(30)).await;
+    source.go_offline("charlie");
+    let started = std::time::Instant::now();
+    let (code, stderr) = wait_exit(child, SECS(40)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(started.elapsed() >= SECS(3), "finalized before the standby window passed");
+    assert_eq!(rig.recording_state(a.recording_id).await, "complete");
+    assert_eq!(jobs_for(&rig, a.recording_id).await, ["export", "thumbnails"]);
+    let rows = rig.rows(a.recording_id).await;
+    assert!(contiguous(&stored(&rows, 0)));
+    assert!(playlist_text(&rig, a.recording_id, "charlie").await.ends_with("#EXT-X-ENDLIST\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finalizes_as_interrupted_and_exits_0() {
+    let media = test_media(Container::Ts).await;
+    let source = LiveSource::start().await;
+    source.add("delta", &media, 6);
+    let rig = Rig::file().await;
+    let channel = rig.channel("delta", &source.media_url("delta")).await;
+    let (cell, a) = rig.assign(channel).await;
+    let child = rig.observer(channel, "delta", cell, a, &[]);
+    rig.wait_segments(a.recording_id, 7, SECS(30)).await;
+    signal(&child, Signal::SIGTERM);
+    let (code, stderr) = wait_exit(child, SECS(20)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(rig.recording_state(a.recording_id).await, "interrupted");
+    let vod = playlist_text(&rig, a.recording_id, "delta").await;
+    assert!(vod.ends_with("#EXT-X-ENDLIST\n"));
+    let rows = rig.rows(a.recording_id).await;
+    assert_eq!(vod.matches("#EXTINF").count(), rows.len(), "the playlist lists every ledger row");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replacement_after_sigkill_loses_nothing_and_stores_nothing_twice() {
+    let media = test_media(Container::Ts).await;
+    let source = LiveSource::start().await;
+    source.add("echo", &media, 8);
+    let rig = Rig::file().await;
+    let channel = rig.channel("echo", &source.media_url("echo")).await;
+    let (cell, a) = rig.assign(channel).await;
+    let first = rig.observer(channel, "echo", cell, a, &[]);
+    rig.wait_segments(a.recording_id, 10, SECS(30)).await;
+    signal(&first, Signal::SIGKILL);
+    let _ = wait_exit(first, SECS(10)).await;
+    // The mothership notices a few seconds later, inside the source's window.
+    tokio::time::sleep(SECS(3)).await;
+    let (cell2, b) = rig.assign(channel).await;
+    assert_eq!(b.recording_id, a.recording_id, "the replacement continues the same recording");
+    assert_eq!(b.lease_token, a.lease_token + 1);
+    let second = rig.observer(channel, "echo", cell2, b, &[]);
+    tokio::time::sleep(SECS(4)).await;
+    source.end("echo");
+    let (code, stderr) = wait_exit(second, SECS(40)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let rows = rig.rows(a.recording_id).await;
+    assert!(rows.iter().all(|r| !r.is_gap), "no gap: the replacement started inside the window");
+    let published: BTreeSet<u64> = source.published("echo").iter().map(|p| p.0).collect();
+    assert_eq!(stored(&rows, 0), published, "nothing lost");
+    assert_eq!(rows.len(), published.len(), "nothing stored twice");
+    objects_match_source(&rig, &rows, &source, "echo").await;
+    let path = rig.media_root.as_ref().unwrap().join(format!("channels/echo/{}/playlist.m3u8", a.recording_id));
+    ffmpeg_reads(&path);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garage_down_for_20_seconds_loses_no_segment() {
+    let dir = std::env::temp_dir().join(format!("colony-test-garage-outage-{}", uuid::Uuid::new_v4().simple()));
+    let dir2 = dir.clone();
+    let g = tokio::task::spawn_blocking(move || colony_tests::garage::start(&dir2)).await.unwrap();
+    let media = test_media(Container::Ts).await;
+    let source = LiveSource::start().await;
+    // A window long enough that nothing falls out of it while storage is down
+    // is not needed: segments spool locally. Keep it short on purpose.
+    source.add("foxtrot", &media, 4);
+    let rig = Rig::garage(&g).await;
+    let channel = rig.channel("foxtrot", &source.media_url("foxtrot")).await;
+    let (cell, a) = rig.assign(channel).await;
+    let child = rig.observer(channel, "foxtrot", cell, a, &[]);
+    rig.wait_segments(a.recording_id, 6, SECS(30)).await;
+
+    let g2 = g.clone();
+    tokio::task::spawn_blocking(move || g2.stop()).await.unwrap();
+    tokio::time::sleep(SECS(20)).await;
+    let g2 = g.clone();
+    tokio::task::spawn_blocking(move || g2.restart()).await.unwrap();
+    tokio::time::sleep(SECS(4)).await;
+    source.end("foxtrot");
+    let (code, stderr) = wait_exit(child, SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("spooling"), "storage was never unavailable?\n{stderr}");
+
+    let rows = rig.rows(a.recording_id).await;
+    let published: BTreeSet<u64> = source.published("foxtrot").iter().map(|p| p.0).collect();
+    assert_eq!(stored(&rows, 0), published, "no segment lost while storage was down");
+    assert!(rows.iter().all(|r| !r.is_gap));
+    objects_match_source(&rig, &rows, &source, "foxtrot").await;
+    assert_eq!(rig.recording_state(a.recording_id).await, "complete");
+    assert_eq!(std::fs::read_dir(rig.spool.path().join(a.recording_id.to_string())).unwrap().count(), 0, "spool drained");
+    g.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_fmp4_source_keeps_its_init_section() {
+    let media = test_media(Container::Fmp4).await;
+    let source = LiveSource::start().await;
+    source.add("golf", &media, 6);
+    let rig = Rig::file().await;
+    let channel = rig.channel("golf", &source.master_url("golf")).await;
+    let (cell, a) = rig.assign(channel).await;
+    let child = rig.observer(channel, "golf", cell, a, &[]);
+    rig.wait_segments(a.recording_id, 8, SECS(30)).await;
+    source.end("golf");
+    let (code, stderr) = wait_exit(child, SECS(40)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let rows = rig.rows(a.recording_id).await;
+    assert!(rows.iter().all(|r| r.init_key.is_some() && r.object_key.as_deref().unwrap().ends_with(".m4s")));
+    let init = ObjectKey::parse(rows[0].init_key.as_deref().unwrap()).unwrap();
+    let stored_init = get_bytes(rig.store.as_ref(), &init).await.unwrap();
+    assert_eq!(stored_init.as_ref(), std::fs::read(media.init.as_ref().unwrap()).unwrap().as_slice());
+    let vod = playlist_text(&rig, a.recording_id, "golf").await;
+    assert!(vod.contains("#EXT-X-MAP:URI=\"e0/init-0.mp4\""), "{vod}");
+    let path = rig.media_root.as_ref().unwrap().join(format!("channels/golf/{}/playlist.m3u8", a.recording_id));
+    let read = ffmpeg_reads(&path);
+    let ledger_secs: f64 = rows.iter().map(|r| r.duration_secs).sum();
+    assert!((read - ledger_secs).abs() < 1.5, "ffmpeg read {read:.2}s, the ledger says {ledger_secs:.2}s");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sequence_jump_is_recorded_as_a_gap() {
+    let media = test_media(Container::Ts).await;
+    let source = LiveSource::start().await;
+    source.add("hotel", &media, 6);
+    let rig = Rig::file().await;
+    let channel = rig.channel("hotel", &source.media_url("hotel")).await;
+    let (cell, a) = rig.assign(channel).await;
+    let child = rig.observer(channel, "hotel", cell, a, &[]);
+    rig.wait_segments(a.recording_id, 7, SECS(30)).await;
+    source.jump("hotel", 25);
+    tokio::time::sleep(SECS(4)).await;
+    source.end("hotel");
+    let (code, stderr) = wait_exit(child, SECS(40)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let rows = rig.rows(a.recording_id).await;
+    let gaps: Vec<&LedgerRow> = rows.iter().filter(|r| r.is_gap).collect();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    // Exactly the segments the source never offered are the gap.
+    let published: BTreeSet<u64> = source.published("hotel").iter().map(|p| p.0).collect();
+    let never_stored: BTreeSet<u64> = published.difference(&stored(&rows, 0)).copied().collect();
+    let gap = gaps[0].media_sequence as u64..(gaps[0].media_sequence + i64::from(gaps[0].gap_count)) as u64;
+    assert_eq!(never_stored, gap.clone().collect(), "the gap row covers exactly what is missing");
+    assert!(gaps[0].gap_count >= 15, "{}", gaps[0].gap_count);
+    assert!(gaps[0].duration_secs >= f64::from(gaps[0].gap_count) * 0.9, "estimated seconds: {}", gaps[0].duration_secs);
+    assert!(stderr.contains("explicit gap"), "the gap is logged");
+    let gap_count: i64 = sqlx::query_scalar("SELECT gap_count FROM recordings WHERE id = $1").bind(a.recording_id).fetch_one(&rig.pool).await.unwrap();
+    assert_eq!(gap_count, i64::from(gaps[0].gap_count));
+    let vod = playlist_text(&rig, a.recording_id, "hotel").await;
+    assert!(vod.contains("#EXT-X-DISCONTINUITY") && vod.contains(&format!("## gap: {} segment(s)", gaps[0].gap_count)), "{vod}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fenced_out_cell_exits_with_code_3_and_writes_nothing_more() {
+    let media = test_media(Container::Ts).await;
+    let source = LiveSource::start().await;
+    source.add("india", &media, 6);
+    let rig = Rig::file().await;
+    let channel = rig.channel("india", &source.media_url("india")).await;
+    let (cell, a) = rig.assign(channel).await;
+    let child = rig.observer(channel, "india", cell, a, &[]);
+    rig.wait_segments(a.recording_id, 7, SECS(30)).await;
+    // The mothership hands the recording to a replacement (which never starts).
+    let (_, b) = rig.assign(channel).await;
+    assert!(b.lease_token > a.lease_token);
+    let fenced_at = rig.rows(a.recording_id).await.len();
+    let (code, stderr) = wait_exit(child, SECS(15)).await;
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("fenced out"), "{stderr}");
+    tokio::time::sleep(SECS(2)).await;
+    let after = rig.rows(a.recording_id).await.len();
+    assert!(after <= fenced_at + 2, "the old cell kept writing: {fenced_at} -> {after}");
+    assert_eq!(rig.recording_state(a.recording_id).await, "recording", "the old cell did not finalize");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_segment_404_and_broken_playlists_do_not_stop_the_recording() {
+    let media = test_media(Container::Ts).await;
+    let source = LiveSource::start().await;
+    source.add("juliet", &media, 6);
+    source.fail_segment("juliet", 9);
+    let rig = Rig::file().await;
+    let channel = rig.channel("juliet", &source.media_url("juliet")).await;
+    let (cell, a) = rig.assign(channel).await;
+    // Errors shorter than the offline timeout must not end the live phase.
+    let child = rig.observer(channel, "juliet", cell, a, &["--offline-after", "15s"]);
+    rig.wait_segments(a.recording_id, 6, SECS(30)).await;
+    source.truncate_playlists("juliet", 2);
+    tokio::time::sleep(SECS(2)).await;
+    source.playlist_status("juliet", Some(503));
+    tokio::time::sleep(SECS(2)).await;
+    source.playlist_status("juliet", None);
+    rig.wait_segments(a.recording_id, 14, SECS(30)).await;
+    source.end("juliet");
+    let (code, stderr) = wait_exit(child, SECS(40)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let rows = rig.rows(a.recording_id).await;
+    let gap: Vec<&LedgerRow> = rows.iter().filter(|r| r.is_gap).collect();
+    assert_eq!(gap.len(), 1, "{:?}\n{stderr}", rows.iter().map(|r| (r.media_sequence, r.is_gap)).collect::<Vec<_>>());
+    assert_eq!((gap[0].media_sequence, gap[0].gap_count), (9, 1), "the segment that always 404s is an explicit gap");
+    let published: BTreeSet<u64> = source.published("juliet").iter().map(|p| p.0).filter(|s| *s != 9).collect();
+    assert_eq!(stored(&rows, 0), published, "everything else was recorded");
+}

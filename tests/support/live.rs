@@ -1,0 +1,384 @@
+//! A live HLS source for tests and benchmarks. Segments are made once with
+//! ffmpeg (testsrc + sine; MPEG-TS or fMP4) and cached; a small axum server
+//! replays them over loopback as live channels: a sliding window with rising
+//! media sequence numbers, published on a clock. Each channel can on command
+//! go offline (404), come back, end (`EXT-X-ENDLIST`), answer errors, stall,
+//! jump its sequence, or fail single segments. Serving is a file read per
+//! request, so a hundred channels cost next to no CPU.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+
+use crate::proc::{lock, run};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Container {
+    Ts,
+    Fmp4,
+}
+
+/// A set of segments made by ffmpeg, in order, with their durations.
+#[derive(Debug, Clone)]
+pub struct Media {
+    pub container: Container,
+    pub dir: PathBuf,
+    pub segments: Vec<(PathBuf, f64)>,
+    pub init: Option<PathBuf>,
+}
+
+/// What to encode.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    pub width: u32,
+    pub height: u32,
+    pub segment_secs: u32,
+    pub total_secs: u32,
+    pub video_kbps: u32,
+}
+
+impl Profile {
+    /// Tiny 1-second segments for tests.
+    pub const TEST: Profile = Profile { width: 192, height: 108, segment_secs: 1, total_secs: 120, video_kbps: 200 };
+    /// 1080p at 6 Mbit/s in 2-second segments, for benchmarks.
+    pub const BENCH_1080P: Profile = Profile { width: 1920, height: 1080, segment_secs: 2, total_secs: 330, video_kbps: 6000 };
+}
+
+/// Make (once per machine) or find the segments for a profile.
+pub fn media(container: Container, profile: Profile) -> Media {
+    let ext = match container {
+        Container::Ts => "ts",
+        Container::Fmp4 => "m4s",
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "colony-test-media/{}x{}-{}s-{}s-{}k-{ext}",
+        profile.width, profile.height, profile.segment_secs, profile.total_secs, profile.video_kbps
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _guard = lock(&dir.join(".lock"));
+    let index = dir.join("index.m3u8");
+    if !index.exists() {
+        let gop = (25 * profile.segment_secs).to_string();
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-loglevel", "error", "-y"])
+            .args(["-f", "lavfi", "-i", &format!("testsrc=size={}x{}:rate=25", profile.width, profile.height)])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(["-t", &profile.total_secs.to_string()])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", &gop, "-keyint_min", &gop, "-sc_threshold", "0"])
+            .args(["-b:v", &format!("{}k", profile.video_kbps), "-maxrate", &format!("{}k", profile.video_kbps)])
+            .args(["-bufsize", &format!("{}k", profile.video_kbps * 2)])
+            .args(["-c:a", "aac", "-b:a", "64k"])
+            .args(["-f", "hls", "-hls_time", &profile.segment_secs.to_string(), "-hls_list_size", "0"]);
+        match container {
+            Container::Ts => cmd.args(["-hls_segment_type", "mpegts"]),
+            Container::Fmp4 => cmd.args(["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4"]),
+        };
+        cmd.arg("-hls_segment_filename").arg(dir.join(format!("seg%05d.{ext}"))).arg(dir.join("index.tmp.m3u8"));
+        run(&mut cmd);
+        std::fs::rename(dir.join("index.tmp.m3u8"), &index).unwrap();
+    }
+    let text = std::fs::read_to_string(&index).unwrap();
+    let mut segments = Vec::new();
+    let mut duration = 0.0;
+    for line in text.lines() {
+        if let Some(d) = line.strip_prefix("#EXTINF:") {
+            duration = d.trim_end_matches(',').parse().unwrap();
+        } else if !line.starts_with('#') && !line.is_empty() {
+            segments.push((dir.join(line), duration));
+        }
+    }
+    let init = (container == Container::Fmp4).then(|| dir.join("init.mp4"));
+    Media { container, dir, segments, init }
+}
+
+/// Per-channel behaviour, changed on command.
+#[derive(Debug)]
+struct Channel {
+    media: Arc<Media>,
+    window: usize,
+    /// (session, sequence, media index, publish time) of every published segment.
+    published: Vec<(u32, u64, usize, SystemTime)>,
+    /// A reconnect starts a new session: numbering from 0, new URIs.
+    session: u32,
+    next_seq: u64,
+    next_index: usize,
+    next_publish: Instant,
+    offline: bool,
+    ended: bool,
+    stalled: bool,
+    playlist_status: Option<u16>,
+    failing_segments: HashSet<u64>,
+    truncate_next_playlists: u32,
+}
+
+impl Channel {
+    fn advance(&mut self) {
+        let now = Instant::now();
+        if self.offline || self.stalled || self.ended {
+            self.next_publish = self.next_publish.max(now);
+            return;
+        }
+        while self.next_publish <= now {
+            let dur = self.media.segments[self.next_index % self.media.segments.len()].1;
+            self.publish();
+            self.next_publish += Duration::from_secs_f64(dur);
+        }
+    }
+
+    fn publish(&mut self) {
+        self.published.push((self.session, self.next_seq, self.next_index % self.media.segments.len(), SystemTime::now()));
+        self.next_seq += 1;
+        self.next_index += 1;
+    }
+
+    fn playlist(&mut self) -> Result<String, StatusCode> {
+        self.advance();
+        if let Some(code) = self.playlist_status {
+            return Err(StatusCode::from_u16(code).unwrap());
+        }
+        if self.offline {
+            return Err(StatusCode::NOT_FOUND);
+        }
+        let current: Vec<_> = self.published.iter().filter(|p| p.0 == self.session).copied().collect();
+        let window = &current[current.len().saturating_sub(self.window)..];
+        let target = self.media.segments.iter().map(|s| s.1).fold(0.0, f64::max).ceil() as u64;
+        let ext = if self.media.init.is_some() { "m4s" } else { "ts" };
+        let mut out = format!(
+            "#EXTM3U\n#EXT-X-VERSION:{}\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}\n",
+            if self.media.init.is_some() { 7 } else { 3 },
+            window.first().map_or(0, |w| w.1)
+        );
+        if self.media.init.is_some() {
+            out.push_str("#EXT-X-MAP:URI=\"init.mp4\"\n");
+        }
+        let mut prev: Option<u64> = None;
+        for (session, seq, index, at) in window {
+            if prev.is_some_and(|p| p + 1 != *seq) {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            let dur = self.media.segments[*index].1;
+            let pdt = chrono::DateTime::<chrono::Utc>::from(*at - Duration::from_secs_f64(dur));
+            out.push_str(&format!(
+                "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{dur:.3},\nseg/{session}-{seq}.{ext}?token=t{seq}\n",
+                pdt.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ));
+            prev = Some(*seq);
+        }
+        if self.ended {
+            out.push_str("#EXT-X-ENDLIST\n");
+        }
+        if self.truncate_next_playlists > 0 {
+            self.truncate_next_playlists -= 1;
+            out.truncate(out.len() * 2 / 3);
+        }
+        Ok(out)
+    }
+
+    fn segment_path(&self, session: u32, seq: u64) -> Option<PathBuf> {
+        if session == 0 && self.failing_segments.contains(&seq) {
+            return None;
+        }
+        self.published.iter().rev().find(|p| p.0 == session && p.1 == seq).map(|p| self.media.segments[p.2].0.clone())
+    }
+}
+
+type Channels = Arc<Mutex<HashMap<String, Channel>>>;
+
+/// A running source server. Dropping it stops the server.
+pub struct LiveSource {
+    pub addr: SocketAddr,
+    channels: Channels,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl LiveSource {
+    pub async fn start() -> Self {
+        let channels: Channels = Arc::default();
+        let app = Router::new()
+            .route("/{name}/master.m3u8", get(master))
+            .route("/{name}/index.m3u8", get(playlist))
+            .route("/{name}/init.mp4", get(init))
+            .route("/{name}/seg/{file}", get(segment))
+            .with_state(channels.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, channels, _server: server }
+    }
+
+    /// Add a channel that goes live now with `window` segments already published.
+    pub fn add(&self, name: &str, media: &Media, window: usize) {
+        let mut ch = Channel {
+            media: Arc::new(media.clone()),
+            window,
+            published: Vec::new(),
+            session: 0,
+            next_seq: 0,
+            next_index: 0,
+            next_publish: Instant::now(),
+            offline: false,
+            ended: false,
+            stalled: false,
+            playlist_status: None,
+            failing_segments: HashSet::new(),
+            truncate_next_playlists: 0,
+        };
+        for _ in 0..window.saturating_sub(1) {
+            ch.publish();
+        }
+        self.channels.lock().unwrap().insert(name.to_owned(), ch);
+    }
+
+    pub fn media_url(&self, name: &str) -> String {
+        format!("http://{}/{name}/index.m3u8", self.addr)
+    }
+
+    pub fn master_url(&self, name: &str) -> String {
+        format!("http://{}/{name}/master.m3u8", self.addr)
+    }
+
+    fn with<T>(&self, name: &str, f: impl FnOnce(&mut Channel) -> T) -> T {
+        let mut map = self.channels.lock().unwrap();
+        let ch = map.get_mut(name).expect("unknown channel");
+        ch.advance();
+        f(ch)
+    }
+
+    /// The playlist answers 404 until [`come_back`](Self::come_back).
+    pub fn go_offline(&self, name: &str) {
+        self.with(name, |c| c.offline = true);
+    }
+
+    /// Live again as a new stream (a reconnect): a new session whose media
+    /// sequence starts at 0 under new URIs, as real encoders restart.
+    pub fn come_back(&self, name: &str) {
+        self.with(name, |c| {
+            c.offline = false;
+            c.stalled = false;
+            c.session += 1;
+            c.next_seq = 0;
+            c.publish();
+            c.next_publish = Instant::now() + Duration::from_secs_f64(c.media.segments[0].1);
+        });
+    }
+
+    /// Live again after a blip: the same stream, numbering goes on.
+    pub fn resume(&self, name: &str) {
+        self.with(name, |c| {
+            c.offline = false;
+            c.stalled = false;
+            c.next_publish = Instant::now();
+        });
+    }
+
+    /// The broadcast is over: `EXT-X-ENDLIST`.
+    pub fn end(&self, name: &str) {
+        self.with(name, |c| c.ended = true);
+    }
+
+    /// The playlist answers this status (or normally again with `None`).
+    pub fn playlist_status(&self, name: &str, status: Option<u16>) {
+        self.with(name, |c| c.playlist_status = status);
+    }
+
+    /// Stop publishing new segments while still answering.
+    pub fn stall(&self, name: &str) {
+        self.with(name, |c| c.stalled = true);
+    }
+
+    /// The live window jumps `n` segments ahead at once, as when segments
+    /// are lost between two reloads: the skipped ones are never offered.
+    pub fn jump(&self, name: &str, n: u64) {
+        self.with(name, |c| {
+            for _ in 0..n {
+                c.publish();
+            }
+        });
+    }
+
+    /// This segment answers 404.
+    pub fn fail_segment(&self, name: &str, seq: u64) {
+        self.with(name, |c| c.failing_segments.insert(seq));
+    }
+
+    /// The next `n` playlist responses are cut short.
+    pub fn truncate_playlists(&self, name: &str, n: u32) {
+        self.with(name, |c| c.truncate_next_playlists = n);
+    }
+
+    /// Every sequence number the first session published, with its publish time.
+    pub fn published(&self, name: &str) -> Vec<(u64, SystemTime)> {
+        self.published_in(name, 0)
+    }
+
+    /// Every sequence number a session published, with its publish time.
+    pub fn published_in(&self, name: &str, session: u32) -> Vec<(u64, SystemTime)> {
+        self.with(name, |c| c.published.iter().filter(|p| p.0 == session).map(|p| (p.1, p.3)).collect())
+    }
+
+    /// The bytes of a segment the first session published.
+    pub fn segment_bytes(&self, name: &str, seq: u64) -> Option<Vec<u8>> {
+        let path = self.with(name, |c| c.segment_path(0, seq).or_else(|| {
+            c.published.iter().find(|p| p.0 == 0 && p.1 == seq).map(|p| c.media.segments[p.2].0.clone())
+        }))?;
+        std::fs::read(path).ok()
+    }
+}
+
+async fn master(State(channels): State<Channels>, UrlPath(name): UrlPath<String>) -> Response {
+    if !channels.lock().unwrap().contains_key(&name) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let body = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=96x54\nindex.m3u8?variant=low\n\
+                #EXT-X-STREAM-INF:BANDWIDTH=6500000,RESOLUTION=1920x1080\nindex.m3u8\n";
+    ([(header::CONTENT_TYPE, "application/vnd.apple.mpegurl")], body).into_response()
+}
+
+async fn playlist(State(channels): State<Channels>, UrlPath(name): UrlPath<String>) -> Response {
+    let result = match channels.lock().unwrap().get_mut(&name) {
+        None => Err(StatusCode::NOT_FOUND),
+        Some(ch) => ch.playlist(),
+    };
+    match result {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/vnd.apple.mpegurl"), (header::CACHE_CONTROL, "no-cache")], body).into_response(),
+        Err(code) => code.into_response(),
+    }
+}
+
+async fn init(State(channels): State<Channels>, UrlPath(name): UrlPath<String>) -> Response {
+    let path = channels.lock().unwrap().get(&name).and_then(|c| c.media.init.clone());
+    file_response(path).await
+}
+
+async fn segment(State(channels): State<Channels>, UrlPath((name, file)): UrlPath<(String, String)>) -> Response {
+    let id = file.split('.').next().and_then(|s| s.split_once('-')).and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+    let path = id.and_then(|(session, seq)| channels.lock().unwrap().get(&name).and_then(|c| c.segment_path(session, seq)));
+    file_response(path).await
+}
+
+async fn file_response(path: Option<PathBuf>) -> Response {
+    match path {
+        None => StatusCode::NOT_FOUND.into_response(),
+        Some(p) => match tokio::fs::read(&p).await {
+            Ok(body) => ([(header::CONTENT_TYPE, "video/mp2t")], Bytes::from(body)).into_response(),
+            Err(_) => StatusCode::NOT_FOUND.into_response(),
+        },
+    }
+}
+
+/// For benchmarks run by hand: where the media dir is.
+pub fn media_dir(media: &Media) -> &Path {
+    &media.dir
+}

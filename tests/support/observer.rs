@@ -1,0 +1,151 @@
+//! A rig for observer-cell tests: a migrated database, a channel on the
+//! test live source, a recording assigned under a lease token, and the real
+//! `observer-cell` binary started with the environment contract.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use colony::recording::{Assignment, LedgerRow};
+use colony::storage::{ObjectStore, StorageArgs};
+use sqlx::PgPool;
+use tokio::process::{Child, Command};
+
+use crate::bins::bin;
+use crate::pg::TestDb;
+
+pub struct Rig {
+    pub db: TestDb,
+    pub pool: PgPool,
+    pub store: Arc<dyn ObjectStore>,
+    pub storage_env: Vec<(&'static str, String)>,
+    /// Where file:// storage lives (None for S3).
+    pub media_root: Option<std::path::PathBuf>,
+    pub spool: tempfile::TempDir,
+    _media_dir: Option<tempfile::TempDir>,
+}
+
+impl Rig {
+    /// Database plus file:// storage in a temp dir.
+    pub async fn file() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let args = StorageArgs {
+            storage_url: url.parse().unwrap(),
+            s3_endpoint: None,
+            s3_region: None,
+            s3_path_style: false,
+            s3_multipart_threshold_mib: 16,
+        };
+        let root = dir.path().to_owned();
+        Self::with_storage(args, vec![("COLONY_STORAGE_URL", url)], Some(root), Some(dir)).await
+    }
+
+    /// Database plus S3 storage on a Garage node under a fresh prefix.
+    pub async fn garage(g: &crate::garage::Garage) -> Self {
+        let prefix = format!("obs-{}", uuid::Uuid::new_v4().simple());
+        let args = g.storage_args(&g.bucket, &prefix);
+        let mut env = g.env();
+        env.push(("COLONY_STORAGE_URL", format!("s3://{}/{prefix}", g.bucket)));
+        Self::with_storage(args, env, None, None).await
+    }
+
+    async fn with_storage(
+        args: StorageArgs,
+        storage_env: Vec<(&'static str, String)>,
+        media_root: Option<std::path::PathBuf>,
+        media_dir: Option<tempfile::TempDir>,
+    ) -> Self {
+        let db = TestDb::migrated().await;
+        let pool = db.pool(8).await;
+        let store = colony::storage::open(&args).await.unwrap();
+        Self { db, pool, store, storage_env, media_root, spool: tempfile::tempdir().unwrap(), _media_dir: media_dir }
+    }
+
+    /// Add a channel recording `url`; returns its id.
+    pub async fn channel(&self, login: &str, url: &str) -> i64 {
+        sqlx::query_scalar(
+            "INSERT INTO channels (login, display_name, source_kind, source_url, pipeline)
+             VALUES ($1, $1, 'hls', $2, '[\"thumbnails\", \"export\"]') RETURNING id",
+        )
+        .bind(login)
+        .bind(url)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Hand the channel's recording to a new cell, as the mothership does.
+    pub async fn assign(&self, channel_id: i64) -> (uuid::Uuid, Assignment) {
+        let cell = uuid::Uuid::new_v4();
+        (cell, colony::recording::assign_live(&self.pool, channel_id, cell).await.unwrap())
+    }
+
+    /// Start `observer-cell` for an assignment with test-friendly timings
+    /// (set through the environment, so `extra` flags override them).
+    pub fn observer(&self, channel_id: i64, login: &str, cell: uuid::Uuid, a: Assignment, extra: &[&str]) -> Child {
+        let mut cmd = Command::new(bin("observer-cell"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &self.db.url)
+            .env("OBSERVER_VOD_ID", a.recording_id.to_string())
+            .env("OBSERVER_CHANNEL_ID", channel_id.to_string())
+            .env("OBSERVER_CHANNEL_LOGIN", login)
+            .env("OBSERVER_CHANNEL_NAME", format!("{login} (test)"))
+            .env("COLONY_CELL_ID", cell.to_string())
+            .env("COLONY_LEASE_TOKEN", a.lease_token.to_string())
+            .env("COLONY_LOG", "info,colony=debug,aws=warn,sqlx=warn")
+            .env("COLONY_SPOOL_DIR", self.spool.path())
+            .env("OBSERVER_STANDBY", "3s")
+            .env("COLONY_HEARTBEAT_INTERVAL", "1s")
+            .env("OBSERVER_OFFLINE_AFTER", "3s")
+            .env("OBSERVER_SHUTDOWN_DEADLINE", "15s")
+            .env("OBSERVER_FINALIZE_DEADLINE", "60s")
+            .env("OBSERVER_FETCH_TIMEOUT", "2s")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &self.storage_env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("start observer-cell")
+    }
+
+    pub async fn rows(&self, recording_id: i64) -> Vec<LedgerRow> {
+        sqlx::query_as(
+            "SELECT epoch, media_sequence, duration_secs, bytes, object_key, init_key, program_date_time, source,
+                    is_gap, gap_count, is_ad, discontinuity
+               FROM segments WHERE recording_id = $1 ORDER BY epoch, media_sequence",
+        )
+        .bind(recording_id)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Wait until the recording has at least `n` stored segments.
+    pub async fn wait_segments(&self, recording_id: i64, n: usize, timeout: Duration) {
+        crate::eventually(&format!("{n} segments in recording {recording_id}"), timeout, || async {
+            let have = self.rows(recording_id).await.iter().filter(|r| !r.is_gap).count();
+            (have >= n).then_some(())
+        })
+        .await
+    }
+
+    pub async fn recording_state(&self, recording_id: i64) -> String {
+        sqlx::query_scalar("SELECT state::text FROM recordings WHERE id = $1").bind(recording_id).fetch_one(&self.pool).await.unwrap()
+    }
+}
+
+/// Wait for a child to exit within `timeout`; returns its code and stderr.
+pub async fn wait_exit(child: Child, timeout: Duration) -> (Option<i32>, String) {
+    let out = tokio::time::timeout(timeout, child.wait_with_output()).await.expect("observer did not exit in time").unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+pub fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(child.id().expect("running") as i32);
+    nix::sys::signal::kill(pid, sig).unwrap();
+}
