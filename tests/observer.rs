@@ -400,3 +400,79 @@ async fn a_segment_404_and_broken_playlists_do_not_stop_the_recording() {
     let published: BTreeSet<u64> = source.published("juliet").iter().map(|p| p.0).filter(|s| *s != 9).collect();
     assert_eq!(stored(&rows, 0), published, "everything else was recorded");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_down_for_15_seconds_loses_no_segment() {
+    let dir = std::env::temp_dir().join(format!("colony-test-pg-outage-{}", uuid::Uuid::new_v4().simple()));
+    let dir2 = dir.clone();
+    let admin = tokio::task::spawn_blocking(move || colony_tests::pg::start_cluster(&dir2, &["fsync=off"])).await.unwrap();
+    let media = test_media(Container::Ts).await;
+    let source = LiveSource::start().await;
+    source.add("lima", &media, 6);
+    let rig = Rig::file_on(&admin).await;
+    let channel = rig.channel("lima", &source.media_url("lima")).await;
+    let (cell, a) = rig.assign(channel).await;
+    let child = rig.observer(channel, "lima", cell, a, &["--db-connect-timeout", "2s"]);
+    rig.wait_segments(a.recording_id, 7, SECS(30)).await;
+
+    rig.pool.close().await;
+    let d = dir.clone();
+    tokio::task::spawn_blocking(move || colony_tests::pg::stop_cluster(&d)).await.unwrap();
+    tokio::time::sleep(SECS(15)).await;
+    let d = dir.clone();
+    tokio::task::spawn_blocking(move || colony_tests::pg::restart_cluster(&d)).await.unwrap();
+    let pool = rig.db.pool(4).await;
+    tokio::time::sleep(SECS(3)).await;
+    source.end("lima");
+    let (code, stderr) = wait_exit(child, SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("postgres unavailable") && stderr.contains("postgres is back"), "{stderr}");
+
+    let rows: Vec<(i64, bool)> = sqlx::query_as("SELECT media_sequence, is_gap FROM segments WHERE recording_id = $1 ORDER BY media_sequence")
+        .bind(a.recording_id).fetch_all(&pool).await.unwrap();
+    let stored: BTreeSet<u64> = rows.iter().filter(|r| !r.1).map(|r| r.0 as u64).collect();
+    let published: BTreeSet<u64> = source.published("lima").iter().map(|p| p.0).collect();
+    assert_eq!(stored, published, "every segment recorded while Postgres was down reached the ledger");
+    let state: String = sqlx::query_scalar("SELECT state::text FROM recordings WHERE id = $1").bind(a.recording_id).fetch_one(&pool).await.unwrap();
+    assert_eq!(state, "complete");
+    pool.close().await;
+    drop(rig);
+    let d = dir.clone();
+    let _ = tokio::task::spawn_blocking(move || colony_tests::pg::stop_cluster(&d)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_missing_or_malformed_assignment_is_one_line_and_exit_2() {
+    let rig = Rig::file().await;
+    let run = |env: Vec<(&str, &str)>| {
+        let mut cmd = std::process::Command::new(colony_tests::bins::bin("observer-cell"));
+        cmd.env_clear().env("DATABASE_URL", &rig.db.url).env("COLONY_STORAGE_URL", "file:///tmp/colony-test-unused");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let full = vec![
+        ("OBSERVER_VOD_ID", "1"),
+        ("OBSERVER_CHANNEL_ID", "1"),
+        ("OBSERVER_CHANNEL_LOGIN", "mike"),
+        ("OBSERVER_CHANNEL_NAME", "Mike"),
+        ("COLONY_CELL_ID", "6f1c1d5e-8d6a-4b8e-9d9e-3c1c2f0e4a11"),
+        ("COLONY_LEASE_TOKEN", "1"),
+    ];
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (full.iter().filter(|(k, _)| *k != "OBSERVER_VOD_ID").copied().collect(), "OBSERVER_VOD_ID"),
+        (full.iter().map(|(k, v)| if *k == "OBSERVER_CHANNEL_LOGIN" { (*k, "../Evil") } else { (*k, *v) }).collect(), "not a safe channel login"),
+        (full.iter().map(|(k, v)| if *k == "COLONY_CELL_ID" { (*k, "not-a-uuid") } else { (*k, *v) }).collect(), "COLONY_CELL_ID"),
+        (full.iter().map(|(k, v)| if *k == "OBSERVER_STANDBY" { (*k, "soon") } else { (*k, *v) }).chain([("OBSERVER_STANDBY", "soon")]).collect(), "OBSERVER_STANDBY"),
+        (full.clone(), "recording 1 (OBSERVER_VOD_ID) does not exist"),
+    ];
+    for (env, expect) in cases {
+        let out = run(env);
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(expect), "expected {expect:?} in: {err}");
+    }
+}

@@ -28,6 +28,11 @@ pub struct Rig {
 impl Rig {
     /// Database plus file:// storage in a temp dir.
     pub async fn file() -> Self {
+        Self::file_on(crate::pg::server_url()).await
+    }
+
+    /// The same, with the database on another Postgres server.
+    pub async fn file_on(admin: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().display());
         let args = StorageArgs {
@@ -38,7 +43,7 @@ impl Rig {
             s3_multipart_threshold_mib: 16,
         };
         let root = dir.path().to_owned();
-        Self::with_storage(args, vec![("COLONY_STORAGE_URL", url)], Some(root), Some(dir)).await
+        Self::with_storage(admin, args, vec![("COLONY_STORAGE_URL", url)], Some(root), Some(dir)).await
     }
 
     /// Database plus S3 storage on a Garage node under a fresh prefix.
@@ -47,16 +52,17 @@ impl Rig {
         let args = g.storage_args(&g.bucket, &prefix);
         let mut env = g.env();
         env.push(("COLONY_STORAGE_URL", format!("s3://{}/{prefix}", g.bucket)));
-        Self::with_storage(args, env, None, None).await
+        Self::with_storage(crate::pg::server_url(), args, env, None, None).await
     }
 
     async fn with_storage(
+        admin: &str,
         args: StorageArgs,
         storage_env: Vec<(&'static str, String)>,
         media_root: Option<std::path::PathBuf>,
         media_dir: Option<tempfile::TempDir>,
     ) -> Self {
-        let db = TestDb::migrated().await;
+        let db = TestDb::migrated_on(admin).await;
         let pool = db.pool(8).await;
         let store = colony::storage::open(&args).await.unwrap();
         Self { db, pool, store, storage_env, media_root, spool: tempfile::tempdir().unwrap(), _media_dir: media_dir }

@@ -62,9 +62,27 @@ pub fn start_cluster(dir: &Path, settings: &[&str]) -> String {
         .arg(dir.join("postgres.log"))
         .args(["-w", "-t", "60", "-o", &options, "start"])
         .stdin(Stdio::null()));
+    std::fs::write(dir.join("options"), &options).unwrap();
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
     std::fs::write(&url_file, &url).unwrap();
     url
+}
+
+/// Stop a private cluster at once (a database outage). Not for the shared one.
+pub fn stop_cluster(dir: &Path) {
+    run(as_postgres(&pg_bin_dir().join("pg_ctl")).arg("-D").arg(dir.join("data")).args(["-m", "immediate", "-w", "stop"]));
+}
+
+/// Start a stopped private cluster again, on the same port and data.
+pub fn restart_cluster(dir: &Path) {
+    let options = std::fs::read_to_string(dir.join("options")).unwrap();
+    run(as_postgres(&pg_bin_dir().join("pg_ctl"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-l")
+        .arg(dir.join("postgres.log"))
+        .args(["-w", "-t", "60", "-o", &options, "start"])
+        .stdin(Stdio::null()));
 }
 
 fn as_postgres(program: &Path) -> Command {
@@ -92,23 +110,33 @@ fn pg_bin_dir() -> PathBuf {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    admin: String,
 }
 
 impl TestDb {
     /// An empty database: no schema.
     pub async fn empty() -> Self {
-        let admin = server_url().to_owned();
+        Self::empty_on(server_url()).await
+    }
+
+    /// An empty database on another server (a private cluster).
+    pub async fn empty_on(admin: &str) -> Self {
+        let admin = admin.to_owned();
         let name = format!("colony_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = PgConnection::connect(&admin).await.expect("connect to the test postgres server");
         conn.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("create test database");
         let mut url = url::Url::parse(&admin).unwrap();
         url.set_path(&name);
-        Self { name, url: url.to_string() }
+        Self { name, url: url.to_string(), admin }
     }
 
     /// A database carrying this build's schema.
     pub async fn migrated() -> Self {
-        let db = Self::empty().await;
+        Self::migrated_on(server_url()).await
+    }
+
+    pub async fn migrated_on(admin: &str) -> Self {
+        let db = Self::empty_on(admin).await;
         let pool = db.pool(4).await;
         colony::db::migrate(&pool).await.expect("migrate test database");
         pool.close().await;
@@ -126,7 +154,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let admin = server_url().to_owned();
+        let admin = self.admin.clone();
         let name = self.name.clone();
         // Drop runs outside any runtime guarantee; use a private one.
         let _ = std::thread::spawn(move || {
