@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use colony::recording::LedgerRow;
+use colony::recording::{Assignment, LedgerRow};
 use colony::storage::{get_bytes, ObjectKey};
 use colony_tests::live::{media, Container, LiveSource, Profile};
 use colony_tests::observer::{signal, wait_exit, Rig};
@@ -70,89 +70,132 @@ async fn jobs_for(rig: &Rig, recording_id: i64) -> Vec<String> {
         .unwrap()
 }
 
+
+/// One live channel on its own test source, recorded into file:// storage.
+struct Live {
+    name: &'static str,
+    source: LiveSource,
+    rig: Rig,
+    channel: i64,
+    cell: uuid::Uuid,
+    a: Assignment,
+}
+
+impl Live {
+    /// The channel records the media playlist, or with `master` the master
+    /// playlist (exercising variant choice).
+    async fn new(name: &'static str, container: Container, window: usize, master: bool) -> Self {
+        let media = test_media(container).await;
+        let source = LiveSource::start().await;
+        source.add(name, &media, window);
+        let rig = Rig::file().await;
+        let url = if master { source.master_url(name) } else { source.media_url(name) };
+        let channel = rig.channel(name, &url).await;
+        let (cell, a) = rig.assign(channel).await;
+        Self { name, source, rig, channel, cell, a }
+    }
+
+    fn observer(&self, extra: &[&str]) -> tokio::process::Child {
+        self.rig.observer(self.channel, self.name, self.cell, self.a, extra)
+    }
+
+    async fn wait_segments(&self, n: usize) {
+        self.rig.wait_segments(self.a.recording_id, n, SECS(30)).await
+    }
+
+    async fn rows(&self) -> Vec<LedgerRow> {
+        self.rig.rows(self.a.recording_id).await
+    }
+
+    async fn state(&self) -> String {
+        self.rig.recording_state(self.a.recording_id).await
+    }
+
+    async fn playlist(&self) -> String {
+        playlist_text(&self.rig, self.a.recording_id, self.name).await
+    }
+
+    fn playlist_path(&self) -> std::path::PathBuf {
+        self.rig.media_root.as_ref().unwrap().join(format!("channels/{}/{}/playlist.m3u8", self.name, self.a.recording_id))
+    }
+
+    fn published(&self) -> BTreeSet<u64> {
+        self.source.published(self.name).iter().map(|p| p.0).collect()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn records_a_live_channel_end_to_end_into_a_playable_vod() {
-    let media = test_media(Container::Ts).await;
-    let source = LiveSource::start().await;
-    source.add("alpha", &media, 6);
-    let rig = Rig::file().await;
-    // Through the master playlist, to exercise variant choice.
-    let channel = rig.channel("alpha", &source.master_url("alpha")).await;
-    let (cell, a) = rig.assign(channel).await;
-    let child = rig.observer(channel, "alpha", cell, a, &[]);
-    rig.wait_segments(a.recording_id, 10, SECS(30)).await;
+    let t = Live::new("alpha", Container::Ts, 6, true).await;
+    let child = t.observer(&[]);
+    t.wait_segments(10).await;
 
     // The EVENT playlist is kept current while live.
-    let live = playlist_text(&rig, a.recording_id, "alpha").await;
+    let live = t.playlist().await;
     assert!(live.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && !live.contains("ENDLIST"), "{live}");
     let heartbeat: Option<i64> = sqlx::query_scalar("SELECT segment_count FROM recordings WHERE id = $1")
-        .bind(a.recording_id).fetch_one(&rig.pool).await.unwrap();
+        .bind(t.a.recording_id).fetch_one(&t.rig.pool).await.unwrap();
     assert!(heartbeat.unwrap_or(0) > 0, "heartbeats carry progress");
 
-    source.end("alpha");
+    t.source.end(t.name);
     let (code, stderr) = wait_exit(child, SECS(40)).await;
     assert_eq!(code, Some(0), "{stderr}");
 
-    let rows = rig.rows(a.recording_id).await;
-    let published: BTreeSet<u64> = source.published("alpha").iter().map(|p| p.0).collect();
+    let rows = t.rows().await;
+    let published = t.published();
     assert_eq!(stored(&rows, 0), published, "every published segment, from the first the window offered, exactly once");
     assert!(rows.iter().all(|r| !r.is_gap && r.program_date_time.is_some()));
-    objects_match_source(&rig, &rows, &source, "alpha").await;
+    objects_match_source(&t.rig, &rows, &t.source, t.name).await;
 
     let (state, segments, bytes, duration): (String, i64, i64, f64) =
         sqlx::query_as("SELECT state::text, segment_count, bytes, duration_secs FROM recordings WHERE id = $1")
-            .bind(a.recording_id).fetch_one(&rig.pool).await.unwrap();
+            .bind(t.a.recording_id).fetch_one(&t.rig.pool).await.unwrap();
     assert_eq!(state, "complete");
     assert_eq!(segments as usize, rows.len());
     assert_eq!(bytes, rows.iter().map(|r| r.bytes).sum::<i64>());
     let ledger_secs: f64 = rows.iter().map(|r| r.duration_secs).sum();
     assert!((duration - ledger_secs).abs() < 0.01);
 
-    let vod = playlist_text(&rig, a.recording_id, "alpha").await;
+    let vod = t.playlist().await;
     assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD") && vod.ends_with("#EXT-X-ENDLIST\n"), "{vod}");
-    let path = rig.media_root.as_ref().unwrap().join(format!("channels/alpha/{}/playlist.m3u8", a.recording_id));
+    let path = t.playlist_path();
     let read = ffmpeg_reads(&path);
     assert!((read - ledger_secs).abs() < 1.5, "ffmpeg read {read:.2}s, the ledger says {ledger_secs:.2}s");
-    assert_eq!(jobs_for(&rig, a.recording_id).await, ["export", "thumbnails"]);
-    let cell_state: String = sqlx::query_scalar("SELECT state::text FROM cells WHERE id = $1").bind(cell).fetch_one(&rig.pool).await.unwrap();
+    assert_eq!(jobs_for(&t.rig, t.a.recording_id).await, ["export", "thumbnails"]);
+    let cell_state: String = sqlx::query_scalar("SELECT state::text FROM cells WHERE id = $1").bind(t.cell).fetch_one(&t.rig.pool).await.unwrap();
     assert_eq!(cell_state, "exited");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_return_inside_the_standby_window_continues_the_recording_as_a_new_epoch() {
-    let media = test_media(Container::Ts).await;
-    let source = LiveSource::start().await;
-    source.add("bravo", &media, 6);
-    let rig = Rig::file().await;
-    let channel = rig.channel("bravo", &source.media_url("bravo")).await;
-    let (cell, a) = rig.assign(channel).await;
-    let child = rig.observer(channel, "bravo", cell, a, &["--standby", "8s"]);
-    rig.wait_segments(a.recording_id, 8, SECS(30)).await;
-    source.go_offline("bravo");
-    colony_tests::eventually("standby", SECS(20), || async { (rig.recording_state(a.recording_id).await == "standby").then_some(()) }).await;
-    source.come_back("bravo");
+    let t = Live::new("bravo", Container::Ts, 6, false).await;
+    let child = t.observer(&["--standby", "8s"]);
+    t.wait_segments(8).await;
+    t.source.go_offline(t.name);
+    colony_tests::eventually("standby", SECS(20), || async { (t.state().await == "standby").then_some(()) }).await;
+    t.source.come_back(t.name);
     colony_tests::eventually("a second epoch", SECS(20), || async {
-        (!stored(&rig.rows(a.recording_id).await, 1).is_empty()).then_some(())
+        (!stored(&t.rows().await, 1).is_empty()).then_some(())
     })
     .await;
     tokio::time::sleep(SECS(2)).await;
-    source.end("bravo");
+    t.source.end(t.name);
     let (code, stderr) = wait_exit(child, SECS(40)).await;
     assert_eq!(code, Some(0), "{stderr}");
 
-    let recordings: i64 = sqlx::query_scalar("SELECT count(*) FROM recordings WHERE channel_id = $1").bind(channel).fetch_one(&rig.pool).await.unwrap();
+    let recordings: i64 = sqlx::query_scalar("SELECT count(*) FROM recordings WHERE channel_id = $1").bind(t.channel).fetch_one(&t.rig.pool).await.unwrap();
     assert_eq!(recordings, 1, "one broadcast, one recording");
-    let rows = rig.rows(a.recording_id).await;
+    let rows = t.rows().await;
     assert!(contiguous(&stored(&rows, 0)) && contiguous(&stored(&rows, 1)));
     assert_eq!(rows.iter().map(|r| r.epoch).max(), Some(1));
-    let second: BTreeSet<u64> = source.published_in("bravo", 1).iter().map(|p| p.0).collect();
+    let second: BTreeSet<u64> = t.source.published_in(t.name, 1).iter().map(|p| p.0).collect();
     assert_eq!(stored(&rows, 1), second, "the returned stream is recorded from its first segment");
-    let vod = playlist_text(&rig, a.recording_id, "bravo").await;
+    let vod = t.playlist().await;
     assert_eq!(vod.matches("#EXT-X-DISCONTINUITY").count(), 1, "{vod}");
     assert!(vod.contains("e0/") && vod.contains("e1/"));
-    let path = rig.media_root.as_ref().unwrap().join(format!("channels/bravo/{}/playlist.m3u8", a.recording_id));
+    let path = t.playlist_path();
     ffmpeg_reads(&path);
-    assert_eq!(rig.recording_state(a.recording_id).await, "complete");
+    assert_eq!(t.state().await, "complete");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,7 +204,8 @@ async fn a_blip_inside_the_standby_window_continues_the_same_epoch_without_dupli
     let source = LiveSource::start().await;
     source.add("kilo", &media, 6);
     let rig = Rig::file().await;
-    let channel = rig.channel("kilo", &source.media_url("kilo")).await;
+    // The source comes from a resolver command, re-run on every standby probe.
+    let channel = rig.channel_with_resolver("kilo", &source.media_url("kilo"), "printf '%s\\n' {url}").await;
     let (cell, a) = rig.assign(channel).await;
     let child = rig.observer(channel, "kilo", cell, a, &["--standby", "8s"]);
     rig.wait_segments(a.recording_id, 7, SECS(30)).await;
@@ -180,43 +224,33 @@ async fn a_blip_inside_the_standby_window_continues_the_same_epoch_without_dupli
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drop_past_the_standby_window_finalizes_and_enqueues_post_processing() {
-    let media = test_media(Container::Ts).await;
-    let source = LiveSource::start().await;
-    source.add("charlie", &media, 6);
-    let rig = Rig::file().await;
-    let channel = rig.channel("charlie", &source.media_url("charlie")).await;
-    let (cell, a) = rig.assign(channel).await;
-    let child = rig.observer(channel, "charlie", cell, a, &[]);
-    rig.wait_segments(a.recording_id, 7, SECS(30)).await;
-    source.go_offline("charlie");
+    let t = Live::new("charlie", Container::Ts, 6, false).await;
+    let child = t.observer(&[]);
+    t.wait_segments(7).await;
+    t.source.go_offline(t.name);
     let started = std::time::Instant::now();
     let (code, stderr) = wait_exit(child, SECS(40)).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(started.elapsed() >= SECS(3), "finalized before the standby window passed");
-    assert_eq!(rig.recording_state(a.recording_id).await, "complete");
-    assert_eq!(jobs_for(&rig, a.recording_id).await, ["export", "thumbnails"]);
-    let rows = rig.rows(a.recording_id).await;
+    assert_eq!(t.state().await, "complete");
+    assert_eq!(jobs_for(&t.rig, t.a.recording_id).await, ["export", "thumbnails"]);
+    let rows = t.rows().await;
     assert!(contiguous(&stored(&rows, 0)));
-    assert!(playlist_text(&rig, a.recording_id, "charlie").await.ends_with("#EXT-X-ENDLIST\n"));
+    assert!(t.playlist().await.ends_with("#EXT-X-ENDLIST\n"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finalizes_as_interrupted_and_exits_0() {
-    let media = test_media(Container::Ts).await;
-    let source = LiveSource::start().await;
-    source.add("delta", &media, 6);
-    let rig = Rig::file().await;
-    let channel = rig.channel("delta", &source.media_url("delta")).await;
-    let (cell, a) = rig.assign(channel).await;
-    let child = rig.observer(channel, "delta", cell, a, &[]);
-    rig.wait_segments(a.recording_id, 7, SECS(30)).await;
+    let t = Live::new("delta", Container::Ts, 6, false).await;
+    let child = t.observer(&[]);
+    t.wait_segments(7).await;
     signal(&child, Signal::SIGTERM);
     let (code, stderr) = wait_exit(child, SECS(20)).await;
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(rig.recording_state(a.recording_id).await, "interrupted");
-    let vod = playlist_text(&rig, a.recording_id, "delta").await;
+    assert_eq!(t.state().await, "interrupted");
+    let vod = t.playlist().await;
     assert!(vod.ends_with("#EXT-X-ENDLIST\n"));
-    let rows = rig.rows(a.recording_id).await;
+    let rows = t.rows().await;
     assert_eq!(vod.matches("#EXTINF").count(), rows.len(), "the playlist lists every ledger row");
 }
 
@@ -293,25 +327,21 @@ async fn garage_down_for_20_seconds_loses_no_segment() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_fmp4_source_keeps_its_init_section() {
-    let media = test_media(Container::Fmp4).await;
-    let source = LiveSource::start().await;
-    source.add("golf", &media, 6);
-    let rig = Rig::file().await;
-    let channel = rig.channel("golf", &source.master_url("golf")).await;
-    let (cell, a) = rig.assign(channel).await;
-    let child = rig.observer(channel, "golf", cell, a, &[]);
-    rig.wait_segments(a.recording_id, 8, SECS(30)).await;
-    source.end("golf");
+    let t = Live::new("golf", Container::Fmp4, 6, true).await;
+    let child = t.observer(&[]);
+    t.wait_segments(8).await;
+    t.source.end(t.name);
     let (code, stderr) = wait_exit(child, SECS(40)).await;
     assert_eq!(code, Some(0), "{stderr}");
-    let rows = rig.rows(a.recording_id).await;
+    let rows = t.rows().await;
     assert!(rows.iter().all(|r| r.init_key.is_some() && r.object_key.as_deref().unwrap().ends_with(".m4s")));
     let init = ObjectKey::parse(rows[0].init_key.as_deref().unwrap()).unwrap();
-    let stored_init = get_bytes(rig.store.as_ref(), &init).await.unwrap();
+    let stored_init = get_bytes(t.rig.store.as_ref(), &init).await.unwrap();
+    let media = test_media(Container::Fmp4).await;
     assert_eq!(stored_init.as_ref(), std::fs::read(media.init.as_ref().unwrap()).unwrap().as_slice());
-    let vod = playlist_text(&rig, a.recording_id, "golf").await;
+    let vod = t.playlist().await;
     assert!(vod.contains("#EXT-X-MAP:URI=\"e0/init-0.mp4\""), "{vod}");
-    let path = rig.media_root.as_ref().unwrap().join(format!("channels/golf/{}/playlist.m3u8", a.recording_id));
+    let path = t.playlist_path();
     let read = ffmpeg_reads(&path);
     let ledger_secs: f64 = rows.iter().map(|r| r.duration_secs).sum();
     assert!((read - ledger_secs).abs() < 1.5, "ffmpeg read {read:.2}s, the ledger says {ledger_secs:.2}s");
@@ -319,57 +349,47 @@ async fn an_fmp4_source_keeps_its_init_section() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sequence_jump_is_recorded_as_a_gap() {
-    let media = test_media(Container::Ts).await;
-    let source = LiveSource::start().await;
-    source.add("hotel", &media, 6);
-    let rig = Rig::file().await;
-    let channel = rig.channel("hotel", &source.media_url("hotel")).await;
-    let (cell, a) = rig.assign(channel).await;
-    let child = rig.observer(channel, "hotel", cell, a, &[]);
-    rig.wait_segments(a.recording_id, 7, SECS(30)).await;
-    source.jump("hotel", 25);
+    let t = Live::new("hotel", Container::Ts, 6, false).await;
+    let child = t.observer(&[]);
+    t.wait_segments(7).await;
+    t.source.jump(t.name, 25);
     tokio::time::sleep(SECS(4)).await;
-    source.end("hotel");
+    t.source.end(t.name);
     let (code, stderr) = wait_exit(child, SECS(40)).await;
     assert_eq!(code, Some(0), "{stderr}");
-    let rows = rig.rows(a.recording_id).await;
+    let rows = t.rows().await;
     let gaps: Vec<&LedgerRow> = rows.iter().filter(|r| r.is_gap).collect();
     assert_eq!(gaps.len(), 1, "{gaps:?}");
     // Exactly the segments the source never offered are the gap.
-    let published: BTreeSet<u64> = source.published("hotel").iter().map(|p| p.0).collect();
+    let published = t.published();
     let never_stored: BTreeSet<u64> = published.difference(&stored(&rows, 0)).copied().collect();
     let gap = gaps[0].media_sequence as u64..(gaps[0].media_sequence + i64::from(gaps[0].gap_count)) as u64;
     assert_eq!(never_stored, gap.clone().collect(), "the gap row covers exactly what is missing");
     assert!(gaps[0].gap_count >= 15, "{}", gaps[0].gap_count);
     assert!(gaps[0].duration_secs >= f64::from(gaps[0].gap_count) * 0.9, "estimated seconds: {}", gaps[0].duration_secs);
     assert!(stderr.contains("explicit gap"), "the gap is logged");
-    let gap_count: i64 = sqlx::query_scalar("SELECT gap_count FROM recordings WHERE id = $1").bind(a.recording_id).fetch_one(&rig.pool).await.unwrap();
+    let gap_count: i64 = sqlx::query_scalar("SELECT gap_count FROM recordings WHERE id = $1").bind(t.a.recording_id).fetch_one(&t.rig.pool).await.unwrap();
     assert_eq!(gap_count, i64::from(gaps[0].gap_count));
-    let vod = playlist_text(&rig, a.recording_id, "hotel").await;
+    let vod = t.playlist().await;
     assert!(vod.contains("#EXT-X-DISCONTINUITY") && vod.contains(&format!("## gap: {} segment(s)", gaps[0].gap_count)), "{vod}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fenced_out_cell_exits_with_code_3_and_writes_nothing_more() {
-    let media = test_media(Container::Ts).await;
-    let source = LiveSource::start().await;
-    source.add("india", &media, 6);
-    let rig = Rig::file().await;
-    let channel = rig.channel("india", &source.media_url("india")).await;
-    let (cell, a) = rig.assign(channel).await;
-    let child = rig.observer(channel, "india", cell, a, &[]);
-    rig.wait_segments(a.recording_id, 7, SECS(30)).await;
+    let t = Live::new("india", Container::Ts, 6, false).await;
+    let child = t.observer(&[]);
+    t.wait_segments(7).await;
     // The mothership hands the recording to a replacement (which never starts).
-    let (_, b) = rig.assign(channel).await;
-    assert!(b.lease_token > a.lease_token);
-    let fenced_at = rig.rows(a.recording_id).await.len();
+    let (_, b) = t.rig.assign(t.channel).await;
+    assert!(b.lease_token > t.a.lease_token);
+    let fenced_at = t.rows().await.len();
     let (code, stderr) = wait_exit(child, SECS(15)).await;
     assert_eq!(code, Some(3), "{stderr}");
     assert!(stderr.contains("fenced out"), "{stderr}");
     tokio::time::sleep(SECS(2)).await;
-    let after = rig.rows(a.recording_id).await.len();
+    let after = t.rows().await.len();
     assert!(after <= fenced_at + 2, "the old cell kept writing: {fenced_at} -> {after}");
-    assert_eq!(rig.recording_state(a.recording_id).await, "recording", "the old cell did not finalize");
+    assert_eq!(t.state().await, "recording", "the old cell did not finalize");
 }
 
 #[tokio::test(flavor = "multi_thread")]

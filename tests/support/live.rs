@@ -128,15 +128,23 @@ impl Channel {
             self.next_publish = self.next_publish.max(now);
             return;
         }
+        // Publishing happens lazily, at the next request, but each segment is
+        // stamped with the moment it was due: latency measured against these
+        // times does not depend on who happened to ask first.
         while self.next_publish <= now {
             let dur = self.media.segments[self.next_index % self.media.segments.len()].1;
-            self.publish();
+            let due = SystemTime::now() - now.duration_since(self.next_publish);
+            self.publish_at(due);
             self.next_publish += Duration::from_secs_f64(dur);
         }
     }
 
     fn publish(&mut self) {
-        self.published.push((self.session, self.next_seq, self.next_index % self.media.segments.len(), SystemTime::now()));
+        self.publish_at(SystemTime::now());
+    }
+
+    fn publish_at(&mut self, at: SystemTime) {
+        self.published.push((self.session, self.next_seq, self.next_index % self.media.segments.len(), at));
         self.next_seq += 1;
         self.next_index += 1;
     }

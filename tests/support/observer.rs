@@ -81,6 +81,20 @@ impl Rig {
         .unwrap()
     }
 
+    /// Add a channel whose HLS URL comes from running `resolver` on `url`.
+    pub async fn channel_with_resolver(&self, login: &str, url: &str, resolver: &str) -> i64 {
+        sqlx::query_scalar(
+            "INSERT INTO channels (login, display_name, source_kind, source_url, resolver, pipeline)
+             VALUES ($1, $1, 'command', $2, $3, '[]') RETURNING id",
+        )
+        .bind(login)
+        .bind(url)
+        .bind(resolver)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
     /// Hand the channel's recording to a new cell, as the mothership does.
     pub async fn assign(&self, channel_id: i64) -> (uuid::Uuid, Assignment) {
         let cell = uuid::Uuid::new_v4();
