@@ -1,14 +1,24 @@
-//! `harvest-cell`: a thin shell over the `colony` library.
+//! `harvest-cell`: works the job queue. A thin shell over `colony::harvest`.
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 use colony::config::DatabaseArgs;
+use colony::exit::Exit;
+use colony::harvest::{Ctx, HarvestArgs};
+use colony::queue::Queue;
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
+use tokio_util::sync::CancellationToken;
 
-/// A harvest cell works the job queue: VOD downloads, re-encodes, repairs, exports, thumbnails.
-/// Run any number of them, on any machine that reaches Postgres and object storage.
+/// A harvest cell works Colony's job queue: VOD downloads for backfill today,
+/// re-encodes, repairs, exports and thumbnails as they land. Run any number
+/// of them, on any machine that reaches Postgres and object storage; they
+/// never run the same job twice. A cell exits by itself after --idle-exit
+/// with nothing to do (or when the queue is empty, with --drain). SIGTERM:
+/// stop claiming, let running jobs finish within --shutdown-deadline, hand
+/// back the rest without spending an attempt, exit 0.
 #[derive(Debug, Parser)]
 #[command(name = "harvest-cell", version)]
 struct Cli {
@@ -18,6 +28,11 @@ struct Cli {
     db: DatabaseArgs,
     #[command(flatten)]
     storage: StorageArgs,
+    #[command(flatten)]
+    harvest: HarvestArgs,
+    /// This cell's id; the mothership sets it, a joining laptop gets a fresh one.
+    #[arg(long = "cell-id", env = "COLONY_CELL_ID", value_name = "UUID")]
+    cell_id: Option<uuid::Uuid>,
 }
 
 #[tokio::main]
@@ -31,7 +46,34 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let _pool = colony::db::connect(&cli.db).await?;
-    let _store = colony::storage::open(&cli.storage).await?;
-    anyhow::bail!("job execution is not part of this build yet; this binary only verifies its configuration")
+    let kinds = cli.harvest.kind_filter().map_err(Exit::config)?;
+    let pool = colony::db::connect(&cli.db).await?;
+    let store = colony::storage::open(&cli.storage).await?;
+    let cell_id = cli.cell_id.unwrap_or_else(uuid::Uuid::new_v4);
+    colony::harvest::register(&pool, cell_id).await.context("registering the cell")?;
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop.clone()));
+    let ctx = Ctx {
+        queue: Queue::new(pool.clone()),
+        store,
+        hls: colony::hls::HlsClient::new(cli.harvest.fetch_timeout.into()),
+        worker: cell_id.to_string(),
+        kinds,
+        args: cli.harvest,
+    };
+    let done = colony::harvest::run(ctx, stop).await?;
+    colony::harvest::mark_exited(&pool, cell_id).await.context("marking the cell exited")?;
+    tracing::info!(jobs = done, "harvest cell exiting");
+    Ok(())
+}
+
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stop requested: no new jobs; running ones get the shutdown deadline");
+    stop.cancel();
 }

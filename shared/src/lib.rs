@@ -9,6 +9,7 @@ pub mod channel;
 pub mod config;
 pub mod db;
 pub mod exit;
+pub mod harvest;
 pub mod hls;
 pub mod observer;
 pub mod queue;

@@ -119,6 +119,7 @@ struct Channel {
     playlist_status: Option<u16>,
     failing_segments: HashSet<u64>,
     truncate_next_playlists: u32,
+    segment_delay: Duration,
 }
 
 impl Channel {
@@ -242,6 +243,7 @@ impl LiveSource {
             playlist_status: None,
             failing_segments: HashSet::new(),
             truncate_next_playlists: 0,
+            segment_delay: Duration::ZERO,
         };
         for _ in 0..window.saturating_sub(1) {
             ch.publish();
@@ -321,6 +323,11 @@ impl LiveSource {
         self.with(name, |c| c.failing_segments.insert(seq));
     }
 
+    /// Every segment response waits this long first (a slow CDN).
+    pub fn segment_delay(&self, name: &str, delay: Duration) {
+        self.with(name, |c| c.segment_delay = delay);
+    }
+
     /// The next `n` playlist responses are cut short.
     pub fn truncate_playlists(&self, name: &str, n: u32) {
         self.with(name, |c| c.truncate_next_playlists = n);
@@ -372,7 +379,12 @@ async fn init(State(channels): State<Channels>, UrlPath(name): UrlPath<String>) 
 
 async fn segment(State(channels): State<Channels>, UrlPath((name, file)): UrlPath<(String, String)>) -> Response {
     let id = file.split('.').next().and_then(|s| s.split_once('-')).and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
-    let path = id.and_then(|(session, seq)| channels.lock().unwrap().get(&name).and_then(|c| c.segment_path(session, seq)));
+    let (path, delay) = {
+        let map = channels.lock().unwrap();
+        let ch = map.get(&name);
+        (id.and_then(|(session, seq)| ch.and_then(|c| c.segment_path(session, seq))), ch.map_or(Duration::ZERO, |c| c.segment_delay))
+    };
+    tokio::time::sleep(delay).await;
     file_response(path).await
 }
 

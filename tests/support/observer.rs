@@ -133,6 +133,26 @@ impl Rig {
         cmd.spawn().expect("start observer-cell")
     }
 
+    /// Start `harvest-cell` against this rig's database and storage.
+    pub fn harvest(&self, extra: &[&str]) -> Child {
+        let mut cmd = Command::new(bin("harvest-cell"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &self.db.url)
+            .env("COLONY_LOG", "info,colony=debug,aws=warn,sqlx=warn")
+            .env("HARVEST_POLL", "500ms")
+            .env("HARVEST_FETCH_TIMEOUT", "5s")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &self.storage_env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("start harvest-cell")
+    }
+
     pub async fn rows(&self, recording_id: i64) -> Vec<LedgerRow> {
         sqlx::query_as(
             "SELECT epoch, media_sequence, duration_secs, bytes, object_key, init_key, program_date_time, source,
