@@ -15,9 +15,51 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// A finished broadcast of `segments` segments, served as a VOD.
 async fn vod(source: &LiveSource, name: &str, segments: usize) {
-    let media = tokio::task::spawn_blocking(|| media(Container::Ts, Profile::TEST)).await.unwrap();
+    vod_of(source, name, segments, Profile::TEST).await
+}
+
+async fn vod_of(source: &LiveSource, name: &str, segments: usize, profile: Profile) {
+    let media = tokio::task::spawn_blocking(move || media(Container::Ts, profile)).await.unwrap();
     source.add(name, &media, segments);
     source.end(name);
+}
+
+/// Download a 480p VOD with the given post-processing pipeline and run
+/// everything to the end; returns the recording id.
+async fn downloaded_with_pipeline(rig: &Rig, source: &LiveSource, name: &str, profile: Profile, pipeline: &str) -> i64 {
+    vod_of(source, name, 12, profile).await;
+    let channel = rig.channel(name, "http://unused.invalid/").await;
+    sqlx::query("UPDATE channels SET pipeline = $2::jsonb WHERE id = $1").bind(channel).bind(pipeline).execute(&rig.pool).await.unwrap();
+    enqueue_download(rig, &source.media_url(name), channel).await;
+    let (code, stderr) = wait_exit(rig.harvest(&["--drain"]), SECS(120)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let states: Vec<(String, String, Option<String>)> = sqlx::query_as("SELECT kind, state::text, last_error FROM jobs ORDER BY id").fetch_all(&rig.pool).await.unwrap();
+    assert!(states.iter().all(|s| s.1 == "succeeded"), "{states:?}\n{stderr}");
+    vod_recording(rig, channel).await.0
+}
+
+fn local(rig: &Rig, key: &str) -> std::path::PathBuf {
+    rig.media_root.as_ref().unwrap().join(key)
+}
+
+/// Keyframe times of a playlist's video, from ffprobe.
+fn keyframes(playlist: &std::path::Path) -> Vec<String> {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-skip_frame", "nokey", "-show_entries", "frame=pts_time", "-of", "csv=p=0"])
+        .arg(playlist)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim_end_matches(',').to_owned()).filter(|l| !l.is_empty()).collect()
+}
+
+fn streams(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_type,height", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 async fn enqueue_download(rig: &Rig, url: &str, channel: i64) -> i64 {
@@ -43,7 +85,7 @@ async fn a_vod_download_stores_every_segment_once_and_a_rerun_changes_nothing() 
     let rig = Rig::file().await;
     let channel = rig.channel("past", "http://unused.invalid/").await;
     let id = enqueue_download(&rig, &source.master_url("past"), channel).await;
-    let (code, stderr) = wait_exit(rig.harvest(&["--drain"]), SECS(60)).await;
+    let (code, stderr) = wait_exit(rig.harvest(&["--drain", "--kinds", "vod_download"]), SECS(60)).await;
     assert_eq!(code, Some(0), "{stderr}");
 
     let (state, attempt, error, progress) = job(&rig, id).await;
@@ -74,7 +116,7 @@ async fn a_vod_download_stores_every_segment_once_and_a_rerun_changes_nothing() 
 
     // The same download asked for again: one recording, the same rows.
     let again = enqueue_download(&rig, &source.master_url("past"), channel).await;
-    let (code, stderr) = wait_exit(rig.harvest(&["--drain"]), SECS(60)).await;
+    let (code, stderr) = wait_exit(rig.harvest(&["--drain", "--kinds", "vod_download"]), SECS(60)).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(job(&rig, again).await.0, "succeeded");
     assert_eq!(rig.rows(recording).await.len(), 30);
@@ -90,7 +132,7 @@ async fn a_cell_killed_mid_download_is_finished_by_another_with_nothing_missing_
     let rig = Rig::file().await;
     let channel = rig.channel("long", "http://unused.invalid/").await;
     let id = enqueue_download(&rig, &source.media_url("long"), channel).await;
-    let first = rig.harvest(&["--lease", "2s", "--download-concurrency", "2"]);
+    let first = rig.harvest(&["--lease", "2s", "--download-concurrency", "2", "--kinds", "vod_download"]);
     colony_tests::eventually("the download to be under way", SECS(30), || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM segments").fetch_one(&rig.pool).await.unwrap();
         (n >= 8).then_some(())
@@ -102,7 +144,7 @@ async fn a_cell_killed_mid_download_is_finished_by_another_with_nothing_missing_
     assert!(before < 40, "the first cell finished before it was killed");
 
     // The second cell rescues the job once the dead cell's lease runs out.
-    let second = rig.harvest(&["--lease", "2s", "--idle-exit", "4s", "--download-concurrency", "4"]);
+    let second = rig.harvest(&["--lease", "2s", "--idle-exit", "4s", "--download-concurrency", "4", "--kinds", "vod_download"]);
     let (code, stderr) = wait_exit(second, SECS(60)).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("rescued a job whose lease expired"), "{stderr}");
@@ -129,7 +171,7 @@ async fn a_poison_job_ends_dead_with_its_error_while_the_others_finish() {
     source.add("stilllive", &media, 4);
     let not_a_vod = enqueue_download(&rig, &source.media_url("stilllive"), live).await;
     let good = enqueue_download(&rig, &source.media_url("good"), channel).await;
-    let (code, stderr) = wait_exit(rig.harvest(&["--drain"]), SECS(60)).await;
+    let (code, stderr) = wait_exit(rig.harvest(&["--drain", "--kinds", "vod_download"]), SECS(60)).await;
     assert_eq!(code, Some(0), "{stderr}");
     let (state, attempt, error, _) = job(&rig, poison).await;
     assert_eq!((state.as_str(), attempt), ("dead", 1), "a 404 VOD is permanent: dead at once");
@@ -152,8 +194,8 @@ async fn two_cells_never_run_the_same_job() {
         let channel = rig.channel(&name, "http://unused.invalid/").await;
         jobs.push(enqueue_download(&rig, &source.media_url(&name), channel).await);
     }
-    let a = rig.harvest(&["--drain", "--concurrency", "2"]);
-    let b = rig.harvest(&["--drain", "--concurrency", "2"]);
+    let a = rig.harvest(&["--drain", "--concurrency", "2", "--kinds", "vod_download"]);
+    let b = rig.harvest(&["--drain", "--concurrency", "2", "--kinds", "vod_download"]);
     let (ca, ea) = wait_exit(a, SECS(60)).await;
     let (cb, eb) = wait_exit(b, SECS(60)).await;
     assert_eq!((ca, cb), (Some(0), Some(0)), "{ea}\n{eb}");
@@ -174,4 +216,97 @@ async fn a_kind_this_build_cannot_run_is_refused_at_start() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot run 'teleport' jobs"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pipeline_builds_an_aligned_ladder_an_export_and_thumbnails() {
+    let source = LiveSource::start().await;
+    let rig = Rig::file().await;
+    let recording = downloaded_with_pipeline(&rig, &source, "show", Profile::SMALL_480P, r#"["reencode", "export", "thumbnails"]"#).await;
+    let base = format!("channels/show/{recording}");
+
+    // Ladder: 720p skipped for a 480p source; 480p and 360p with keyframes at
+    // the same times; a master playlist ffmpeg can read.
+    let master = std::fs::read_to_string(local(&rig, &format!("{base}/ladder/master.m3u8"))).unwrap();
+    assert_eq!(master.matches("#EXT-X-STREAM-INF").count(), 2, "{master}");
+    assert!(!master.contains("720p"));
+    let k480 = keyframes(&local(&rig, &format!("{base}/ladder/480p/index.m3u8")));
+    let k360 = keyframes(&local(&rig, &format!("{base}/ladder/360p/index.m3u8")));
+    assert!(k480.len() >= 5, "{k480:?}");
+    assert_eq!(k480, k360, "keyframes are aligned across rungs");
+    assert!(streams(&local(&rig, &format!("{base}/ladder/360p/index.m3u8"))).contains("video,360"));
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"]).arg(local(&rig, &format!("{base}/ladder/master.m3u8"))).args(["-map", "0", "-c", "copy", "-f", "null", "-"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let progress: serde_json::Value = sqlx::query_scalar("SELECT progress FROM jobs WHERE kind = 'reencode'").fetch_one(&rig.pool).await.unwrap();
+    assert!(progress["percent"].as_f64().unwrap() > 90.0 && progress.get("speed").is_some(), "{progress}");
+
+    // Export: one fragmented MP4 as long as the recording.
+    let export = local(&rig, &format!("{base}/export/{recording}.mp4"));
+    assert!(std::fs::metadata(&export).unwrap().len() > 64 * 1024);
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"]).arg(&export).output().unwrap();
+    let secs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!((secs - 12.0).abs() < 1.0, "export is {secs}s");
+
+    // Thumbnails: a JPEG poster, a sprite and its WebVTT.
+    let poster = std::fs::read(local(&rig, &format!("{base}/thumbnails/poster.jpg"))).unwrap();
+    assert_eq!(&poster[..2], &[0xFF, 0xD8], "poster is a JPEG");
+    assert!(std::fs::metadata(local(&rig, &format!("{base}/thumbnails/sprite.jpg"))).unwrap().len() > 1000);
+    let vtt = std::fs::read_to_string(local(&rig, &format!("{base}/thumbnails/sprite.vtt"))).unwrap();
+    assert!(vtt.starts_with("WEBVTT") && vtt.matches("sprite.jpg#xywh=").count() == 12, "{vtt}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_without_audio_reencodes() {
+    let source = LiveSource::start().await;
+    let rig = Rig::file().await;
+    let recording = downloaded_with_pipeline(&rig, &source, "silent", Profile::SILENT_480P, r#"["reencode"]"#).await;
+    let rung = local(&rig, &format!("channels/silent/{recording}/ladder/480p/index.m3u8"));
+    let s = streams(&rung);
+    assert!(s.contains("video,480") && !s.contains("audio"), "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_killed_midway_is_still_a_valid_file() {
+    let media = tokio::task::spawn_blocking(|| media(Container::Ts, Profile::TEST)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("partial.mp4");
+    // A slow, long input: the whole 120 s test media, read in real time.
+    let mut args = colony::harvest::export::ffmpeg_args(&media.dir.join("index.m3u8"), &output);
+    args.insert(0, "-re".into());
+    let mut child = std::process::Command::new("ffmpeg").args(["-v", "error", "-y"]).args(&args).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = std::process::Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&output).args(["-f", "null", "-"]).output().unwrap();
+    assert!(out.status.success(), "a killed export must stay readable: {}", String::from_utf8_lossy(&out.stderr));
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"]).arg(&output).output().unwrap();
+    let secs: f64 = String::from_utf8_lossy(&probe.stdout).trim().parse().unwrap_or(0.0);
+    assert!(secs >= 2.0, "the partial export holds {secs}s of media");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn media_ffmpeg_cannot_decode_is_a_dead_job_and_no_export_is_saved() {
+    let rig = Rig::file().await;
+    let channel = rig.channel("junk", "http://unused.invalid/").await;
+    let recording: i64 = sqlx::query_scalar(
+        "INSERT INTO recordings (channel_id, source, state, storage_prefix) VALUES ($1, 'vod', 'complete', 'channels/junk/x') RETURNING id",
+    )
+    .bind(channel).fetch_one(&rig.pool).await.unwrap();
+    for seq in 0..3i64 {
+        let key = format!("channels/junk/x/e0/{seq:08}.ts");
+        rig.store.put(&ObjectKey::parse(&key).unwrap(), bytes::Bytes::from(vec![0x42u8; 4000])).await.unwrap();
+        sqlx::query("INSERT INTO segments (recording_id, epoch, media_sequence, duration_secs, bytes, object_key, source) VALUES ($1, 0, $2, 1.0, 4000, $3, 'vod')")
+            .bind(recording).bind(seq).bind(&key).execute(&rig.pool).await.unwrap();
+    }
+    let id = Queue::new(rig.pool.clone()).enqueue(&NewJob::new("export", json!({ "recording_id": recording }))).await.unwrap().id();
+    let (code, stderr) = wait_exit(rig.harvest(&["--drain"]), SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (state, attempt, error, _) = job(&rig, id).await;
+    assert_eq!((state.as_str(), attempt), ("dead", 1), "{error:?}");
+    let error = error.unwrap();
+    assert!(error.contains("cannot decode") || error.contains("only"), "{error}");
+    assert!(rig.store.list(Some(&ObjectKey::parse("channels/junk/x/export").unwrap())).await.unwrap().is_empty());
 }

@@ -45,13 +45,18 @@ pub struct Profile {
     pub segment_secs: u32,
     pub total_secs: u32,
     pub video_kbps: u32,
+    pub audio: bool,
 }
 
 impl Profile {
     /// Tiny 1-second segments for tests.
-    pub const TEST: Profile = Profile { width: 192, height: 108, segment_secs: 1, total_secs: 120, video_kbps: 200 };
+    pub const TEST: Profile = Profile { width: 192, height: 108, segment_secs: 1, total_secs: 120, video_kbps: 200, audio: true };
+    /// 480p in 1-second segments, for re-encode and thumbnail tests.
+    pub const SMALL_480P: Profile = Profile { width: 854, height: 480, segment_secs: 1, total_secs: 12, video_kbps: 600, audio: true };
+    /// The same without an audio track.
+    pub const SILENT_480P: Profile = Profile { width: 854, height: 480, segment_secs: 1, total_secs: 12, video_kbps: 600, audio: false };
     /// 1080p at 6 Mbit/s in 2-second segments, for benchmarks.
-    pub const BENCH_1080P: Profile = Profile { width: 1920, height: 1080, segment_secs: 2, total_secs: 330, video_kbps: 6000 };
+    pub const BENCH_1080P: Profile = Profile { width: 1920, height: 1080, segment_secs: 2, total_secs: 330, video_kbps: 6000, audio: true };
 }
 
 /// Make (once per machine) or find the segments for a profile.
@@ -61,8 +66,13 @@ pub fn media(container: Container, profile: Profile) -> Media {
         Container::Fmp4 => "m4s",
     };
     let dir = std::env::temp_dir().join(format!(
-        "colony-test-media/{}x{}-{}s-{}s-{}k-{ext}",
-        profile.width, profile.height, profile.segment_secs, profile.total_secs, profile.video_kbps
+        "colony-test-media/{}x{}-{}s-{}s-{}k{}-{ext}",
+        profile.width,
+        profile.height,
+        profile.segment_secs,
+        profile.total_secs,
+        profile.video_kbps,
+        if profile.audio { "" } else { "-silent" }
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let _guard = lock(&dir.join(".lock"));
@@ -72,12 +82,12 @@ pub fn media(container: Container, profile: Profile) -> Media {
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-hide_banner", "-loglevel", "error", "-y"])
             .args(["-f", "lavfi", "-i", &format!("testsrc=size={}x{}:rate=25", profile.width, profile.height)])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(if profile.audio { &["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"][..] } else { &[][..] })
             .args(["-t", &profile.total_secs.to_string()])
             .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", &gop, "-keyint_min", &gop, "-sc_threshold", "0"])
             .args(["-b:v", &format!("{}k", profile.video_kbps), "-maxrate", &format!("{}k", profile.video_kbps)])
             .args(["-bufsize", &format!("{}k", profile.video_kbps * 2)])
-            .args(["-c:a", "aac", "-b:a", "64k"])
+            .args(if profile.audio { &["-c:a", "aac", "-b:a", "64k"][..] } else { &["-an"][..] })
             .args(["-f", "hls", "-hls_time", &profile.segment_secs.to_string(), "-hls_list_size", "0"]);
         match container {
             Container::Ts => cmd.args(["-hls_segment_type", "mpegts"]),

@@ -7,6 +7,10 @@
 //! `--drain`. On SIGTERM nothing new is claimed; running jobs get a deadline,
 //! then go back to the queue without spending an attempt.
 
+pub mod export;
+mod media;
+pub mod reencode;
+pub mod thumbnails;
 mod vod_download;
 
 use std::sync::{Arc, Mutex};
@@ -22,7 +26,7 @@ use crate::queue::{Failure, FailOutcome, Job, JobWaker, KindFilter, Queue, Queue
 use crate::storage::ObjectStore;
 
 /// Job kinds this build can run. A cell never claims a kind it cannot do.
-pub const SUPPORTED_KINDS: &[&str] = &["vod_download"];
+pub const SUPPORTED_KINDS: &[&str] = &["vod_download", "reencode", "export", "thumbnails"];
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct HarvestArgs {
@@ -214,6 +218,9 @@ async fn run_claimed(ctx: &Ctx, job: &Job, stop: &CancellationToken) -> Result<J
 async fn execute(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), JobError> {
     match job.kind.as_str() {
         "vod_download" => vod_download::run(ctx, job, progress).await,
+        "reencode" => reencode::run(ctx, job, progress).await,
+        "export" => export::run(ctx, job, progress).await,
+        "thumbnails" => thumbnails::run(ctx, job, progress).await,
         other => Err(JobError::Permanent(format!("this build has no handler for '{other}' jobs"))),
     }
 }

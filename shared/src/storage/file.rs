@@ -151,4 +151,8 @@ impl ObjectStore for FileStore {
     async fn set_storage_class(&self, _key: &ObjectKey, _class: &str) -> Result<(), StorageError> {
         Err(StorageError::Unsupported { backend: self.describe() })
     }
+
+    fn local_path(&self, key: &ObjectKey) -> Option<PathBuf> {
+        Some(self.path(key))
+    }
 }

@@ -124,6 +124,12 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
 
     /// Move an object to another storage class (e.g. `GLACIER_IR`) in place.
     async fn set_storage_class(&self, key: &ObjectKey, class: &str) -> Result<(), StorageError>;
+
+    /// Where the object sits on the local filesystem, for backends that have
+    /// one; tools like ffmpeg then read it in place instead of a copy.
+    fn local_path(&self, _key: &ObjectKey) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// Read a whole object into memory. For playlists and small files.
