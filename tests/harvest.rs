@@ -310,3 +310,106 @@ async fn media_ffmpeg_cannot_decode_is_a_dead_job_and_no_export_is_saved() {
     assert!(error.contains("cannot decode") || error.contains("only"), "{error}");
     assert!(rig.store.list(Some(&ObjectKey::parse("channels/junk/x/export").unwrap())).await.unwrap().is_empty());
 }
+
+/// A downloaded VOD with segment 3 deleted and segment 5 overwritten by junk.
+async fn damaged_recording(rig: &Rig, source: &LiveSource, name: &str) -> i64 {
+    vod(source, name, 10).await;
+    let channel = rig.channel(name, "http://unused.invalid/").await;
+    sqlx::query("UPDATE channels SET pipeline = '[]' WHERE id = $1").bind(channel).execute(&rig.pool).await.unwrap();
+    enqueue_download(rig, &source.media_url(name), channel).await;
+    let (code, stderr) = wait_exit(rig.harvest(&["--drain"]), SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let recording = vod_recording(rig, channel).await.0;
+    let rows = rig.rows(recording).await;
+    rig.store.delete(&ObjectKey::parse(rows[3].object_key.as_deref().unwrap()).unwrap()).await.unwrap();
+    rig.store.put(&ObjectKey::parse(rows[5].object_key.as_deref().unwrap()).unwrap(), bytes::Bytes::from(vec![7u8; 1000])).await.unwrap();
+    recording
+}
+
+async fn repair(rig: &Rig, recording: i64) -> (String, Option<serde_json::Value>) {
+    let id = Queue::new(rig.pool.clone()).enqueue(&NewJob::new("repair", json!({ "recording_id": recording }))).await.unwrap().id();
+    let (code, stderr) = wait_exit(rig.harvest(&["--drain", "--kinds", "repair"]), SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (state, _, error, progress) = job(rig, id).await;
+    assert_eq!(state, "succeeded", "{error:?}\n{stderr}");
+    (state, progress)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_fetches_missing_and_broken_segments_again_from_the_source_vod() {
+    let source = LiveSource::start().await;
+    let rig = Rig::file().await;
+    let recording = damaged_recording(&rig, &source, "fixme").await;
+    let (_, progress) = repair(&rig, recording).await;
+    assert_eq!(progress.unwrap()["refetched"], 2);
+    let rows = rig.rows(recording).await;
+    assert!(rows.iter().all(|r| !r.is_gap));
+    for row in &rows {
+        let body = get_bytes(rig.store.as_ref(), &ObjectKey::parse(row.object_key.as_deref().unwrap()).unwrap()).await.unwrap();
+        assert_eq!(body.as_ref(), source.segment_bytes("fixme", row.media_sequence as u64).unwrap().as_slice());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_turns_what_cannot_be_recovered_into_gaps_and_rebuilds_the_playlist() {
+    let source = LiveSource::start().await;
+    let rig = Rig::file().await;
+    let recording = damaged_recording(&rig, &source, "lost").await;
+    sqlx::query("UPDATE recordings SET source_url = NULL WHERE id = $1").bind(recording).execute(&rig.pool).await.unwrap();
+    let (_, progress) = repair(&rig, recording).await;
+    assert_eq!(progress.unwrap()["gaps"], 2);
+    let rows = rig.rows(recording).await;
+    let gaps: Vec<i64> = rows.iter().filter(|r| r.is_gap).map(|r| r.media_sequence).collect();
+    assert_eq!(gaps, [3, 5]);
+    let (segments, gap_count): (i64, i64) = sqlx::query_as("SELECT segment_count, gap_count FROM recordings WHERE id = $1").bind(recording).fetch_one(&rig.pool).await.unwrap();
+    assert_eq!((segments, gap_count), (8, 2));
+    let playlist = local(&rig, &format!("channels/lost/{recording}/playlist.m3u8"));
+    let text = std::fs::read_to_string(&playlist).unwrap();
+    assert_eq!(text.matches("#EXTINF").count(), 8);
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY").count(), 2, "{text}");
+    let out = std::process::Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&playlist).args(["-c", "copy", "-f", "null", "-"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn archive_tier_moves_old_recordings_to_a_cold_class_on_s3_and_refuses_file_storage() {
+    let g = tokio::task::spawn_blocking(colony_tests::garage::garage).await.unwrap();
+    let rig = Rig::garage(g).await;
+    let channel = rig.channel("cold", "http://unused.invalid/").await;
+    let mut ids = Vec::new();
+    for (age_days, n) in [(40, 0), (1, 1)] {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO recordings (channel_id, source, state, storage_prefix, ended_at)
+             VALUES ($1, 'vod', 'complete', 'channels/cold/' || $2, now() - make_interval(days => $3)) RETURNING id",
+        )
+        .bind(channel).bind(n).bind(age_days).fetch_one(&rig.pool).await.unwrap();
+        for s in 0..3 {
+            rig.store.put(&ObjectKey::parse(&format!("channels/cold/{n}/e0/{s:08}.ts")).unwrap(), bytes::Bytes::from(vec![1u8; 100])).await.unwrap();
+        }
+        ids.push(id);
+    }
+    let job_id = Queue::new(rig.pool.clone())
+        .enqueue(&NewJob::new("archive_tier", json!({ "older_than": "30d", "storage_class": "STANDARD_IA" })))
+        .await.unwrap().id();
+    let (code, stderr) = wait_exit(rig.harvest(&["--drain", "--kinds", "archive_tier"]), SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (state, _, error, progress) = job(&rig, job_id).await;
+    assert_eq!(state, "succeeded", "{error:?}");
+    assert_eq!(progress.unwrap()["objects_moved"], 3);
+    let classes: Vec<Option<String>> = sqlx::query_scalar("SELECT storage_class FROM recordings ORDER BY id").fetch_all(&rig.pool).await.unwrap();
+    assert_eq!(classes, [Some("STANDARD_IA".to_owned()), None], "only the old recording is tiered");
+    let body = get_bytes(rig.store.as_ref(), &ObjectKey::parse("channels/cold/0/e0/00000000.ts").unwrap()).await.unwrap();
+    assert_eq!(body.len(), 100, "tiered objects stay readable under the same key");
+
+    let local = Rig::file().await;
+    let channel = local.channel("warm", "http://unused.invalid/").await;
+    let id: i64 = sqlx::query_scalar("INSERT INTO recordings (channel_id, source, state, storage_prefix, ended_at) VALUES ($1, 'vod', 'complete', 'channels/warm/1', now() - interval '40 days') RETURNING id")
+        .bind(channel).fetch_one(&local.pool).await.unwrap();
+    local.store.put(&ObjectKey::parse("channels/warm/1/e0/00000000.ts").unwrap(), bytes::Bytes::from_static(b"x")).await.unwrap();
+    let job_id = Queue::new(local.pool.clone()).enqueue(&NewJob::new("archive_tier", json!({ "recording_id": id }))).await.unwrap().id();
+    let (code, stderr) = wait_exit(local.harvest(&["--drain", "--kinds", "archive_tier"]), SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (state, attempt, error, _) = job(&local, job_id).await;
+    assert_eq!((state.as_str(), attempt), ("dead", 1));
+    assert!(error.unwrap().contains("needs S3"));
+}

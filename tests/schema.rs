@@ -38,7 +38,7 @@ async fn migrate_builds_every_table_on_an_empty_database_and_is_a_no_op_the_seco
     let first = run("mothership", &["migrate"], &db);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let stdout = String::from_utf8_lossy(&first.stdout);
-    assert!(stdout.contains("applied 7 migration(s)"), "{stdout}");
+    assert!(stdout.contains("applied 8 migration(s)"), "{stdout}");
 
     let pool = db.pool(2).await;
     for table in TABLES {
@@ -53,7 +53,7 @@ async fn migrate_builds_every_table_on_an_empty_database_and_is_a_no_op_the_seco
     assert!(second.status.success());
     assert!(String::from_utf8_lossy(&second.stdout).contains("nothing to do"));
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
-    assert_eq!(rows, 7);
+    assert_eq!(rows, 8);
 
     // The library agrees: nothing pending.
     let report = colony::db::migrate(&pool).await.unwrap();

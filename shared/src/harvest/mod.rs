@@ -7,9 +7,11 @@
 //! `--drain`. On SIGTERM nothing new is claimed; running jobs get a deadline,
 //! then go back to the queue without spending an attempt.
 
+mod archive_tier;
 pub mod export;
 mod media;
 pub mod reencode;
+mod repair;
 pub mod thumbnails;
 mod vod_download;
 
@@ -26,7 +28,7 @@ use crate::queue::{Failure, FailOutcome, Job, JobWaker, KindFilter, Queue, Queue
 use crate::storage::ObjectStore;
 
 /// Job kinds this build can run. A cell never claims a kind it cannot do.
-pub const SUPPORTED_KINDS: &[&str] = &["vod_download", "reencode", "export", "thumbnails"];
+pub const SUPPORTED_KINDS: &[&str] = &["vod_download", "reencode", "repair", "export", "thumbnails", "archive_tier"];
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct HarvestArgs {
@@ -221,6 +223,8 @@ async fn execute(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         "reencode" => reencode::run(ctx, job, progress).await,
         "export" => export::run(ctx, job, progress).await,
         "thumbnails" => thumbnails::run(ctx, job, progress).await,
+        "repair" => repair::run(ctx, job, progress).await,
+        "archive_tier" => archive_tier::run(ctx, job, progress).await,
         other => Err(JobError::Permanent(format!("this build has no handler for '{other}' jobs"))),
     }
 }
