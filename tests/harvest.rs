@@ -413,3 +413,39 @@ async fn archive_tier_moves_old_recordings_to_a_cold_class_on_s3_and_refuses_fil
     assert_eq!((state.as_str(), attempt), ("dead", 1));
     assert!(error.unwrap().contains("needs S3"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_hands_a_running_job_back_without_spending_an_attempt() {
+    let source = LiveSource::start().await;
+    vod(&source, "slow", 40).await;
+    source.segment_delay("slow", Duration::from_millis(300));
+    let rig = Rig::file().await;
+    let channel = rig.channel("slow", "http://unused.invalid/").await;
+    // Through a resolver command, as page URLs are given for yt-dlp.
+    let id = Queue::new(rig.pool.clone())
+        .enqueue(&NewJob::new("vod_download", json!({ "url": source.media_url("slow"), "channel_id": channel, "resolver": "printf '%s\\n' {url}" })))
+        .await
+        .unwrap()
+        .id();
+    let cell = rig.harvest(&["--kinds", "vod_download", "--download-concurrency", "1", "--shutdown-deadline", "1s"]);
+    colony_tests::eventually("the download to be under way", SECS(30), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM segments").fetch_one(&rig.pool).await.unwrap();
+        (n >= 3).then_some(())
+    })
+    .await;
+    signal(&cell, Signal::SIGTERM);
+    let (code, stderr) = wait_exit(cell, SECS(20)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("handing the job back"), "{stderr}");
+    let (state, attempt, ..) = job(&rig, id).await;
+    assert_eq!((state.as_str(), attempt), ("available", 0), "handed back, no attempt spent");
+    let cell_state: String = sqlx::query_scalar("SELECT state::text FROM cells WHERE kind = 'harvest'").fetch_one(&rig.pool).await.unwrap();
+    assert_eq!(cell_state, "exited");
+
+    // Another cell picks it up and finishes from where it stopped.
+    source.segment_delay("slow", Duration::ZERO);
+    let (code, stderr) = wait_exit(rig.harvest(&["--drain", "--kinds", "vod_download"]), SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(job(&rig, id).await.0, "succeeded");
+    assert_eq!(rig.rows(vod_recording(&rig, channel).await.0).await.len(), 40);
+}

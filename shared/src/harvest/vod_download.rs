@@ -1,5 +1,7 @@
 //! `vod_download`: an HLS VOD into a recording in ledger form, the backfill
-//! path. Args: `{"url": "...", "channel_id": N}` (or `"channel": "login"`).
+//! path. Args: `{"url": "...", "channel_id": N}` (or `"channel": "login"`),
+//! and optionally `"resolver": "yt-dlp -g {url}"` to turn a page URL into
+//! the HLS URL first.
 //!
 //! Idempotent and resumable: the recording is found again by (channel, URL);
 //! segments already in the ledger are skipped; media is written first, the
@@ -89,7 +91,13 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     let ledger = Ledger::new(pool.clone(), recording_id, token);
 
     // The playlist: a master resolves to its best variant; it must be a VOD.
-    let media_url = ctx.hls.resolve_variant(&url, &VariantChoice::Best).await.map_err(hls_error)?;
+    let hls_url = match job.args.get("resolver").and_then(|r| r.as_str()) {
+        Some(resolver) => crate::channel::run_resolver(resolver, url.as_str(), Duration::from_secs(120))
+            .await
+            .map_err(|e| transient(format!("{:#}", anyhow::Error::from(e))))?,
+        None => url.clone(),
+    };
+    let media_url = ctx.hls.resolve_variant(&hls_url, &VariantChoice::Best).await.map_err(hls_error)?;
     let (playlist, _) = ctx.hls.media_playlist(&media_url).await.map_err(hls_error)?;
     if !playlist.ended {
         return Err(JobError::Permanent("the URL is a live stream (no EXT-X-ENDLIST); observers record live channels".into()));
