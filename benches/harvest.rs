@@ -54,7 +54,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn timed(name: &str, work: &Path, cmd: Command, bytes_of: impl Fn() -> u64) -> anyhow::Result<Run> {
-    let timing = work.join(format!("{}.time", name.replace(' ', "_")));
+    let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let timing = work.join(format!("{safe}.time"));
     let program = cmd.as_std().get_program().to_owned();
     let args: Vec<_> = cmd.as_std().get_args().map(|a| a.to_owned()).collect();
     let envs: Vec<_> = cmd.as_std().get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect();
@@ -108,7 +109,11 @@ async fn download(segments: usize) -> anyhow::Result<()> {
     std::fs::write(&list, urls.join("\n"))?;
     let mut curl = Command::new("sh");
     curl.arg("-c").arg(format!("xargs -P 8 -n 16 curl -s -o /dev/null < {}", list.display()));
-    let total_bytes: u64 = urls.len() as u64 * std::fs::metadata(&media.segments[0].0)?.len();
+    let total_bytes: u64 = source
+        .published("vod")
+        .iter()
+        .map(|(seq, _)| source.segment_bytes("vod", *seq).map_or(0, |b| b.len() as u64))
+        .sum();
     runs.push(timed("8 curls to /dev/null", work.path(), curl, || total_bytes).await?);
 
     for (name, storage) in [("harvest-cell -> file://", "file"), ("harvest-cell -> Garage", "garage")] {
@@ -163,6 +168,7 @@ async fn download(segments: usize) -> anyhow::Result<()> {
     println!("| downloader | seconds | MB/s | CPU s | peak RSS MB | bytes written |");
     println!("|---|---:|---:|---:|---:|---:|");
     for r in &runs {
+        // MB/s over what the source served (curl writes nothing to count).
         println!("| {} | {:.1} | {:.0} | {:.1} | {:.0} | {} |", r.name, r.secs, total_bytes as f64 / 1e6 / r.secs, r.cpu, r.rss_mb, r.bytes);
     }
     Ok(())

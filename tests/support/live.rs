@@ -66,7 +66,7 @@ pub fn media(container: Container, profile: Profile) -> Media {
         Container::Fmp4 => "m4s",
     };
     let dir = std::env::temp_dir().join(format!(
-        "colony-test-media/{}x{}-{}s-{}s-{}k{}-{ext}",
+        "colony-test-media/{}x{}-{}s-{}s-{}k-cbr{}-{ext}",
         profile.width,
         profile.height,
         profile.segment_secs,
@@ -85,7 +85,11 @@ pub fn media(container: Container, profile: Profile) -> Media {
             .args(if profile.audio { &["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"][..] } else { &[][..] })
             .args(["-t", &profile.total_secs.to_string()])
             .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", &gop, "-keyint_min", &gop, "-sc_threshold", "0"])
-            .args(["-b:v", &format!("{}k", profile.video_kbps), "-maxrate", &format!("{}k", profile.video_kbps)])
+            // True constant bitrate (filler data): testsrc alone compresses far
+            // below any target, and the benchmarks need real segment sizes.
+            .args(["-x264-params", "nal-hrd=cbr:force-cfr=1"])
+            .args(["-b:v", &format!("{}k", profile.video_kbps), "-minrate", &format!("{}k", profile.video_kbps)])
+            .args(["-maxrate", &format!("{}k", profile.video_kbps)])
             .args(["-bufsize", &format!("{}k", profile.video_kbps * 2)])
             .args(if profile.audio { &["-c:a", "aac", "-b:a", "64k"][..] } else { &["-an"][..] })
             .args(["-f", "hls", "-hls_time", &profile.segment_secs.to_string(), "-hls_list_size", "0"]);
