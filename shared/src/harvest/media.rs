@@ -94,7 +94,7 @@ pub async fn probe(input: &Path) -> Result<(u32, u32, bool), JobError> {
 }
 
 fn last_line(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).lines().filter(|l| !l.trim().is_empty()).next_back().unwrap_or("no output").chars().take(300).collect()
+    String::from_utf8_lossy(bytes).lines().rfind(|l| !l.trim().is_empty()).unwrap_or("no output").chars().take(300).collect()
 }
 
 /// Run ffmpeg with `args`, reporting frame, fps, speed and percent of
