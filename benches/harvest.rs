@@ -18,7 +18,7 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use colony_tests::live::{media, Container, LiveSource, Profile};
+use colony_tests::live::{Container, LiveSource, Profile, media};
 use sqlx::{Connection, Executor, PgConnection};
 use tokio::process::Command;
 
@@ -73,7 +73,8 @@ async fn timed(name: &str, work: &Path, cmd: Command, bytes_of: impl Fn() -> u64
     let secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(out.status.success(), "{name} failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&timing)?;
-    let v: Vec<f64> = text.lines().last().unwrap_or_default().split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<f64> =
+        text.lines().last().unwrap_or_default().split_whitespace().filter_map(|x| x.parse().ok()).collect();
     Ok(Run { name: name.to_owned(), secs, cpu: v[0] + v[1], rss_mb: v[2] / 1024.0, bytes: bytes_of() })
 }
 
@@ -95,8 +96,13 @@ async fn download(segments: usize) -> anyhow::Result<()> {
     source.add("vod", &media, segments);
     source.end("vod");
     let url = source.media_url("vod");
-    let admin = tokio::task::spawn_blocking(|| colony_tests::pg::start_cluster(&std::env::temp_dir().join("colony-bench-pg"), &[])).await?;
-    let garage = tokio::task::spawn_blocking(|| colony_tests::garage::start(&std::env::temp_dir().join("colony-bench-garage"))).await?;
+    let admin = tokio::task::spawn_blocking(|| {
+        colony_tests::pg::start_cluster(&std::env::temp_dir().join("colony-bench-pg"), &[])
+    })
+    .await?;
+    let garage =
+        tokio::task::spawn_blocking(|| colony_tests::garage::start(&std::env::temp_dir().join("colony-bench-garage")))
+            .await?;
     let work = tempfile::Builder::new().prefix("colony-harvestbench-").tempdir_in(std::env::temp_dir())?;
     let release = std::env::current_exe()?.parent().unwrap().to_owned();
     let mut runs = Vec::new();
@@ -105,7 +111,8 @@ async fn download(segments: usize) -> anyhow::Result<()> {
     let list = work.path().join("urls.txt");
     let playlist = reqwest::get(&url).await?.text().await?;
     let base = url.rsplit_once('/').unwrap().0.to_owned();
-    let urls: Vec<String> = playlist.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).map(|l| format!("{base}/{l}")).collect();
+    let urls: Vec<String> =
+        playlist.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).map(|l| format!("{base}/{l}")).collect();
     std::fs::write(&list, urls.join("\n"))?;
     let mut curl = Command::new("sh");
     curl.arg("-c").arg(format!("xargs -P 8 -n 16 curl -s -o /dev/null < {}", list.display()));
@@ -126,7 +133,10 @@ async fn download(segments: usize) -> anyhow::Result<()> {
         let channel: i64 = sqlx::query_scalar("INSERT INTO channels (login, display_name, source_kind, source_url, pipeline) VALUES ('bench', 'bench', 'hls', 'http://x/', '[]') RETURNING id")
             .fetch_one(&pool).await?;
         colony::queue::Queue::new(pool.clone())
-            .enqueue(&colony::queue::NewJob::new("vod_download", serde_json::json!({ "url": url, "channel_id": channel })))
+            .enqueue(&colony::queue::NewJob::new(
+                "vod_download",
+                serde_json::json!({ "url": url, "channel_id": channel }),
+            ))
             .await?;
         let mut cmd = Command::new(release.join("harvest-cell"));
         cmd.args(["--drain", "--kinds", "vod_download"]).env("DATABASE_URL", db.as_str()).env("COLONY_LOG", "warn");
@@ -143,11 +153,15 @@ async fn download(segments: usize) -> anyhow::Result<()> {
         let stored = media_dir.clone();
         let pool2 = pool.clone();
         let run = timed(name, work.path(), cmd, || if storage == "file" { dir_bytes(&stored) } else { 0 }).await?;
-        let (bytes, rows): (i64, i64) = sqlx::query_as("SELECT COALESCE(sum(bytes), 0)::bigint, count(*) FROM segments").fetch_one(&pool2).await?;
+        let (bytes, rows): (i64, i64) =
+            sqlx::query_as("SELECT COALESCE(sum(bytes), 0)::bigint, count(*) FROM segments").fetch_one(&pool2).await?;
         anyhow::ensure!(rows as usize == segments, "{name}: {rows} of {segments} segments in the ledger");
         runs.push(Run { bytes: bytes as u64, ..run });
         pool.close().await;
-        PgConnection::connect(&admin).await?.execute(format!("DROP DATABASE \"{dbname}\" WITH (FORCE)").as_str()).await?;
+        PgConnection::connect(&admin)
+            .await?
+            .execute(format!("DROP DATABASE \"{dbname}\" WITH (FORCE)").as_str())
+            .await?;
         let _ = std::fs::remove_dir_all(&media_dir);
     }
 
@@ -155,21 +169,36 @@ async fn download(segments: usize) -> anyhow::Result<()> {
     let mut cmd = Command::new("yt-dlp");
     cmd.args(["-N", "8", "--quiet", "--no-part", "-o"]).arg(&out).arg(&url);
     let o2 = out.clone();
-    runs.push(timed("yt-dlp -N 8", work.path(), cmd, move || std::fs::metadata(&o2).map(|m| m.len()).unwrap_or(0)).await?);
+    runs.push(
+        timed("yt-dlp -N 8", work.path(), cmd, move || std::fs::metadata(&o2).map(|m| m.len()).unwrap_or(0)).await?,
+    );
     let _ = std::fs::remove_file(&out);
     let out = work.path().join("streamlink.ts");
     let mut cmd = Command::new("streamlink");
     cmd.args(["--loglevel", "error", "-o"]).arg(&out).args([url.as_str(), "best"]);
     let o2 = out.clone();
-    runs.push(timed("streamlink", work.path(), cmd, move || std::fs::metadata(&o2).map(|m| m.len()).unwrap_or(0)).await?);
+    runs.push(
+        timed("streamlink", work.path(), cmd, move || std::fs::metadata(&o2).map(|m| m.len()).unwrap_or(0)).await?,
+    );
     let _ = std::fs::remove_file(&out);
 
-    println!("\nVOD download: {segments} segments, {:.2} GB, 1080p 6 Mbit/s, served over loopback\n", total_bytes as f64 / 1e9);
+    println!(
+        "\nVOD download: {segments} segments, {:.2} GB, 1080p 6 Mbit/s, served over loopback\n",
+        total_bytes as f64 / 1e9
+    );
     println!("| downloader | seconds | MB/s | CPU s | peak RSS MB | bytes written |");
     println!("|---|---:|---:|---:|---:|---:|");
     for r in &runs {
         // MB/s over what the source served (curl writes nothing to count).
-        println!("| {} | {:.1} | {:.0} | {:.1} | {:.0} | {} |", r.name, r.secs, total_bytes as f64 / 1e6 / r.secs, r.cpu, r.rss_mb, r.bytes);
+        println!(
+            "| {} | {:.1} | {:.0} | {:.1} | {:.0} | {} |",
+            r.name,
+            r.secs,
+            total_bytes as f64 / 1e6 / r.secs,
+            r.cpu,
+            r.rss_mb,
+            r.bytes
+        );
     }
     Ok(())
 }
@@ -196,7 +225,12 @@ async fn ladder() -> anyhow::Result<()> {
         let single_dir = work.path().join(format!("single-{round}"));
         std::fs::create_dir_all(&single_dir)?;
         let mut cmd = Command::new("ffmpeg");
-        cmd.args(["-v", "error", "-y"]).args(colony::harvest::reencode::ladder_args(&input.display().to_string(), &single_dir.display().to_string(), &rungs, true));
+        cmd.args(["-v", "error", "-y"]).args(colony::harvest::reencode::ladder_args(
+            &input.display().to_string(),
+            &single_dir.display().to_string(),
+            &rungs,
+            true,
+        ));
         let single = timed("single pass", work.path(), cmd, || 0).await?;
         let mut separate = 0.0;
         let mut separate_cpu = 0.0;
@@ -204,7 +238,12 @@ async fn ladder() -> anyhow::Result<()> {
             let dir = work.path().join(format!("sep-{round}-{h}"));
             std::fs::create_dir_all(&dir)?;
             let mut cmd = Command::new("ffmpeg");
-            cmd.args(["-v", "error", "-y"]).args(colony::harvest::reencode::ladder_args(&input.display().to_string(), &dir.display().to_string(), &[h], true));
+            cmd.args(["-v", "error", "-y"]).args(colony::harvest::reencode::ladder_args(
+                &input.display().to_string(),
+                &dir.display().to_string(),
+                &[h],
+                true,
+            ));
             let r = timed("one rung", work.path(), cmd, || 0).await?;
             separate += r.secs;
             separate_cpu += r.cpu;
@@ -214,11 +253,16 @@ async fn ladder() -> anyhow::Result<()> {
     }
     results.sort_by(|a, b| (a.2 / a.0).total_cmp(&(b.2 / b.0)));
     let (s, sc, p, pc) = results[1];
-    println!("\nLadder (720p/480p/360p from {secs:.0} s of 1080p, libx264 veryfast), median of 3 rounds by speed-up:\n");
+    println!(
+        "\nLadder (720p/480p/360p from {secs:.0} s of 1080p, libx264 veryfast), median of 3 rounds by speed-up:\n"
+    );
     println!("| method | wall s | CPU s |\n|---|---:|---:|");
     println!("| one ffmpeg, split + scale + var_stream_map | {s:.1} | {sc:.1} |");
     println!("| three ffmpeg runs, one rung each | {p:.1} | {pc:.1} |");
-    println!("\nspeed-up: {:.2}x (all rounds: {})", p / s, results.iter().map(|r| format!("{:.2}x", r.2 / r.0)).collect::<Vec<_>>().join(", "));
+    println!(
+        "\nspeed-up: {:.2}x (all rounds: {})",
+        p / s,
+        results.iter().map(|r| format!("{:.2}x", r.2 / r.0)).collect::<Vec<_>>().join(", ")
+    );
     Ok(())
 }
-

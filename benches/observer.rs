@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
-use colony_tests::live::{media, Container, LiveSource, Profile};
+use colony_tests::live::{Container, LiveSource, Profile, media};
 use sqlx::{Connection, Executor, PgConnection};
 use tokio::process::{Child, Command};
 
@@ -46,9 +46,15 @@ struct Measured {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let profile = if args.small { Profile::TEST } else { Profile::BENCH_1080P };
-    eprintln!("preparing media ({}x{}, {} kbit/s, {} s segments) ...", profile.width, profile.height, profile.video_kbps, profile.segment_secs);
+    eprintln!(
+        "preparing media ({}x{}, {} kbit/s, {} s segments) ...",
+        profile.width, profile.height, profile.video_kbps, profile.segment_secs
+    );
     let media = tokio::task::spawn_blocking(move || media(Container::Ts, profile)).await?;
-    let admin = tokio::task::spawn_blocking(|| colony_tests::pg::start_cluster(&std::env::temp_dir().join("colony-bench-pg"), &[])).await?;
+    let admin = tokio::task::spawn_blocking(|| {
+        colony_tests::pg::start_cluster(&std::env::temp_dir().join("colony-bench-pg"), &[])
+    })
+    .await?;
     let dbname = format!("colony_obsbench_{}", uuid::Uuid::new_v4().simple());
     PgConnection::connect(&admin).await?.execute(format!("CREATE DATABASE \"{dbname}\"").as_str()).await?;
     let mut db_url = url::Url::parse(&admin)?;
@@ -100,7 +106,8 @@ async fn main() -> anyhow::Result<()> {
         children.push(("streamlink".into(), cmd.spawn()?, timing));
         let timing = work.path().join("ffmpeg.time");
         let mut cmd = timed(&timing, Path::new("ffmpeg"));
-        cmd.args(["-hide_banner", "-loglevel", "error", "-i", url.as_str(), "-c", "copy", "-f", "mpegts"]).arg(work.path().join("ffmpeg.ts"));
+        cmd.args(["-hide_banner", "-loglevel", "error", "-i", url.as_str(), "-c", "copy", "-f", "mpegts"])
+            .arg(work.path().join("ffmpeg.ts"));
         children.push(("ffmpeg -c copy".into(), cmd.spawn()?, timing));
     }
     eprintln!("recording {} channel(s) for {} ...", args.channels, args.duration);
@@ -143,11 +150,15 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
+    let pct =
+        |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
     let minutes = recorded_for.as_secs_f64() / 60.0;
     let segment_secs = f64::from(profile.segment_secs);
 
-    println!("\nobserver benchmark: {} channel(s), {:.1} min recorded, source {}x{} {} kbit/s {} s segments", args.channels, minutes, profile.width, profile.height, profile.video_kbps, profile.segment_secs);
+    println!(
+        "\nobserver benchmark: {} channel(s), {:.1} min recorded, source {}x{} {} kbit/s {} s segments",
+        args.channels, minutes, profile.width, profile.height, profile.video_kbps, profile.segment_secs
+    );
     println!("\n| recorder | CPU s | CPU s per minute recorded | peak RSS MB | exit |");
     println!("|---|---:|---:|---:|---:|");
     let observers: Vec<&Measured> = measured.iter().filter(|m| m.name.starts_with("observer-cell")).collect();
@@ -155,20 +166,48 @@ async fn main() -> anyhow::Result<()> {
         let cpu: f64 = observers.iter().map(|m| m.cpu_secs).sum();
         let rss = observers.iter().map(|m| m.peak_rss_mb).fold(0.0, f64::max);
         let ok = observers.iter().filter(|m| m.exit == Some(0)).count();
-        println!("| {} observer cells (total) | {cpu:.1} | {:.2} | {rss:.1} (max of one) | {ok} of {} exited 0 |", observers.len(), cpu / minutes, observers.len());
-        println!("| per cell (mean) | {:.2} | {:.3} | | |", cpu / observers.len() as f64, cpu / observers.len() as f64 / minutes);
+        println!(
+            "| {} observer cells (total) | {cpu:.1} | {:.2} | {rss:.1} (max of one) | {ok} of {} exited 0 |",
+            observers.len(),
+            cpu / minutes,
+            observers.len()
+        );
+        println!(
+            "| per cell (mean) | {:.2} | {:.3} | | |",
+            cpu / observers.len() as f64,
+            cpu / observers.len() as f64 / minutes
+        );
     } else {
         for m in &measured {
-            println!("| {} | {:.2} | {:.3} | {:.1} | {:?} |", m.name, m.cpu_secs, m.cpu_secs / minutes, m.peak_rss_mb, m.exit);
+            println!(
+                "| {} | {:.2} | {:.3} | {:.1} | {:?} |",
+                m.name,
+                m.cpu_secs,
+                m.cpu_secs / minutes,
+                m.peak_rss_mb,
+                m.exit
+            );
         }
     }
-    println!("\ncompleteness (observer): {stored_total} of {published_total} published segments stored ({:.2}%)", 100.0 * stored_total as f64 / published_total.max(1) as f64);
-    println!("publish-to-stored latency (observer, {} segments published after start): p50 {:.3} s, p99 {:.3} s, max {:.3} s", latencies.len(), pct(0.5), pct(0.99), latencies.last().copied().unwrap_or(f64::NAN));
+    println!(
+        "\ncompleteness (observer): {stored_total} of {published_total} published segments stored ({:.2}%)",
+        100.0 * stored_total as f64 / published_total.max(1) as f64
+    );
+    println!(
+        "publish-to-stored latency (observer, {} segments published after start): p50 {:.3} s, p99 {:.3} s, max {:.3} s",
+        latencies.len(),
+        pct(0.5),
+        pct(0.99),
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
     if args.channels == 1 && !args.no_peers {
         let published_secs = source.published("ch0").len() as f64 * segment_secs;
         for file in ["streamlink.ts", "ffmpeg.ts"] {
             let secs = probe_duration(&work.path().join(file)).await;
-            println!("{file}: {secs:.1} s of media written ({:.1}% of the {published_secs:.0} s published, including up to 3 segments it took from the initial window)", 100.0 * secs / published_secs);
+            println!(
+                "{file}: {secs:.1} s of media written ({:.1}% of the {published_secs:.0} s published, including up to 3 segments it took from the initial window)",
+                100.0 * secs / published_secs
+            );
         }
     }
     pool.close().await;
@@ -202,4 +241,3 @@ async fn probe_duration(path: &Path) -> f64 {
         .await;
     out.ok().and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(0.0)
 }
-

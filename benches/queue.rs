@@ -44,10 +44,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let admin = match &args.database_url {
         Some(url) => url.clone(),
-        None => tokio::task::spawn_blocking(|| {
-            colony_tests::pg::start_cluster(&std::env::temp_dir().join("colony-bench-pg"), &[])
-        })
-        .await?,
+        None => {
+            tokio::task::spawn_blocking(|| {
+                colony_tests::pg::start_cluster(&std::env::temp_dir().join("colony-bench-pg"), &[])
+            })
+            .await?
+        }
     };
     println!("queue benchmark: {} jobs per run, median of {} runs, durable Postgres", args.jobs, args.repeat);
     println!("| workers | claim batch | jobs/s (median) | double executions | unfinished |");
@@ -111,7 +113,8 @@ async fn run_once(admin: &str, jobs: usize, workers: usize, batch: i64) -> anyho
         }
     }
     let elapsed = started.elapsed();
-    let unfinished: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state <> 'succeeded'").fetch_one(&pool).await?;
+    let unfinished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state <> 'succeeded'").fetch_one(&pool).await?;
     pool.close().await;
     conn.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await?;
     Ok(Run {
@@ -131,4 +134,3 @@ fn uuid_like() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{:x}_{}", nanos, std::process::id())
 }
-

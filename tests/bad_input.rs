@@ -71,10 +71,7 @@ async fn a_database_that_does_not_exist_is_named() {
 async fn a_malformed_storage_url_is_one_line_and_exit_2() {
     let db = TestDb::migrated().await;
     for bad in ["/var/lib/colony", "file://relative/dir", "s3://", "ftp://x/y", "s3://Bad_Bucket/x"] {
-        let out = mothership(
-            &["check"],
-            &[("DATABASE_URL", db.url.clone()), ("COLONY_STORAGE_URL", bad.to_owned())],
-        );
+        let out = mothership(&["check"], &[("DATABASE_URL", db.url.clone()), ("COLONY_STORAGE_URL", bad.to_owned())]);
         assert_eq!(out.status.code(), Some(2), "{bad}");
         let line = one_line(&out);
         assert!(line.contains("invalid storage URL"), "{line}");

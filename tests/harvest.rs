@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use colony::queue::{NewJob, Queue};
-use colony::storage::{get_bytes, ObjectKey};
-use colony_tests::live::{media, Container, LiveSource, Profile};
-use colony_tests::observer::{signal, wait_exit, Rig};
+use colony::storage::{ObjectKey, get_bytes};
+use colony_tests::live::{Container, LiveSource, Profile, media};
+use colony_tests::observer::{Rig, signal, wait_exit};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -29,11 +29,20 @@ async fn vod_of(source: &LiveSource, name: &str, segments: usize, profile: Profi
 async fn downloaded_with_pipeline(rig: &Rig, source: &LiveSource, name: &str, profile: Profile, pipeline: &str) -> i64 {
     vod_of(source, name, 12, profile).await;
     let channel = rig.channel(name, "http://unused.invalid/").await;
-    sqlx::query("UPDATE channels SET pipeline = $2::jsonb WHERE id = $1").bind(channel).bind(pipeline).execute(&rig.pool).await.unwrap();
+    sqlx::query("UPDATE channels SET pipeline = $2::jsonb WHERE id = $1")
+        .bind(channel)
+        .bind(pipeline)
+        .execute(&rig.pool)
+        .await
+        .unwrap();
     enqueue_download(rig, &source.media_url(name), channel).await;
     let (code, stderr) = wait_exit(rig.harvest(&["--drain"]), SECS(120)).await;
     assert_eq!(code, Some(0), "{stderr}");
-    let states: Vec<(String, String, Option<String>)> = sqlx::query_as("SELECT kind, state::text, last_error FROM jobs ORDER BY id").fetch_all(&rig.pool).await.unwrap();
+    let states: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT kind, state::text, last_error FROM jobs ORDER BY id")
+            .fetch_all(&rig.pool)
+            .await
+            .unwrap();
     assert!(states.iter().all(|s| s.1 == "succeeded"), "{states:?}\n{stderr}");
     vod_recording(rig, channel).await.0
 }
@@ -45,12 +54,27 @@ fn local(rig: &Rig, key: &str) -> std::path::PathBuf {
 /// Keyframe times of a playlist's video, from ffprobe.
 fn keyframes(playlist: &std::path::Path) -> Vec<String> {
     let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-skip_frame", "nokey", "-show_entries", "frame=pts_time", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-skip_frame",
+            "nokey",
+            "-show_entries",
+            "frame=pts_time",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(playlist)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim_end_matches(',').to_owned()).filter(|l| !l.is_empty()).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_end_matches(',').to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 fn streams(path: &std::path::Path) -> String {
@@ -71,11 +95,19 @@ async fn enqueue_download(rig: &Rig, url: &str, channel: i64) -> i64 {
 }
 
 async fn job(rig: &Rig, id: i64) -> (String, i32, Option<String>, Option<serde_json::Value>) {
-    sqlx::query_as("SELECT state::text, attempt, last_error, progress FROM jobs WHERE id = $1").bind(id).fetch_one(&rig.pool).await.unwrap()
+    sqlx::query_as("SELECT state::text, attempt, last_error, progress FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap()
 }
 
 async fn vod_recording(rig: &Rig, channel: i64) -> (i64, String) {
-    sqlx::query_as("SELECT id, state::text FROM recordings WHERE channel_id = $1 AND source = 'vod'").bind(channel).fetch_one(&rig.pool).await.unwrap()
+    sqlx::query_as("SELECT id, state::text FROM recordings WHERE channel_id = $1 AND source = 'vod'")
+        .bind(channel)
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,11 +139,18 @@ async fn a_vod_download_stores_every_segment_once_and_a_rerun_changes_nothing() 
     }
     let playlist = rig.media_root.as_ref().unwrap().join(format!("channels/past/{recording}/playlist.m3u8"));
     let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"]).arg(&playlist).args(["-c", "copy", "-f", "null", "-"]).output().unwrap();
+        .args(["-v", "error", "-i"])
+        .arg(&playlist)
+        .args(["-c", "copy", "-f", "null", "-"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The channel's post-processing is queued for the new recording.
     let followups: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE (args->>'recording_id')::bigint = $1")
-        .bind(recording).fetch_one(&rig.pool).await.unwrap();
+        .bind(recording)
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap();
     assert_eq!(followups, 2);
 
     // The same download asked for again: one recording, the same rows.
@@ -120,7 +159,11 @@ async fn a_vod_download_stores_every_segment_once_and_a_rerun_changes_nothing() 
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(job(&rig, again).await.0, "succeeded");
     assert_eq!(rig.rows(recording).await.len(), 30);
-    let recordings: i64 = sqlx::query_scalar("SELECT count(*) FROM recordings WHERE channel_id = $1").bind(channel).fetch_one(&rig.pool).await.unwrap();
+    let recordings: i64 = sqlx::query_scalar("SELECT count(*) FROM recordings WHERE channel_id = $1")
+        .bind(channel)
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap();
     assert_eq!(recordings, 1);
 }
 
@@ -144,7 +187,8 @@ async fn a_cell_killed_mid_download_is_finished_by_another_with_nothing_missing_
     assert!(before < 40, "the first cell finished before it was killed");
 
     // The second cell rescues the job once the dead cell's lease runs out.
-    let second = rig.harvest(&["--lease", "2s", "--idle-exit", "4s", "--download-concurrency", "4", "--kinds", "vod_download"]);
+    let second =
+        rig.harvest(&["--lease", "2s", "--idle-exit", "4s", "--download-concurrency", "4", "--kinds", "vod_download"]);
     let (code, stderr) = wait_exit(second, SECS(60)).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("rescued a job whose lease expired"), "{stderr}");
@@ -155,7 +199,8 @@ async fn a_cell_killed_mid_download_is_finished_by_another_with_nothing_missing_
     let rows = rig.rows(recording).await;
     assert_eq!(rows.len(), 40, "no duplicate (the ledger's key) and none missing");
     assert!(rows.iter().all(|r| !r.is_gap));
-    let listed = rig.store.list(Some(&ObjectKey::parse(&format!("channels/long/{recording}/e0")).unwrap())).await.unwrap();
+    let listed =
+        rig.store.list(Some(&ObjectKey::parse(&format!("channels/long/{recording}/e0")).unwrap())).await.unwrap();
     assert_eq!(listed.len(), 40);
 }
 
@@ -222,7 +267,9 @@ async fn a_kind_this_build_cannot_run_is_refused_at_start() {
 async fn the_pipeline_builds_an_aligned_ladder_an_export_and_thumbnails() {
     let source = LiveSource::start().await;
     let rig = Rig::file().await;
-    let recording = downloaded_with_pipeline(&rig, &source, "show", Profile::SMALL_480P, r#"["reencode", "export", "thumbnails"]"#).await;
+    let recording =
+        downloaded_with_pipeline(&rig, &source, "show", Profile::SMALL_480P, r#"["reencode", "export", "thumbnails"]"#)
+            .await;
     let base = format!("channels/show/{recording}");
 
     // Ladder: 720p skipped for a 480p source; 480p and 360p with keyframes at
@@ -236,16 +283,24 @@ async fn the_pipeline_builds_an_aligned_ladder_an_export_and_thumbnails() {
     assert_eq!(k480, k360, "keyframes are aligned across rungs");
     assert!(streams(&local(&rig, &format!("{base}/ladder/360p/index.m3u8"))).contains("video,360"));
     let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"]).arg(local(&rig, &format!("{base}/ladder/master.m3u8"))).args(["-map", "0", "-c", "copy", "-f", "null", "-"]).output().unwrap();
+        .args(["-v", "error", "-i"])
+        .arg(local(&rig, &format!("{base}/ladder/master.m3u8")))
+        .args(["-map", "0", "-c", "copy", "-f", "null", "-"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let progress: serde_json::Value = sqlx::query_scalar("SELECT progress FROM jobs WHERE kind = 'reencode'").fetch_one(&rig.pool).await.unwrap();
+    let progress: serde_json::Value =
+        sqlx::query_scalar("SELECT progress FROM jobs WHERE kind = 'reencode'").fetch_one(&rig.pool).await.unwrap();
     assert!(progress["percent"].as_f64().unwrap() > 90.0 && progress.get("speed").is_some(), "{progress}");
 
     // Export: one fragmented MP4 as long as the recording.
     let export = local(&rig, &format!("{base}/export/{recording}.mp4"));
     assert!(std::fs::metadata(&export).unwrap().len() > 64 * 1024);
     let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"]).arg(&export).output().unwrap();
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+        .arg(&export)
+        .output()
+        .unwrap();
     let secs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!((secs - 12.0).abs() < 1.0, "export is {secs}s");
 
@@ -279,10 +334,18 @@ async fn an_export_killed_midway_is_still_a_valid_file() {
     std::thread::sleep(Duration::from_secs(4));
     child.kill().unwrap();
     child.wait().unwrap();
-    let out = std::process::Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&output).args(["-f", "null", "-"]).output().unwrap();
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&output)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "a killed export must stay readable: {}", String::from_utf8_lossy(&out.stderr));
     let probe = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"]).arg(&output).output().unwrap();
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+        .arg(&output)
+        .output()
+        .unwrap();
     let secs: f64 = String::from_utf8_lossy(&probe.stdout).trim().parse().unwrap_or(0.0);
     assert!(secs >= 2.0, "the partial export holds {secs}s of media");
 }
@@ -301,7 +364,11 @@ async fn media_ffmpeg_cannot_decode_is_a_dead_job_and_no_export_is_saved() {
         sqlx::query("INSERT INTO segments (recording_id, epoch, media_sequence, duration_secs, bytes, object_key, source) VALUES ($1, 0, $2, 1.0, 4000, $3, 'vod')")
             .bind(recording).bind(seq).bind(&key).execute(&rig.pool).await.unwrap();
     }
-    let id = Queue::new(rig.pool.clone()).enqueue(&NewJob::new("export", json!({ "recording_id": recording }))).await.unwrap().id();
+    let id = Queue::new(rig.pool.clone())
+        .enqueue(&NewJob::new("export", json!({ "recording_id": recording })))
+        .await
+        .unwrap()
+        .id();
     let (code, stderr) = wait_exit(rig.harvest(&["--drain"]), SECS(60)).await;
     assert_eq!(code, Some(0), "{stderr}");
     let (state, attempt, error, _) = job(&rig, id).await;
@@ -322,12 +389,19 @@ async fn damaged_recording(rig: &Rig, source: &LiveSource, name: &str) -> i64 {
     let recording = vod_recording(rig, channel).await.0;
     let rows = rig.rows(recording).await;
     rig.store.delete(&ObjectKey::parse(rows[3].object_key.as_deref().unwrap()).unwrap()).await.unwrap();
-    rig.store.put(&ObjectKey::parse(rows[5].object_key.as_deref().unwrap()).unwrap(), bytes::Bytes::from(vec![7u8; 1000])).await.unwrap();
+    rig.store
+        .put(&ObjectKey::parse(rows[5].object_key.as_deref().unwrap()).unwrap(), bytes::Bytes::from(vec![7u8; 1000]))
+        .await
+        .unwrap();
     recording
 }
 
 async fn repair(rig: &Rig, recording: i64) -> (String, Option<serde_json::Value>) {
-    let id = Queue::new(rig.pool.clone()).enqueue(&NewJob::new("repair", json!({ "recording_id": recording }))).await.unwrap().id();
+    let id = Queue::new(rig.pool.clone())
+        .enqueue(&NewJob::new("repair", json!({ "recording_id": recording })))
+        .await
+        .unwrap()
+        .id();
     let (code, stderr) = wait_exit(rig.harvest(&["--drain", "--kinds", "repair"]), SECS(60)).await;
     assert_eq!(code, Some(0), "{stderr}");
     let (state, _, error, progress) = job(rig, id).await;
@@ -345,7 +419,9 @@ async fn repair_fetches_missing_and_broken_segments_again_from_the_source_vod() 
     let rows = rig.rows(recording).await;
     assert!(rows.iter().all(|r| !r.is_gap));
     for row in &rows {
-        let body = get_bytes(rig.store.as_ref(), &ObjectKey::parse(row.object_key.as_deref().unwrap()).unwrap()).await.unwrap();
+        let body = get_bytes(rig.store.as_ref(), &ObjectKey::parse(row.object_key.as_deref().unwrap()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(body.as_ref(), source.segment_bytes("fixme", row.media_sequence as u64).unwrap().as_slice());
     }
 }
@@ -355,19 +431,33 @@ async fn repair_turns_what_cannot_be_recovered_into_gaps_and_rebuilds_the_playli
     let source = LiveSource::start().await;
     let rig = Rig::file().await;
     let recording = damaged_recording(&rig, &source, "lost").await;
-    sqlx::query("UPDATE recordings SET source_url = NULL WHERE id = $1").bind(recording).execute(&rig.pool).await.unwrap();
+    sqlx::query("UPDATE recordings SET source_url = NULL WHERE id = $1")
+        .bind(recording)
+        .execute(&rig.pool)
+        .await
+        .unwrap();
     let (_, progress) = repair(&rig, recording).await;
     assert_eq!(progress.unwrap()["gaps"], 2);
     let rows = rig.rows(recording).await;
     let gaps: Vec<i64> = rows.iter().filter(|r| r.is_gap).map(|r| r.media_sequence).collect();
     assert_eq!(gaps, [3, 5]);
-    let (segments, gap_count): (i64, i64) = sqlx::query_as("SELECT segment_count, gap_count FROM recordings WHERE id = $1").bind(recording).fetch_one(&rig.pool).await.unwrap();
+    let (segments, gap_count): (i64, i64) =
+        sqlx::query_as("SELECT segment_count, gap_count FROM recordings WHERE id = $1")
+            .bind(recording)
+            .fetch_one(&rig.pool)
+            .await
+            .unwrap();
     assert_eq!((segments, gap_count), (8, 2));
     let playlist = local(&rig, &format!("channels/lost/{recording}/playlist.m3u8"));
     let text = std::fs::read_to_string(&playlist).unwrap();
     assert_eq!(text.matches("#EXTINF").count(), 8);
     assert_eq!(text.matches("#EXT-X-DISCONTINUITY").count(), 2, "{text}");
-    let out = std::process::Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&playlist).args(["-c", "copy", "-f", "null", "-"]).output().unwrap();
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&playlist)
+        .args(["-c", "copy", "-f", "null", "-"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -382,31 +472,54 @@ async fn archive_tier_moves_old_recordings_to_a_cold_class_on_s3_and_refuses_fil
             "INSERT INTO recordings (channel_id, source, state, storage_prefix, ended_at)
              VALUES ($1, 'vod', 'complete', 'channels/cold/' || $2, now() - make_interval(days => $3)) RETURNING id",
         )
-        .bind(channel).bind(n).bind(age_days).fetch_one(&rig.pool).await.unwrap();
+        .bind(channel)
+        .bind(n)
+        .bind(age_days)
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap();
         for s in 0..3 {
-            rig.store.put(&ObjectKey::parse(&format!("channels/cold/{n}/e0/{s:08}.ts")).unwrap(), bytes::Bytes::from(vec![1u8; 100])).await.unwrap();
+            rig.store
+                .put(
+                    &ObjectKey::parse(&format!("channels/cold/{n}/e0/{s:08}.ts")).unwrap(),
+                    bytes::Bytes::from(vec![1u8; 100]),
+                )
+                .await
+                .unwrap();
         }
         ids.push(id);
     }
     let job_id = Queue::new(rig.pool.clone())
         .enqueue(&NewJob::new("archive_tier", json!({ "older_than": "30d", "storage_class": "STANDARD_IA" })))
-        .await.unwrap().id();
+        .await
+        .unwrap()
+        .id();
     let (code, stderr) = wait_exit(rig.harvest(&["--drain", "--kinds", "archive_tier"]), SECS(60)).await;
     assert_eq!(code, Some(0), "{stderr}");
     let (state, _, error, progress) = job(&rig, job_id).await;
     assert_eq!(state, "succeeded", "{error:?}");
     assert_eq!(progress.unwrap()["objects_moved"], 3);
-    let classes: Vec<Option<String>> = sqlx::query_scalar("SELECT storage_class FROM recordings ORDER BY id").fetch_all(&rig.pool).await.unwrap();
+    let classes: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT storage_class FROM recordings ORDER BY id").fetch_all(&rig.pool).await.unwrap();
     assert_eq!(classes, [Some("STANDARD_IA".to_owned()), None], "only the old recording is tiered");
-    let body = get_bytes(rig.store.as_ref(), &ObjectKey::parse("channels/cold/0/e0/00000000.ts").unwrap()).await.unwrap();
+    let body =
+        get_bytes(rig.store.as_ref(), &ObjectKey::parse("channels/cold/0/e0/00000000.ts").unwrap()).await.unwrap();
     assert_eq!(body.len(), 100, "tiered objects stay readable under the same key");
 
     let local = Rig::file().await;
     let channel = local.channel("warm", "http://unused.invalid/").await;
     let id: i64 = sqlx::query_scalar("INSERT INTO recordings (channel_id, source, state, storage_prefix, ended_at) VALUES ($1, 'vod', 'complete', 'channels/warm/1', now() - interval '40 days') RETURNING id")
         .bind(channel).fetch_one(&local.pool).await.unwrap();
-    local.store.put(&ObjectKey::parse("channels/warm/1/e0/00000000.ts").unwrap(), bytes::Bytes::from_static(b"x")).await.unwrap();
-    let job_id = Queue::new(local.pool.clone()).enqueue(&NewJob::new("archive_tier", json!({ "recording_id": id }))).await.unwrap().id();
+    local
+        .store
+        .put(&ObjectKey::parse("channels/warm/1/e0/00000000.ts").unwrap(), bytes::Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let job_id = Queue::new(local.pool.clone())
+        .enqueue(&NewJob::new("archive_tier", json!({ "recording_id": id })))
+        .await
+        .unwrap()
+        .id();
     let (code, stderr) = wait_exit(local.harvest(&["--drain", "--kinds", "archive_tier"]), SECS(60)).await;
     assert_eq!(code, Some(0), "{stderr}");
     let (state, attempt, error, _) = job(&local, job_id).await;
@@ -423,7 +536,10 @@ async fn sigterm_hands_a_running_job_back_without_spending_an_attempt() {
     let channel = rig.channel("slow", "http://unused.invalid/").await;
     // Through a resolver command, as page URLs are given for yt-dlp.
     let id = Queue::new(rig.pool.clone())
-        .enqueue(&NewJob::new("vod_download", json!({ "url": source.media_url("slow"), "channel_id": channel, "resolver": "printf '%s\\n' {url}" })))
+        .enqueue(&NewJob::new(
+            "vod_download",
+            json!({ "url": source.media_url("slow"), "channel_id": channel, "resolver": "printf '%s\\n' {url}" }),
+        ))
         .await
         .unwrap()
         .id();
@@ -439,7 +555,8 @@ async fn sigterm_hands_a_running_job_back_without_spending_an_attempt() {
     assert!(stderr.contains("handing the job back"), "{stderr}");
     let (state, attempt, ..) = job(&rig, id).await;
     assert_eq!((state.as_str(), attempt), ("available", 0), "handed back, no attempt spent");
-    let cell_state: String = sqlx::query_scalar("SELECT state::text FROM cells WHERE kind = 'harvest'").fetch_one(&rig.pool).await.unwrap();
+    let cell_state: String =
+        sqlx::query_scalar("SELECT state::text FROM cells WHERE kind = 'harvest'").fetch_one(&rig.pool).await.unwrap();
     assert_eq!(cell_state, "exited");
 
     // Another cell picks it up and finishes from where it stopped.

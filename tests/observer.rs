@@ -6,9 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use colony::recording::{Assignment, LedgerRow};
-use colony::storage::{get_bytes, ObjectKey};
-use colony_tests::live::{media, Container, LiveSource, Profile};
-use colony_tests::observer::{signal, wait_exit, Rig};
+use colony::storage::{ObjectKey, get_bytes};
+use colony_tests::live::{Container, LiveSource, Profile, media};
+use colony_tests::observer::{Rig, signal, wait_exit};
 use nix::sys::signal::Signal;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -40,7 +40,12 @@ fn ffmpeg_reads(playlist: &Path) -> f64 {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ffmpeg could not read {}: {stderr}", playlist.display());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let us: i64 = stdout.lines().filter_map(|l| l.strip_prefix("out_time_us=")).filter_map(|v| v.parse().ok()).next_back().unwrap();
+    let us: i64 = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("out_time_us="))
+        .filter_map(|v| v.parse().ok())
+        .next_back()
+        .unwrap();
     us as f64 / 1e6
 }
 
@@ -69,7 +74,6 @@ async fn jobs_for(rig: &Rig, recording_id: i64) -> Vec<String> {
         .await
         .unwrap()
 }
-
 
 /// One live channel on its own test source, recorded into file:// storage.
 struct Live {
@@ -116,7 +120,11 @@ impl Live {
     }
 
     fn playlist_path(&self) -> std::path::PathBuf {
-        self.rig.media_root.as_ref().unwrap().join(format!("channels/{}/{}/playlist.m3u8", self.name, self.a.recording_id))
+        self.rig
+            .media_root
+            .as_ref()
+            .unwrap()
+            .join(format!("channels/{}/{}/playlist.m3u8", self.name, self.a.recording_id))
     }
 
     fn published(&self) -> BTreeSet<u64> {
@@ -134,7 +142,10 @@ async fn records_a_live_channel_end_to_end_into_a_playable_vod() {
     let live = t.playlist().await;
     assert!(live.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && !live.contains("ENDLIST"), "{live}");
     let heartbeat: Option<i64> = sqlx::query_scalar("SELECT segment_count FROM recordings WHERE id = $1")
-        .bind(t.a.recording_id).fetch_one(&t.rig.pool).await.unwrap();
+        .bind(t.a.recording_id)
+        .fetch_one(&t.rig.pool)
+        .await
+        .unwrap();
     assert!(heartbeat.unwrap_or(0) > 0, "heartbeats carry progress");
 
     t.source.end(t.name);
@@ -149,7 +160,10 @@ async fn records_a_live_channel_end_to_end_into_a_playable_vod() {
 
     let (state, segments, bytes, duration): (String, i64, i64, f64) =
         sqlx::query_as("SELECT state::text, segment_count, bytes, duration_secs FROM recordings WHERE id = $1")
-            .bind(t.a.recording_id).fetch_one(&t.rig.pool).await.unwrap();
+            .bind(t.a.recording_id)
+            .fetch_one(&t.rig.pool)
+            .await
+            .unwrap();
     assert_eq!(state, "complete");
     assert_eq!(segments as usize, rows.len());
     assert_eq!(bytes, rows.iter().map(|r| r.bytes).sum::<i64>());
@@ -162,7 +176,11 @@ async fn records_a_live_channel_end_to_end_into_a_playable_vod() {
     let read = ffmpeg_reads(&path);
     assert!((read - ledger_secs).abs() < 1.5, "ffmpeg read {read:.2}s, the ledger says {ledger_secs:.2}s");
     assert_eq!(jobs_for(&t.rig, t.a.recording_id).await, ["export", "thumbnails"]);
-    let cell_state: String = sqlx::query_scalar("SELECT state::text FROM cells WHERE id = $1").bind(t.cell).fetch_one(&t.rig.pool).await.unwrap();
+    let cell_state: String = sqlx::query_scalar("SELECT state::text FROM cells WHERE id = $1")
+        .bind(t.cell)
+        .fetch_one(&t.rig.pool)
+        .await
+        .unwrap();
     assert_eq!(cell_state, "exited");
 }
 
@@ -183,7 +201,11 @@ async fn a_return_inside_the_standby_window_continues_the_recording_as_a_new_epo
     let (code, stderr) = wait_exit(child, SECS(40)).await;
     assert_eq!(code, Some(0), "{stderr}");
 
-    let recordings: i64 = sqlx::query_scalar("SELECT count(*) FROM recordings WHERE channel_id = $1").bind(t.channel).fetch_one(&t.rig.pool).await.unwrap();
+    let recordings: i64 = sqlx::query_scalar("SELECT count(*) FROM recordings WHERE channel_id = $1")
+        .bind(t.channel)
+        .fetch_one(&t.rig.pool)
+        .await
+        .unwrap();
     assert_eq!(recordings, 1, "one broadcast, one recording");
     let rows = t.rows().await;
     assert!(contiguous(&stored(&rows, 0)) && contiguous(&stored(&rows, 1)));
@@ -210,7 +232,10 @@ async fn a_blip_inside_the_standby_window_continues_the_same_epoch_without_dupli
     let child = rig.observer(channel, "kilo", cell, a, &["--standby", "8s"]);
     rig.wait_segments(a.recording_id, 7, SECS(30)).await;
     source.go_offline("kilo");
-    colony_tests::eventually("standby", SECS(20), || async { (rig.recording_state(a.recording_id).await == "standby").then_some(()) }).await;
+    colony_tests::eventually("standby", SECS(20), || async {
+        (rig.recording_state(a.recording_id).await == "standby").then_some(())
+    })
+    .await;
     source.resume("kilo");
     tokio::time::sleep(SECS(4)).await;
     source.end("kilo");
@@ -320,7 +345,11 @@ async fn garage_down_for_20_seconds_loses_no_segment() {
     assert!(rows.iter().all(|r| !r.is_gap));
     objects_match_source(&rig, &rows, &source, "foxtrot").await;
     assert_eq!(rig.recording_state(a.recording_id).await, "complete");
-    assert_eq!(std::fs::read_dir(rig.spool.path().join(a.recording_id.to_string())).unwrap().count(), 0, "spool drained");
+    assert_eq!(
+        std::fs::read_dir(rig.spool.path().join(a.recording_id.to_string())).unwrap().count(),
+        0,
+        "spool drained"
+    );
     g.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -366,12 +395,23 @@ async fn a_sequence_jump_is_recorded_as_a_gap() {
     let gap = gaps[0].media_sequence as u64..(gaps[0].media_sequence + i64::from(gaps[0].gap_count)) as u64;
     assert_eq!(never_stored, gap.clone().collect(), "the gap row covers exactly what is missing");
     assert!(gaps[0].gap_count >= 15, "{}", gaps[0].gap_count);
-    assert!(gaps[0].duration_secs >= f64::from(gaps[0].gap_count) * 0.9, "estimated seconds: {}", gaps[0].duration_secs);
+    assert!(
+        gaps[0].duration_secs >= f64::from(gaps[0].gap_count) * 0.9,
+        "estimated seconds: {}",
+        gaps[0].duration_secs
+    );
     assert!(stderr.contains("explicit gap"), "the gap is logged");
-    let gap_count: i64 = sqlx::query_scalar("SELECT gap_count FROM recordings WHERE id = $1").bind(t.a.recording_id).fetch_one(&t.rig.pool).await.unwrap();
+    let gap_count: i64 = sqlx::query_scalar("SELECT gap_count FROM recordings WHERE id = $1")
+        .bind(t.a.recording_id)
+        .fetch_one(&t.rig.pool)
+        .await
+        .unwrap();
     assert_eq!(gap_count, i64::from(gaps[0].gap_count));
     let vod = t.playlist().await;
-    assert!(vod.contains("#EXT-X-DISCONTINUITY") && vod.contains(&format!("## gap: {} segment(s)", gaps[0].gap_count)), "{vod}");
+    assert!(
+        vod.contains("#EXT-X-DISCONTINUITY") && vod.contains(&format!("## gap: {} segment(s)", gaps[0].gap_count)),
+        "{vod}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -425,7 +465,8 @@ async fn a_segment_404_and_broken_playlists_do_not_stop_the_recording() {
 async fn postgres_down_for_15_seconds_loses_no_segment() {
     let dir = std::env::temp_dir().join(format!("colony-test-pg-outage-{}", uuid::Uuid::new_v4().simple()));
     let dir2 = dir.clone();
-    let admin = tokio::task::spawn_blocking(move || colony_tests::pg::start_cluster(&dir2, &["fsync=off"])).await.unwrap();
+    let admin =
+        tokio::task::spawn_blocking(move || colony_tests::pg::start_cluster(&dir2, &["fsync=off"])).await.unwrap();
     let media = test_media(Container::Ts).await;
     let source = LiveSource::start().await;
     source.add("lima", &media, 6);
@@ -448,12 +489,20 @@ async fn postgres_down_for_15_seconds_loses_no_segment() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("postgres unavailable") && stderr.contains("postgres is back"), "{stderr}");
 
-    let rows: Vec<(i64, bool)> = sqlx::query_as("SELECT media_sequence, is_gap FROM segments WHERE recording_id = $1 ORDER BY media_sequence")
-        .bind(a.recording_id).fetch_all(&pool).await.unwrap();
+    let rows: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT media_sequence, is_gap FROM segments WHERE recording_id = $1 ORDER BY media_sequence")
+            .bind(a.recording_id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     let stored: BTreeSet<u64> = rows.iter().filter(|r| !r.1).map(|r| r.0 as u64).collect();
     let published: BTreeSet<u64> = source.published("lima").iter().map(|p| p.0).collect();
     assert_eq!(stored, published, "every segment recorded while Postgres was down reached the ledger");
-    let state: String = sqlx::query_scalar("SELECT state::text FROM recordings WHERE id = $1").bind(a.recording_id).fetch_one(&pool).await.unwrap();
+    let state: String = sqlx::query_scalar("SELECT state::text FROM recordings WHERE id = $1")
+        .bind(a.recording_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(state, "complete");
     pool.close().await;
     drop(rig);
@@ -483,9 +532,21 @@ async fn a_missing_or_malformed_assignment_is_one_line_and_exit_2() {
     ];
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (full.iter().filter(|(k, _)| *k != "OBSERVER_VOD_ID").copied().collect(), "OBSERVER_VOD_ID"),
-        (full.iter().map(|(k, v)| if *k == "OBSERVER_CHANNEL_LOGIN" { (*k, "../Evil") } else { (*k, *v) }).collect(), "not a safe channel login"),
-        (full.iter().map(|(k, v)| if *k == "COLONY_CELL_ID" { (*k, "not-a-uuid") } else { (*k, *v) }).collect(), "COLONY_CELL_ID"),
-        (full.iter().map(|(k, v)| if *k == "OBSERVER_STANDBY" { (*k, "soon") } else { (*k, *v) }).chain([("OBSERVER_STANDBY", "soon")]).collect(), "OBSERVER_STANDBY"),
+        (
+            full.iter().map(|(k, v)| if *k == "OBSERVER_CHANNEL_LOGIN" { (*k, "../Evil") } else { (*k, *v) }).collect(),
+            "not a safe channel login",
+        ),
+        (
+            full.iter().map(|(k, v)| if *k == "COLONY_CELL_ID" { (*k, "not-a-uuid") } else { (*k, *v) }).collect(),
+            "COLONY_CELL_ID",
+        ),
+        (
+            full.iter()
+                .map(|(k, v)| if *k == "OBSERVER_STANDBY" { (*k, "soon") } else { (*k, *v) })
+                .chain([("OBSERVER_STANDBY", "soon")])
+                .collect(),
+            "OBSERVER_STANDBY",
+        ),
         (full.clone(), "recording 1 (OBSERVER_VOD_ID) does not exist"),
     ];
     for (env, expect) in cases {

@@ -42,7 +42,8 @@ async fn migrate_builds_every_table_on_an_empty_database_and_is_a_no_op_the_seco
 
     let pool = db.pool(2).await;
     for table in TABLES {
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(&pool).await.unwrap();
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(&pool).await.unwrap();
         assert!(exists, "table {table} missing after migrate");
     }
     let status = colony::db::schema_status(&pool).await.unwrap();

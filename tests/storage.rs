@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use colony::storage::{self, get_bytes, ObjectKey, ObjectStore, StorageArgs, StorageError, StorageUrl};
+use colony::storage::{self, ObjectKey, ObjectStore, StorageArgs, StorageError, StorageUrl, get_bytes};
 use colony_tests::garage::garage;
 use futures::TryStreamExt;
 
@@ -14,7 +14,9 @@ fn key(s: &str) -> ObjectKey {
 
 /// Deterministic, non-repeating-ish content so a misplaced part shows.
 fn pattern(len: usize, seed: u8) -> Bytes {
-    Bytes::from((0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[i % 4] ^ seed).collect::<Vec<u8>>())
+    Bytes::from(
+        (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[i % 4] ^ seed).collect::<Vec<u8>>(),
+    )
 }
 
 struct Fixture {
@@ -81,7 +83,8 @@ async fn listing(f: Fixture) {
     for k in ["a/b/2.ts", "a/b/1.ts", "a/b/sub/3.ts", "a/bc/no.ts", "z.ts"] {
         s.put(&key(k), Bytes::from(k.to_owned())).await.unwrap();
     }
-    let under_ab: Vec<String> = s.list(Some(&key("a/b"))).await.unwrap().into_iter().map(|m| m.key.to_string()).collect();
+    let under_ab: Vec<String> =
+        s.list(Some(&key("a/b"))).await.unwrap().into_iter().map(|m| m.key.to_string()).collect();
     assert_eq!(under_ab, ["a/b/1.ts", "a/b/2.ts", "a/b/sub/3.ts"]);
     let all = s.list(None).await.unwrap();
     assert_eq!(all.len(), 5);

@@ -68,7 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn stop_on_signal(stop: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     tokio::select! {
         _ = term.recv() => {}

@@ -21,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 /// hand only to test a deployment.
 #[derive(Debug, Parser)]
 #[command(name = "observer-cell", version)]
-#[command(after_help = "Exit codes: 0 finalized, 1 failure, 2 bad configuration, 3 replaced by another cell (fenced out).")]
+#[command(
+    after_help = "Exit codes: 0 finalized, 1 failure, 2 bad configuration, 3 replaced by another cell (fenced out)."
+)]
 struct Cli {
     #[command(flatten)]
     log: LogArgs,
@@ -49,14 +51,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
     match colony::observer::run(cli.observer, pool, store, stop).await? {
-        Outcome::Fenced => Err(Exit { code: colony::exit::FENCED, message: "fenced out: the recording was handed to a replacement cell".into() }.into()),
-        Outcome::Finalized(colony::recording::RecordingState::Failed) => anyhow::bail!("the recording could not be finalized; see the log above"),
+        Outcome::Fenced => Err(Exit {
+            code: colony::exit::FENCED,
+            message: "fenced out: the recording was handed to a replacement cell".into(),
+        }
+        .into()),
+        Outcome::Finalized(colony::recording::RecordingState::Failed) => {
+            anyhow::bail!("the recording could not be finalized; see the log above")
+        }
         Outcome::Finalized(_) | Outcome::AlreadyClosed(_) => Ok(()),
     }
 }
 
 async fn stop_on_signal(stop: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     tokio::select! {
         _ = term.recv() => {}

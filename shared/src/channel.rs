@@ -22,7 +22,10 @@ impl Login {
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(format!("'{}' is not a safe channel login: use 1-64 of a-z, 0-9, '_' and '-', starting with a letter or digit", raw.escape_debug()))
+            Err(format!(
+                "'{}' is not a safe channel login: use 1-64 of a-z, 0-9, '_' and '-', starting with a letter or digit",
+                raw.escape_debug()
+            ))
         }
     }
 
@@ -106,11 +109,8 @@ pub async fn run_resolver(template: &str, source_url: &str, timeout: Duration) -
     let Some((program, args)) = words.split_first() else {
         return Err(SourceError::BadResolver("no program".into()));
     };
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null())
-        .output();
+    let child =
+        tokio::process::Command::new(program).args(args).kill_on_drop(true).stdin(std::process::Stdio::null()).output();
     let out = tokio::time::timeout(timeout, child)
         .await
         .map_err(|_| SourceError::Timeout { program: program.clone(), timeout })?
@@ -145,7 +145,9 @@ mod tests {
         let url = run_resolver("echo noise {url}/live.m3u8", "http://src.example", Duration::from_secs(5)).await;
         // `echo` prints one line: "noise http://...": not a URL by itself.
         assert!(url.is_err());
-        let url = run_resolver("printf '%s\\n' junk {url}", "https://src.example/x.m3u8", Duration::from_secs(5)).await.unwrap();
+        let url = run_resolver("printf '%s\\n' junk {url}", "https://src.example/x.m3u8", Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(url.as_str(), "https://src.example/x.m3u8");
         let err = run_resolver("sleep {url}", "5", Duration::from_millis(100)).await.unwrap_err();
         assert!(matches!(err, SourceError::Timeout { .. }));

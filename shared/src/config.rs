@@ -31,13 +31,10 @@ impl DatabaseUrl {
         }
         let parsed = Url::parse(raw).map_err(|e| InvalidDatabaseUrl { reason: e.to_string() })?;
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
-            return Err(InvalidDatabaseUrl {
-                reason: format!("scheme '{}' is not postgres://", parsed.scheme()),
-            });
+            return Err(InvalidDatabaseUrl { reason: format!("scheme '{}' is not postgres://", parsed.scheme()) });
         }
-        let options = PgConnectOptions::from_str(raw).map_err(|e| InvalidDatabaseUrl {
-            reason: redact_in(&e.to_string(), &parsed),
-        })?;
+        let options = PgConnectOptions::from_str(raw)
+            .map_err(|e| InvalidDatabaseUrl { reason: redact_in(&e.to_string(), &parsed) })?;
         Ok(Self { raw: raw.to_owned(), options })
     }
 

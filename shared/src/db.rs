@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
+use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
 use tracing::info;
 
 use crate::config::{DatabaseArgs, DatabaseUrl};
@@ -33,7 +33,9 @@ pub enum DbError {
          upgrade this binary to the version the mothership runs"
     )]
     SchemaNewer { database: i64, binary: i64 },
-    #[error("the database schema is at version {database}, older than this binary's {binary}; run `mothership migrate`")]
+    #[error(
+        "the database schema is at version {database}, older than this binary's {binary}; run `mothership migrate`"
+    )]
     SchemaOlder { database: i64, binary: i64 },
     #[error("migration {version} failed part-way in an earlier run; fix the cause and run `mothership migrate` again")]
     SchemaDirty { version: i64 },
@@ -88,9 +90,7 @@ pub struct SchemaStatus {
 }
 
 async fn applied_migrations(pool: &PgPool) -> Result<Option<Vec<(i64, bool, Vec<u8>)>>, DbError> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-        .fetch_one(pool)
-        .await?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
     if !exists {
         return Ok(None);
     }
@@ -118,11 +118,7 @@ pub async fn schema_status(pool: &PgPool) -> Result<SchemaStatus, DbError> {
         }
     }
     let database = applied.iter().map(|(v, ..)| *v).max();
-    let pending = MIGRATOR
-        .iter()
-        .map(|m| m.version)
-        .filter(|v| !applied.iter().any(|(a, ..)| a == v))
-        .collect();
+    let pending = MIGRATOR.iter().map(|m| m.version).filter(|v| !applied.iter().any(|(a, ..)| a == v)).collect();
     Ok(SchemaStatus { database, binary, pending })
 }
 

@@ -89,7 +89,8 @@ pub fn clap_exit(program: &str, err: clap::Error, command: &clap::Command) -> Ex
     let message = match err.kind() {
         ErrorKind::MissingRequiredArgument => format!("missing {}", described.join(", ")),
         ErrorKind::ValueValidation | ErrorKind::InvalidValue => {
-            let why = std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_else(|| "it is not valid".into());
+            let why =
+                std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_else(|| "it is not valid".into());
             format!("invalid value for {}: {why}", described.join(", "))
         }
         _ => {

@@ -3,8 +3,8 @@
 //! DESIGN.md gives. The binary comes from `GARAGE_BIN`, PATH or
 //! `~/.cargo/bin/garage` (`cargo install garage --locked`).
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -67,7 +67,8 @@ pub fn garage_bin() -> PathBuf {
     if let Ok(p) = std::env::var("GARAGE_BIN") {
         return p.into();
     }
-    let cargo_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")).into_iter().collect::<Vec<_>>();
+    let cargo_bin =
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")).into_iter().collect::<Vec<_>>();
     find_program("garage", &cargo_bin)
         .expect("garage is not installed: `cargo install garage --locked` (the CI script does)")
 }
@@ -132,7 +133,15 @@ api_bind_addr = "127.0.0.1:{admin}"
         config: config.clone(),
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !Command::new(garage_bin()).arg("-c").arg(&config).arg("status").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success()) {
+    while !Command::new(garage_bin())
+        .arg("-c")
+        .arg(&config)
+        .arg("status")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
         assert!(Instant::now() < deadline, "garage did not come up; see {}", dir.join("garage.log").display());
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -13,11 +13,11 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use axum::Router;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use bytes::Bytes;
 
 use crate::proc::{lock, run};
@@ -50,13 +50,17 @@ pub struct Profile {
 
 impl Profile {
     /// Tiny 1-second segments for tests.
-    pub const TEST: Profile = Profile { width: 192, height: 108, segment_secs: 1, total_secs: 120, video_kbps: 200, audio: true };
+    pub const TEST: Profile =
+        Profile { width: 192, height: 108, segment_secs: 1, total_secs: 120, video_kbps: 200, audio: true };
     /// 480p in 1-second segments, for re-encode and thumbnail tests.
-    pub const SMALL_480P: Profile = Profile { width: 854, height: 480, segment_secs: 1, total_secs: 12, video_kbps: 600, audio: true };
+    pub const SMALL_480P: Profile =
+        Profile { width: 854, height: 480, segment_secs: 1, total_secs: 12, video_kbps: 600, audio: true };
     /// The same without an audio track.
-    pub const SILENT_480P: Profile = Profile { width: 854, height: 480, segment_secs: 1, total_secs: 12, video_kbps: 600, audio: false };
+    pub const SILENT_480P: Profile =
+        Profile { width: 854, height: 480, segment_secs: 1, total_secs: 12, video_kbps: 600, audio: false };
     /// 1080p at 6 Mbit/s in 2-second segments, for benchmarks.
-    pub const BENCH_1080P: Profile = Profile { width: 1920, height: 1080, segment_secs: 2, total_secs: 330, video_kbps: 6000, audio: true };
+    pub const BENCH_1080P: Profile =
+        Profile { width: 1920, height: 1080, segment_secs: 2, total_secs: 330, video_kbps: 6000, audio: true };
 }
 
 /// Make (once per machine) or find the segments for a profile.
@@ -82,7 +86,11 @@ pub fn media(container: Container, profile: Profile) -> Media {
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-hide_banner", "-loglevel", "error", "-y"])
             .args(["-f", "lavfi", "-i", &format!("testsrc=size={}x{}:rate=25", profile.width, profile.height)])
-            .args(if profile.audio { &["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"][..] } else { &[][..] })
+            .args(if profile.audio {
+                &["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"][..]
+            } else {
+                &[][..]
+            })
             .args(["-t", &profile.total_secs.to_string()])
             .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", &gop, "-keyint_min", &gop, "-sc_threshold", "0"])
             // True constant bitrate (filler data): testsrc alone compresses far
@@ -359,9 +367,11 @@ impl LiveSource {
 
     /// The bytes of a segment the first session published.
     pub fn segment_bytes(&self, name: &str, seq: u64) -> Option<Vec<u8>> {
-        let path = self.with(name, |c| c.segment_path(0, seq).or_else(|| {
-            c.published.iter().find(|p| p.0 == 0 && p.1 == seq).map(|p| c.media.segments[p.2].0.clone())
-        }))?;
+        let path = self.with(name, |c| {
+            c.segment_path(0, seq).or_else(|| {
+                c.published.iter().find(|p| p.0 == 0 && p.1 == seq).map(|p| c.media.segments[p.2].0.clone())
+            })
+        })?;
         std::fs::read(path).ok()
     }
 }
@@ -381,7 +391,10 @@ async fn playlist(State(channels): State<Channels>, UrlPath(name): UrlPath<Strin
         Some(ch) => ch.playlist(),
     };
     match result {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/vnd.apple.mpegurl"), (header::CACHE_CONTROL, "no-cache")], body).into_response(),
+        Ok(body) => {
+            ([(header::CONTENT_TYPE, "application/vnd.apple.mpegurl"), (header::CACHE_CONTROL, "no-cache")], body)
+                .into_response()
+        }
         Err(code) => code.into_response(),
     }
 }
@@ -392,11 +405,18 @@ async fn init(State(channels): State<Channels>, UrlPath(name): UrlPath<String>) 
 }
 
 async fn segment(State(channels): State<Channels>, UrlPath((name, file)): UrlPath<(String, String)>) -> Response {
-    let id = file.split('.').next().and_then(|s| s.split_once('-')).and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+    let id = file
+        .split('.')
+        .next()
+        .and_then(|s| s.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
     let (path, delay) = {
         let map = channels.lock().unwrap();
         let ch = map.get(&name);
-        (id.and_then(|(session, seq)| ch.and_then(|c| c.segment_path(session, seq))), ch.map_or(Duration::ZERO, |c| c.segment_delay))
+        (
+            id.and_then(|(session, seq)| ch.and_then(|c| c.segment_path(session, seq))),
+            ch.map_or(Duration::ZERO, |c| c.segment_delay),
+        )
     };
     tokio::time::sleep(delay).await;
     file_response(path).await

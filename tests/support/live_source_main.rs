@@ -3,7 +3,7 @@
 //!
 //!     cargo run -p colony-tests --bin live-source -- 3
 
-use colony_tests::live::{media, Container, LiveSource, Profile};
+use colony_tests::live::{Container, LiveSource, Profile, media};
 
 #[tokio::main]
 async fn main() {

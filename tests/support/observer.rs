@@ -175,13 +175,18 @@ impl Rig {
     }
 
     pub async fn recording_state(&self, recording_id: i64) -> String {
-        sqlx::query_scalar("SELECT state::text FROM recordings WHERE id = $1").bind(recording_id).fetch_one(&self.pool).await.unwrap()
+        sqlx::query_scalar("SELECT state::text FROM recordings WHERE id = $1")
+            .bind(recording_id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 }
 
 /// Wait for a child to exit within `timeout`; returns its code and stderr.
 pub async fn wait_exit(child: Child, timeout: Duration) -> (Option<i32>, String) {
-    let out = tokio::time::timeout(timeout, child.wait_with_output()).await.expect("observer did not exit in time").unwrap();
+    let out =
+        tokio::time::timeout(timeout, child.wait_with_output()).await.expect("observer did not exit in time").unwrap();
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 

@@ -31,7 +31,8 @@ pub fn start_cluster(dir: &Path, settings: &[&str]) -> String {
     let _guard = lock(&dir.with_extension("lock"));
     let url_file = dir.join("url");
     if let Ok(url) = std::fs::read_to_string(&url_file) {
-        let port: u16 = url.rsplit(':').next().and_then(|p| p.split('/').next()).and_then(|p| p.parse().ok()).unwrap_or(0);
+        let port: u16 =
+            url.rsplit(':').next().and_then(|p| p.split('/').next()).and_then(|p| p.parse().ok()).unwrap_or(0);
         if port != 0 && port_open(port) {
             return url;
         }
@@ -43,10 +44,15 @@ pub fn start_cluster(dir: &Path, settings: &[&str]) -> String {
     if is_root() {
         run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir));
     }
-    run(as_postgres(&bin_dir.join("initdb"))
-        .args(["-D"])
-        .arg(&data)
-        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"]));
+    run(as_postgres(&bin_dir.join("initdb")).args(["-D"]).arg(&data).args([
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--no-sync",
+        "--locale=C",
+    ]));
     let port = free_port();
     let mut options = format!(
         "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=400 -c shared_buffers=256MB",
@@ -70,7 +76,12 @@ pub fn start_cluster(dir: &Path, settings: &[&str]) -> String {
 
 /// Stop a private cluster at once (a database outage). Not for the shared one.
 pub fn stop_cluster(dir: &Path) {
-    run(as_postgres(&pg_bin_dir().join("pg_ctl")).arg("-D").arg(dir.join("data")).args(["-m", "immediate", "-w", "stop"]));
+    run(as_postgres(&pg_bin_dir().join("pg_ctl")).arg("-D").arg(dir.join("data")).args([
+        "-m",
+        "immediate",
+        "-w",
+        "stop",
+    ]));
 }
 
 /// Start a stopped private cluster again, on the same port and data.
@@ -100,7 +111,9 @@ fn pg_bin_dir() -> PathBuf {
         return initdb.parent().unwrap().to_owned();
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").is_file()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").is_file()).collect()
+        })
         .unwrap_or_default();
     versions.sort();
     versions.pop().expect("PostgreSQL is not installed: `apt-get install postgresql` (the CI script does)")

@@ -37,10 +37,7 @@ pub fn run(cmd: &mut Command) -> Output {
 /// Find a program on PATH or in the extra directories, in that order.
 pub fn find_program(name: &str, extra: &[PathBuf]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(extra.iter().cloned())
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).chain(extra.iter().cloned()).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
 pub fn is_root() -> bool {

@@ -28,7 +28,10 @@ pub struct LocalRecording {
 }
 
 pub fn recording_id(job: &Job) -> Result<i64, JobError> {
-    job.args.get("recording_id").and_then(|v| v.as_i64()).ok_or_else(|| JobError::Permanent("args.recording_id is missing".into()))
+    job.args
+        .get("recording_id")
+        .and_then(|v| v.as_i64())
+        .ok_or_else(|| JobError::Permanent("args.recording_id is missing".into()))
 }
 
 fn transient(e: impl std::fmt::Display) -> JobError {
@@ -44,7 +47,10 @@ pub async fn local_recording(ctx: &Ctx, pool: &PgPool, id: i64) -> Result<LocalR
         .map_err(transient)?;
     let prefix = prefix.ok_or_else(|| JobError::Permanent(format!("recording {id} does not exist")))?;
     let prefix = ObjectKey::parse(&prefix).map_err(|e| JobError::Permanent(e.to_string()))?;
-    let rows = Ledger::new(pool.clone(), id, 0).rows().await.map_err(|e| transient(format!("{:#}", anyhow::Error::from(e))))?;
+    let rows = Ledger::new(pool.clone(), id, 0)
+        .rows()
+        .await
+        .map_err(|e| transient(format!("{:#}", anyhow::Error::from(e))))?;
     if rows.iter().all(|r| r.is_gap) {
         return Err(JobError::Permanent(format!("recording {id} has no stored segments")));
     }
@@ -78,7 +84,16 @@ pub async fn local_recording(ctx: &Ctx, pool: &PgPool, id: i64) -> Result<LocalR
 /// Width, height and whether there is audio, from ffprobe.
 pub async fn probe(input: &Path) -> Result<(u32, u32, bool), JobError> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-allowed_extensions", "ALL", "-show_entries", "stream=codec_type,width,height", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-allowed_extensions",
+            "ALL",
+            "-show_entries",
+            "stream=codec_type,width,height",
+            "-of",
+            "json",
+        ])
         .arg(input)
         .output()
         .await
@@ -88,13 +103,22 @@ pub async fn probe(input: &Path) -> Result<(u32, u32, bool), JobError> {
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| JobError::Permanent(e.to_string()))?;
     let streams = v["streams"].as_array().cloned().unwrap_or_default();
-    let video = streams.iter().find(|s| s["codec_type"] == "video").ok_or_else(|| JobError::Permanent("the media has no video stream".into()))?;
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .ok_or_else(|| JobError::Permanent("the media has no video stream".into()))?;
     let audio = streams.iter().any(|s| s["codec_type"] == "audio");
     Ok((video["width"].as_u64().unwrap_or(0) as u32, video["height"].as_u64().unwrap_or(0) as u32, audio))
 }
 
 fn last_line(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).lines().rfind(|l| !l.trim().is_empty()).unwrap_or("no output").chars().take(300).collect()
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or("no output")
+        .chars()
+        .take(300)
+        .collect()
 }
 
 /// Run ffmpeg with `args`, reporting frame, fps, speed and percent of
@@ -139,7 +163,11 @@ pub async fn ffmpeg(args: &[String], total_secs: f64, progress: &ProgressSink) -
         return Ok(());
     }
     let why = last_line(&stderr);
-    if why.contains("Invalid data") || why.contains("could not find codec") || why.contains("no video") || why.contains("does not contain any stream") {
+    if why.contains("Invalid data")
+        || why.contains("could not find codec")
+        || why.contains("no video")
+        || why.contains("does not contain any stream")
+    {
         Err(JobError::Permanent(format!("ffmpeg cannot decode the media: {why}")))
     } else {
         Err(transient(format!("ffmpeg failed ({status}): {why}")))

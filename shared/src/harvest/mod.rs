@@ -21,10 +21,10 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn, Instrument};
+use tracing::{Instrument, info, warn};
 
 use crate::hls::HlsClient;
-use crate::queue::{Failure, FailOutcome, Job, JobWaker, KindFilter, Queue, QueueError};
+use crate::queue::{FailOutcome, Failure, Job, JobWaker, KindFilter, Queue, QueueError};
 use crate::storage::ObjectStore;
 
 /// Job kinds this build can run. A cell never claims a kind it cannot do.
@@ -154,8 +154,13 @@ async fn run_claimed(ctx: &Ctx, job: &Job, stop: &CancellationToken) -> Result<J
     let lease = job.lease();
     let lost = CancellationToken::new();
     let heartbeat = {
-        let (queue, progress, lost, every, extend) =
-            (ctx.queue.clone(), progress.clone(), lost.clone(), Duration::from(ctx.args.lease) / 3, ctx.args.lease.into());
+        let (queue, progress, lost, every, extend) = (
+            ctx.queue.clone(),
+            progress.clone(),
+            lost.clone(),
+            Duration::from(ctx.args.lease) / 3,
+            ctx.args.lease.into(),
+        );
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;

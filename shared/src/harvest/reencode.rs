@@ -44,7 +44,8 @@ pub fn ladder_args(input: &str, out_dir: &str, rungs: &[u32], audio: bool) -> Ve
     for (i, h) in rungs.iter().enumerate() {
         filter.push_str(&format!(";[s{i}]scale=-2:{h}[v{i}]"));
     }
-    let mut args: Vec<String> = vec!["-allowed_extensions".into(), "ALL".into(), "-i".into(), input.into(), "-filter_complex".into(), filter];
+    let mut args: Vec<String> =
+        vec!["-allowed_extensions".into(), "ALL".into(), "-i".into(), input.into(), "-filter_complex".into(), filter];
     for i in 0..n {
         args.extend(["-map".into(), format!("[v{i}]")]);
         if audio {
@@ -53,25 +54,48 @@ pub fn ladder_args(input: &str, out_dir: &str, rungs: &[u32], audio: bool) -> Ve
     }
     args.extend(
         [
-            "-c:v", "libx264", "-preset", "veryfast", "-sc_threshold", "0",
-            "-force_key_frames", &format!("expr:gte(t,n_forced*{SEGMENT_SECS})"),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-sc_threshold",
+            "0",
+            "-force_key_frames",
+            &format!("expr:gte(t,n_forced*{SEGMENT_SECS})"),
         ]
         .map(String::from),
     );
     for (i, h) in rungs.iter().enumerate() {
         let rate = kbps(*h);
-        args.extend([format!("-b:v:{i}"), format!("{rate}k"), format!("-maxrate:v:{i}"), format!("{}k", rate * 3 / 2), format!("-bufsize:v:{i}"), format!("{}k", rate * 2)]);
+        args.extend([
+            format!("-b:v:{i}"),
+            format!("{rate}k"),
+            format!("-maxrate:v:{i}"),
+            format!("{}k", rate * 3 / 2),
+            format!("-bufsize:v:{i}"),
+            format!("{}k", rate * 2),
+        ]);
     }
     if audio {
         args.extend(["-c:a", "aac", "-b:a", "128k", "-ac", "2"].map(String::from));
     }
-    let map: Vec<String> = (0..n).map(|i| if audio { format!("v:{i},a:{i},name:{}p", rungs[i]) } else { format!("v:{i},name:{}p", rungs[i]) }).collect();
+    let map: Vec<String> = (0..n)
+        .map(|i| if audio { format!("v:{i},a:{i},name:{}p", rungs[i]) } else { format!("v:{i},name:{}p", rungs[i]) })
+        .collect();
     args.extend(
         [
-            "-f", "hls", "-hls_time", &SEGMENT_SECS.to_string(), "-hls_playlist_type", "vod",
-            "-hls_segment_filename", &format!("{out_dir}/%v/seg%05d.ts"),
-            "-master_pl_name", "master.m3u8",
-            "-var_stream_map", &map.join(" "),
+            "-f",
+            "hls",
+            "-hls_time",
+            &SEGMENT_SECS.to_string(),
+            "-hls_playlist_type",
+            "vod",
+            "-hls_segment_filename",
+            &format!("{out_dir}/%v/seg%05d.ts"),
+            "-master_pl_name",
+            "master.m3u8",
+            "-var_stream_map",
+            &map.join(" "),
             &format!("{out_dir}/%v/index.m3u8"),
         ]
         .map(String::from),
@@ -90,7 +114,12 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     let out = rec.work.path().join("ladder");
     tokio::fs::create_dir_all(&out).await.map_err(|e| JobError::Transient(e.to_string()))?;
     tracing::info!(?rungs, audio, source_height = height, "building the ladder");
-    ffmpeg(&ladder_args(&rec.playlist.display().to_string(), &out.display().to_string(), &rungs, audio), rec.duration_secs, progress).await?;
+    ffmpeg(
+        &ladder_args(&rec.playlist.display().to_string(), &out.display().to_string(), &rungs, audio),
+        rec.duration_secs,
+        progress,
+    )
+    .await?;
     let prefix = rec.prefix.join("ladder").map_err(|e| JobError::Permanent(e.to_string()))?;
     upload_dir(ctx.store.as_ref(), &out, &prefix).await?;
     Ok(())

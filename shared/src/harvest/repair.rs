@@ -13,7 +13,7 @@ use super::{Ctx, JobError, ProgressSink};
 use crate::hls::VariantChoice;
 use crate::queue::Job;
 use crate::recording::{self, Ledger, PlaylistKind, Progress, RecordingState};
-use crate::storage::{get_bytes, ObjectKey};
+use crate::storage::{ObjectKey, get_bytes};
 
 fn transient(e: impl std::fmt::Display) -> JobError {
     JobError::Transient(e.to_string())
@@ -48,9 +48,12 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
             .fetch_optional(pool)
             .await
             .map_err(transient)?;
-    let (state, prefix, source_url, token) = row.ok_or_else(|| JobError::Permanent(format!("recording {id} does not exist")))?;
+    let (state, prefix, source_url, token) =
+        row.ok_or_else(|| JobError::Permanent(format!("recording {id} does not exist")))?;
     if state.is_open() {
-        return Err(JobError::Transient(format!("recording {id} is still being recorded; repair runs after it closes")));
+        return Err(JobError::Transient(format!(
+            "recording {id} is still being recorded; repair runs after it closes"
+        )));
     }
     let prefix = ObjectKey::parse(&prefix).map_err(|e| JobError::Permanent(e.to_string()))?;
     let ledger = Ledger::new(pool.clone(), id, token);
@@ -83,10 +86,11 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         }
         let again = source.as_ref().and_then(|p| p.segments.iter().find(|s| s.sequence == row.media_sequence as u64));
         let recovered = match again {
-            Some(segment) => match ctx.hls.get(&segment.uri, segment.byte_range).await {
-                Ok(body) if decodes(&body).await || row.init_key.is_some() => {
-                    ctx.store.put(&key, body.clone()).await.map_err(transient)?;
-                    sqlx::query("UPDATE segments SET bytes = $4 WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3")
+            Some(segment) => {
+                match ctx.hls.get(&segment.uri, segment.byte_range).await {
+                    Ok(body) if decodes(&body).await || row.init_key.is_some() => {
+                        ctx.store.put(&key, body.clone()).await.map_err(transient)?;
+                        sqlx::query("UPDATE segments SET bytes = $4 WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3")
                         .bind(id)
                         .bind(row.epoch)
                         .bind(row.media_sequence)
@@ -94,10 +98,11 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
                         .execute(pool)
                         .await
                         .map_err(transient)?;
-                    true
+                        true
+                    }
+                    _ => false,
                 }
-                _ => false,
-            },
+            }
             None => false,
         };
         if recovered {
@@ -124,15 +129,17 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     let playlist = recording::playlist_key(&prefix).map_err(|e| JobError::Permanent(e.to_string()))?;
     ctx.store.put(&playlist, Bytes::from(text)).await.map_err(transient)?;
     let p = Progress::of(rows.iter());
-    sqlx::query("UPDATE recordings SET segment_count = $2, gap_count = $3, bytes = $4, duration_secs = $5 WHERE id = $1")
-        .bind(id)
-        .bind(p.segments)
-        .bind(p.gaps)
-        .bind(p.bytes)
-        .bind(p.duration_secs)
-        .execute(pool)
-        .await
-        .map_err(transient)?;
+    sqlx::query(
+        "UPDATE recordings SET segment_count = $2, gap_count = $3, bytes = $4, duration_secs = $5 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(p.segments)
+    .bind(p.gaps)
+    .bind(p.bytes)
+    .bind(p.duration_secs)
+    .execute(pool)
+    .await
+    .map_err(transient)?;
     progress.set(json!({ "segments_checked": total, "segments_total": total, "refetched": refetched, "gaps": gapped }));
     info!(recording = id, refetched, gapped, "repair finished");
     Ok(())

@@ -45,14 +45,38 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     let poster_at = format!("{:.3}", (rec.duration_secs * 0.1).min(rec.duration_secs - 0.5).max(0.0));
     let s = |v: &str| v.to_owned();
     ffmpeg(
-        &[s("-ss"), poster_at, s("-allowed_extensions"), s("ALL"), s("-i"), input.clone(), s("-frames:v"), s("1"), s("-q:v"), s("3"), out.join("poster.jpg").display().to_string()],
+        &[
+            s("-ss"),
+            poster_at,
+            s("-allowed_extensions"),
+            s("ALL"),
+            s("-i"),
+            input.clone(),
+            s("-frames:v"),
+            s("1"),
+            s("-q:v"),
+            s("3"),
+            out.join("poster.jpg").display().to_string(),
+        ],
         0.0,
         progress,
     )
     .await?;
     let filter = format!("fps=1/{interval},scale={TILE_WIDTH}:{tile_h},tile={COLUMNS}x{rows}");
     ffmpeg(
-        &[s("-allowed_extensions"), s("ALL"), s("-i"), input, s("-vf"), filter, s("-frames:v"), s("1"), s("-q:v"), s("5"), out.join("sprite.jpg").display().to_string()],
+        &[
+            s("-allowed_extensions"),
+            s("ALL"),
+            s("-i"),
+            input,
+            s("-vf"),
+            filter,
+            s("-frames:v"),
+            s("1"),
+            s("-q:v"),
+            s("5"),
+            out.join("sprite.jpg").display().to_string(),
+        ],
         rec.duration_secs,
         progress,
     )

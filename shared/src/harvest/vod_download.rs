@@ -10,8 +10,8 @@
 //! that took over.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,7 +30,11 @@ fn transient(e: impl std::fmt::Display) -> JobError {
 }
 
 fn hls_error(e: HlsError) -> JobError {
-    if e.is_gone() { JobError::Permanent(format!("{e}")) } else { JobError::Transient(format!("{:#}", anyhow::Error::from(e))) }
+    if e.is_gone() {
+        JobError::Permanent(format!("{e}"))
+    } else {
+        JobError::Transient(format!("{:#}", anyhow::Error::from(e)))
+    }
 }
 
 fn ledger_error(e: LedgerError) -> JobError {
@@ -39,18 +43,23 @@ fn ledger_error(e: LedgerError) -> JobError {
 
 pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), JobError> {
     let pool = ctx.queue.pool();
-    let url = job.args.get("url").and_then(|u| u.as_str()).ok_or_else(|| JobError::Permanent("args.url is missing".into()))?;
+    let url = job
+        .args
+        .get("url")
+        .and_then(|u| u.as_str())
+        .ok_or_else(|| JobError::Permanent("args.url is missing".into()))?;
     let url = url::Url::parse(url).map_err(|e| JobError::Permanent(format!("args.url is not a URL: {e}")))?;
-    let channel_id: i64 = match (job.args.get("channel_id").and_then(|c| c.as_i64()), job.args.get("channel").and_then(|c| c.as_str())) {
-        (Some(id), _) => id,
-        (None, Some(login)) => sqlx::query_scalar("SELECT id FROM channels WHERE login = $1")
-            .bind(login)
-            .fetch_optional(pool)
-            .await
-            .map_err(transient)?
-            .ok_or_else(|| JobError::Permanent(format!("channel '{login}' does not exist")))?,
-        _ => return Err(JobError::Permanent("args need channel_id or channel".into())),
-    };
+    let channel_id: i64 =
+        match (job.args.get("channel_id").and_then(|c| c.as_i64()), job.args.get("channel").and_then(|c| c.as_str())) {
+            (Some(id), _) => id,
+            (None, Some(login)) => sqlx::query_scalar("SELECT id FROM channels WHERE login = $1")
+                .bind(login)
+                .fetch_optional(pool)
+                .await
+                .map_err(transient)?
+                .ok_or_else(|| JobError::Permanent(format!("channel '{login}' does not exist")))?,
+            _ => return Err(JobError::Permanent("args need channel_id or channel".into())),
+        };
 
     // Find or open the recording, then take it under this attempt's token.
     sqlx::query(
@@ -100,7 +109,9 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     let media_url = ctx.hls.resolve_variant(&hls_url, &VariantChoice::Best).await.map_err(hls_error)?;
     let (playlist, _) = ctx.hls.media_playlist(&media_url).await.map_err(hls_error)?;
     if !playlist.ended {
-        return Err(JobError::Permanent("the URL is a live stream (no EXT-X-ENDLIST); observers record live channels".into()));
+        return Err(JobError::Permanent(
+            "the URL is a live stream (no EXT-X-ENDLIST); observers record live channels".into(),
+        ));
     }
     let existing = ledger.rows().await.map_err(ledger_error)?;
     let have: BTreeSet<i64> = existing.iter().map(|r| r.media_sequence).collect();
@@ -125,13 +136,15 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     let inits = Arc::new(inits);
     futures::stream::iter(todo)
         .map(|segment| {
-            let (ctx, ledger, prefix, inits, done, bytes) = (ctx.clone(), ledger.clone(), prefix.clone(), inits.clone(), done.clone(), bytes.clone());
+            let (ctx, ledger, prefix, inits, done, bytes) =
+                (ctx.clone(), ledger.clone(), prefix.clone(), inits.clone(), done.clone(), bytes.clone());
             async move {
                 let seq = segment.sequence;
                 let body = fetch(&ctx, &segment).await;
                 let row = match body {
                     Ok(body) => {
-                        let key = recording::segment_key(&prefix, 0, seq, segment.extension()).map_err(|e| JobError::Permanent(e.to_string()))?;
+                        let key = recording::segment_key(&prefix, 0, seq, segment.extension())
+                            .map_err(|e| JobError::Permanent(e.to_string()))?;
                         ctx.store.put(&key, body.clone()).await.map_err(transient)?;
                         bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
                         LedgerRow {
@@ -178,7 +191,8 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     let key = recording::playlist_key(&prefix).map_err(|e| JobError::Permanent(e.to_string()))?;
     ctx.store.put(&key, Bytes::from(text)).await.map_err(transient)?;
     let progress_row = Progress::of(rows.iter());
-    let jobs = ledger.finalize(uuid::Uuid::nil(), &progress_row, RecordingState::Complete).await.map_err(ledger_error)?;
+    let jobs =
+        ledger.finalize(uuid::Uuid::nil(), &progress_row, RecordingState::Complete).await.map_err(ledger_error)?;
     info!(recording = recording_id, segments = progress_row.segments, bytes = progress_row.bytes, jobs = ?jobs, "VOD downloaded");
     Ok(())
 }

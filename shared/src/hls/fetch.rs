@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use url::Url;
 
-use super::{parse_playlist, pick_variant, ByteRange, MediaPlaylist, Parsed, VariantChoice};
+use super::{ByteRange, MediaPlaylist, Parsed, VariantChoice, parse_playlist, pick_variant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HlsError {
@@ -95,7 +95,8 @@ impl HlsClient {
 
     pub async fn media_playlist(&self, url: &Url) -> Result<(MediaPlaylist, Bytes), HlsError> {
         let body = self.get(url, None).await?;
-        let parsed = super::parse_media(&body, url).map_err(|reason| HlsError::Malformed { url: loggable(url), reason })?;
+        let parsed =
+            super::parse_media(&body, url).map_err(|reason| HlsError::Malformed { url: loggable(url), reason })?;
         Ok((parsed, body))
     }
 }

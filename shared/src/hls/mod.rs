@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use url::Url;
 
 pub use fetch::{HlsClient, HlsError};
-pub use parse::{parse_media, parse_playlist, pick_variant, Parsed, VariantChoice};
+pub use parse::{Parsed, VariantChoice, parse_media, parse_playlist, pick_variant};
 
 /// An `EXT-X-MAP` init section: where it is and which bytes of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

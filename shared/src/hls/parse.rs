@@ -58,7 +58,11 @@ pub fn parse_playlist(bytes: &[u8], base: &Url) -> Result<Parsed, String> {
                 .iter()
                 .filter(|v| !v.is_i_frame)
                 .filter_map(|v| {
-                    Some(Variant { uri: base.join(&v.uri).ok()?, bandwidth: v.bandwidth, height: v.resolution.map(|r| r.height) })
+                    Some(Variant {
+                        uri: base.join(&v.uri).ok()?,
+                        bandwidth: v.bandwidth,
+                        height: v.resolution.map(|r| r.height),
+                    })
                 })
                 .collect::<Vec<_>>();
             if variants.is_empty() {
@@ -74,7 +78,8 @@ pub fn parse_playlist(bytes: &[u8], base: &Url) -> Result<Parsed, String> {
 /// Parse a media playlist, carrying `EXT-X-MAP`, byte-range offsets and
 /// program date-times forward across segments as RFC 8216 says they apply.
 pub fn parse_media(bytes: &[u8], base: &Url) -> Result<MediaPlaylist, String> {
-    let mut playlist = m3u8_rs::parse_media_playlist_res(bytes).map_err(|e| format!("malformed media playlist: {e:?}").chars().take(200).collect::<String>())?;
+    let mut playlist = m3u8_rs::parse_media_playlist_res(bytes)
+        .map_err(|e| format!("malformed media playlist: {e:?}").chars().take(200).collect::<String>())?;
     if !bytes.ends_with(b"\n") && !bytes.ends_with(b"\r") {
         // A response cut short mid-line: its last URI may be a prefix of the
         // real one ("seg/1" for "seg/12.ts") and name another segment. Drop
@@ -91,7 +96,8 @@ pub fn parse_media(bytes: &[u8], base: &Url) -> Result<MediaPlaylist, String> {
         let uri = base.join(&seg.uri).map_err(|e| format!("segment URI '{}' is not valid: {e}", seg.uri))?;
         if let Some(map) = &seg.map {
             let map_uri = base.join(&map.uri).map_err(|e| format!("EXT-X-MAP URI '{}' is not valid: {e}", map.uri))?;
-            let byte_range = map.byte_range.as_ref().map(|r| ByteRange { offset: r.offset.unwrap_or(0), length: r.length });
+            let byte_range =
+                map.byte_range.as_ref().map(|r| ByteRange { offset: r.offset.unwrap_or(0), length: r.length });
             init = Some(InitRef { uri: map_uri, byte_range });
         }
         let byte_range = seg.byte_range.as_ref().map(|r| {
@@ -218,7 +224,8 @@ mid/index.m3u8
 
     #[test]
     fn a_playlist_cut_short_does_not_offer_its_last_line() {
-        let text = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:10\n#EXTINF:2.0,\nseg/10.ts\n#EXTINF:2.0,\nseg/1";
+        let text =
+            b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:10\n#EXTINF:2.0,\nseg/10.ts\n#EXTINF:2.0,\nseg/1";
         let p = parse_media(text, &base()).unwrap();
         assert_eq!(p.segments.len(), 1);
         assert_eq!(p.segments[0].uri.path(), "/live/chan/seg/10.ts");
@@ -226,7 +233,12 @@ mid/index.m3u8
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [&b""[..], b"<html>404</html>", b"#EXTM3U\n#EXTINF:abc\n", b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n"] {
+        for bad in [
+            &b""[..],
+            b"<html>404</html>",
+            b"#EXTM3U\n#EXTINF:abc\n",
+            b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n",
+        ] {
             let _ = parse_playlist(bad, &base());
         }
         assert!(parse_playlist(b"<html>", &base()).is_err());

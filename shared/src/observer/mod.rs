@@ -16,5 +16,5 @@ mod tracker;
 mod writer;
 
 pub use args::ObserverArgs;
-pub use recorder::{run, Outcome};
+pub use recorder::{Outcome, run};
 pub use tracker::{Step, Tracker};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -46,11 +46,24 @@ impl Outcome {
 
 /// What a fetch task reports back.
 enum Done {
-    Stored { epoch: u32, seq: u64, row: LedgerRow },
-    Spooled { epoch: u32, seq: u64 },
-    Failed { epoch: u32, seq: u64, error: String },
+    Stored {
+        epoch: u32,
+        seq: u64,
+        row: LedgerRow,
+    },
+    Spooled {
+        epoch: u32,
+        seq: u64,
+    },
+    Failed {
+        epoch: u32,
+        seq: u64,
+        error: String,
+    },
     /// A spooled segment reached storage.
-    Unspooled { row: LedgerRow },
+    Unspooled {
+        row: LedgerRow,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +99,12 @@ struct Recorder {
 
 /// Record until the broadcast ends (and the standby window passes), the
 /// cell is told to stop, or it is fenced out.
-pub async fn run(args: ObserverArgs, pool: PgPool, store: Arc<dyn ObjectStore>, stop: CancellationToken) -> anyhow::Result<Outcome> {
+pub async fn run(
+    args: ObserverArgs,
+    pool: PgPool,
+    store: Arc<dyn ObjectStore>,
+    stop: CancellationToken,
+) -> anyhow::Result<Outcome> {
     let row: Option<(i64, RecordingState, i64, i32, String)> =
         sqlx::query_as("SELECT channel_id, state, lease_token, epoch, storage_prefix FROM recordings WHERE id = $1")
             .bind(args.recording_id)
@@ -108,13 +126,18 @@ pub async fn run(args: ObserverArgs, pool: PgPool, store: Arc<dyn ObjectStore>, 
         return Ok(Outcome::Fenced);
     }
     if token < args.lease_token {
-        return Err(Exit::config(format!("lease token {} is newer than the recording's {token}", args.lease_token)).into());
+        return Err(
+            Exit::config(format!("lease token {} is newer than the recording's {token}", args.lease_token)).into()
+        );
     }
     if !state.is_open() {
         info!(?state, "recording already closed; nothing to do");
         return Ok(Outcome::AlreadyClosed(state));
     }
-    let channel = channel::get(&pool, channel_id).await.context("loading the channel")?.ok_or_else(|| Exit::config(format!("channel {channel_id} does not exist")))?;
+    let channel = channel::get(&pool, channel_id)
+        .await
+        .context("loading the channel")?
+        .ok_or_else(|| Exit::config(format!("channel {channel_id} does not exist")))?;
     let variant = match &args.variant {
         Some(v) => v.clone(),
         None => channel.variant.parse().unwrap_or(VariantChoice::Best),
@@ -238,7 +261,10 @@ pub async fn run(args: ObserverArgs, pool: PgPool, store: Arc<dyn ObjectStore>, 
     };
     uploader_stop.cancel();
     if outcome == Outcome::Fenced {
-        error!(recording = r.args.recording_id, "this recording was handed to a replacement cell; exiting without another write");
+        error!(
+            recording = r.args.recording_id,
+            "this recording was handed to a replacement cell; exiting without another write"
+        );
     }
     Ok(outcome)
 }
@@ -286,8 +312,13 @@ impl Recorder {
     }
 
     fn stalled(&self) -> Option<String> {
-        let limit = self.args.offline_after.map(Duration::from).unwrap_or_else(|| (self.target * 3).max(Duration::from_secs(30)));
-        (self.last_new_segment.elapsed() > limit).then(|| format!("no new segment for {}", humantime::format_duration(limit)))
+        let limit = self
+            .args
+            .offline_after
+            .map(Duration::from)
+            .unwrap_or_else(|| (self.target * 3).max(Duration::from_secs(30)));
+        (self.last_new_segment.elapsed() > limit)
+            .then(|| format!("no new segment for {}", humantime::format_duration(limit)))
     }
 
     async fn resolve(&mut self) -> anyhow::Result<Url> {
@@ -322,7 +353,10 @@ impl Recorder {
             match step {
                 Step::NewEpoch { epoch, reason } => info!(epoch, reason, "new epoch"),
                 Step::Gap { epoch, first_sequence, count, estimated_secs } => {
-                    warn!(epoch, first_sequence, count, estimated_secs, "segments lost at the source; recording an explicit gap");
+                    warn!(
+                        epoch,
+                        first_sequence, count, estimated_secs, "segments lost at the source; recording an explicit gap"
+                    );
                     self.record(LedgerRow::gap(epoch, first_sequence, count, estimated_secs, MediaSource::Live));
                 }
                 Step::Fetch { epoch, segment } => {
@@ -397,7 +431,13 @@ impl Recorder {
             return Ok(k.clone());
         }
         let n = self.inits.keys().filter(|(e, _)| *e == epoch).count()
-            + self.rows.values().filter(|r| r.epoch == epoch as i32).filter_map(|r| r.init_key.as_ref()).collect::<std::collections::HashSet<_>>().len();
+            + self
+                .rows
+                .values()
+                .filter(|r| r.epoch == epoch as i32)
+                .filter_map(|r| r.init_key.as_ref())
+                .collect::<std::collections::HashSet<_>>()
+                .len();
         let key = recording::init_key(&self.prefix, epoch, n)?;
         let body = self.hls.get(&init.uri, init.byte_range).await?;
         if let Err(e) = self.store.put(&key, body.clone()).await {
@@ -534,7 +574,9 @@ impl Recorder {
                 Outcome::Finalized(RecordingState::Failed)
             }
             _ => {
-                error!("postgres did not take the final ledger rows in time; the recording stays open for a replacement");
+                error!(
+                    "postgres did not take the final ledger rows in time; the recording stays open for a replacement"
+                );
                 Outcome::Finalized(RecordingState::Failed)
             }
         }
@@ -556,14 +598,24 @@ async fn fetch_segment(hls: &HlsClient, segment: &SourceSegment) -> Result<Bytes
     }
 }
 
-async fn write_playlist(store: &dyn ObjectStore, prefix: &ObjectKey, rows: &[LedgerRow], kind: PlaylistKind) -> anyhow::Result<()> {
+async fn write_playlist(
+    store: &dyn ObjectStore,
+    prefix: &ObjectKey,
+    rows: &[LedgerRow],
+    kind: PlaylistKind,
+) -> anyhow::Result<()> {
     let text = recording::render(rows, prefix.as_str(), kind);
     store.put(&recording::playlist_key(prefix)?, Bytes::from(text)).await?;
     Ok(())
 }
 
 /// Upload what the spool holds, oldest first, as storage allows.
-async fn upload_spooled(spool: Arc<Spool>, store: Arc<dyn ObjectStore>, done: mpsc::UnboundedSender<Done>, stop: CancellationToken) {
+async fn upload_spooled(
+    spool: Arc<Spool>,
+    store: Arc<dyn ObjectStore>,
+    done: mpsc::UnboundedSender<Done>,
+    stop: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(500);
     while !stop.is_cancelled() {
         let Some(entry) = spool.peek() else {
@@ -595,5 +647,7 @@ async fn upload_spooled(spool: Arc<Spool>, store: Arc<dyn ObjectStore>, done: mp
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
 }

@@ -82,7 +82,12 @@ impl Spool {
         {
             let state = self.state.lock().unwrap();
             if state.1 + size > self.max_bytes {
-                return Err(SpoolError::Full { dir: self.dir.clone(), used: state.1, max: self.max_bytes, key: key.to_string() });
+                return Err(SpoolError::Full {
+                    dir: self.dir.clone(),
+                    used: state.1,
+                    max: self.max_bytes,
+                    key: key.to_string(),
+                });
             }
         }
         let stem = key.as_str().replace('/', "__");
@@ -90,7 +95,9 @@ impl Spool {
         let meta = self.dir.join(format!("{stem}.json"));
         let entry = Entry { key: key.to_string(), row, size, path: data.clone() };
         write_synced(&data, body).await.map_err(|e| SpoolError::Io(data.clone(), e))?;
-        write_synced(&meta, &serde_json::to_vec(&entry).expect("entries serialise")).await.map_err(|e| SpoolError::Io(meta.clone(), e))?;
+        write_synced(&meta, &serde_json::to_vec(&entry).expect("entries serialise"))
+            .await
+            .map_err(|e| SpoolError::Io(meta.clone(), e))?;
         let mut state = self.state.lock().unwrap();
         state.1 += size;
         state.0.push_back(entry);

@@ -79,7 +79,8 @@ impl Tracker {
     /// finalized (after its fetches have finished or timed out).
     pub fn close_epoch(&mut self, abandon_in_flight: bool) -> Vec<Step> {
         let in_flight = if abandon_in_flight { self.inflight.clone() } else { BTreeSet::new() };
-        let open: Vec<u64> = self.missing.iter().chain(in_flight.iter()).copied().collect::<BTreeSet<_>>().into_iter().collect();
+        let open: Vec<u64> =
+            self.missing.iter().chain(in_flight.iter()).copied().collect::<BTreeSet<_>>().into_iter().collect();
         let steps = runs(&open)
             .into_iter()
             .map(|(first, count)| Step::Gap {
@@ -254,7 +255,10 @@ mod tests {
     }
 
     fn fetched(steps: &[Step]) -> Vec<u64> {
-        steps.iter().filter_map(|s| if let Step::Fetch { segment, .. } = s { Some(segment.sequence) } else { None }).collect()
+        steps
+            .iter()
+            .filter_map(|s| if let Step::Fetch { segment, .. } = s { Some(segment.sequence) } else { None })
+            .collect()
     }
 
     fn store_all(t: &mut Tracker, steps: &[Step]) {

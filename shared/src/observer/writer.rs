@@ -15,7 +15,11 @@ pub enum Message {
     Row(LedgerRow),
     Heartbeat(Progress, RecordingState),
     /// Flush everything, close the recording; answer with the enqueued jobs.
-    Finalize { progress: Progress, state: RecordingState, reply: oneshot::Sender<Result<Vec<i64>, LedgerError>> },
+    Finalize {
+        progress: Progress,
+        state: RecordingState,
+        reply: oneshot::Sender<Result<Vec<i64>, LedgerError>>,
+    },
 }
 
 pub struct Writer {

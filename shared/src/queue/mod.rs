@@ -20,7 +20,7 @@ use sqlx::postgres::PgQueryResult;
 use sqlx::{PgExecutor, PgPool};
 
 pub use backoff::Backoff;
-pub use waker::{JobWaker, Wake, CHANNEL as NOTIFY_CHANNEL};
+pub use waker::{CHANNEL as NOTIFY_CHANNEL, JobWaker, Wake};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type, Serialize)]
 #[sqlx(type_name = "job_state", rename_all = "lowercase")]
@@ -288,7 +288,13 @@ impl Queue {
 
     /// Claim up to `limit` ready jobs for `worker`, highest priority first,
     /// then earliest `run_at`, then oldest. Each claim starts a new attempt.
-    pub async fn claim(&self, worker: &str, kinds: &KindFilter, limit: i64, lease: Duration) -> Result<Vec<Job>, QueueError> {
+    pub async fn claim(
+        &self,
+        worker: &str,
+        kinds: &KindFilter,
+        limit: i64,
+        lease: Duration,
+    ) -> Result<Vec<Job>, QueueError> {
         let sql = format!(
             "WITH next AS (
                  SELECT id FROM jobs
@@ -433,10 +439,8 @@ impl Queue {
 
     /// Put a dead or cancelled job back in the queue with fresh attempts.
     pub async fn retry(&self, id: i64) -> Result<(), QueueError> {
-        let state: Option<JobState> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let state: Option<JobState> =
+            sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
         match state {
             None => return Err(QueueError::NotFound(id)),
             Some(JobState::Dead | JobState::Cancelled) => {}

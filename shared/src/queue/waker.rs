@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
+use sqlx::postgres::PgListener;
 use tracing::debug;
 
 pub const CHANNEL: &str = "colony_jobs";

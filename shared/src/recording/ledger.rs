@@ -118,7 +118,12 @@ impl Ledger {
     }
 
     /// Heartbeat: the recording's progress and the cell's liveness, fenced.
-    pub async fn heartbeat(&self, cell_id: uuid::Uuid, progress: &Progress, state: RecordingState) -> Result<(), LedgerError> {
+    pub async fn heartbeat(
+        &self,
+        cell_id: uuid::Uuid,
+        progress: &Progress,
+        state: RecordingState,
+    ) -> Result<(), LedgerError> {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE recordings SET segment_count = $3, gap_count = $4, bytes = $5, duration_secs = $6,
@@ -164,7 +169,12 @@ impl Ledger {
     /// cell exited, in one transaction. The media and the VOD playlist must
     /// already be in storage.
     #[instrument(skip_all, fields(recording = self.recording_id), err)]
-    pub async fn finalize(&self, cell_id: uuid::Uuid, progress: &Progress, state: RecordingState) -> Result<Vec<i64>, LedgerError> {
+    pub async fn finalize(
+        &self,
+        cell_id: uuid::Uuid,
+        progress: &Progress,
+        state: RecordingState,
+    ) -> Result<Vec<i64>, LedgerError> {
         let mut tx = self.pool.begin().await?;
         let pipeline: Option<serde_json::Value> = sqlx::query_scalar(
             "UPDATE recordings r SET state = $3, ended_at = now(), segment_count = $4, gap_count = $5, bytes = $6,
@@ -192,10 +202,15 @@ impl Ledger {
             for kind in pipeline.as_array().into_iter().flatten().filter_map(|k| k.as_str()) {
                 let job = NewJob::new(kind, json!({ "recording_id": self.recording_id }))
                     .unique_key(format!("{kind}:recording:{}", self.recording_id));
-                jobs.push(Queue::enqueue_with(&mut *tx, &job).await.map_err(|e| match e {
-                    crate::queue::QueueError::Db(e) => LedgerError::Db(e),
-                    other => LedgerError::Db(sqlx::Error::Protocol(other.to_string())),
-                })?.id());
+                jobs.push(
+                    Queue::enqueue_with(&mut *tx, &job)
+                        .await
+                        .map_err(|e| match e {
+                            crate::queue::QueueError::Db(e) => LedgerError::Db(e),
+                            other => LedgerError::Db(sqlx::Error::Protocol(other.to_string())),
+                        })?
+                        .id(),
+                );
             }
         }
         sqlx::query("UPDATE cells SET state = 'exited', exited_at = now(), exit_code = 0 WHERE id = $1")

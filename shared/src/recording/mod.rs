@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use crate::storage::{safe_segment, ObjectKey, StorageError};
+use crate::storage::{ObjectKey, StorageError, safe_segment};
 
 pub use ledger::{Ledger, LedgerError, Progress};
-pub use playlist::{render, PlaylistKind};
+pub use playlist::{PlaylistKind, render};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize, Deserialize)]
 #[sqlx(type_name = "recording_state", rename_all = "lowercase")]

@@ -38,7 +38,11 @@ pub fn render(rows: &[LedgerRow], prefix: &str, kind: PlaylistKind) -> String {
     for row in rows {
         if row.is_gap {
             after_gap = true;
-            let _ = writeln!(out, "## gap: {} segment(s) missing from sequence {}, about {:.1}s", row.gap_count, row.media_sequence, row.duration_secs);
+            let _ = writeln!(
+                out,
+                "## gap: {} segment(s) missing from sequence {}, about {:.1}s",
+                row.gap_count, row.media_sequence, row.duration_secs
+            );
             continue;
         }
         let new_epoch = previous_epoch.is_some_and(|e| e != row.epoch);
@@ -52,7 +56,8 @@ pub fn render(rows: &[LedgerRow], prefix: &str, kind: PlaylistKind) -> String {
             current_init = Some(init);
         }
         if let Some(pdt) = row.program_date_time {
-            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", pdt.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            let _ =
+                writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", pdt.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         }
         let _ = writeln!(out, "#EXTINF:{:.3},", row.duration_secs);
         let _ = writeln!(out, "{}", relative(row.object_key.as_deref().unwrap_or_default()));

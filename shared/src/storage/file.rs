@@ -80,7 +80,8 @@ impl ObjectStore for FileStore {
         let source = path.to_owned();
         self.write_atomically(key, |mut file| async move {
             let mut src = fs::File::open(&source).await.map_err(|e| StorageError::io("opening", &source, e))?;
-            let size = tokio::io::copy(&mut src, &mut file).await.map_err(|e| StorageError::io("copying", &source, e))?;
+            let size =
+                tokio::io::copy(&mut src, &mut file).await.map_err(|e| StorageError::io("copying", &source, e))?;
             Ok((file, size))
         })
         .await
@@ -90,7 +91,9 @@ impl ObjectStore for FileStore {
         let path = self.path(key);
         let file = match fs::File::open(&path).await {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound { key: key.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound { key: key.to_string() });
+            }
             Err(e) => return Err(StorageError::io("opening", &path, e)),
         };
         Ok(ReaderStream::with_capacity(file, 256 * 1024)
@@ -115,7 +118,9 @@ impl ObjectStore for FileStore {
         while let Some(dir) = stack.pop() {
             let mut entries = match fs::read_dir(&dir).await {
                 Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::NotADirectory => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::NotADirectory => {
+                    continue;
+                }
                 Err(e) => return Err(StorageError::io("listing", &dir, e)),
             };
             while let Some(entry) = entries.next_entry().await.map_err(|e| StorageError::io("listing", &dir, e))? {

@@ -81,7 +81,8 @@ pub fn safe_segment(user: &str) -> String {
     let mut out = String::with_capacity(user.len().min(64));
     for c in user.chars().take(64) {
         let c = c.to_ascii_lowercase();
-        let keep = c.is_ascii_alphanumeric() || c == '-' || c == '_' || (c == '.' && !out.ends_with('.') && !out.is_empty());
+        let keep =
+            c.is_ascii_alphanumeric() || c == '-' || c == '_' || (c == '.' && !out.ends_with('.') && !out.is_empty());
         out.push(if keep { c } else { '_' });
     }
     let trimmed = out.trim_end_matches('.');
@@ -94,7 +95,9 @@ mod tests {
 
     #[test]
     fn hostile_keys_are_refused() {
-        for bad in ["", "/etc/passwd", "a/../b", "..", "a/./b", "a//b", "a/", "a\\b", "a\nb", "a\u{7f}b", ".colony-tmp/x"] {
+        for bad in
+            ["", "/etc/passwd", "a/../b", "..", "a/./b", "a//b", "a/", "a\\b", "a\nb", "a\u{7f}b", ".colony-tmp/x"]
+        {
             assert!(matches!(ObjectKey::parse(bad), Err(StorageError::InvalidKey { .. })), "{bad:?} was accepted");
         }
     }

@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::stream::BoxStream;
 use futures::TryStreamExt;
+use futures::stream::BoxStream;
 
 pub use file::FileStore;
-pub use key::{safe_segment, ObjectKey};
+pub use key::{ObjectKey, safe_segment};
 pub use s3::{S3Settings, S3Store};
 pub use url::StorageUrl;
 
@@ -162,7 +162,12 @@ pub struct StorageArgs {
     pub s3_path_style: bool,
 
     /// Objects larger than this many MiB are uploaded in parts.
-    #[arg(long = "s3-multipart-threshold-mib", env = "COLONY_S3_MULTIPART_THRESHOLD_MIB", default_value_t = 16, value_name = "MIB")]
+    #[arg(
+        long = "s3-multipart-threshold-mib",
+        env = "COLONY_S3_MULTIPART_THRESHOLD_MIB",
+        default_value_t = 16,
+        value_name = "MIB"
+    )]
     pub s3_multipart_threshold_mib: u64,
 }
 

@@ -8,13 +8,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective, StorageClass};
-use aws_sdk_s3::Client;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::AsyncReadExt;
@@ -162,13 +162,20 @@ impl S3Store {
                 Ok(())
             }
             Err(err) => {
-                let _ = self.client.abort_multipart_upload().bucket(bucket).key(&full).upload_id(&upload_id).send().await;
+                let _ =
+                    self.client.abort_multipart_upload().bucket(bucket).key(&full).upload_id(&upload_id).send().await;
                 Err(err)
             }
         }
     }
 
-    async fn upload_parts<R>(&self, key: &ObjectKey, full: &str, upload_id: &str, mut reader: R) -> Result<Vec<CompletedPart>, StorageError>
+    async fn upload_parts<R>(
+        &self,
+        key: &ObjectKey,
+        full: &str,
+        upload_id: &str,
+        mut reader: R,
+    ) -> Result<Vec<CompletedPart>, StorageError>
     where
         R: tokio::io::AsyncRead + Unpin + Send,
     {
@@ -177,11 +184,11 @@ impl S3Store {
         let mut number = 1;
         loop {
             let mut buf = Vec::with_capacity(PART_SIZE as usize);
-            (&mut reader)
-                .take(PART_SIZE)
-                .read_to_end(&mut buf)
-                .await
-                .map_err(|e| StorageError::Backend { op: "reading part", key: key.to_string(), source: Box::new(e) })?;
+            (&mut reader).take(PART_SIZE).read_to_end(&mut buf).await.map_err(|e| StorageError::Backend {
+                op: "reading part",
+                key: key.to_string(),
+                source: Box::new(e),
+            })?;
             if buf.is_empty() {
                 break;
             }
@@ -197,7 +204,14 @@ impl S3Store {
         Ok(done)
     }
 
-    async fn upload_part(&self, key: &ObjectKey, full: &str, upload_id: &str, number: i32, body: Bytes) -> Result<CompletedPart, StorageError> {
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        full: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<CompletedPart, StorageError> {
         let out = self
             .client
             .upload_part()
@@ -298,13 +312,8 @@ impl ObjectStore for S3Store {
             (None, Some(base)) => format!("{base}/"),
             (None, None) => String::new(),
         };
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.settings.bucket)
-            .prefix(&full_prefix)
-            .into_paginator()
-            .send();
+        let mut pages =
+            self.client.list_objects_v2().bucket(&self.settings.bucket).prefix(&full_prefix).into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.classify("list", &full_prefix, e))?;
@@ -333,11 +342,8 @@ impl ObjectStore for S3Store {
 
     async fn set_storage_class(&self, key: &ObjectKey, class: &str) -> Result<(), StorageError> {
         let full = self.full_key(key);
-        let source = format!(
-            "{}/{}",
-            self.settings.bucket,
-            percent_encoding::utf8_percent_encode(&full, COPY_SOURCE_ESCAPES)
-        );
+        let source =
+            format!("{}/{}", self.settings.bucket, percent_encoding::utf8_percent_encode(&full, COPY_SOURCE_ESCAPES));
         self.client
             .copy_object()
             .bucket(&self.settings.bucket)
@@ -353,9 +359,5 @@ impl ObjectStore for S3Store {
 }
 
 /// Everything but unreserved characters and `/` is escaped in `x-amz-copy-source`.
-const COPY_SOURCE_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'/')
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const COPY_SOURCE_ESCAPES: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'_').remove(b'.').remove(b'~');

@@ -78,7 +78,10 @@ mod tests {
 
     #[test]
     fn parses_both_schemes() {
-        assert_eq!(StorageUrl::parse("file:///var/lib/colony").unwrap(), StorageUrl::File { root: "/var/lib/colony".into() });
+        assert_eq!(
+            StorageUrl::parse("file:///var/lib/colony").unwrap(),
+            StorageUrl::File { root: "/var/lib/colony".into() }
+        );
         let s3 = StorageUrl::parse("s3://media-bucket/archive/v1/").unwrap();
         assert_eq!(s3.to_string(), "s3://media-bucket/archive/v1");
         assert_eq!(StorageUrl::parse("s3://media-bucket").unwrap().to_string(), "s3://media-bucket");
@@ -86,7 +89,17 @@ mod tests {
 
     #[test]
     fn refuses_malformed() {
-        for bad in ["", "/var/lib", "file://relative", "file:///a/../b", "s3://", "s3://A_B", "s3://ok-bucket/../x", "gs://b/x", "http://x"] {
+        for bad in [
+            "",
+            "/var/lib",
+            "file://relative",
+            "file:///a/../b",
+            "s3://",
+            "s3://A_B",
+            "s3://ok-bucket/../x",
+            "gs://b/x",
+            "http://x",
+        ] {
             let err = StorageUrl::parse(bad).unwrap_err();
             assert!(matches!(err, StorageError::InvalidUrl { .. }), "{bad}: {err}");
         }
