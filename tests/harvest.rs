@@ -7,7 +7,7 @@ use std::time::Duration;
 use colony::queue::{NewJob, Queue};
 use colony::storage::{ObjectKey, get_bytes};
 use colony_tests::live::{Container, LiveSource, Profile, media};
-use colony_tests::observer::{Rig, signal, wait_exit};
+use colony_tests::observer::{Rig, ffmpeg_reads, signal, wait_exit};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -138,13 +138,7 @@ async fn a_vod_download_stores_every_segment_once_and_a_rerun_changes_nothing() 
         assert_eq!(body.as_ref(), source.segment_bytes("past", row.media_sequence as u64).unwrap().as_slice(), "{key}");
     }
     let playlist = rig.media_root.as_ref().unwrap().join(format!("channels/past/{recording}/playlist.m3u8"));
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&playlist)
-        .args(["-c", "copy", "-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ffmpeg_reads(&playlist);
     // The channel's post-processing is queued for the new recording.
     let followups: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE (args->>'recording_id')::bigint = $1")
         .bind(recording)
@@ -452,13 +446,7 @@ async fn repair_turns_what_cannot_be_recovered_into_gaps_and_rebuilds_the_playli
     let text = std::fs::read_to_string(&playlist).unwrap();
     assert_eq!(text.matches("#EXTINF").count(), 8);
     assert_eq!(text.matches("#EXT-X-DISCONTINUITY").count(), 2, "{text}");
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&playlist)
-        .args(["-c", "copy", "-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ffmpeg_reads(&playlist);
 }
 
 #[tokio::test(flavor = "multi_thread")]

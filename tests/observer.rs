@@ -2,13 +2,12 @@
 //! source into real storage (file:// and Garage), with real Postgres and ffmpeg.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
 use colony::recording::{Assignment, LedgerRow};
 use colony::storage::{ObjectKey, get_bytes};
 use colony_tests::live::{Container, LiveSource, Profile, media};
-use colony_tests::observer::{Rig, signal, wait_exit};
+use colony_tests::observer::{Rig, ffmpeg_reads, signal, wait_exit};
 use nix::sys::signal::Signal;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -26,27 +25,6 @@ fn contiguous(set: &BTreeSet<u64>) -> bool {
         (Some(a), Some(b)) => (b - a + 1) as usize == set.len(),
         _ => true,
     }
-}
-
-/// `ffmpeg -i playlist -c copy -f null -` must succeed; returns the media
-/// time it read, in seconds.
-fn ffmpeg_reads(playlist: &Path) -> f64 {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-v", "error", "-i"])
-        .arg(playlist)
-        .args(["-c", "copy", "-f", "null", "-progress", "pipe:1", "-"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ffmpeg could not read {}: {stderr}", playlist.display());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let us: i64 = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("out_time_us="))
-        .filter_map(|v| v.parse().ok())
-        .next_back()
-        .unwrap();
-    us as f64 / 1e6
 }
 
 /// Every stored row's object exists and holds exactly the source's bytes.

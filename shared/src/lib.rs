@@ -19,3 +19,10 @@ pub mod telemetry;
 
 /// The version every binary reports and records on its cell row.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// This machine's name, recorded on cell rows so an operator can find a cell.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}

@@ -101,20 +101,34 @@ impl Rig {
         (cell, colony::recording::assign_live(&self.pool, channel_id, cell).await.unwrap())
     }
 
-    /// Start `observer-cell` for an assignment with test-friendly timings
-    /// (set through the environment, so `extra` flags override them).
-    pub fn observer(&self, channel_id: i64, login: &str, cell: uuid::Uuid, a: Assignment, extra: &[&str]) -> Child {
-        let mut cmd = Command::new(bin("observer-cell"));
+    /// A cell binary with this rig's database and storage and nothing else
+    /// from the test's environment.
+    fn cell(&self, name: &str) -> Command {
+        let mut cmd = Command::new(bin(name));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("DATABASE_URL", &self.db.url)
+            .env("COLONY_LOG", "info,colony=debug,aws=warn,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &self.storage_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Start `observer-cell` for an assignment with test-friendly timings
+    /// (set through the environment, so `extra` flags override them).
+    pub fn observer(&self, channel_id: i64, login: &str, cell: uuid::Uuid, a: Assignment, extra: &[&str]) -> Child {
+        self.cell("observer-cell")
             .env("OBSERVER_VOD_ID", a.recording_id.to_string())
             .env("OBSERVER_CHANNEL_ID", channel_id.to_string())
             .env("OBSERVER_CHANNEL_LOGIN", login)
             .env("OBSERVER_CHANNEL_NAME", format!("{login} (test)"))
             .env("COLONY_CELL_ID", cell.to_string())
             .env("COLONY_LEASE_TOKEN", a.lease_token.to_string())
-            .env("COLONY_LOG", "info,colony=debug,aws=warn,sqlx=warn")
             .env("COLONY_SPOOL_DIR", self.spool.path())
             .env("OBSERVER_STANDBY", "3s")
             .env("COLONY_HEARTBEAT_INTERVAL", "1s")
@@ -123,34 +137,18 @@ impl Rig {
             .env("OBSERVER_FINALIZE_DEADLINE", "60s")
             .env("OBSERVER_FETCH_TIMEOUT", "2s")
             .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (k, v) in &self.storage_env {
-            cmd.env(k, v);
-        }
-        cmd.spawn().expect("start observer-cell")
+            .spawn()
+            .expect("start observer-cell")
     }
 
     /// Start `harvest-cell` against this rig's database and storage.
     pub fn harvest(&self, extra: &[&str]) -> Child {
-        let mut cmd = Command::new(bin("harvest-cell"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &self.db.url)
-            .env("COLONY_LOG", "info,colony=debug,aws=warn,sqlx=warn")
+        self.cell("harvest-cell")
             .env("HARVEST_POLL", "500ms")
             .env("HARVEST_FETCH_TIMEOUT", "5s")
             .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (k, v) in &self.storage_env {
-            cmd.env(k, v);
-        }
-        cmd.spawn().expect("start harvest-cell")
+            .spawn()
+            .expect("start harvest-cell")
     }
 
     pub async fn rows(&self, recording_id: i64) -> Vec<LedgerRow> {
@@ -193,4 +191,25 @@ pub async fn wait_exit(child: Child, timeout: Duration) -> (Option<i32>, String)
 pub fn signal(child: &Child, sig: nix::sys::signal::Signal) {
     let pid = nix::unistd::Pid::from_raw(child.id().expect("running") as i32);
     nix::sys::signal::kill(pid, sig).unwrap();
+}
+
+/// `ffmpeg -i playlist -c copy -f null -` must succeed; returns the media time
+/// it read, in seconds.
+pub fn ffmpeg_reads(playlist: &std::path::Path) -> f64 {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-v", "error", "-i"])
+        .arg(playlist)
+        .args(["-c", "copy", "-f", "null", "-progress", "pipe:1", "-"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg could not read {}: {stderr}", playlist.display());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let us: i64 = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("out_time_us="))
+        .filter_map(|v| v.parse().ok())
+        .next_back()
+        .unwrap_or(0);
+    us as f64 / 1e6
 }

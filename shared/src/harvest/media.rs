@@ -34,27 +34,23 @@ pub fn recording_id(job: &Job) -> Result<i64, JobError> {
         .ok_or_else(|| JobError::Permanent("args.recording_id is missing".into()))
 }
 
-fn transient(e: impl std::fmt::Display) -> JobError {
-    JobError::Transient(e.to_string())
-}
-
 /// Make a recording's media readable by ffmpeg from a local playlist.
 pub async fn local_recording(ctx: &Ctx, pool: &PgPool, id: i64) -> Result<LocalRecording, JobError> {
     let prefix: Option<String> = sqlx::query_scalar("SELECT storage_prefix FROM recordings WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
         .await
-        .map_err(transient)?;
+        .map_err(JobError::transient)?;
     let prefix = prefix.ok_or_else(|| JobError::Permanent(format!("recording {id} does not exist")))?;
     let prefix = ObjectKey::parse(&prefix).map_err(|e| JobError::Permanent(e.to_string()))?;
     let rows = Ledger::new(pool.clone(), id, 0)
         .rows()
         .await
-        .map_err(|e| transient(format!("{:#}", anyhow::Error::from(e))))?;
+        .map_err(|e| JobError::transient(format!("{:#}", anyhow::Error::from(e))))?;
     if rows.iter().all(|r| r.is_gap) {
         return Err(JobError::Permanent(format!("recording {id} has no stored segments")));
     }
-    let work = tempfile::Builder::new().prefix("colony-job-").tempdir().map_err(transient)?;
+    let work = tempfile::Builder::new().prefix("colony-job-").tempdir().map_err(JobError::transient)?;
     // Every key the playlist names, resolved to a local file.
     let mut text = recording::render(&rows, "", PlaylistKind::Vod);
     let keys: Vec<String> = rows.iter().flat_map(|r| [r.object_key.clone(), r.init_key.clone()]).flatten().collect();
@@ -64,11 +60,15 @@ pub async fn local_recording(ctx: &Ctx, pool: &PgPool, id: i64) -> Result<LocalR
             Some(path) => path,
             None => {
                 let path = work.path().join(key);
-                tokio::fs::create_dir_all(path.parent().unwrap()).await.map_err(transient)?;
+                tokio::fs::create_dir_all(path.parent().unwrap()).await.map_err(JobError::transient)?;
                 let body = crate::storage::get_bytes(ctx.store.as_ref(), &object).await.map_err(|e| {
-                    if e.is_not_found() { JobError::Permanent(format!("{e}; run a repair job")) } else { transient(e) }
+                    if e.is_not_found() {
+                        JobError::Permanent(format!("{e}; run a repair job"))
+                    } else {
+                        JobError::transient(e)
+                    }
                 })?;
-                tokio::fs::write(&path, &body).await.map_err(transient)?;
+                tokio::fs::write(&path, &body).await.map_err(JobError::transient)?;
                 path
             }
         };
@@ -76,7 +76,7 @@ pub async fn local_recording(ctx: &Ctx, pool: &PgPool, id: i64) -> Result<LocalR
         text = text.replace(&format!("URI=\"{key}\""), &format!("URI=\"{}\"", local.display()));
     }
     let playlist = work.path().join("recording.m3u8");
-    tokio::fs::write(&playlist, text).await.map_err(transient)?;
+    tokio::fs::write(&playlist, text).await.map_err(JobError::transient)?;
     let duration_secs = rows.iter().filter(|r| !r.is_gap).map(|r| r.duration_secs).sum();
     Ok(LocalRecording { id, prefix, playlist, duration_secs, rows, work })
 }
@@ -97,7 +97,7 @@ pub async fn probe(input: &Path) -> Result<(u32, u32, bool), JobError> {
         .arg(input)
         .output()
         .await
-        .map_err(|e| transient(format!("ffprobe could not start: {e}")))?;
+        .map_err(|e| JobError::transient(format!("ffprobe could not start: {e}")))?;
     if !out.status.success() {
         return Err(JobError::Permanent(format!("ffprobe cannot read the media: {}", last_line(&out.stderr))));
     }
@@ -132,7 +132,7 @@ pub async fn ffmpeg(args: &[String], total_secs: f64, progress: &ProgressSink) -
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| transient(format!("ffmpeg could not start: {e}")))?;
+        .map_err(|e| JobError::transient(format!("ffmpeg could not start: {e}")))?;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let stderr = child.stderr.take().unwrap();
     let errors = tokio::spawn(async move {
@@ -157,7 +157,7 @@ pub async fn ffmpeg(args: &[String], total_secs: f64, progress: &ProgressSink) -
             _ => {}
         }
     }
-    let status = child.wait().await.map_err(transient)?;
+    let status = child.wait().await.map_err(JobError::transient)?;
     let stderr = errors.await.unwrap_or_default();
     if status.success() {
         return Ok(());
@@ -170,7 +170,7 @@ pub async fn ffmpeg(args: &[String], total_secs: f64, progress: &ProgressSink) -
     {
         Err(JobError::Permanent(format!("ffmpeg cannot decode the media: {why}")))
     } else {
-        Err(transient(format!("ffmpeg failed ({status}): {why}")))
+        Err(JobError::transient(format!("ffmpeg failed ({status}): {why}")))
     }
 }
 
@@ -180,10 +180,10 @@ pub async fn upload_dir(store: &dyn ObjectStore, dir: &Path, prefix: &ObjectKey)
     let mut files = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
-        let mut entries = tokio::fs::read_dir(&d).await.map_err(transient)?;
-        while let Some(e) = entries.next_entry().await.map_err(transient)? {
+        let mut entries = tokio::fs::read_dir(&d).await.map_err(JobError::transient)?;
+        while let Some(e) = entries.next_entry().await.map_err(JobError::transient)? {
             let path = e.path();
-            if e.file_type().await.map_err(transient)?.is_dir() {
+            if e.file_type().await.map_err(JobError::transient)?.is_dir() {
                 stack.push(path);
             } else {
                 files.push(path);
@@ -196,7 +196,7 @@ pub async fn upload_dir(store: &dyn ObjectStore, dir: &Path, prefix: &ObjectKey)
     for file in files {
         let rel = file.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
         let key = prefix.join(&rel).map_err(|e| JobError::Permanent(e.to_string()))?;
-        bytes += store.put_file(&key, &file).await.map_err(transient)?;
+        bytes += store.put_file(&key, &file).await.map_err(JobError::transient)?;
     }
     Ok(bytes)
 }

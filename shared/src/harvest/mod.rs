@@ -106,6 +106,16 @@ pub enum JobError {
     Transient(String),
 }
 
+impl JobError {
+    pub fn transient(e: impl std::fmt::Display) -> Self {
+        JobError::Transient(e.to_string())
+    }
+
+    pub fn permanent(e: impl std::fmt::Display) -> Self {
+        JobError::Permanent(e.to_string())
+    }
+}
+
 /// Progress a running job reports; the heartbeat writes the latest value.
 #[derive(Clone, Default)]
 pub struct ProgressSink(Arc<Mutex<Option<Value>>>);
@@ -285,7 +295,7 @@ pub async fn register(pool: &sqlx::PgPool, cell_id: uuid::Uuid) -> Result<(), sq
          ON CONFLICT (id) DO UPDATE SET state = 'running', last_heartbeat = now(), host = EXCLUDED.host, version = EXCLUDED.version",
     )
     .bind(cell_id)
-    .bind(std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default())
+    .bind(crate::hostname())
     .bind(crate::VERSION)
     .execute(pool)
     .await

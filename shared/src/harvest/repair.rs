@@ -15,10 +15,6 @@ use crate::queue::Job;
 use crate::recording::{self, Ledger, PlaylistKind, Progress, RecordingState};
 use crate::storage::{ObjectKey, get_bytes};
 
-fn transient(e: impl std::fmt::Display) -> JobError {
-    JobError::Transient(e.to_string())
-}
-
 /// Does ffprobe find a decodable stream in these bytes?
 async fn decodes(body: &Bytes) -> bool {
     let dir = match tempfile::tempdir() {
@@ -47,7 +43,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
             .bind(id)
             .fetch_optional(pool)
             .await
-            .map_err(transient)?;
+            .map_err(JobError::transient)?;
     let (state, prefix, source_url, token) =
         row.ok_or_else(|| JobError::Permanent(format!("recording {id} does not exist")))?;
     if state.is_open() {
@@ -57,7 +53,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     }
     let prefix = ObjectKey::parse(&prefix).map_err(|e| JobError::Permanent(e.to_string()))?;
     let ledger = Ledger::new(pool.clone(), id, token);
-    let rows = ledger.rows().await.map_err(|e| transient(format!("{:#}", anyhow::Error::from(e))))?;
+    let rows = ledger.rows().await.map_err(|e| JobError::transient(format!("{:#}", anyhow::Error::from(e))))?;
 
     // The source VOD's segments by sequence, if there is a source to ask.
     let source = match source_url.as_deref().map(url::Url::parse) {
@@ -79,7 +75,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         let healthy = match get_bytes(ctx.store.as_ref(), &key).await {
             Ok(body) => body.len() as i64 == row.bytes && (row.init_key.is_some() || decodes(&body).await),
             Err(e) if e.is_not_found() => false,
-            Err(e) => return Err(transient(e)),
+            Err(e) => return Err(JobError::transient(e)),
         };
         if healthy {
             continue;
@@ -89,7 +85,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
             Some(segment) => {
                 match ctx.hls.get(&segment.uri, segment.byte_range).await {
                     Ok(body) if decodes(&body).await || row.init_key.is_some() => {
-                        ctx.store.put(&key, body.clone()).await.map_err(transient)?;
+                        ctx.store.put(&key, body.clone()).await.map_err(JobError::transient)?;
                         sqlx::query("UPDATE segments SET bytes = $4 WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3")
                         .bind(id)
                         .bind(row.epoch)
@@ -97,7 +93,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
                         .bind(body.len() as i64)
                         .execute(pool)
                         .await
-                        .map_err(transient)?;
+                        .map_err(JobError::transient)?;
                         true
                     }
                     _ => false,
@@ -119,15 +115,15 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
             .bind(row.media_sequence)
             .execute(pool)
             .await
-            .map_err(transient)?;
+            .map_err(JobError::transient)?;
             let _ = ctx.store.delete(&key).await;
             gapped += 1;
         }
     }
-    let rows = ledger.rows().await.map_err(|e| transient(format!("{:#}", anyhow::Error::from(e))))?;
+    let rows = ledger.rows().await.map_err(|e| JobError::transient(format!("{:#}", anyhow::Error::from(e))))?;
     let text = recording::render(&rows, prefix.as_str(), PlaylistKind::Vod);
     let playlist = recording::playlist_key(&prefix).map_err(|e| JobError::Permanent(e.to_string()))?;
-    ctx.store.put(&playlist, Bytes::from(text)).await.map_err(transient)?;
+    ctx.store.put(&playlist, Bytes::from(text)).await.map_err(JobError::transient)?;
     let p = Progress::of(rows.iter());
     sqlx::query(
         "UPDATE recordings SET segment_count = $2, gap_count = $3, bytes = $4, duration_secs = $5 WHERE id = $1",
@@ -139,7 +135,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     .bind(p.duration_secs)
     .execute(pool)
     .await
-    .map_err(transient)?;
+    .map_err(JobError::transient)?;
     progress.set(json!({ "segments_checked": total, "segments_total": total, "refetched": refetched, "gaps": gapped }));
     info!(recording = id, refetched, gapped, "repair finished");
     Ok(())

@@ -25,10 +25,6 @@ use crate::queue::Job;
 use crate::recording::{self, Ledger, LedgerError, LedgerRow, MediaSource, PlaylistKind, Progress, RecordingState};
 use crate::storage::ObjectKey;
 
-fn transient(e: impl std::fmt::Display) -> JobError {
-    JobError::Transient(e.to_string())
-}
-
 fn hls_error(e: HlsError) -> JobError {
     if e.is_gone() {
         JobError::Permanent(format!("{e}"))
@@ -38,7 +34,7 @@ fn hls_error(e: HlsError) -> JobError {
 }
 
 fn ledger_error(e: LedgerError) -> JobError {
-    transient(format!("{:#}", anyhow::Error::from(e)))
+    JobError::transient(format!("{:#}", anyhow::Error::from(e)))
 }
 
 pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), JobError> {
@@ -56,7 +52,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
                 .bind(login)
                 .fetch_optional(pool)
                 .await
-                .map_err(transient)?
+                .map_err(JobError::transient)?
                 .ok_or_else(|| JobError::Permanent(format!("channel '{login}' does not exist")))?,
             _ => return Err(JobError::Permanent("args need channel_id or channel".into())),
         };
@@ -71,7 +67,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     .bind(url.as_str())
     .execute(pool)
     .await
-    .map_err(transient)?;
+    .map_err(JobError::transient)?;
     let token = i64::from(job.attempt) + job.id * 1_000;
     let row: Option<(i64, RecordingState, String, i64)> = sqlx::query_as(
         "UPDATE recordings r SET lease_token = GREATEST(r.lease_token, $3),
@@ -85,12 +81,12 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     .bind(token)
     .fetch_optional(pool)
     .await
-    .map_err(transient)?;
+    .map_err(JobError::transient)?;
     let Some((recording_id, state, prefix, current)) = row else {
         return Err(JobError::Permanent(format!("channel {channel_id} does not exist")));
     };
     if current != token {
-        return Err(transient("a later attempt of this download holds the recording"));
+        return Err(JobError::transient("a later attempt of this download holds the recording"));
     }
     if state == RecordingState::Complete {
         info!(recording = recording_id, "already downloaded; nothing to do");
@@ -103,7 +99,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     let hls_url = match job.args.get("resolver").and_then(|r| r.as_str()) {
         Some(resolver) => crate::channel::run_resolver(resolver, url.as_str(), Duration::from_secs(120))
             .await
-            .map_err(|e| transient(format!("{:#}", anyhow::Error::from(e))))?,
+            .map_err(|e| JobError::transient(format!("{:#}", anyhow::Error::from(e))))?,
         None => url.clone(),
     };
     let media_url = ctx.hls.resolve_variant(&hls_url, &VariantChoice::Best).await.map_err(hls_error)?;
@@ -127,7 +123,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         }
         let key = recording::init_key(&prefix, 0, inits.len()).map_err(|e| JobError::Permanent(e.to_string()))?;
         let body = ctx.hls.get(&init.uri, init.byte_range).await.map_err(hls_error)?;
-        ctx.store.put(&key, body).await.map_err(transient)?;
+        ctx.store.put(&key, body).await.map_err(JobError::transient)?;
         inits.insert(init, key.to_string());
     }
 
@@ -140,12 +136,13 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
                 (ctx.clone(), ledger.clone(), prefix.clone(), inits.clone(), done.clone(), bytes.clone());
             async move {
                 let seq = segment.sequence;
-                let body = fetch(&ctx, &segment).await;
+                let body =
+                    ctx.hls.get_with_retries(&segment.uri, segment.byte_range, 3, Duration::from_millis(500)).await;
                 let row = match body {
                     Ok(body) => {
                         let key = recording::segment_key(&prefix, 0, seq, segment.extension())
                             .map_err(|e| JobError::Permanent(e.to_string()))?;
-                        ctx.store.put(&key, body.clone()).await.map_err(transient)?;
+                        ctx.store.put(&key, body.clone()).await.map_err(JobError::transient)?;
                         bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
                         LedgerRow {
                             epoch: 0,
@@ -189,22 +186,10 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     let rows = ledger.rows().await.map_err(ledger_error)?;
     let text = recording::render(&rows, prefix.as_str(), PlaylistKind::Vod);
     let key = recording::playlist_key(&prefix).map_err(|e| JobError::Permanent(e.to_string()))?;
-    ctx.store.put(&key, Bytes::from(text)).await.map_err(transient)?;
+    ctx.store.put(&key, Bytes::from(text)).await.map_err(JobError::transient)?;
     let progress_row = Progress::of(rows.iter());
     let jobs =
         ledger.finalize(uuid::Uuid::nil(), &progress_row, RecordingState::Complete).await.map_err(ledger_error)?;
     info!(recording = recording_id, segments = progress_row.segments, bytes = progress_row.bytes, jobs = ?jobs, "VOD downloaded");
     Ok(())
-}
-
-async fn fetch(ctx: &Ctx, segment: &crate::hls::SourceSegment) -> Result<Bytes, HlsError> {
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        match ctx.hls.get(&segment.uri, segment.byte_range).await {
-            Ok(b) => return Ok(b),
-            Err(e) if e.is_gone() || attempt >= 3 => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await,
-        }
-    }
 }

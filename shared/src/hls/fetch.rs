@@ -83,6 +83,30 @@ impl HlsClient {
         Ok(body)
     }
 
+    /// GET with up to `attempts` tries for timeouts, network errors and 5xx,
+    /// waiting `backoff` times the attempt number between them. A 404/410 is
+    /// final at once: the object is not there.
+    pub async fn get_with_retries(
+        &self,
+        url: &Url,
+        range: Option<ByteRange>,
+        attempts: u32,
+        backoff: Duration,
+    ) -> Result<Bytes, HlsError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.get(url, range).await {
+                Ok(b) => return Ok(b),
+                Err(e) if e.is_gone() || attempt >= attempts => return Err(e),
+                Err(e) => {
+                    tracing::debug!(url = %loggable(url), attempt, error = %e, "fetch failed; retrying");
+                    tokio::time::sleep(backoff * attempt).await;
+                }
+            }
+        }
+    }
+
     /// Resolve a master playlist to the chosen variant's media playlist URL;
     /// a media playlist URL is returned as it is.
     pub async fn resolve_variant(&self, url: &Url, choice: &VariantChoice) -> Result<Url, HlsError> {

@@ -152,7 +152,7 @@ pub async fn run(
     .bind(channel_id)
     .bind(args.recording_id)
     .bind(args.lease_token)
-    .bind(hostname())
+    .bind(crate::hostname())
     .bind(crate::VERSION)
     .execute(&pool)
     .await
@@ -393,7 +393,7 @@ impl Recorder {
             (self.hls.clone(), self.store.clone(), self.spool.clone(), self.done_tx.clone(), self.permits.clone());
         self.fetches.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let report = match fetch_segment(&hls, &segment).await {
+            let report = match hls.get_with_retries(&segment.uri, segment.byte_range, 3, Duration::from_millis(250)).await {
                 Err(e) => Done::Failed { epoch, seq, error: format!("{e:#}") },
                 Ok(body) => {
                     let row = LedgerRow {
@@ -583,21 +583,6 @@ impl Recorder {
     }
 }
 
-async fn fetch_segment(hls: &HlsClient, segment: &SourceSegment) -> Result<Bytes, HlsError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match hls.get(&segment.uri, segment.byte_range).await {
-            Ok(b) => return Ok(b),
-            Err(e) if e.is_gone() || attempt >= 3 => return Err(e),
-            Err(e) => {
-                debug!(seq = segment.sequence, attempt, error = %e, "segment fetch failed; retrying");
-                tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
-            }
-        }
-    }
-}
-
 async fn write_playlist(
     store: &dyn ObjectStore,
     prefix: &ObjectKey,
@@ -644,10 +629,4 @@ async fn upload_spooled(
             }
         }
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
 }

@@ -125,24 +125,17 @@ impl Ledger {
         state: RecordingState,
     ) -> Result<(), LedgerError> {
         let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE recordings SET segment_count = $3, gap_count = $4, bytes = $5, duration_secs = $6,
-                    last_sequence = $7, epoch = GREATEST(epoch, $8), state = $9, holder_cell_id = $10
-              WHERE id = $1 AND lease_token = $2",
+        let updated = sqlx::query_scalar(
+            "UPDATE recordings SET state = $3, segment_count = $4, gap_count = $5, bytes = $6, duration_secs = $7,
+                    last_sequence = $8, epoch = GREATEST(epoch, $9), holder_cell_id = $10
+              WHERE id = $1 AND lease_token = $2
+             RETURNING 1",
         )
         .bind(self.recording_id)
         .bind(self.token)
-        .bind(progress.segments)
-        .bind(progress.gaps)
-        .bind(progress.bytes)
-        .bind(progress.duration_secs)
-        .bind(progress.last_sequence)
-        .bind(progress.epoch)
-        .bind(state)
-        .bind(cell_id)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
+        .bind(state);
+        let updated: Option<i32> = bind_progress(updated, progress).bind(cell_id).fetch_optional(&mut *tx).await?;
+        if updated.is_none() {
             return Err(self.fenced());
         }
         sqlx::query("UPDATE cells SET last_heartbeat = now(), state = 'running' WHERE id = $1")
@@ -176,7 +169,7 @@ impl Ledger {
         state: RecordingState,
     ) -> Result<Vec<i64>, LedgerError> {
         let mut tx = self.pool.begin().await?;
-        let pipeline: Option<serde_json::Value> = sqlx::query_scalar(
+        let pipeline = sqlx::query_scalar(
             "UPDATE recordings r SET state = $3, ended_at = now(), segment_count = $4, gap_count = $5, bytes = $6,
                     duration_secs = $7, last_sequence = $8, epoch = GREATEST(r.epoch, $9), holder_cell_id = NULL
                FROM channels c
@@ -185,15 +178,8 @@ impl Ledger {
         )
         .bind(self.recording_id)
         .bind(self.token)
-        .bind(state)
-        .bind(progress.segments)
-        .bind(progress.gaps)
-        .bind(progress.bytes)
-        .bind(progress.duration_secs)
-        .bind(progress.last_sequence)
-        .bind(progress.epoch)
-        .fetch_optional(&mut *tx)
-        .await?;
+        .bind(state);
+        let pipeline: Option<serde_json::Value> = bind_progress(pipeline, progress).fetch_optional(&mut *tx).await?;
         let Some(pipeline) = pipeline else {
             return Err(self.fenced());
         };
@@ -220,4 +206,13 @@ impl Ledger {
         tx.commit().await?;
         Ok(jobs)
     }
+}
+
+/// Bind a progress's columns in the order both recording updates use:
+/// segments, gaps, bytes, duration, last sequence, epoch.
+fn bind_progress<'q, O>(
+    query: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    p: &Progress,
+) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    query.bind(p.segments).bind(p.gaps).bind(p.bytes).bind(p.duration_secs).bind(p.last_sequence).bind(p.epoch)
 }
