@@ -92,7 +92,7 @@ pub fn start(dir: &Path) -> Garage {
         }
     }
     if let Ok(pid) = std::fs::read_to_string(dir.join("pid")) {
-        let _ = Command::new("kill").arg(pid.trim()).status();
+        kill_if_garage(pid.trim());
     }
     for sub in ["meta", "data"] {
         let _ = std::fs::remove_dir_all(dir.join(sub));
@@ -191,7 +191,7 @@ impl Garage {
     /// Kill the node (storage outage). Only for private nodes.
     pub fn stop(&self) {
         let pid = std::fs::read_to_string(self.dir().join("pid")).unwrap();
-        let _ = Command::new("kill").arg(pid.trim()).status();
+        kill_if_garage(pid.trim());
         let deadline = Instant::now() + Duration::from_secs(10);
         while port_open(self.s3_port()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -206,6 +206,15 @@ impl Garage {
             assert!(Instant::now() < deadline, "garage did not come back");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Stop a recorded garage pid, but only if that pid still is garage: after a
+/// reboot the number may belong to anything.
+fn kill_if_garage(pid: &str) {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if String::from_utf8_lossy(&cmdline).contains("garage") {
+        let _ = Command::new("kill").arg(pid).status();
     }
 }
 
