@@ -12,8 +12,8 @@ use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
 use tokio_util::sync::CancellationToken;
 
-/// A harvest cell works Colony's job queue: VOD downloads for backfill today,
-/// re-encodes, repairs, exports and thumbnails as they land. Run any number
+/// A harvest cell works Colony's job queue: VOD downloads for backfill,
+/// re-encodes to an ABR ladder, repairs, exports, thumbnails and cold tiering. Run any number
 /// of them, on any machine that reaches Postgres and object storage; they
 /// never run the same job twice. A cell exits by itself after --idle-exit
 /// with nothing to do (or when the queue is empty, with --drain). SIGTERM:
