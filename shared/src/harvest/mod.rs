@@ -254,14 +254,30 @@ pub async fn run(ctx: Ctx, stop: CancellationToken) -> Result<u64, QueueError> {
             let mut waker = JobWaker::new(ctx.queue.pool()).await;
             let mut done = 0u64;
             while !stop.is_cancelled() {
-                match work_once(&ctx, &stop).await? {
+                let outcome = match work_once(&ctx, &stop).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        // Postgres away for a moment is no reason to leave:
+                        // back off and try again (idle time keeps counting).
+                        warn!(error = %format!("{:#}", anyhow::Error::from(e)), "queue unavailable; retrying");
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(Duration::from(ctx.args.poll)) => {}
+                        }
+                        if last_activity.lock().unwrap().elapsed() >= Duration::from(ctx.args.idle_exit) {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                match outcome {
                     Outcome::Did { .. } => {
                         done += 1;
                         *last_activity.lock().unwrap() = Instant::now();
                     }
                     Outcome::Idle => {
                         // Cheap and idempotent: put back jobs of workers that died.
-                        for r in ctx.queue.rescue_expired().await? {
+                        for r in ctx.queue.rescue_expired().await.unwrap_or_default() {
                             info!(job = r.id, worker = ?r.attempted_by, "rescued a job whose lease expired");
                         }
                         if ctx.args.drain {
