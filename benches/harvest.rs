@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use colony_tests::live::{Container, LiveSource, Profile, media};
-use sqlx::{Connection, Executor, PgConnection};
+use colony_tests::pg::TestDb;
 use tokio::process::Command;
 
 #[derive(Debug, Parser)]
@@ -124,12 +124,8 @@ async fn download(segments: usize) -> anyhow::Result<()> {
     runs.push(timed("8 curls to /dev/null", work.path(), curl, || total_bytes).await?);
 
     for (name, storage) in [("harvest-cell -> file://", "file"), ("harvest-cell -> Garage", "garage")] {
-        let dbname = format!("colony_harvestbench_{}", uuid::Uuid::new_v4().simple());
-        PgConnection::connect(&admin).await?.execute(format!("CREATE DATABASE \"{dbname}\"").as_str()).await?;
-        let mut db = url::Url::parse(&admin)?;
-        db.set_path(&dbname);
-        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(db.as_str()).await?;
-        colony::db::migrate(&pool).await?;
+        let db = TestDb::migrated_on(&admin).await;
+        let pool = db.pool(2).await;
         let channel: i64 = sqlx::query_scalar("INSERT INTO channels (login, display_name, source_kind, source_url, pipeline) VALUES ('bench', 'bench', 'hls', 'http://x/', '[]') RETURNING id")
             .fetch_one(&pool).await?;
         colony::queue::Queue::new(pool.clone())
@@ -139,7 +135,7 @@ async fn download(segments: usize) -> anyhow::Result<()> {
             ))
             .await?;
         let mut cmd = Command::new(release.join("harvest-cell"));
-        cmd.args(["--drain", "--kinds", "vod_download"]).env("DATABASE_URL", db.as_str()).env("COLONY_LOG", "warn");
+        cmd.args(["--drain", "--kinds", "vod_download"]).env("DATABASE_URL", &db.url).env("COLONY_LOG", "warn");
         let media_dir = work.path().join(format!("media-{storage}"));
         let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
         if storage == "file" {
@@ -158,10 +154,7 @@ async fn download(segments: usize) -> anyhow::Result<()> {
         anyhow::ensure!(rows as usize == segments, "{name}: {rows} of {segments} segments in the ledger");
         runs.push(Run { bytes: bytes as u64, ..run });
         pool.close().await;
-        PgConnection::connect(&admin)
-            .await?
-            .execute(format!("DROP DATABASE \"{dbname}\" WITH (FORCE)").as_str())
-            .await?;
+        drop(db);
         let _ = std::fs::remove_dir_all(&media_dir);
     }
 
@@ -220,31 +213,28 @@ async fn ladder() -> anyhow::Result<()> {
     let input = work.path().join("source.m3u8");
     std::fs::write(&input, text)?;
     let rungs = [720u32, 480, 360];
+    // Exactly the job's ffmpeg arguments, for any set of rungs.
+    let ladder = |out: &Path, rungs: &[u32]| {
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-v", "error", "-y"]).args(colony::harvest::reencode::ladder_args(
+            &input.display().to_string(),
+            &out.display().to_string(),
+            rungs,
+            true,
+        ));
+        cmd
+    };
     let mut results = Vec::new();
     for round in 0..3 {
         let single_dir = work.path().join(format!("single-{round}"));
         std::fs::create_dir_all(&single_dir)?;
-        let mut cmd = Command::new("ffmpeg");
-        cmd.args(["-v", "error", "-y"]).args(colony::harvest::reencode::ladder_args(
-            &input.display().to_string(),
-            &single_dir.display().to_string(),
-            &rungs,
-            true,
-        ));
-        let single = timed("single pass", work.path(), cmd, || 0).await?;
+        let single = timed("single pass", work.path(), ladder(&single_dir, &rungs), || 0).await?;
         let mut separate = 0.0;
         let mut separate_cpu = 0.0;
         for h in rungs {
             let dir = work.path().join(format!("sep-{round}-{h}"));
             std::fs::create_dir_all(&dir)?;
-            let mut cmd = Command::new("ffmpeg");
-            cmd.args(["-v", "error", "-y"]).args(colony::harvest::reencode::ladder_args(
-                &input.display().to_string(),
-                &dir.display().to_string(),
-                &[h],
-                true,
-            ));
-            let r = timed("one rung", work.path(), cmd, || 0).await?;
+            let r = timed("one rung", work.path(), ladder(&dir, &[h]), || 0).await?;
             separate += r.secs;
             separate_cpu += r.cpu;
         }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 use colony_tests::live::{Container, LiveSource, Profile, media};
-use sqlx::{Connection, Executor, PgConnection};
+use colony_tests::pg::TestDb;
 use tokio::process::{Child, Command};
 
 #[derive(Debug, Parser)]
@@ -55,12 +55,8 @@ async fn main() -> anyhow::Result<()> {
         colony_tests::pg::start_cluster(&std::env::temp_dir().join("colony-bench-pg"), &[])
     })
     .await?;
-    let dbname = format!("colony_obsbench_{}", uuid::Uuid::new_v4().simple());
-    PgConnection::connect(&admin).await?.execute(format!("CREATE DATABASE \"{dbname}\"").as_str()).await?;
-    let mut db_url = url::Url::parse(&admin)?;
-    db_url.set_path(&dbname);
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(db_url.as_str()).await?;
-    colony::db::migrate(&pool).await?;
+    let db = TestDb::migrated_on(&admin).await;
+    let pool = db.pool(4).await;
 
     let work = tempfile::Builder::new().prefix("colony-obsbench-").tempdir_in(std::env::temp_dir())?;
     let source = LiveSource::start().await;
@@ -83,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
         let a = colony::recording::assign_live(&pool, channel, cell).await?;
         let timing = work.path().join(format!("observer-{i}.time"));
         let mut cmd = timed(&timing, &release.join("observer-cell"));
-        cmd.env("DATABASE_URL", db_url.as_str())
+        cmd.env("DATABASE_URL", &db.url)
             .env("COLONY_DB_MAX_CONNECTIONS", "2")
             .env("COLONY_STORAGE_URL", format!("file://{}", work.path().join("media").display()))
             .env("COLONY_SPOOL_DIR", work.path().join("spool"))
@@ -211,7 +207,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     pool.close().await;
-    PgConnection::connect(&admin).await?.execute(format!("DROP DATABASE \"{dbname}\" WITH (FORCE)").as_str()).await?;
+    drop(db);
     Ok(())
 }
 

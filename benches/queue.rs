@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use colony::queue::{KindFilter, NewJob, Queue};
-use sqlx::{Connection, Executor, PgConnection};
+use colony_tests::pg::TestDb;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -71,12 +71,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run_once(admin: &str, jobs: usize, workers: usize, batch: i64) -> anyhow::Result<Run> {
-    let name = format!("colony_bench_{}", uuid_like());
-    let mut conn = PgConnection::connect(admin).await?;
-    conn.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await?;
-    let url = url_with_db(admin, &name);
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(workers as u32 + 2).connect(&url).await?;
-    colony::db::migrate(&pool).await?;
+    // A fresh database per run, dropped when `db` goes.
+    let db = TestDb::migrated_on(admin).await;
+    let pool = db.pool(workers as u32 + 2).await;
     let q = Queue::new(pool.clone());
     let all: Vec<NewJob> = (0..jobs).map(|i| NewJob::new("bench", serde_json::json!({ "n": i }))).collect();
     for chunk in all.chunks(5_000) {
@@ -116,21 +113,10 @@ async fn run_once(admin: &str, jobs: usize, workers: usize, batch: i64) -> anyho
     let unfinished: i64 =
         sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state <> 'succeeded'").fetch_one(&pool).await?;
     pool.close().await;
-    conn.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await?;
+    drop(db);
     Ok(Run {
         jobs_per_sec: jobs as f64 / elapsed.as_secs_f64(),
         doubles: counts.values().filter(|n| **n > 1).count() + jobs.saturating_sub(counts.len()),
         unfinished,
     })
-}
-
-fn url_with_db(admin: &str, db: &str) -> String {
-    let mut url = url::Url::parse(admin).expect("admin URL");
-    url.set_path(db);
-    url.to_string()
-}
-
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{:x}_{}", nanos, std::process::id())
 }

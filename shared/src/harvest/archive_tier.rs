@@ -34,11 +34,11 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
             .await
         }
     }
-    .map_err(|e| JobError::Transient(e.to_string()))?;
+    .map_err(JobError::transient)?;
     let mut moved = 0u64;
     for (i, (id, prefix)) in recordings.iter().enumerate() {
-        let prefix = ObjectKey::parse(prefix).map_err(|e| JobError::Permanent(e.to_string()))?;
-        for object in ctx.store.list(Some(&prefix)).await.map_err(|e| JobError::Transient(e.to_string()))? {
+        let prefix = ObjectKey::parse(prefix).map_err(JobError::permanent)?;
+        for object in ctx.store.list(Some(&prefix)).await.map_err(JobError::transient)? {
             if object.storage_class.as_deref() == Some(class.as_str()) {
                 continue;
             }
@@ -54,7 +54,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
             .bind(&class)
             .execute(pool)
             .await
-            .map_err(|e| JobError::Transient(e.to_string()))?;
+            .map_err(JobError::transient)?;
         progress.set(json!({ "recordings_done": i + 1, "recordings_total": recordings.len(), "objects_moved": moved }));
     }
     tracing::info!(recordings = recordings.len(), objects = moved, %class, "recordings tiered");

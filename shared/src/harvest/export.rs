@@ -45,8 +45,8 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
             "the export is only {size} bytes (a header without media); not saving it"
         )));
     }
-    let key = rec.prefix.join(&format!("export/{}.mp4", rec.id)).map_err(|e| JobError::Permanent(e.to_string()))?;
-    ctx.store.put_file(&key, &output).await.map_err(|e| JobError::Transient(e.to_string()))?;
+    let key = rec.prefix.join(&format!("export/{}.mp4", rec.id)).map_err(JobError::permanent)?;
+    ctx.store.put_file(&key, &output).await.map_err(JobError::transient)?;
     tracing::info!(%key, size, "export stored");
     Ok(())
 }

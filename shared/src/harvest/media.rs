@@ -42,7 +42,7 @@ pub async fn local_recording(ctx: &Ctx, pool: &PgPool, id: i64) -> Result<LocalR
         .await
         .map_err(JobError::transient)?;
     let prefix = prefix.ok_or_else(|| JobError::Permanent(format!("recording {id} does not exist")))?;
-    let prefix = ObjectKey::parse(&prefix).map_err(|e| JobError::Permanent(e.to_string()))?;
+    let prefix = ObjectKey::parse(&prefix).map_err(JobError::permanent)?;
     let rows = Ledger::new(pool.clone(), id, 0)
         .rows()
         .await
@@ -55,7 +55,7 @@ pub async fn local_recording(ctx: &Ctx, pool: &PgPool, id: i64) -> Result<LocalR
     let mut text = recording::render(&rows, "", PlaylistKind::Vod);
     let keys: Vec<String> = rows.iter().flat_map(|r| [r.object_key.clone(), r.init_key.clone()]).flatten().collect();
     for key in keys.iter().collect::<std::collections::BTreeSet<_>>() {
-        let object = ObjectKey::parse(key).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let object = ObjectKey::parse(key).map_err(JobError::permanent)?;
         let local = match ctx.store.local_path(&object) {
             Some(path) => path,
             None => {
@@ -101,7 +101,7 @@ pub async fn probe(input: &Path) -> Result<(u32, u32, bool), JobError> {
     if !out.status.success() {
         return Err(JobError::Permanent(format!("ffprobe cannot read the media: {}", last_line(&out.stderr))));
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| JobError::Permanent(e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(JobError::permanent)?;
     let streams = v["streams"].as_array().cloned().unwrap_or_default();
     let video = streams
         .iter()
@@ -195,7 +195,7 @@ pub async fn upload_dir(store: &dyn ObjectStore, dir: &Path, prefix: &ObjectKey)
     let mut bytes = 0;
     for file in files {
         let rel = file.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-        let key = prefix.join(&rel).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let key = prefix.join(&rel).map_err(JobError::permanent)?;
         bytes += store.put_file(&key, &file).await.map_err(JobError::transient)?;
     }
     Ok(bytes)

@@ -112,7 +112,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     let (_, height, audio) = probe(&rec.playlist).await?;
     let rungs = rungs(&ladder, height);
     let out = rec.work.path().join("ladder");
-    tokio::fs::create_dir_all(&out).await.map_err(|e| JobError::Transient(e.to_string()))?;
+    tokio::fs::create_dir_all(&out).await.map_err(JobError::transient)?;
     tracing::info!(?rungs, audio, source_height = height, "building the ladder");
     ffmpeg(
         &ladder_args(&rec.playlist.display().to_string(), &out.display().to_string(), &rungs, audio),
@@ -120,7 +120,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         progress,
     )
     .await?;
-    let prefix = rec.prefix.join("ladder").map_err(|e| JobError::Permanent(e.to_string()))?;
+    let prefix = rec.prefix.join("ladder").map_err(JobError::permanent)?;
     upload_dir(ctx.store.as_ref(), &out, &prefix).await?;
     Ok(())
 }

@@ -51,7 +51,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
             "recording {id} is still being recorded; repair runs after it closes"
         )));
     }
-    let prefix = ObjectKey::parse(&prefix).map_err(|e| JobError::Permanent(e.to_string()))?;
+    let prefix = ObjectKey::parse(&prefix).map_err(JobError::permanent)?;
     let ledger = Ledger::new(pool.clone(), id, token);
     let rows = ledger.rows().await.map_err(|e| JobError::transient(format!("{:#}", anyhow::Error::from(e))))?;
 
@@ -71,7 +71,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     for (i, row) in rows.iter().enumerate() {
         progress.set(json!({ "segments_checked": i, "segments_total": total, "refetched": refetched, "gaps": gapped }));
         let Some(key) = row.object_key.as_deref() else { continue };
-        let key = ObjectKey::parse(key).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let key = ObjectKey::parse(key).map_err(JobError::permanent)?;
         let healthy = match get_bytes(ctx.store.as_ref(), &key).await {
             Ok(body) => body.len() as i64 == row.bytes && (row.init_key.is_some() || decodes(&body).await),
             Err(e) if e.is_not_found() => false,
@@ -122,7 +122,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     }
     let rows = ledger.rows().await.map_err(|e| JobError::transient(format!("{:#}", anyhow::Error::from(e))))?;
     let text = recording::render(&rows, prefix.as_str(), PlaylistKind::Vod);
-    let playlist = recording::playlist_key(&prefix).map_err(|e| JobError::Permanent(e.to_string()))?;
+    let playlist = recording::playlist_key(&prefix).map_err(JobError::permanent)?;
     ctx.store.put(&playlist, Bytes::from(text)).await.map_err(JobError::transient)?;
     let p = Progress::of(rows.iter());
     sqlx::query(

@@ -40,7 +40,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     let tiles = (rec.duration_secs / interval).ceil().max(1.0) as u32;
     let rows = tiles.div_ceil(COLUMNS);
     let out = rec.work.path().join("thumbnails");
-    tokio::fs::create_dir_all(&out).await.map_err(|e| JobError::Transient(e.to_string()))?;
+    tokio::fs::create_dir_all(&out).await.map_err(JobError::transient)?;
     let input = rec.playlist.display().to_string();
     let poster_at = format!("{:.3}", (rec.duration_secs * 0.1).min(rec.duration_secs - 0.5).max(0.0));
     let s = |v: &str| v.to_owned();
@@ -82,8 +82,8 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     )
     .await?;
     let vtt = storyboard_vtt(rec.duration_secs, interval, tiles, TILE_WIDTH, tile_h);
-    tokio::fs::write(out.join("sprite.vtt"), vtt).await.map_err(|e| JobError::Transient(e.to_string()))?;
-    let prefix = rec.prefix.join("thumbnails").map_err(|e| JobError::Permanent(e.to_string()))?;
+    tokio::fs::write(out.join("sprite.vtt"), vtt).await.map_err(JobError::transient)?;
+    let prefix = rec.prefix.join("thumbnails").map_err(JobError::permanent)?;
     upload_dir(ctx.store.as_ref(), &out, &prefix).await?;
     Ok(())
 }

@@ -92,7 +92,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         info!(recording = recording_id, "already downloaded; nothing to do");
         return Ok(());
     }
-    let prefix = ObjectKey::parse(&prefix).map_err(|e| JobError::Permanent(e.to_string()))?;
+    let prefix = ObjectKey::parse(&prefix).map_err(JobError::permanent)?;
     let ledger = Ledger::new(pool.clone(), recording_id, token);
 
     // The playlist: a master resolves to its best variant; it must be a VOD.
@@ -121,7 +121,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         if inits.contains_key(&init) {
             continue;
         }
-        let key = recording::init_key(&prefix, 0, inits.len()).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let key = recording::init_key(&prefix, 0, inits.len()).map_err(JobError::permanent)?;
         let body = ctx.hls.get(&init.uri, init.byte_range).await.map_err(hls_error)?;
         ctx.store.put(&key, body).await.map_err(JobError::transient)?;
         inits.insert(init, key.to_string());
@@ -141,7 +141,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
                 let row = match body {
                     Ok(body) => {
                         let key = recording::segment_key(&prefix, 0, seq, segment.extension())
-                            .map_err(|e| JobError::Permanent(e.to_string()))?;
+                            .map_err(JobError::permanent)?;
                         ctx.store.put(&key, body.clone()).await.map_err(JobError::transient)?;
                         bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
                         LedgerRow {
@@ -185,7 +185,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     // Playlist and final row last.
     let rows = ledger.rows().await.map_err(ledger_error)?;
     let text = recording::render(&rows, prefix.as_str(), PlaylistKind::Vod);
-    let key = recording::playlist_key(&prefix).map_err(|e| JobError::Permanent(e.to_string()))?;
+    let key = recording::playlist_key(&prefix).map_err(JobError::permanent)?;
     ctx.store.put(&key, Bytes::from(text)).await.map_err(JobError::transient)?;
     let progress_row = Progress::of(rows.iter());
     let jobs =
