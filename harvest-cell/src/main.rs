@@ -30,6 +30,9 @@ struct Cli {
     storage: StorageArgs,
     #[command(flatten)]
     harvest: HarvestArgs,
+    /// How often the cell tells the mothership it is alive.
+    #[arg(long, env = "COLONY_HEARTBEAT_INTERVAL", default_value = "10s", value_name = "DURATION")]
+    heartbeat: humantime::Duration,
     /// This cell's id; the mothership sets it, a joining laptop gets a fresh one.
     #[arg(long = "cell-id", env = "COLONY_CELL_ID", value_name = "UUID")]
     cell_id: Option<uuid::Uuid>,
@@ -51,6 +54,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let store = colony::storage::open(&cli.storage).await?;
     let cell_id = cli.cell_id.unwrap_or_else(uuid::Uuid::new_v4);
     colony::harvest::register(&pool, cell_id).await.context("registering the cell")?;
+    let heartbeat = tokio::spawn(colony::harvest::heartbeat_cell(pool.clone(), cell_id, cli.heartbeat.into()));
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
     let ctx = Ctx {
@@ -62,6 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         args: cli.harvest,
     };
     let done = colony::harvest::run(ctx, stop).await?;
+    heartbeat.abort();
     colony::harvest::mark_exited(&pool, cell_id).await.context("marking the cell exited")?;
     tracing::info!(jobs = done, "harvest cell exiting");
     Ok(())

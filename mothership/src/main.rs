@@ -1,20 +1,35 @@
-//! `mothership`: Colony's control plane. This file only parses arguments and
-//! reports errors; the work lives in the `colony` library.
+//! `mothership`: Colony's control plane. This file parses arguments and
+//! dispatches; the work lives in `colony::mothership`, the printing in `show.rs`.
+
+mod show;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use colony::config::DatabaseArgs;
+use colony::exit::Exit;
+use colony::mothership::admin::{self, AdminError, ChannelUpdate, NewChannel};
+use colony::mothership::launcher::docker::{DockerArgs, DockerLauncher};
+use colony::mothership::launcher::ecs::{EcsArgs, EcsLauncher};
+use colony::mothership::launcher::process::{ProcessArgs, ProcessLauncher};
+use colony::mothership::launcher::{self, Launcher};
+use colony::mothership::policy::{Policy, PolicyArgs};
+use colony::mothership::probe::ProbeArgs;
+use colony::mothership::tick::{TickCtx, TickOutcome};
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
 
 /// Colony's control plane: starts one observer cell per live channel and a pool
-/// of harvest cells sized to the job queue. Postgres is the only source of truth.
+/// of harvest cells sized to the job queue, and nothing when nothing is live
+/// and the queue is empty. Postgres is the only source of truth.
 #[derive(Debug, Parser)]
 #[command(name = "mothership", version, propagate_version = true)]
 #[command(after_help = "Every flag can also be set through the environment variable shown beside it.\n\
-First run: `mothership migrate`, then `mothership check`.")]
+First run: `mothership migrate`, add a channel with `mothership channel add`, then run\n\
+`mothership tick` from cron every minute (or `mothership run --every 30s`).")]
 struct Cli {
     #[command(flatten)]
     log: LogArgs,
@@ -38,6 +53,218 @@ enum Command {
         #[command(flatten)]
         storage: StorageArgs,
     },
+    /// One reconcile pass, made for cron: probe channels, start observers for
+    /// live ones, replace dead ones, size the harvest pool, reap orphans. A
+    /// second tick while one runs exits 0 and says so.
+    Tick {
+        #[command(flatten)]
+        tick: TickArgs,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The same tick in a loop. SIGTERM or Ctrl-C ends it after the current
+    /// tick; the cells keep running.
+    Run {
+        #[command(flatten)]
+        tick: TickArgs,
+        /// Time from the start of one tick to the start of the next.
+        #[arg(long, env = "COLONY_TICK_EVERY", default_value = "30s", value_name = "DURATION")]
+        every: humantime::Duration,
+        /// Print each tick's summary as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Channels (live?, observer, recording, last heartbeat), cells and the queue.
+    Status {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add, list, change, enable, disable or remove channels.
+    #[command(subcommand)]
+    Channel(ChannelCommand),
+    /// Enqueue, list, retry or cancel jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Enqueue a VOD download for every URL in a file (one per line; blank
+    /// lines and # comments skipped). Running it again skips URLs already queued or done.
+    Backfill {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        /// The channel the recordings belong to.
+        #[arg(long, value_name = "NAME")]
+        channel: String,
+        /// The file of URLs, or - for standard input.
+        #[arg(long, value_name = "FILE")]
+        urls_from: std::path::PathBuf,
+    },
+    /// The cells that run (with --all, also recently finished ones).
+    Cells {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the mothership did and why, newest first.
+    Decisions {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: i64,
+        /// Only actions that failed.
+        #[arg(long)]
+        failed: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChannelCommand {
+    /// Add a channel; prints its id.
+    Add {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        /// Its name in storage and commands: 1-64 of a-z, 0-9, '_', '-'.
+        #[arg(long, value_name = "NAME")]
+        login: String,
+        /// A live HLS playlist URL, or the page a --resolver turns into one.
+        #[arg(long, value_name = "URL")]
+        source_url: String,
+        /// Display name (default: the login).
+        #[arg(long, value_name = "DISPLAY")]
+        name: Option<String>,
+        /// A command that prints the HLS URL, e.g. 'streamlink --stream-url {url} best'.
+        #[arg(long, value_name = "CMD")]
+        resolver: Option<String>,
+        /// Variant of a master playlist: best, worst or a height like 720p.
+        #[arg(long, value_name = "VARIANT")]
+        variant: Option<String>,
+    },
+    /// List channels.
+    List {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a channel; only the flags given change. --resolver '' clears the resolver.
+    Update {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        login: String,
+        #[arg(long, value_name = "DISPLAY")]
+        name: Option<String>,
+        #[arg(long, value_name = "URL")]
+        source_url: Option<String>,
+        #[arg(long, value_name = "CMD")]
+        resolver: Option<String>,
+        #[arg(long, value_name = "VARIANT")]
+        variant: Option<String>,
+    },
+    /// Remove a channel that has no recordings (otherwise: disable it).
+    Remove {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        login: String,
+    },
+    /// Record the channel when it is live (the default).
+    Enable {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        login: String,
+    },
+    /// Stop recording the channel: the next tick stops its observer, which
+    /// finalizes the recording.
+    Disable {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        login: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JobCommand {
+    /// Enqueue a job, e.g. `job enqueue vod-download --url URL --channel NAME`.
+    Enqueue {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        /// vod-download, reencode, repair, export, thumbnails or archive-tier.
+        kind: String,
+        /// vod-download: the VOD's playlist URL.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// vod-download: the channel it belongs to.
+        #[arg(long, value_name = "NAME")]
+        channel: Option<String>,
+        /// Other kinds: the job's arguments as a JSON object, e.g. '{"recording_id": 7}'.
+        #[arg(long, value_name = "JSON")]
+        args: Option<String>,
+    },
+    /// List jobs, newest first (succeeded ones only with --state succeeded).
+    List {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[arg(long, value_name = "STATE")]
+        state: Option<String>,
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a dead, cancelled or failed job again, now.
+    Retry {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        id: i64,
+    },
+    /// Cancel a job; a running one stops at its next heartbeat.
+    Cancel {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        id: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LauncherKind {
+    /// Local processes (the default on one machine).
+    Process,
+    /// Containers on the Docker engine at DOCKER_HOST.
+    Docker,
+    /// AWS ECS tasks.
+    Ecs,
+}
+
+#[derive(Debug, Args)]
+struct TickArgs {
+    #[command(flatten)]
+    db: DatabaseArgs,
+    /// Where cells run.
+    #[arg(long, env = "COLONY_LAUNCHER", value_enum, default_value = "process")]
+    launcher: LauncherKind,
+    /// Extra environment for every cell, KEY=VALUE, repeatable (comma-separated in
+    /// the variable), e.g. a DATABASE_URL as seen from inside containers.
+    #[arg(long, env = "COLONY_CELL_ENV", value_delimiter = ',', value_parser = launcher::parse_env_pair, value_name = "KEY=VALUE")]
+    cell_env: Vec<(String, String)>,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
+    probe: ProbeArgs,
+    #[command(flatten, next_help_heading = "Process launcher")]
+    process: ProcessArgs,
+    #[command(flatten, next_help_heading = "Docker launcher")]
+    docker: DockerArgs,
+    #[command(flatten, next_help_heading = "ECS launcher")]
+    ecs: EcsArgs,
 }
 
 #[tokio::main]
@@ -48,6 +275,14 @@ async fn main() -> ExitCode {
     };
     colony::telemetry::init(&cli.log);
     colony::exit::finish("mothership", run(cli.command).await)
+}
+
+/// Operator mistakes exit 2 with their one line; the rest are failures.
+fn admin(e: AdminError) -> anyhow::Error {
+    match e {
+        AdminError::Invalid(_) | AdminError::NoChannel(_) => Exit::config(e.to_string()).into(),
+        other => anyhow::Error::from(other),
+    }
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -69,6 +304,201 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("storage:  {} (writable)", store.describe());
             drop(pool);
         }
+        Command::Tick { tick, json } => {
+            let setup = Setup::new(&tick).await?;
+            match colony::mothership::tick::tick(&setup.ctx(&tick)).await.context("tick failed")? {
+                TickOutcome::Busy => show::busy(json),
+                TickOutcome::Done(report) => show::tick(&report, json),
+            }
+        }
+        Command::Run { tick, every, json } => run_loop(&tick, every.into(), json).await?,
+        Command::Status { db, json } => {
+            let pool = colony::db::connect(&db).await?;
+            let channels = admin::channel_status(&pool).await.map_err(admin)?;
+            let cells = admin::cells(&pool, false, 1000).await.map_err(admin)?;
+            let queue = colony::queue::Queue::new(pool.clone()).stats().await?;
+            show::status(&channels, &cells, &queue, json);
+        }
+        Command::Channel(c) => channel(c).await?,
+        Command::Job(j) => job(j).await?,
+        Command::Backfill { db, channel, urls_from } => {
+            let text = if urls_from.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading URLs from standard input")?
+            } else {
+                std::fs::read_to_string(&urls_from)
+                    .map_err(|e| Exit::config(format!("cannot read {}: {e}", urls_from.display())))?
+            };
+            let urls = admin::parse_url_list(&text, &urls_from.display().to_string()).map_err(admin)?;
+            if urls.is_empty() {
+                return Err(Exit::config(format!("{} holds no URLs", urls_from.display())).into());
+            }
+            let pool = colony::db::connect(&db).await?;
+            let bar = show::progress(urls.len() as u64, "enqueueing");
+            let created =
+                admin::backfill(&pool, &channel, &urls, |done| bar.set_position(done)).await.map_err(admin)?;
+            bar.finish_and_clear();
+            println!(
+                "enqueued {created} VOD download(s) for {channel}; {} already queued or done",
+                urls.len() as u64 - created
+            );
+        }
+        Command::Cells { db, all, limit, json } => {
+            let pool = colony::db::connect(&db).await?;
+            show::cells(&admin::cells(&pool, all, limit).await.map_err(admin)?, json);
+        }
+        Command::Decisions { db, limit, failed, json } => {
+            let pool = colony::db::connect(&db).await?;
+            show::decisions(&admin::decisions(&pool, limit, failed).await.map_err(admin)?, json);
+        }
     }
+    Ok(())
+}
+
+async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
+    match command {
+        ChannelCommand::Add { db, login, source_url, name, resolver, variant } => {
+            let new = NewChannel::parse(&login, &source_url, name, resolver, variant).map_err(admin)?;
+            let pool = colony::db::connect(&db).await?;
+            println!("{}", admin::add_channel(&pool, &new).await.map_err(admin)?);
+        }
+        ChannelCommand::List { db, json } => {
+            let pool = colony::db::connect(&db).await?;
+            show::channels(&admin::channel_status(&pool).await.map_err(admin)?, json);
+        }
+        ChannelCommand::Update { db, login, name, source_url, resolver, variant } => {
+            let pool = colony::db::connect(&db).await?;
+            let update = ChannelUpdate { name, source_url, resolver, variant };
+            admin::update_channel(&pool, &login, &update).await.map_err(admin)?;
+            println!("channel {login} updated");
+        }
+        ChannelCommand::Remove { db, login } => {
+            let pool = colony::db::connect(&db).await?;
+            admin::remove_channel(&pool, &login).await.map_err(admin)?;
+            println!("channel {login} removed");
+        }
+        ChannelCommand::Enable { db, login } => {
+            let pool = colony::db::connect(&db).await?;
+            admin::set_enabled(&pool, &login, true).await.map_err(admin)?;
+            println!("channel {login} enabled: the next tick records it when it is live");
+        }
+        ChannelCommand::Disable { db, login } => {
+            let pool = colony::db::connect(&db).await?;
+            admin::set_enabled(&pool, &login, false).await.map_err(admin)?;
+            println!("channel {login} disabled: the next tick stops its observer, which finalizes the recording");
+        }
+    }
+    Ok(())
+}
+
+async fn job(command: JobCommand) -> anyhow::Result<()> {
+    match command {
+        JobCommand::Enqueue { db, kind, url, channel, args } => {
+            let pool = colony::db::connect(&db).await?;
+            match admin::enqueue(&pool, &kind, url.as_deref(), channel.as_deref(), args.as_deref())
+                .await
+                .map_err(admin)?
+            {
+                colony::queue::Enqueued::Created(id) => println!("{id}"),
+                colony::queue::Enqueued::Duplicate(id) => println!("{id} (already queued or done)"),
+            }
+        }
+        JobCommand::List { db, state, kind, limit, json } => {
+            let pool = colony::db::connect(&db).await?;
+            show::jobs(&admin::jobs(&pool, state.as_deref(), kind.as_deref(), limit).await.map_err(admin)?, json);
+        }
+        JobCommand::Retry { db, id } => {
+            let pool = colony::db::connect(&db).await?;
+            colony::queue::Queue::new(pool).retry(id).await.map_err(queue_error)?;
+            println!("job {id} will run again");
+        }
+        JobCommand::Cancel { db, id } => {
+            let pool = colony::db::connect(&db).await?;
+            let outcome = colony::queue::Queue::new(pool).cancel(id).await.map_err(queue_error)?;
+            println!("job {id}: {outcome:?}");
+        }
+    }
+    Ok(())
+}
+
+fn queue_error(e: colony::queue::QueueError) -> anyhow::Error {
+    match e {
+        colony::queue::QueueError::NotFound(id) => Exit::config(format!("there is no job {id}")).into(),
+        other => anyhow::Error::from(other),
+    }
+}
+
+/// A pool and a launcher, built once per tick (or once for `run`).
+struct Setup {
+    pool: colony::db::Pool,
+    launcher: Arc<dyn Launcher>,
+    policy: Policy,
+    cell_env: Vec<(String, String)>,
+}
+
+impl Setup {
+    async fn new(args: &TickArgs) -> anyhow::Result<Self> {
+        // Validate everything before touching anything.
+        let policy = args.policy.validate().map_err(|e| Exit::config(e.to_string()))?;
+        let pool = colony::db::connect(&args.db).await?;
+        let instance = colony::mothership::observe::instance_id(&pool).await.context("reading the colony's id")?;
+        let launcher: Arc<dyn Launcher> = match args.launcher {
+            LauncherKind::Process => Arc::new(ProcessLauncher::new(instance, &args.process).map_err(launch_setup)?),
+            LauncherKind::Docker => {
+                Arc::new(DockerLauncher::connect(instance, args.docker.clone()).await.map_err(launch_setup)?)
+            }
+            LauncherKind::Ecs => {
+                Arc::new(EcsLauncher::connect(instance, args.ecs.clone()).await.map_err(launch_setup)?)
+            }
+        };
+        let mut cell_env = launcher::inherited_env();
+        cell_env.retain(|(k, _)| k != "DATABASE_URL");
+        cell_env.push(("DATABASE_URL".into(), args.db.database_url.expose().to_owned()));
+        for (k, v) in &args.cell_env {
+            cell_env.retain(|(key, _)| key != k);
+            cell_env.push((k.clone(), v.clone()));
+        }
+        Ok(Self { pool, launcher, policy, cell_env })
+    }
+
+    fn ctx<'a>(&'a self, args: &'a TickArgs) -> TickCtx<'a> {
+        TickCtx {
+            pool: &self.pool,
+            launcher: self.launcher.as_ref(),
+            policy: &self.policy,
+            probe: &args.probe,
+            cell_env: self.cell_env.clone(),
+        }
+    }
+}
+
+fn launch_setup(e: launcher::LaunchError) -> anyhow::Error {
+    match e {
+        launcher::LaunchError::Refused(why) => Exit::config(why).into(),
+        other => anyhow::Error::from(other),
+    }
+}
+
+async fn run_loop(args: &TickArgs, every: Duration, json: bool) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let setup = Setup::new(args).await?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tracing::info!(every = %humantime::format_duration(every), launcher = setup.launcher.backend(), "mothership running");
+    loop {
+        let started = tokio::time::Instant::now();
+        match colony::mothership::tick::tick(&setup.ctx(args)).await {
+            Ok(TickOutcome::Busy) => show::busy(json),
+            Ok(TickOutcome::Done(report)) => show::tick(&report, json),
+            // A failed tick (Postgres away) is retried at the next one.
+            Err(e) => {
+                tracing::error!(error = %format!("{:#}", anyhow::Error::from(e)), "tick failed; trying again next time")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + every) => {}
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("mothership stopping; the cells keep running");
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+pub use sqlx::PgPool as Pool;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;

@@ -11,6 +11,7 @@ pub mod db;
 pub mod exit;
 pub mod harvest;
 pub mod hls;
+pub mod mothership;
 pub mod observer;
 pub mod queue;
 pub mod recording;

@@ -318,6 +318,25 @@ pub async fn register(pool: &sqlx::PgPool, cell_id: uuid::Uuid) -> Result<(), sq
     .map(|_| ())
 }
 
+/// Keep the cell row's heartbeat fresh so the mothership counts this cell
+/// in the pool; runs until the task is dropped.
+pub async fn heartbeat_cell(pool: sqlx::PgPool, cell_id: uuid::Uuid, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let beat = sqlx::query(
+            "UPDATE cells SET last_heartbeat = now() WHERE id = $1 AND state IN ('starting', 'running', 'stopping')",
+        )
+        .bind(cell_id)
+        .execute(&pool)
+        .await;
+        if let Err(e) = beat {
+            warn!(error = %e, "cell heartbeat failed; retrying at the next interval");
+        }
+    }
+}
+
 /// The cell is leaving of its own accord.
 pub async fn mark_exited(pool: &sqlx::PgPool, cell_id: uuid::Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE cells SET state = 'exited', exited_at = now(), exit_code = 0 WHERE id = $1")
