@@ -214,13 +214,7 @@ fn plan_observers(
             (Some(channel), _) if observed.channels.iter().any(|c| c.id == channel) => {
                 by_channel.entry(channel).or_default().push(cell)
             }
-            _ => {
-                plan.report.observers_to_stop += 1;
-                plan.actions.push(Planned {
-                    action: Action::StopCell { cell: cell.id, kind: cell.kind, backend_ref: cell.backend_ref.clone() },
-                    reason: "its channel was removed".into(),
-                });
-            }
+            _ => stop_or_bury(plan, dead_marked, cell, health_of(cell), "its channel was removed".into()),
         }
     }
 
@@ -237,11 +231,7 @@ fn plan_observers(
         cells.sort_by_key(|c| std::cmp::Reverse((c.started_at, c.id)));
         if !channel.enabled {
             for cell in cells {
-                plan.report.observers_to_stop += 1;
-                plan.actions.push(Planned {
-                    action: Action::StopCell { cell: cell.id, kind: cell.kind, backend_ref: cell.backend_ref.clone() },
-                    reason: format!("channel {} is disabled", channel.login),
-                });
+                stop_or_bury(plan, dead_marked, cell, health_of(cell), format!("channel {} is disabled", channel.login));
             }
             continue;
         }
@@ -335,6 +325,20 @@ fn plan_observers(
             },
             reason,
         });
+    }
+}
+
+/// Stop a cell that should not run; one that stopped answering is buried instead.
+fn stop_or_bury(plan: &mut Plan, dead_marked: &mut HashSet<Uuid>, cell: &CellView, health: Health, reason: String) {
+    match health {
+        Health::Healthy => {
+            plan.report.observers_to_stop += 1;
+            plan.actions.push(Planned {
+                action: Action::StopCell { cell: cell.id, kind: cell.kind, backend_ref: cell.backend_ref.clone() },
+                reason,
+            });
+        }
+        Health::Unhealthy(why) => mark_dead(plan, dead_marked, cell, format!("{why}; {reason}")),
     }
 }
 
