@@ -89,8 +89,14 @@ pub fn clap_exit(program: &str, err: clap::Error, command: &clap::Command) -> Ex
     let message = match err.kind() {
         ErrorKind::MissingRequiredArgument => format!("missing {}", described.join(", ")),
         ErrorKind::ValueValidation | ErrorKind::InvalidValue => {
-            let why =
-                std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_else(|| "it is not valid".into());
+            let valid = match err.get(ContextKind::ValidValue) {
+                Some(ContextValue::Strings(v)) if !v.is_empty() => Some(format!("use one of {}", v.join(", "))),
+                _ => None,
+            };
+            let why = std::error::Error::source(&err)
+                .map(|s| s.to_string())
+                .or(valid)
+                .unwrap_or_else(|| "it is not valid".into());
             format!("invalid value for {}: {why}", described.join(", "))
         }
         _ => {

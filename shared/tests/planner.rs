@@ -243,7 +243,12 @@ fn an_expired_lease_marks_its_cell_dead_even_while_it_heartbeats() {
 fn orphans_are_reaped_and_nothing_is_judged_when_the_backend_could_not_be_listed() {
     let mut o = observed(vec![channel(1, true)], vec![observer(10, 1, 5)]);
     o.instances.as_mut().unwrap().extend([
-        Instance { backend_ref: "c-unknown".into(), cell_id: Some(id(77)), kind: Some(CellKind::Harvest), running: true },
+        Instance {
+            backend_ref: "c-unknown".into(),
+            cell_id: Some(id(77)),
+            kind: Some(CellKind::Harvest),
+            running: true,
+        },
         Instance { backend_ref: "c-nolabel".into(), cell_id: None, kind: None, running: true },
         Instance { backend_ref: "c-exited".into(), cell_id: Some(id(78)), kind: None, running: false },
     ]);
@@ -295,18 +300,30 @@ fn apply(o: &Observed, p: &Plan, t: DateTime<Utc>) -> Observed {
                 }
                 let c = fresh(CellKind::Observer, Some(*channel_id));
                 if let Some(i) = next.instances.as_mut() {
-                    i.push(Instance { backend_ref: c.backend_ref.clone().unwrap(), cell_id: Some(c.id), kind: Some(c.kind), running: true });
+                    i.push(Instance {
+                        backend_ref: c.backend_ref.clone().unwrap(),
+                        cell_id: Some(c.id),
+                        kind: Some(c.kind),
+                        running: true,
+                    });
                 }
                 let ch = next.channels.iter_mut().find(|ch| ch.id == *channel_id).unwrap();
                 ch.open_recording.get_or_insert(1);
                 next.cells.push(c);
             }
-            Action::StopCell { cell, .. } => next.cells.iter_mut().filter(|c| c.id == *cell).for_each(|c| c.state = ActiveState::Stopping),
+            Action::StopCell { cell, .. } => {
+                next.cells.iter_mut().filter(|c| c.id == *cell).for_each(|c| c.state = ActiveState::Stopping)
+            }
             Action::MarkDead { cell, .. } => remove(&mut next, *cell),
             Action::StartHarvest => {
                 let c = fresh(CellKind::Harvest, None);
                 if let Some(i) = next.instances.as_mut() {
-                    i.push(Instance { backend_ref: c.backend_ref.clone().unwrap(), cell_id: Some(c.id), kind: Some(c.kind), running: true });
+                    i.push(Instance {
+                        backend_ref: c.backend_ref.clone().unwrap(),
+                        cell_id: Some(c.id),
+                        kind: Some(c.kind),
+                        running: true,
+                    });
                 }
                 next.cells.push(c);
             }

@@ -10,8 +10,10 @@
 //! share one instance, and are left running for the next run.
 
 pub mod bins;
+pub mod docker;
 pub mod garage;
 pub mod live;
+pub mod mothership;
 pub mod observer;
 pub mod pg;
 mod proc;

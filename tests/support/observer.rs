@@ -103,7 +103,7 @@ impl Rig {
 
     /// A cell binary with this rig's database and storage and nothing else
     /// from the test's environment.
-    fn cell(&self, name: &str) -> Command {
+    pub fn cell(&self, name: &str) -> Command {
         let mut cmd = Command::new(bin(name));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -231,7 +231,13 @@ fn plan_observers(
         cells.sort_by_key(|c| std::cmp::Reverse((c.started_at, c.id)));
         if !channel.enabled {
             for cell in cells {
-                stop_or_bury(plan, dead_marked, cell, health_of(cell), format!("channel {} is disabled", channel.login));
+                stop_or_bury(
+                    plan,
+                    dead_marked,
+                    cell,
+                    health_of(cell),
+                    format!("channel {} is disabled", channel.login),
+                );
             }
             continue;
         }

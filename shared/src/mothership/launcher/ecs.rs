@@ -111,6 +111,11 @@ impl EcsLauncher {
         Ok(Self { client: Client::from_conf(config.build()), instance, args })
     }
 
+    /// A launcher over a client built elsewhere (tests give it static credentials).
+    pub fn with_client(client: Client, instance: Uuid, args: EcsArgs) -> Self {
+        Self { client, instance, args }
+    }
+
     /// The `startedBy` value of this colony's tasks (ECS allows 36 characters).
     pub fn started_by(&self) -> String {
         format!("colony-{}", &self.instance.simple().to_string()[..12])

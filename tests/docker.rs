@@ -1,0 +1,180 @@
+//! The `docker` launcher against the real engine on this machine, with cell
+//! images built locally (no registry). Cells use the host network, so they
+//! reach the test Postgres, Garage and live source on loopback.
+
+use std::process::Command;
+use std::time::Duration;
+
+use colony_tests::docker::test_image;
+use colony_tests::garage::garage;
+use colony_tests::live::{Container, LiveSource, Profile, media};
+use colony_tests::mothership::Colony;
+use colony_tests::observer::Rig;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Containers of one colony: (id, state).
+fn containers(instance: &str) -> Vec<(String, String)> {
+    docker(&["ps", "-a", "--filter", &format!("label=colony.instance={instance}"), "--format", "{{.ID}} {{.State}}"])
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())))
+        .collect()
+}
+
+fn remove_all(instance: &str) {
+    for (id, _) in containers(instance) {
+        let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+    }
+}
+
+fn n(v: &serde_json::Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("{key} missing in {v:#}"))
+}
+
+async fn docker_tick(colony: &Colony, extra: &[(&str, &str)]) -> serde_json::Value {
+    let mut cmd = colony.command(&["tick", "--json", "--launcher", "docker", "--docker-network", "host"]);
+    cmd.env("COLONY_DOCKER_OBSERVER_IMAGE", test_image("observer-cell"))
+        .env("COLONY_DOCKER_HARVEST_IMAGE", test_image("harvest-cell"))
+        .env("COLONY_DOCKER_STOP_TIMEOUT", "20");
+    if let Ok(host) = std::env::var("DOCKER_HOST") {
+        cmd.env("DOCKER_HOST", host);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "tick failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_cells_record_with_the_env_contract_and_labels_then_stop_and_are_reaped() {
+    let colony = Colony::new(Rig::garage(garage()).await);
+    let instance = colony::mothership::observe::instance_id(&colony.rig.pool).await.unwrap().to_string();
+    let source = LiveSource::start().await;
+    let media = tokio::task::spawn_blocking(|| media(Container::Ts, Profile::TEST)).await.unwrap();
+    source.add("delta", &media, 4);
+    let out = colony.run(&["channel", "add", "--login", "delta", "--source-url", &source.media_url("delta")]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let first = docker_tick(&colony, &[]).await;
+    assert_eq!(n(&first, "observers_started"), 1, "{first:#}");
+    let (cell, container, _) = colony.active("observer").await.pop().unwrap();
+    let container = container.expect("the container id is recorded");
+
+    // Labels, the env contract, and nothing mounted (no Docker socket).
+    let labels: serde_json::Value =
+        serde_json::from_str(&docker(&["inspect", "--format", "{{json .Config.Labels}}", &container])).unwrap();
+    assert_eq!(labels["colony.cell.kind"], "observer");
+    assert_eq!(labels["colony.cell.id"], cell.to_string());
+    assert_eq!(labels["colony.channel"], "delta");
+    assert_eq!(labels["colony.instance"], instance);
+    let env = docker(&["inspect", "--format", "{{json .Config.Env}}", &container]);
+    for var in [
+        "OBSERVER_VOD_ID=",
+        "OBSERVER_CHANNEL_ID=",
+        "OBSERVER_CHANNEL_LOGIN=delta",
+        "OBSERVER_CHANNEL_NAME=delta",
+        "COLONY_LEASE_TOKEN=",
+        &format!("COLONY_CELL_ID={cell}"),
+        "DATABASE_URL=",
+        "COLONY_STORAGE_URL=s3://",
+    ] {
+        assert!(env.contains(var), "{var} missing from {env}");
+    }
+    assert_eq!(docker(&["inspect", "--format", "{{len .Mounts}}", &container]), "0");
+
+    // It really records.
+    let recording: i64 = sqlx::query_scalar("SELECT recording_id FROM cells WHERE id = $1")
+        .bind(cell)
+        .fetch_one(&colony.rig.pool)
+        .await
+        .unwrap();
+    colony.rig.wait_segments(recording, 3, SECS(60)).await;
+
+    // A hand-made container with this colony's labels but no cell: an orphan.
+    let orphan = docker(&[
+        "run",
+        "-d",
+        "--label",
+        &format!("colony.instance={instance}"),
+        "--label",
+        "colony.cell.kind=harvest",
+        "--label",
+        &format!("colony.cell.id={}", uuid::Uuid::new_v4()),
+        "--entrypoint",
+        "/bin/sleep",
+        &test_image("harvest-cell"),
+        "300",
+    ]);
+
+    // Disabling the channel stops the observer: SIGTERM, and it finalizes.
+    assert!(colony.run(&["channel", "disable", "delta"]).await.status.success());
+    let stopping = docker_tick(&colony, &[]).await;
+    assert_eq!(n(&stopping, "observers_stopped"), 1, "{stopping:#}");
+    assert_eq!(n(&stopping, "orphans_reaped"), 1, "{stopping:#}");
+    assert!(!containers(&instance).iter().any(|(id, _)| orphan.starts_with(id.as_str())), "the orphan is gone");
+    colony_tests::eventually("the recording to be finalized", SECS(60), || async {
+        (colony.rig.recording_state(recording).await == "complete").then_some(())
+    })
+    .await;
+    colony_tests::eventually("the container to exit", SECS(30), || async {
+        containers(&instance).iter().all(|(_, state)| state == "exited").then_some(())
+    })
+    .await;
+    // What is left of a finished cell is removed by the next tick.
+    let cleaned = docker_tick(&colony, &[]).await;
+    assert_eq!(n(&cleaned, "orphans_reaped"), 1, "{cleaned:#}");
+    assert!(containers(&instance).is_empty());
+    remove_all(&instance);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_image_is_a_failed_action_with_a_clear_reason_and_the_rest_goes_on() {
+    let colony = Colony::new(Rig::file().await);
+    let instance = colony::mothership::observe::instance_id(&colony.rig.pool).await.unwrap().to_string();
+    for i in 0..4 {
+        let out = colony.run(&["job", "enqueue", "thumbnails", "--args", &format!("{{\"recording_id\": {i}}}")]).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Two harvest cells wanted (4 ready at 2 per cell): both launches fail, each on its own record.
+    let report = docker_tick(&colony, &[("COLONY_DOCKER_HARVEST_IMAGE", "colony-missing:nope")]).await;
+    assert_eq!(n(&report, "harvest_wanted"), 2, "{report:#}");
+    assert_eq!(n(&report, "failed_actions"), 2, "{report:#}");
+    let action = &report["actions"][0];
+    assert_eq!(action["outcome"], "failed");
+    let error = action["error"].as_str().unwrap();
+    assert!(error.contains("image 'colony-missing:nope' is not on the Docker host"), "{error}");
+    let (state, detail): (String, serde_json::Value) =
+        sqlx::query_as("SELECT state::text, detail FROM cells WHERE kind = 'harvest' LIMIT 1")
+            .fetch_one(&colony.rig.pool)
+            .await
+            .unwrap();
+    assert_eq!(state, "dead");
+    assert!(detail["launch_error"].as_str().unwrap().contains("never pulls"));
+    let failed = colony.run(&["decisions", "--failed", "--json"]).await;
+    let rows: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    assert!(containers(&instance).is_empty(), "nothing half-made is left behind");
+
+    // With the image present the next tick starts the cell, which drains and exits.
+    let report = docker_tick(&colony, &[]).await;
+    assert_eq!(n(&report, "harvest_started"), 2, "{report:#}");
+    colony_tests::eventually("the harvest container to finish", SECS(60), || async {
+        let active: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM cells WHERE state IN ('starting', 'running', 'stopping')")
+                .fetch_one(&colony.rig.pool)
+                .await
+                .unwrap();
+        (active == 0).then_some(())
+    })
+    .await;
+    remove_all(&instance);
+}

@@ -1,0 +1,122 @@
+//! A rig for mothership tests: a [`Rig`] (database, storage, spool) plus the
+//! `mothership` binary with test-friendly timings, and a cleanup that kills
+//! every cell this colony's process launcher started.
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use colony::mothership::launcher::Launcher;
+use colony::mothership::launcher::process::{ProcessArgs, ProcessLauncher};
+use tokio::process::Command;
+
+use crate::observer::Rig;
+
+pub struct Colony {
+    pub rig: Rig,
+    pub logs: tempfile::TempDir,
+}
+
+/// Timings that make a tick's consequences visible within seconds.
+pub const FAST: &[(&str, &str)] = &[
+    ("COLONY_LAUNCHER", "process"),
+    ("COLONY_PROBE_EVERY", "0s"),
+    ("COLONY_PROBE_TIMEOUT", "5s"),
+    ("COLONY_HEARTBEAT_TIMEOUT", "4s"),
+    ("COLONY_START_GRACE", "8s"),
+    ("COLONY_SCALE_DOWN_WINDOW", "0s"),
+    ("COLONY_IDLE_COOLDOWN", "0s"),
+    ("COLONY_JOBS_PER_HARVEST_CELL", "2"),
+    // Inherited by the cells:
+    ("COLONY_HEARTBEAT_INTERVAL", "1s"),
+    ("OBSERVER_STANDBY", "3s"),
+    ("OBSERVER_OFFLINE_AFTER", "3s"),
+    ("OBSERVER_FETCH_TIMEOUT", "2s"),
+    ("OBSERVER_SHUTDOWN_DEADLINE", "15s"),
+    ("OBSERVER_FINALIZE_DEADLINE", "60s"),
+    ("HARVEST_IDLE_EXIT", "2s"),
+    ("HARVEST_POLL", "500ms"),
+];
+
+impl Colony {
+    pub fn new(rig: Rig) -> Self {
+        Self { rig, logs: tempfile::tempdir().unwrap() }
+    }
+
+    /// `mothership` with this colony's database, storage and fast timings.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.rig.cell("mothership");
+        for (k, v) in FAST {
+            cmd.env(k, v);
+        }
+        cmd.env("COLONY_PROCESS_LOG_DIR", self.logs.path())
+            .env("COLONY_SPOOL_DIR", self.rig.spool.path())
+            .env("HOME", self.logs.path())
+            .args(args)
+            .stdout(Stdio::piped());
+        cmd
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().await.unwrap()
+    }
+
+    /// `mothership tick --json`, which must succeed; its summary.
+    pub async fn tick(&self, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec!["tick", "--json"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "tick failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str(stdout.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("tick printed no JSON ({e}): {stdout}"))
+    }
+
+    /// Active cells of a kind: (id, backend_ref, state).
+    pub async fn active(&self, kind: &str) -> Vec<(uuid::Uuid, Option<String>, String)> {
+        sqlx::query_as(
+            "SELECT id, backend_ref, state::text FROM cells
+              WHERE kind::text = $1 AND state IN ('starting', 'running', 'stopping') ORDER BY started_at",
+        )
+        .bind(kind)
+        .fetch_all(&self.rig.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Kill every process this colony's launcher started (test cleanup).
+    pub async fn kill_cells(&self) {
+        let instance = colony::mothership::observe::instance_id(&self.rig.pool).await.unwrap();
+        let args = ProcessArgs {
+            process_observer_bin: None,
+            process_harvest_bin: None,
+            process_log_dir: Some(self.logs.path().into()),
+        };
+        let launcher = ProcessLauncher::new(instance, &args).unwrap();
+        for i in launcher.list().await.unwrap() {
+            let _ = launcher.reap(&i.backend_ref, "test cleanup").await;
+        }
+    }
+
+    /// A cell's log file, for assertion messages.
+    pub fn log(&self, kind: &str, cell: uuid::Uuid) -> String {
+        std::fs::read_to_string(self.logs.path().join(format!("{kind}-{cell}.log"))).unwrap_or_default()
+    }
+}
+
+/// Poll until `n` is reached, running a tick each round.
+pub async fn ticks_until(
+    colony: &Colony,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let report = colony.tick(&[]).await;
+        if check(&report) {
+            return report;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; last tick: {report:#}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
