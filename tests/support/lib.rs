@@ -14,6 +14,7 @@ pub mod docker;
 pub mod garage;
 pub mod live;
 pub mod mothership;
+pub mod moto;
 pub mod observer;
 pub mod pg;
 mod proc;

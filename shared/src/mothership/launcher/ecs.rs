@@ -73,8 +73,18 @@ pub struct EcsLauncher {
     args: EcsArgs,
 }
 
-fn ecs_error(what: impl Into<String>, e: impl std::error::Error + Send + Sync + 'static) -> LaunchError {
-    LaunchError::backend("ecs", what, Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+/// SDK errors print as "service error" alone: say what ECS answered instead
+/// (its error code and message), or why no answer came.
+fn ecs_error<E, R>(what: impl Into<String>, e: aws_sdk_ecs::error::SdkError<E, R>) -> LaunchError
+where
+    E: aws_sdk_ecs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let detail = match e.as_service_error().and_then(|se| Some((se.code()?, se.message().unwrap_or("no message")))) {
+        Some((code, message)) => format!("{code}: {message}"),
+        None => aws_sdk_ecs::error::DisplayErrorContext(&e).to_string(),
+    };
+    LaunchError::backend("ecs", what, detail)
 }
 
 fn describe_failures(failures: &[Failure]) -> String {
@@ -233,7 +243,7 @@ impl Launcher for EcsLauncher {
                     AssignPublicIp::Disabled
                 })
                 .build()
-                .map_err(|e| ecs_error("build the network configuration", e))?;
+                .map_err(|e| LaunchError::backend("ecs", "build the network configuration", e))?;
             request = request.network_configuration(NetworkConfiguration::builder().awsvpc_configuration(vpc).build());
         }
         let out = request
