@@ -149,11 +149,8 @@ async fn main() -> anyhow::Result<()> {
     .collect();
     let launcher = Listed(listing);
     let policy = Policy { max_harvest: 2_000, max_observers: 2_000, ..Policy::default() };
-    let probe = ProbeArgs {
-        probe_every: "1h".parse().unwrap(),
-        probe_timeout: "1s".parse().unwrap(),
-        probe_concurrency: 1,
-    };
+    let probe =
+        ProbeArgs { probe_every: "1h".parse().unwrap(), probe_timeout: "1s".parse().unwrap(), probe_concurrency: 1 };
     let ctx = TickCtx { pool: &pool, launcher: &launcher, policy: &policy, probe: &probe, cell_env: Vec::new() };
 
     // Warm the caches once, as a running mothership would have.
@@ -194,7 +191,12 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| measure | median | p90 | rounds |");
     println!("|---|---:|---:|---:|");
-    println!("| observe + plan + save | {} | {} | {} |", ms(median(tick_times.clone())), ms(p90(tick_times)), args.rounds);
+    println!(
+        "| observe + plan + save | {} | {} | {} |",
+        ms(median(tick_times.clone())),
+        ms(p90(tick_times)),
+        args.rounds
+    );
     println!("| planner alone | {} | {} | {} |", ms(median(plan_times.clone())), ms(p90(plan_times)), args.plan_rounds);
     println!("| peer: `SELECT 1` round trip | {} | {} | {} |", ms(median(ping.clone())), ms(p90(ping)), args.rounds);
     println!(

@@ -13,6 +13,9 @@ use colony_tests::observer::Rig;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
+/// This test is about observers; the finalize's thumbnails job must not start a pool.
+const NO_POOL: &[(&str, &str)] = &[("COLONY_MAX_HARVEST", "0")];
+
 fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().unwrap();
     assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -64,7 +67,7 @@ async fn docker_cells_record_with_the_env_contract_and_labels_then_stop_and_are_
     let out = colony.run(&["channel", "add", "--login", "delta", "--source-url", &source.media_url("delta")]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let first = docker_tick(&colony, &[]).await;
+    let first = docker_tick(&colony, NO_POOL).await;
     assert_eq!(n(&first, "observers_started"), 1, "{first:#}");
     let (cell, container, _) = colony.active("observer").await.pop().unwrap();
     let container = container.expect("the container id is recorded");
@@ -117,12 +120,13 @@ async fn docker_cells_record_with_the_env_contract_and_labels_then_stop_and_are_
 
     // Disabling the channel stops the observer: SIGTERM, and it finalizes.
     assert!(colony.run(&["channel", "disable", "delta"]).await.status.success());
-    let stopping = docker_tick(&colony, &[]).await;
+    let stopping = docker_tick(&colony, NO_POOL).await;
     assert_eq!(n(&stopping, "observers_stopped"), 1, "{stopping:#}");
     assert_eq!(n(&stopping, "orphans_reaped"), 1, "{stopping:#}");
     assert!(!containers(&instance).iter().any(|(id, _)| orphan.starts_with(id.as_str())), "the orphan is gone");
+    // Stopped mid-broadcast: finalized, as interrupted rather than complete.
     colony_tests::eventually("the recording to be finalized", SECS(60), || async {
-        (colony.rig.recording_state(recording).await == "complete").then_some(())
+        (colony.rig.recording_state(recording).await == "interrupted").then_some(())
     })
     .await;
     colony_tests::eventually("the container to exit", SECS(30), || async {
@@ -130,7 +134,7 @@ async fn docker_cells_record_with_the_env_contract_and_labels_then_stop_and_are_
     })
     .await;
     // What is left of a finished cell is removed by the next tick.
-    let cleaned = docker_tick(&colony, &[]).await;
+    let cleaned = docker_tick(&colony, NO_POOL).await;
     assert_eq!(n(&cleaned, "orphans_reaped"), 1, "{cleaned:#}");
     assert!(containers(&instance).is_empty());
     remove_all(&instance);

@@ -1,6 +1,6 @@
 //! Docker images for launcher tests, built here without a registry: a root
 //! filesystem holding the freshly built cell binaries, the shared libraries
-//! `ldd` names, and `/bin/sleep` (for hand-made orphans), imported with
+//! `ldd` names, the CA bundle, and `/bin/sleep` (for hand-made orphans), imported with
 //! `docker import`. Tagged by the binaries' size and mtime, so an unchanged
 //! build reuses its image.
 
@@ -22,7 +22,7 @@ pub fn test_image(name: &str) -> String {
     let binary = bin(name);
     let meta = std::fs::metadata(&binary).unwrap();
     let stamp = meta.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let tag = format!("colony-{name}:test-{:x}-{stamp:x}", meta.len());
+    let tag = format!("colony-{name}:test2-{:x}-{stamp:x}", meta.len());
     let exists = Command::new("docker").args(["image", "inspect", &tag]).output().unwrap().status.success();
     if !exists {
         import(&binary, name, &tag);
@@ -54,6 +54,9 @@ fn import(binary: &Path, name: &str, tag: &str) {
     }
     put(binary, &Path::new("/usr/local/bin").join(name));
     put(&sleep, &sleep);
+    // The S3 client insists on a root store, even for a plain-http endpoint.
+    let certs = PathBuf::from("/etc/ssl/certs/ca-certificates.crt");
+    put(&certs, &certs);
     let tmp = root.path().join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     run(Command::new("chmod").arg("1777").arg(&tmp));

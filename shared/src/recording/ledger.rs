@@ -138,10 +138,15 @@ impl Ledger {
         if updated.is_none() {
             return Err(self.fenced());
         }
-        sqlx::query("UPDATE cells SET last_heartbeat = now(), state = 'running' WHERE id = $1")
-            .bind(cell_id)
-            .execute(&mut *tx)
-            .await?;
+        // Never revive a cell the mothership is stopping or has buried.
+        sqlx::query(
+            "UPDATE cells SET last_heartbeat = now(),
+                    state = CASE WHEN state = 'starting' THEN 'running'::cell_state ELSE state END
+              WHERE id = $1 AND state IN ('starting', 'running', 'stopping')",
+        )
+        .bind(cell_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
