@@ -241,7 +241,15 @@ fn plan_observers(
             }
             continue;
         }
-        let (healthy, unhealthy): (Vec<_>, Vec<_>) = cells.into_iter().partition(|c| health_of(c) == Health::Healthy);
+        // Judge each cell once; the unhealthy keep their reason.
+        let mut healthy: Vec<&CellView> = Vec::new();
+        let mut unhealthy: Vec<(&CellView, String)> = Vec::new();
+        for cell in cells {
+            match health_of(cell) {
+                Health::Healthy => healthy.push(cell),
+                Health::Unhealthy(why) => unhealthy.push((cell, why)),
+            }
+        }
         if let Some((keep, extra)) = healthy.split_first() {
             healthy_total += 1;
             for cell in extra {
@@ -251,8 +259,7 @@ fn plan_observers(
                     reason: format!("channel {} already has observer {}", channel.login, keep.id),
                 });
             }
-            for cell in unhealthy {
-                let Health::Unhealthy(why) = health_of(cell) else { unreachable!() };
+            for (cell, why) in unhealthy {
                 mark_dead(plan, dead_marked, cell, why);
             }
             continue;
@@ -260,12 +267,8 @@ fn plan_observers(
         let wanted = channel.live || channel.open_recording.is_some();
         let mut unhealthy = unhealthy.into_iter();
         match unhealthy.next() {
-            Some(newest) if wanted => {
-                let Health::Unhealthy(why) = health_of(newest) else { unreachable!() };
-                replacements.push((channel, newest, why));
-            }
-            Some(newest) => {
-                let Health::Unhealthy(why) = health_of(newest) else { unreachable!() };
+            Some((newest, why)) if wanted => replacements.push((channel, newest, why)),
+            Some((newest, why)) => {
                 mark_dead(plan, dead_marked, newest, format!("{why}; channel {} is offline", channel.login));
             }
             None if channel.live => {
@@ -283,8 +286,7 @@ fn plan_observers(
                 }
             }
         }
-        for cell in unhealthy {
-            let Health::Unhealthy(why) = health_of(cell) else { unreachable!() };
+        for (cell, why) in unhealthy {
             mark_dead(plan, dead_marked, cell, format!("{why}; superseded"));
         }
     }
