@@ -96,10 +96,7 @@ async fn download(segments: usize) -> anyhow::Result<()> {
     source.add("vod", &media, segments);
     source.end("vod");
     let url = source.media_url("vod");
-    let admin = tokio::task::spawn_blocking(|| {
-        colony_tests::pg::start_cluster(&std::env::temp_dir().join("colony-bench-pg"), &[])
-    })
-    .await?;
+    let admin = colony_tests::pg::bench_server(None).await;
     let garage =
         tokio::task::spawn_blocking(|| colony_tests::garage::start(&std::env::temp_dir().join("colony-bench-garage")))
             .await?;

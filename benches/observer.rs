@@ -51,10 +51,7 @@ async fn main() -> anyhow::Result<()> {
         profile.width, profile.height, profile.video_kbps, profile.segment_secs
     );
     let media = tokio::task::spawn_blocking(move || media(Container::Ts, profile)).await?;
-    let admin = tokio::task::spawn_blocking(|| {
-        colony_tests::pg::start_cluster(&std::env::temp_dir().join("colony-bench-pg"), &[])
-    })
-    .await?;
+    let admin = colony_tests::pg::bench_server(None).await;
     let db = TestDb::migrated_on(&admin).await;
     let pool = db.pool(4).await;
 

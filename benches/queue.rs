@@ -42,15 +42,7 @@ struct Run {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let admin = match &args.database_url {
-        Some(url) => url.clone(),
-        None => {
-            tokio::task::spawn_blocking(|| {
-                colony_tests::pg::start_cluster(&std::env::temp_dir().join("colony-bench-pg"), &[])
-            })
-            .await?
-        }
-    };
+    let admin = colony_tests::pg::bench_server(args.database_url.as_deref()).await;
     println!("queue benchmark: {} jobs per run, median of {} runs, durable Postgres", args.jobs, args.repeat);
     println!("| workers | claim batch | jobs/s (median) | double executions | unfinished |");
     println!("|---:|---:|---:|---:|---:|");

@@ -121,15 +121,7 @@ async fn seed(pool: &sqlx::PgPool, a: &Args) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let admin = match &args.database_url {
-        Some(url) => url.clone(),
-        None => {
-            tokio::task::spawn_blocking(|| {
-                colony_tests::pg::start_cluster(&std::env::temp_dir().join("colony-bench-pg"), &[])
-            })
-            .await?
-        }
-    };
+    let admin = colony_tests::pg::bench_server(args.database_url.as_deref()).await;
     let db = TestDb::migrated_on(&admin).await;
     let pool = db.pool(8).await;
     seed(&pool, &args).await?;

@@ -172,12 +172,7 @@ async fn a_missing_image_is_a_failed_action_with_a_clear_reason_and_the_rest_goe
     let report = docker_tick(&colony, &[]).await;
     assert_eq!(n(&report, "harvest_started"), 2, "{report:#}");
     colony_tests::eventually("the harvest container to finish", SECS(60), || async {
-        let active: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM cells WHERE state IN ('starting', 'running', 'stopping')")
-                .fetch_one(&colony.rig.pool)
-                .await
-                .unwrap();
-        (active == 0).then_some(())
+        (colony.active_count().await == 0).then_some(())
     })
     .await;
     remove_all(&instance);

@@ -117,12 +117,7 @@ async fn a_live_channel_is_recorded_healed_and_finished_then_its_jobs_drain_to_z
     })
     .await;
     colony_tests::eventually("every cell to leave", SECS(60), || async {
-        let active: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM cells WHERE state IN ('starting', 'running', 'stopping')")
-                .fetch_one(&colony.rig.pool)
-                .await
-                .unwrap();
-        (active == 0).then_some(())
+        (colony.active_count().await == 0).then_some(())
     })
     .await;
     let idle = colony.tick(&[]).await;

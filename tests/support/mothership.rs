@@ -83,6 +83,14 @@ impl Colony {
         .unwrap()
     }
 
+    /// How many cells are starting, running or stopping.
+    pub async fn active_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM cells WHERE state IN ('starting', 'running', 'stopping')")
+            .fetch_one(&self.rig.pool)
+            .await
+            .unwrap()
+    }
+
     /// Kill every process this colony's launcher started (test cleanup).
     pub async fn kill_cells(&self) {
         let instance = colony::mothership::observe::instance_id(&self.rig.pool).await.unwrap();

@@ -25,6 +25,17 @@ pub fn server_url() -> &'static str {
     })
 }
 
+/// The Postgres server a benchmark runs on: `url` if given, else the private
+/// durable cluster (Postgres' defaults, fsync on) every bench shares.
+pub async fn bench_server(url: Option<&str>) -> String {
+    if let Some(url) = url {
+        return url.to_owned();
+    }
+    tokio::task::spawn_blocking(|| start_cluster(&std::env::temp_dir().join("colony-bench-pg"), &[]))
+        .await
+        .expect("starting the bench cluster")
+}
+
 /// Start (or find running) a private cluster in `dir`; returns its admin URL.
 pub fn start_cluster(dir: &Path, settings: &[&str]) -> String {
     std::fs::create_dir_all(dir).expect("create cluster dir");
