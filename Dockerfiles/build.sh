@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Build Colony's three images on a machine that cannot reach a container
+# registry: a Debian bookworm root filesystem made by debootstrap and loaded
+# with `docker import` stands in for debian:bookworm-slim, and the binaries
+# come from this checkout's cargo build instead of the official Rust image.
+# The Dockerfiles are the same ones a user with a registry builds with plain
+# `docker build -f Dockerfiles/<name>.Dockerfile .`.
+#
+#   Dockerfiles/build.sh                    # release build, tags :latest
+#   Dockerfiles/build.sh --profile debug --tag dev --no-cargo
+#   Dockerfiles/build.sh --base-only        # just the two base images
+#
+# Needs root (debootstrap, chroot), debootstrap, and the Docker engine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profile=release tag=latest cargo=1 base_only=0 rebuild_base=0
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+suite=bookworm
+base=colony-base:$suite
+media_base=colony-base-ffmpeg:$suite
+images=(mothership observer-cell harvest-cell)
+
+usage() {
+    sed -n '2,14s/^# \{0,1\}//p' "$0"
+    cat <<USAGE
+
+Options:
+  --profile NAME    cargo profile whose binaries go into the images (default release)
+  --tag TAG         image tag (default latest): colony-<binary>:TAG
+  --no-cargo        use the binaries already in target/<profile>/ as they are
+  --base-only       build the base images ($base, $media_base) and stop
+  --rebuild-base    remake the base images even if they exist
+  -h, --help        this help
+
+Environment: DEBIAN_MIRROR (default $mirror), DOCKER_HOST.
+USAGE
+}
+
+while (($#)); do
+    case $1 in
+        --profile) profile=${2:?--profile needs a name}; shift 2 ;;
+        --tag) tag=${2:?--tag needs a tag}; shift 2 ;;
+        --no-cargo) cargo=0; shift ;;
+        --base-only) base_only=1; shift ;;
+        --rebuild-base) rebuild_base=1; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "build.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
+
+docker info >/dev/null 2>&1 || die "the Docker engine is not reachable (is dockerd running? DOCKER_HOST=${DOCKER_HOST:-unset})"
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# Drop what a runtime image never reads: docs, man pages, locales, apt lists.
+trim() {
+    local root=$1
+    rm -rf "$root"/usr/share/{doc,man,info,locale,lintian,linda}/* \
+        "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
+        "$root"/var/log/*.log "$root"/var/log/apt/* "$root"/tmp/* "$root"/root/.cache
+}
+
+import() {
+    local root=$1 image=$2
+    tar -C "$root" --numeric-owner -c . |
+        docker import --change 'ENV LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            --change 'CMD ["bash"]' - "$image" >/dev/null
+    log "imported $image ($(docker image inspect --format '{{.Size}}' "$image" | numfmt --to=iec))"
+}
+
+build_bases() {
+    [[ $(id -u) == 0 ]] || die "making the base images needs root (debootstrap, chroot); run with sudo, or build them elsewhere"
+    command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install debootstrap"
+    local work
+    work=$(mktemp -d /var/tmp/colony-rootfs.XXXXXX)
+    # shellcheck disable=SC2064
+    trap "umount -l '$work'/media/proc 2>/dev/null || true; rm -rf '$work'" EXIT
+    log "debootstrap $suite (minbase + ca-certificates) from $mirror: about 2 minutes"
+    debootstrap --variant=minbase --include=ca-certificates "$suite" "$work/slim" "$mirror" >"$work/debootstrap.log" 2>&1 ||
+        { tail -20 "$work/debootstrap.log" >&2; die "debootstrap failed (log above)"; }
+    # bookworm-slim also ships the security and updates suites.
+    cat >"$work/slim/etc/apt/sources.list" <<SOURCES
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb ${mirror%/debian}/debian-security $suite-security main
+SOURCES
+    log "adding ffmpeg for the cell base"
+    cp -a "$work/slim" "$work/media"
+    cp /etc/resolv.conf "$work/media/etc/resolv.conf"
+    mount -t proc proc "$work/media/proc"
+    chroot "$work/media" /bin/sh -c 'export DEBIAN_FRONTEND=noninteractive;
+        apt-get update -q && apt-get install -y -q --no-install-recommends ffmpeg && apt-get clean' \
+        >"$work/apt.log" 2>&1 || { tail -20 "$work/apt.log" >&2; die "installing ffmpeg in the cell base failed (log above)"; }
+    umount -l "$work/media/proc"
+    : >"$work/media/etc/resolv.conf"
+    trim "$work/slim"
+    trim "$work/media"
+    import "$work/slim" "$base"
+    import "$work/media" "$media_base"
+    rm -rf "$work"
+    trap - EXIT
+}
+
+if ((rebuild_base)) || ! have_image "$base" || ! have_image "$media_base"; then
+    build_bases
+else
+    log "base images $base and $media_base exist (--rebuild-base to remake them)"
+fi
+((base_only)) && exit 0
+
+# cargo calls the debug profile "dev"; its binaries live in target/debug.
+case $profile in debug | dev) profile=dev dir=debug ;; *) dir=$profile ;; esac
+if ((cargo)); then
+    log "cargo build --profile $profile (the binaries the images carry)"
+    cargo build --locked --profile "$profile" -p mothership -p observer-cell -p harvest-cell
+fi
+for bin in "${images[@]}"; do
+    [[ -x target/$dir/$bin ]] || die "target/$dir/$bin is missing: build it, or drop --no-cargo"
+done
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for bin in "${images[@]}"; do
+    from=$base
+    [[ $bin == mothership ]] || from=$media_base
+    log "docker build colony-$bin:$tag (base $from, binary target/$dir/$bin)"
+    # The classic builder: BuildKit needs the buildx plugin, which this kind of
+    # machine may lack; the Dockerfiles are ordered so that it never reaches
+    # the Rust stage with --target prebuilt.
+    DOCKER_BUILDKIT=0 docker build -q -f "Dockerfiles/$bin.Dockerfile" --target prebuilt \
+        --build-arg BASE_IMAGE="$from" --build-arg PROFILE_DIR="$dir" \
+        -t "colony-$bin:$tag" . >/dev/null 2>"$tmp/build.err" ||
+        { cat "$tmp/build.err" >&2; die "docker build of colony-$bin:$tag failed (above)"; }
+    log "built colony-$bin:$tag ($(docker image inspect --format '{{.Size}}' "colony-$bin:$tag" | numfmt --to=iec))"
+done

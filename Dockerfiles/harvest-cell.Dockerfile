@@ -1,0 +1,44 @@
+# harvest-cell: works the job queue: VOD downloads, re-encodes, thumbnails, exports.
+#
+# With a registry:  docker build -f Dockerfiles/harvest-cell.Dockerfile -t colony-harvest-cell .
+#   The last stage is the default: the binary is built from this checkout in
+#   RUST_IMAGE and copied onto BASE_IMAGE.
+# Without one:      Dockerfiles/build.sh (air-gapped hosts, this repo's CI). It
+#   passes a debootstrap-made BASE_IMAGE and builds --target prebuilt, which
+#   takes target/$PROFILE_DIR/harvest-cell from the build context and never reaches
+#   the Rust stage (so the stages are ordered for the classic builder too).
+#
+# Build arguments:
+#   BASE_IMAGE   runtime base, Debian bookworm family   default debian:bookworm-slim
+#   RUST_IMAGE   build image                             default rust:1-bookworm
+#   PROFILE_DIR  --target prebuilt only: release or debug (default release)
+ARG BASE_IMAGE=debian:bookworm-slim
+ARG RUST_IMAGE=rust:1-bookworm
+
+FROM ${BASE_IMAGE} AS runtime
+# Installs only what the base lacks, so a base that already carries it (the
+# debootstrap one) needs no network here.
+RUN set -eu; need=""; \
+    [ -e /etc/ssl/certs/ca-certificates.crt ] || need="ca-certificates"; \
+    command -v ffmpeg >/dev/null || need="$need ffmpeg"; \
+    if [ -n "$need" ]; then \
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $need \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi; \
+    useradd --uid 10001 --user-group --home-dir /var/lib/colony --create-home --shell /usr/sbin/nologin colony
+USER colony:colony
+WORKDIR /var/lib/colony
+ENV TMPDIR=/tmp COLONY_LOG_FORMAT=json
+ENTRYPOINT ["/usr/local/bin/harvest-cell"]
+
+FROM runtime AS prebuilt
+ARG PROFILE_DIR=release
+COPY target/${PROFILE_DIR}/harvest-cell /usr/local/bin/harvest-cell
+
+FROM ${RUST_IMAGE} AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p harvest-cell
+
+FROM runtime
+COPY --from=build /src/target/release/harvest-cell /usr/local/bin/harvest-cell
