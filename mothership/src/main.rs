@@ -2,6 +2,7 @@
 //! dispatches; the work lives in `colony::mothership`, the printing in `show.rs`.
 
 mod show;
+mod up;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,8 +29,8 @@ use colony::telemetry::LogArgs;
 #[derive(Debug, Parser)]
 #[command(name = "mothership", version, propagate_version = true)]
 #[command(after_help = "Every flag can also be set through the environment variable shown beside it.\n\
-First run: `mothership migrate`, add a channel with `mothership channel add`, then run\n\
-`mothership tick` from cron every minute (or `mothership run --every 30s`).")]
+Try it on one machine: `mothership up`. To deploy: `mothership migrate`, add a channel with\n\
+`mothership channel add`, then run `mothership tick` from cron every minute (or `mothership run`).")]
 struct Cli {
     #[command(flatten)]
     log: LogArgs,
@@ -39,6 +40,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// A whole colony on this machine, for a first look or a small archive: a
+    /// private Postgres cluster and file:// storage under --dir, the process
+    /// launcher, and the tick loop. With no channel it adds a demo channel made
+    /// with ffmpeg. Ctrl-C stops it cleanly; the same command picks up again.
+    Up(up::UpArgs),
     /// Create or upgrade the database schema. Safe to run again: it applies
     /// only what is missing, and refuses a database newer than this binary.
     Migrate {
@@ -273,7 +279,12 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    colony::telemetry::init(&cli.log);
+    let mut log = cli.log.clone();
+    // `up` narrates for people; its tick loop logs only what goes wrong.
+    if matches!(cli.command, Command::Up(_)) && std::env::var_os("COLONY_LOG").is_none() && log.log_filter == "info" {
+        log.log_filter = "warn".into();
+    }
+    colony::telemetry::init(&log);
     colony::exit::finish("mothership", run(cli.command).await)
 }
 
@@ -311,6 +322,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 TickOutcome::Done(report) => show::tick(&report, json),
             }
         }
+        Command::Up(args) => up::up(args).await?,
         Command::Run { tick, every, json } => run_loop(&tick, every.into(), json).await?,
         Command::Status { db, json } => {
             let pool = colony::db::connect(&db).await?;
@@ -430,6 +442,7 @@ fn queue_error(e: colony::queue::QueueError) -> anyhow::Error {
 /// A pool and a launcher, built once per tick (or once for `run`).
 struct Setup {
     pool: colony::db::Pool,
+    instance: uuid::Uuid,
     launcher: Arc<dyn Launcher>,
     policy: Policy,
     cell_env: Vec<(String, String)>,
@@ -457,7 +470,7 @@ impl Setup {
             cell_env.retain(|(key, _)| key != k);
             cell_env.push((k.clone(), v.clone()));
         }
-        Ok(Self { pool, launcher, policy, cell_env })
+        Ok(Self { pool, instance, launcher, policy, cell_env })
     }
 
     fn ctx<'a>(&'a self, args: &'a TickArgs) -> TickCtx<'a> {
@@ -479,15 +492,42 @@ fn launch_setup(e: launcher::LaunchError) -> anyhow::Error {
 }
 
 async fn run_loop(args: &TickArgs, every: Duration, json: bool) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
     let setup = Setup::new(args).await?;
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     tracing::info!(every = %humantime::format_duration(every), launcher = setup.launcher.backend(), "mothership running");
+    let show = |outcome: TickOutcome| match outcome {
+        TickOutcome::Busy => show::busy(json),
+        TickOutcome::Done(report) => show::tick(&report, json),
+    };
+    tick_loop(&setup, args, every, show, stop_signal()?).await;
+    tracing::info!("mothership stopping; the cells keep running");
+    Ok(())
+}
+
+/// Resolves at SIGTERM or Ctrl-C.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    })
+}
+
+/// Tick every `every` until `stop` resolves; a stop never cuts a tick short.
+async fn tick_loop(
+    setup: &Setup,
+    args: &TickArgs,
+    every: Duration,
+    mut show: impl FnMut(TickOutcome),
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
     loop {
         let started = tokio::time::Instant::now();
         match colony::mothership::tick::tick(&setup.ctx(args)).await {
-            Ok(TickOutcome::Busy) => show::busy(json),
-            Ok(TickOutcome::Done(report)) => show::tick(&report, json),
+            Ok(outcome) => show(outcome),
             // A failed tick (Postgres away) is retried at the next one.
             Err(e) => {
                 tracing::error!(error = %format!("{:#}", anyhow::Error::from(e)), "tick failed; trying again next time")
@@ -495,10 +535,7 @@ async fn run_loop(args: &TickArgs, every: Duration, json: bool) -> anyhow::Resul
         }
         tokio::select! {
             _ = tokio::time::sleep_until(started + every) => {}
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut stop => break,
         }
     }
-    tracing::info!("mothership stopping; the cells keep running");
-    Ok(())
 }
