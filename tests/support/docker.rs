@@ -67,3 +67,23 @@ fn import(binary: &Path, name: &str, tag: &str) {
     );
     run(Command::new("bash").arg("-c").arg(script));
 }
+
+/// The three images built by `Dockerfiles/build.sh` from the debug binaries
+/// (the release images' Dockerfiles, with `BINARY_FROM=prebuilt`), once per
+/// test process. The script makes the debootstrap base images first if this
+/// machine has none (needs root and debootstrap). Returns the tag.
+pub fn dockerfile_images() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for name in ["mothership", "observer-cell", "harvest-cell"] {
+            bin(name); // built, or a clear panic saying how
+        }
+        let tag = "e2e";
+        run(Command::new("bash")
+            .arg(root.join("Dockerfiles/build.sh"))
+            .args(["--profile", "debug", "--tag", tag, "--no-cargo"])
+            .current_dir(root));
+        tag.to_owned()
+    })
+}
