@@ -65,6 +65,11 @@ pub struct EcsArgs {
     /// The ECS region. Default: the SDK's usual chain (AWS_REGION, profile).
     #[arg(long, env = "COLONY_ECS_REGION", value_name = "REGION")]
     pub ecs_region: Option<String>,
+    /// Send DATABASE_URL to cells in the RunTask overrides. Turn off when the
+    /// cell task definitions inject it from a secret (infra/aws does), so the
+    /// password never shows in DescribeTasks.
+    #[arg(long, env = "COLONY_ECS_PASS_DATABASE_URL", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub ecs_pass_database_url: bool,
 }
 
 pub struct EcsLauncher {
@@ -209,8 +214,12 @@ impl Launcher for EcsLauncher {
             CellKind::Observer => (&self.args.ecs_observer_task_definition, &self.args.ecs_observer_container),
             CellKind::Harvest => (&self.args.ecs_harvest_task_definition, &self.args.ecs_harvest_container),
         };
-        let env: Vec<KeyValuePair> =
-            spec.env.iter().map(|(k, v)| KeyValuePair::builder().name(k).value(v).build()).collect();
+        let env: Vec<KeyValuePair> = spec
+            .env
+            .iter()
+            .filter(|(k, _)| self.args.ecs_pass_database_url || k != "DATABASE_URL")
+            .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
+            .collect();
         let overrides = TaskOverride::builder()
             .container_overrides(ContainerOverride::builder().name(container).set_environment(Some(env)).build())
             .build();

@@ -92,7 +92,12 @@ pub fn inherited_env() -> Vec<(String, String)> {
         "COLONY_MAX_OBSERVERS",
         "COLONY_PROBE_",
         "COLONY_TICK_",
+        "COLONY_HOME",
         "AWS_ENDPOINT_URL_ECS",
+        // The mothership's own task credentials and runtime, on ECS: a cell
+        // gets its own from its task role.
+        "AWS_CONTAINER_",
+        "AWS_EXECUTION_ENV",
     ];
     let mut env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| PREFIXES.iter().any(|p| k.starts_with(p)))
