@@ -30,16 +30,16 @@ pub(crate) struct UpArgs {
     #[arg(long, env = "COLONY_HOME", default_value = ".colony", value_name = "DIR")]
     dir: PathBuf,
     /// Neither add nor broadcast the demo channel.
-    #[arg(long)]
+    #[arg(long, env = "COLONY_UP_NO_DEMO")]
     no_demo: bool,
     /// How long the demo channel broadcasts before its stream ends.
-    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    #[arg(long, env = "COLONY_UP_DEMO_LENGTH", default_value = "60s", value_name = "DURATION")]
     demo_length: humantime::Duration,
     /// Time from the start of one tick to the start of the next.
-    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    #[arg(long, env = "COLONY_UP_EVERY", default_value = "5s", value_name = "DURATION")]
     every: humantime::Duration,
     /// Never run apt-get, even as root; say what to install instead.
-    #[arg(long)]
+    #[arg(long, env = "COLONY_UP_NO_INSTALL")]
     no_install: bool,
 }
 

@@ -93,6 +93,7 @@ pub fn inherited_env() -> Vec<(String, String)> {
         "COLONY_PROBE_",
         "COLONY_TICK_",
         "COLONY_HOME",
+        "COLONY_UP_",
         "AWS_ENDPOINT_URL_ECS",
         // The mothership's own task credentials and runtime, on ECS: a cell
         // gets its own from its task role.
