@@ -173,21 +173,12 @@ fn redact(url: &str) -> String {
 
 /// `<dir>/env`: the variables other `mothership` commands need for this colony.
 fn write_env_file(layout: &Layout, database_url: &str, storage_url: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = layout.root.join("env");
     let text = format!(
         "# Written by `mothership up`: source it to run other commands against this colony.\n\
          DATABASE_URL={database_url}\nCOLONY_STORAGE_URL={storage_url}\nCOLONY_SPOOL_DIR={}\n",
         layout.spool.display()
     );
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    std::io::Write::write_all(&mut file, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    write_private(&layout.root.join("env"), &text)
 }
 
 /// SIGTERM every cell this colony's process launcher runs, wait for them to
@@ -439,8 +430,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
-    std::io::Write::write_all(&mut f, text.as_bytes())?;
-    Ok(())
+    std::io::Write::write_all(&mut f, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 // ----------------------------------------------------------------- demo ----
