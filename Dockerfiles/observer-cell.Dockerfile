@@ -25,7 +25,11 @@ RUN set -eu; need=""; \
         apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $need \
         && rm -rf /var/lib/apt/lists/*; \
     fi; \
-    useradd --uid 10001 --user-group --home-dir /var/lib/colony --create-home --shell /usr/sbin/nologin colony
+    useradd --uid 10001 --user-group --home-dir /var/lib/colony --create-home --shell /usr/sbin/nologin colony; \
+    install -d -o colony -g colony -m 0700 /var/lib/colony/spool
+# The docker launcher mounts a named volume here; a new volume takes this
+# directory's owner and mode.
+ENV COLONY_SPOOL_DIR=/var/lib/colony/spool
 USER colony:colony
 WORKDIR /var/lib/colony
 ENV TMPDIR=/tmp COLONY_LOG_FORMAT=json

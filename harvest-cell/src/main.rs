@@ -60,7 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Ctx {
         queue: Queue::new(pool.clone()),
         store,
-        hls: colony::hls::HlsClient::new(cli.harvest.fetch_timeout.into()),
+        hls: colony::hls::HlsClient::for_vods(cli.harvest.fetch_timeout.into(), cli.harvest.limits),
         worker: cell_id.to_string(),
         kinds,
         args: cli.harvest,

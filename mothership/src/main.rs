@@ -152,6 +152,12 @@ enum ChannelCommand {
         /// Variant of a master playlist: best, worst or a height like 720p.
         #[arg(long, value_name = "VARIANT")]
         variant: Option<String>,
+        /// A host besides the source's own that its playlists may send Colony
+        /// to, e.g. a CDN: cdn.example.com, or *.example.com for a domain and
+        /// its subdomains. Repeat for more. Segment, key and variant URIs on
+        /// any other host are refused (and recorded as gaps with that reason).
+        #[arg(long = "allow-host", value_name = "HOST")]
+        allow_host: Vec<String>,
     },
     /// List channels.
     List {
@@ -173,6 +179,9 @@ enum ChannelCommand {
         resolver: Option<String>,
         #[arg(long, value_name = "VARIANT")]
         variant: Option<String>,
+        /// Replace the channel's allowed hosts (repeat for more; --allow-host '' clears them).
+        #[arg(long = "allow-host", value_name = "HOST")]
+        allow_host: Vec<String>,
     },
     /// Remove a channel that has no recordings (otherwise: disable it).
     Remove {
@@ -368,8 +377,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
 async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
     match command {
-        ChannelCommand::Add { db, login, source_url, name, resolver, variant } => {
-            let new = NewChannel::parse(&login, &source_url, name, resolver, variant).map_err(admin)?;
+        ChannelCommand::Add { db, login, source_url, name, resolver, variant, allow_host } => {
+            let new = NewChannel::parse(&login, &source_url, name, resolver, variant, &allow_host).map_err(admin)?;
             let pool = colony::db::connect(&db).await?;
             println!("{}", admin::add_channel(&pool, &new).await.map_err(admin)?);
         }
@@ -377,9 +386,10 @@ async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
             let pool = colony::db::connect(&db).await?;
             show::channels(&admin::channel_status(&pool).await.map_err(admin)?, json);
         }
-        ChannelCommand::Update { db, login, name, source_url, resolver, variant } => {
+        ChannelCommand::Update { db, login, name, source_url, resolver, variant, allow_host } => {
             let pool = colony::db::connect(&db).await?;
-            let update = ChannelUpdate { name, source_url, resolver, variant };
+            let allowed_hosts = (!allow_host.is_empty()).then_some(allow_host);
+            let update = ChannelUpdate { name, source_url, resolver, variant, allowed_hosts };
             admin::update_channel(&pool, &login, &update).await.map_err(admin)?;
             println!("channel {login} updated");
         }

@@ -465,7 +465,7 @@ impl Demo {
         let addr: SocketAddr = listener.local_addr()?;
         let url = format!("http://{addr}/live.m3u8");
         if channels.is_empty() {
-            let new = NewChannel::parse(DEMO, &url, Some("Demo (ffmpeg test pattern)".into()), None, None)?;
+            let new = NewChannel::parse(DEMO, &url, Some("Demo (ffmpeg test pattern)".into()), None, None, &[])?;
             admin::add_channel(pool, &new).await?;
             say(format!("no channel configured: added the demo channel '{DEMO}' ({url})"));
         } else {

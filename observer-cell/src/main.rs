@@ -35,14 +35,23 @@ struct Cli {
     observer: ObserverArgs,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli: Cli = match colony::exit::parse("observer-cell") {
         Ok(cli) => cli,
         Err(code) => return code,
     };
     colony::telemetry::init(&cli.log);
-    colony::exit::finish("observer-cell", run(cli).await)
+    // One thread does the recording's async work; file writes and fsyncs go
+    // to a small blocking pool. Its size bounds the threads (and their
+    // allocator arenas) however many segments arrive at once.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(cli.observer.concurrency.max(1) * 2 + 4)
+        .build();
+    match runtime {
+        Ok(runtime) => colony::exit::finish("observer-cell", runtime.block_on(run(cli))),
+        Err(e) => colony::exit::finish("observer-cell", Err(anyhow::Error::from(e).context("starting the runtime"))),
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

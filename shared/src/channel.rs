@@ -1,12 +1,20 @@
 //! Channels: the safe login that names a channel in object keys, the channel
 //! row, and resolving a channel's source to an HLS URL (directly, or by
 //! running its resolver command, e.g. `streamlink --stream-url {url} best`).
+//!
+//! A resolver command is stored in the database, so write access to Postgres
+//! must not mean command execution on every host: the program must be on
+//! the host's own allow-list (`COLONY_RESOLVERS`), options that make the
+//! usual resolvers run commands or write files are refused, and the URL put
+//! in place of `{url}` must be an http(s) URL, never an option.
 
 use std::fmt;
 use std::time::Duration;
 
 use sqlx::PgPool;
 use url::Url;
+
+use crate::hls::HostPattern;
 
 /// A channel login: 1-64 of `a-z 0-9 _ -`, starting with a letter or digit.
 /// The same rule the database enforces, so it is safe in an object key.
@@ -58,11 +66,17 @@ pub struct Channel {
     pub variant: String,
     pub enabled: bool,
     pub pipeline: serde_json::Value,
+    /// Hosts besides the source's own that its playlists may name (CDNs).
+    pub allowed_hosts: Vec<String>,
 }
+
+/// The columns a [`Channel`] is read from.
+pub const COLUMNS: &str =
+    "id, login, display_name, source_kind, source_url, resolver, variant, enabled, pipeline, allowed_hosts";
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<Option<Channel>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, login, display_name, source_kind, source_url, resolver, variant, enabled, pipeline
+        "SELECT id, login, display_name, source_kind, source_url, resolver, variant, enabled, pipeline, allowed_hosts
            FROM channels WHERE id = $1",
     )
     .bind(id)
@@ -76,6 +90,10 @@ pub enum SourceError {
     BadUrl(String),
     #[error("resolver command is empty or cannot be split: {0}")]
     BadResolver(String),
+    #[error("resolver program `{program}` is not allowed on this host; add it to COLONY_RESOLVERS (now: {allowed})")]
+    NotAllowed { program: String, allowed: String },
+    #[error("resolver option `{option}` is refused: it makes the program run commands or write files")]
+    RefusedOption { option: String },
     #[error("resolver `{program}` could not be started")]
     Spawn {
         program: String,
@@ -90,39 +108,150 @@ pub enum SourceError {
 
 impl Channel {
     /// The HLS URL to record: the source URL itself, or what the resolver prints.
-    pub async fn resolve(&self, timeout: Duration) -> Result<Url, SourceError> {
+    pub async fn resolve(&self, timeout: Duration, resolvers: &Resolvers) -> Result<Url, SourceError> {
         match (&self.source_kind[..], &self.resolver) {
-            ("command", Some(template)) => run_resolver(template, &self.source_url, timeout).await,
+            ("command", Some(template)) => resolvers.run(template, &self.source_url, timeout).await,
             _ => Url::parse(&self.source_url).map_err(|_| SourceError::BadUrl(self.source_url.clone())),
         }
     }
+
+    /// The channel's extra allowed hosts; a malformed entry is skipped.
+    pub fn allowed_hosts(&self) -> Vec<HostPattern> {
+        self.allowed_hosts.iter().filter_map(|h| h.parse().ok()).collect()
+    }
 }
 
-/// Run `template` with `{url}` replaced, without a shell, and take the first
-/// line of its output that is an http(s) URL.
-pub async fn run_resolver(template: &str, source_url: &str, timeout: Duration) -> Result<Url, SourceError> {
-    let words = shell_words::split(template).map_err(|e| SourceError::BadResolver(e.to_string()))?;
-    let mut words: Vec<String> = words.into_iter().map(|w| w.replace("{url}", source_url)).collect();
-    if !template.contains("{url}") {
-        words.push(source_url.to_owned());
+/// Options of streamlink and yt-dlp (and their kin) that run a command, load
+/// code or configuration, or write files. A stored resolver carrying one is
+/// refused even when its program is allowed.
+const REFUSED_OPTIONS: &[&str] = &[
+    "--exec",
+    "--exec-before-download",
+    "--player",
+    "-p",
+    "--player-args",
+    "-a",
+    "--output",
+    "-o",
+    "--record",
+    "-r",
+    "--record-and-pipe",
+    "-R",
+    "--config",
+    "--config-location",
+    "--config-locations",
+    "--plugin-dir",
+    "--plugin-dirs",
+    "--batch-file",
+    "--netrc-cmd",
+    "--downloader",
+    "--external-downloader",
+    "--downloader-args",
+    "--external-downloader-args",
+    "--postprocessor-args",
+    "--use-postprocessor",
+    "--load-info-json",
+    "--cookies",
+];
+
+/// The programs a resolver command may run on this host: the operator's
+/// allow-list, `--resolvers` / `COLONY_RESOLVERS`, e.g. `streamlink,yt-dlp`.
+/// Empty (the default) allows none.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Resolvers {
+    /// Programs a channel's resolver command may run on this host,
+    /// comma-separated, e.g. streamlink,yt-dlp. A resolver naming any other
+    /// program is refused: write access to Postgres must not mean running
+    /// commands here. Default: none.
+    #[arg(long = "resolvers", env = "COLONY_RESOLVERS", value_delimiter = ',', value_name = "PROGRAMS")]
+    pub resolvers: Vec<String>,
+}
+
+impl Resolvers {
+    pub fn allowing(programs: &[&str]) -> Self {
+        Self { resolvers: programs.iter().map(|p| p.to_string()).collect() }
     }
-    let Some((program, args)) = words.split_first() else {
-        return Err(SourceError::BadResolver("no program".into()));
-    };
-    let child =
-        tokio::process::Command::new(program).args(args).kill_on_drop(true).stdin(std::process::Stdio::null()).output();
-    let out = tokio::time::timeout(timeout, child)
-        .await
-        .map_err(|_| SourceError::Timeout { program: program.clone(), timeout })?
+
+    fn allows(&self, program: &str) -> bool {
+        self.resolvers.iter().any(|p| p.trim() == program)
+    }
+
+    /// Check `template` and split it into a program and its arguments, with
+    /// `{url}` replaced (or appended) by `source_url`.
+    pub fn command(&self, template: &str, source_url: &str) -> Result<(String, Vec<String>), SourceError> {
+        let url = Url::parse(source_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| SourceError::BadUrl(source_url.chars().take(200).collect()))?;
+        let words = shell_words::split(template).map_err(|e| SourceError::BadResolver(e.to_string()))?;
+        let Some((program, args)) = words.split_first() else {
+            return Err(SourceError::BadResolver("no program".into()));
+        };
+        if !self.allows(program) {
+            let allowed = if self.resolvers.is_empty() { "unset".to_owned() } else { self.resolvers.join(",") };
+            return Err(SourceError::NotAllowed { program: program.chars().take(100).collect(), allowed });
+        }
+        if let Some(option) = args.iter().find(|a| {
+            let name = a.split('=').next().unwrap_or_default();
+            REFUSED_OPTIONS.contains(&name) || (a.starts_with("-o") && !a.starts_with("--"))
+        }) {
+            return Err(SourceError::RefusedOption { option: option.chars().take(60).collect() });
+        }
+        let mut args: Vec<String> = args.iter().map(|w| w.replace("{url}", url.as_str())).collect();
+        if !template.contains("{url}") {
+            args.push(url.to_string());
+        }
+        Ok((program.clone(), args))
+    }
+
+    /// Run `template` with `{url}` replaced, without a shell, and take the
+    /// first line of its output that is an http(s) URL.
+    pub async fn run(&self, template: &str, source_url: &str, timeout: Duration) -> Result<Url, SourceError> {
+        let (program, args) = self.command(template, source_url)?;
+        run_resolver_command(&program, &args, timeout).await
+    }
+}
+
+/// Most of a resolver's output that is read: it prints one URL.
+const RESOLVER_OUTPUT_CAP: u64 = 64 * 1024;
+
+/// Read a pipe to its end, keeping at most [`RESOLVER_OUTPUT_CAP`] bytes.
+async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    if let Some(p) = pipe {
+        let _ = p.take(RESOLVER_OUTPUT_CAP).read_to_end(&mut buf).await;
+    }
+    buf
+}
+
+async fn run_resolver_command(program: &str, args: &[String], timeout: Duration) -> Result<Url, SourceError> {
+    let program = program.to_owned();
+    let mut child = tokio::process::Command::new(&program)
+        .args(args)
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|source| SourceError::Spawn { program: program.clone(), source })?;
-    String::from_utf8_lossy(&out.stdout)
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let run = async {
+        let (out, err) = tokio::join!(read_capped(stdout), read_capped(stderr));
+        (out, err, child.wait().await)
+    };
+    let (out, err, status) = tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| SourceError::Timeout { program: program.clone(), timeout })?;
+    let status = status.map_err(|source| SourceError::Spawn { program: program.clone(), source })?;
+    String::from_utf8_lossy(&out)
         .lines()
         .map(str::trim)
         .find_map(|l| Url::parse(l).ok().filter(|u| matches!(u.scheme(), "http" | "https")))
         .ok_or_else(|| SourceError::NoUrl {
             program: program.clone(),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default().chars().take(200).collect(),
+            status: status.to_string(),
+            stderr: String::from_utf8_lossy(&err).lines().last().unwrap_or_default().chars().take(200).collect(),
         })
 }
 
@@ -142,14 +271,46 @@ mod tests {
 
     #[tokio::test]
     async fn resolver_output_is_parsed_without_a_shell() {
-        let url = run_resolver("echo noise {url}/live.m3u8", "http://src.example", Duration::from_secs(5)).await;
+        let allowed = Resolvers::allowing(&["echo", "printf", "sh"]);
+        let url = allowed.run("echo noise {url}/live.m3u8", "http://src.example", Duration::from_secs(5)).await;
         // `echo` prints one line: "noise http://...": not a URL by itself.
         assert!(url.is_err());
-        let url = run_resolver("printf '%s\\n' junk {url}", "https://src.example/x.m3u8", Duration::from_secs(5))
+        let url = allowed
+            .run("printf '%s\\n' junk {url}", "https://src.example/x.m3u8", Duration::from_secs(5))
             .await
             .unwrap();
         assert_eq!(url.as_str(), "https://src.example/x.m3u8");
-        let err = run_resolver("sleep {url}", "5", Duration::from_millis(100)).await.unwrap_err();
+        let err =
+            allowed.run("sh -c 'sleep 5' {url}", "http://src.example/", Duration::from_millis(100)).await.unwrap_err();
         assert!(matches!(err, SourceError::Timeout { .. }));
+    }
+
+    /// Defect: a resolver stored in the database ran whatever program it named.
+    #[test]
+    fn only_allowed_programs_and_options_run() {
+        let none = Resolvers::default();
+        let err = none.command("streamlink --stream-url {url} best", "https://twitch.tv/x").unwrap_err();
+        assert!(matches!(err, SourceError::NotAllowed { .. }), "{err}");
+        assert!(err.to_string().contains("COLONY_RESOLVERS (now: unset)"), "{err}");
+        let some = Resolvers::allowing(&["streamlink", "yt-dlp"]);
+        assert!(matches!(some.command("/bin/sh -c id", "https://x.example/"), Err(SourceError::NotAllowed { .. })));
+        assert!(matches!(some.command("sh -c id", "https://x.example/"), Err(SourceError::NotAllowed { .. })));
+        let (program, args) = some.command("streamlink --stream-url {url} best", "https://twitch.tv/x").unwrap();
+        assert_eq!((program.as_str(), args[1].as_str()), ("streamlink", "https://twitch.tv/x"));
+        for bad in [
+            "streamlink --player 'sh -c id' {url} best",
+            "streamlink -p sh {url} best",
+            "yt-dlp --exec 'rm -rf ~' {url}",
+            "yt-dlp --exec=id {url}",
+            "yt-dlp -o /etc/cron.d/x {url}",
+            "yt-dlp -o/tmp/x {url}",
+            "streamlink --config /tmp/evil {url} best",
+        ] {
+            assert!(matches!(some.command(bad, "https://x.example/"), Err(SourceError::RefusedOption { .. })), "{bad}");
+        }
+        // The URL can never become an option.
+        for url in ["--exec=id", "-o/tmp/x", "file:///etc/passwd"] {
+            assert!(matches!(some.command("yt-dlp -g {url}", url), Err(SourceError::BadUrl(_))), "{url}");
+        }
     }
 }

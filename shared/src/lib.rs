@@ -27,3 +27,15 @@ pub fn hostname() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into())
 }
+
+/// An error and its causes on one line, like anyhow's `{:#}`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}

@@ -52,15 +52,18 @@ pub async fn local_recording(ctx: &Ctx, pool: &PgPool, id: i64) -> Result<LocalR
     }
     let work = tempfile::Builder::new().prefix("colony-job-").tempdir().map_err(JobError::transient)?;
     // Every key the playlist names, resolved to a local file.
-    let mut text = recording::render(&rows, "", PlaylistKind::Vod);
-    let keys: Vec<String> = rows.iter().flat_map(|r| [r.object_key.clone(), r.init_key.clone()]).flatten().collect();
-    for key in keys.iter().collect::<std::collections::BTreeSet<_>>() {
-        let object = ObjectKey::parse(key).map_err(JobError::permanent)?;
-        let local = match ctx.store.local_path(&object) {
+    let mut local: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let keys: std::collections::BTreeSet<String> =
+        rows.iter().filter(|r| !r.is_gap).flat_map(|r| [r.object_key.clone(), r.init_key.clone()]).flatten().collect();
+    for key in keys {
+        let object = ObjectKey::parse(&key).map_err(JobError::permanent)?;
+        let path = match ctx.store.local_path(&object) {
             Some(path) => path,
             None => {
-                let path = work.path().join(key);
-                tokio::fs::create_dir_all(path.parent().unwrap()).await.map_err(JobError::transient)?;
+                let path = work.path().join(&key);
+                if let Some(dir) = path.parent() {
+                    tokio::fs::create_dir_all(dir).await.map_err(JobError::transient)?;
+                }
                 let body = crate::storage::get_bytes(ctx.store.as_ref(), &object).await.map_err(|e| {
                     if e.is_not_found() {
                         JobError::Permanent(format!("{e}; run a repair job"))
@@ -72,9 +75,11 @@ pub async fn local_recording(ctx: &Ctx, pool: &PgPool, id: i64) -> Result<LocalR
                 path
             }
         };
-        text = text.replace(&format!("\n{key}\n"), &format!("\n{}\n", local.display()));
-        text = text.replace(&format!("URI=\"{key}\""), &format!("URI=\"{}\"", local.display()));
+        local.insert(key, path.display().to_string());
     }
+    let text = recording::render_with(&rows, PlaylistKind::Vod, &|key: &str| {
+        local.get(key).cloned().unwrap_or_else(|| key.to_owned())
+    });
     let playlist = work.path().join("recording.m3u8");
     tokio::fs::write(&playlist, text).await.map_err(JobError::transient)?;
     let duration_secs = rows.iter().filter(|r| !r.is_gap).map(|r| r.duration_secs).sum();

@@ -67,6 +67,12 @@ pub struct HarvestArgs {
     /// Timeout for one HTTP request.
     #[arg(long, env = "HARVEST_FETCH_TIMEOUT", default_value = "30s", value_name = "DURATION")]
     pub fetch_timeout: humantime::Duration,
+
+    #[command(flatten)]
+    pub limits: crate::hls::FetchLimits,
+
+    #[command(flatten)]
+    pub resolvers: crate::channel::Resolvers,
 }
 
 impl HarvestArgs {
@@ -232,7 +238,18 @@ async fn run_claimed(ctx: &Ctx, job: &Job, stop: &CancellationToken) -> Result<J
     }
 }
 
+/// Run a job's handler. A panic inside it fails that job, permanently, and
+/// never takes down the cell's other jobs.
 async fn execute(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), JobError> {
+    use futures::FutureExt;
+    let handler: futures::future::BoxFuture<'_, Result<(), JobError>> = Box::pin(dispatch(ctx, job, progress));
+    std::panic::AssertUnwindSafe(handler)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(JobError::Permanent("the job's handler panicked; see the cell's log".into())))
+}
+
+async fn dispatch(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), JobError> {
     match job.kind.as_str() {
         "vod_download" => vod_download::run(ctx, job, progress).await,
         "reencode" => reencode::run(ctx, job, progress).await,

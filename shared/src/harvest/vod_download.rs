@@ -14,23 +14,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use tracing::{info, warn};
 
 use super::{Ctx, JobError, ProgressSink};
-use crate::hls::{HlsError, InitRef, VariantChoice};
+use crate::hls::{Body, FetchPolicy, HlsError, InitRef, Retry, VariantChoice};
 use crate::queue::Job;
-use crate::recording::{self, Ledger, LedgerError, LedgerRow, MediaSource, PlaylistKind, Progress, RecordingState};
+use crate::recording::{self, Ledger, LedgerError, LedgerRow, MediaSource, RecordingState};
 use crate::storage::ObjectKey;
 
 fn hls_error(e: HlsError) -> JobError {
-    if e.is_gone() {
-        JobError::Permanent(format!("{e}"))
-    } else {
-        JobError::Transient(format!("{:#}", anyhow::Error::from(e)))
-    }
+    if e.is_final() { JobError::Permanent(crate::error_chain(&e)) } else { JobError::Transient(crate::error_chain(&e)) }
 }
 
 fn ledger_error(e: LedgerError) -> JobError {
@@ -97,13 +92,20 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
 
     // The playlist: a master resolves to its best variant; it must be a VOD.
     let hls_url = match job.args.get("resolver").and_then(|r| r.as_str()) {
-        Some(resolver) => crate::channel::run_resolver(resolver, url.as_str(), Duration::from_secs(120))
-            .await
-            .map_err(|e| JobError::transient(format!("{:#}", anyhow::Error::from(e))))?,
+        Some(resolver) => {
+            ctx.args.resolvers.run(resolver, url.as_str(), Duration::from_secs(120)).await.map_err(|e| match e {
+                crate::channel::SourceError::NotAllowed { .. }
+                | crate::channel::SourceError::RefusedOption { .. }
+                | crate::channel::SourceError::BadUrl(_)
+                | crate::channel::SourceError::BadResolver(_) => JobError::permanent(crate::error_chain(&e)),
+                other => JobError::transient(crate::error_chain(&other)),
+            })?
+        }
         None => url.clone(),
     };
-    let media_url = ctx.hls.resolve_variant(&hls_url, &VariantChoice::Best).await.map_err(hls_error)?;
-    let (playlist, _) = ctx.hls.media_playlist(&media_url).await.map_err(hls_error)?;
+    // The VOD's variants and segments may only come from its own host.
+    let policy = FetchPolicy::for_source(&hls_url, &[]);
+    let (_, playlist, _) = ctx.hls.open(&hls_url, &VariantChoice::Best, &policy).await.map_err(hls_error)?;
     if !playlist.ended {
         return Err(JobError::Permanent(
             "the URL is a live stream (no EXT-X-ENDLIST); observers record live channels".into(),
@@ -122,7 +124,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
             continue;
         }
         let key = recording::init_key(&prefix, 0, inits.len()).map_err(JobError::permanent)?;
-        let body = ctx.hls.get(&init.uri, init.byte_range).await.map_err(hls_error)?;
+        let body = ctx.hls.init_section(&init.uri, init.byte_range, &policy).await.map_err(hls_error)?;
         ctx.store.put(&key, body).await.map_err(JobError::transient)?;
         inits.insert(init, key.to_string());
     }
@@ -130,20 +132,34 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     let done = Arc::new(AtomicU64::new(have.len() as u64));
     let bytes = Arc::new(AtomicU64::new(existing.iter().map(|r| r.bytes as u64).sum()));
     let inits = Arc::new(inits);
+    let spill = tempfile::Builder::new().prefix("colony-download-").tempdir().map_err(JobError::transient)?;
+    let retry = Retry { attempts: 3, backoff: Duration::from_millis(500) };
     futures::stream::iter(todo)
         .map(|segment| {
-            let (ctx, ledger, prefix, inits, done, bytes) =
-                (ctx.clone(), ledger.clone(), prefix.clone(), inits.clone(), done.clone(), bytes.clone());
+            let (ctx, ledger, prefix, inits, done, bytes, policy, spill) = (
+                ctx.clone(),
+                ledger.clone(),
+                prefix.clone(),
+                inits.clone(),
+                done.clone(),
+                bytes.clone(),
+                policy.clone(),
+                spill.path().to_owned(),
+            );
             async move {
                 let seq = segment.sequence;
                 let body =
-                    ctx.hls.get_with_retries(&segment.uri, segment.byte_range, 3, Duration::from_millis(500)).await;
+                    ctx.hls.segment(&segment.uri, segment.byte_range, segment.duration, &policy, &spill, retry).await;
                 let row = match body {
                     Ok(body) => {
                         let key = recording::segment_key(&prefix, 0, seq, segment.extension())
                             .map_err(JobError::permanent)?;
-                        ctx.store.put(&key, body.clone()).await.map_err(JobError::transient)?;
-                        bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                        match &body {
+                            Body::Memory(b) => ctx.store.put(&key, b.clone()).await,
+                            Body::File { file, .. } => ctx.store.put_file(&key, file.path()).await.map(|_| ()),
+                        }
+                        .map_err(JobError::transient)?;
+                        bytes.fetch_add(body.len(), Ordering::Relaxed);
                         LedgerRow {
                             epoch: 0,
                             media_sequence: seq as i64,
@@ -157,11 +173,12 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
                             gap_count: 0,
                             is_ad: segment.is_ad,
                             discontinuity: segment.discontinuity,
+                            gap_reason: None,
                         }
                     }
-                    Err(e) if e.is_gone() => {
-                        warn!(seq, error = %e, "segment is gone from the source; recording an explicit gap");
-                        LedgerRow::gap(0, seq, 1, segment.duration, MediaSource::Vod)
+                    Err(e) if e.is_final() => {
+                        warn!(seq, error = %e, "segment cannot be fetched from the source; recording an explicit gap");
+                        LedgerRow::gap(0, seq, 1, segment.duration, MediaSource::Vod).because(crate::error_chain(&e))
                     }
                     Err(e) => return Err(hls_error(e)),
                 };
@@ -183,13 +200,15 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         .await?;
 
     // Playlist and final row last.
-    let rows = ledger.rows().await.map_err(ledger_error)?;
-    let text = recording::render(&rows, prefix.as_str(), PlaylistKind::Vod);
-    let key = recording::playlist_key(&prefix).map_err(JobError::permanent)?;
-    ctx.store.put(&key, Bytes::from(text)).await.map_err(JobError::transient)?;
-    let progress_row = Progress::of(rows.iter());
-    let jobs =
-        ledger.finalize(uuid::Uuid::nil(), &progress_row, RecordingState::Complete).await.map_err(ledger_error)?;
+    recording::publish_vod(&ledger, ctx.store.as_ref(), &prefix).await.map_err(|e| {
+        if e.is_transient() {
+            JobError::transient(crate::error_chain(&e))
+        } else {
+            JobError::permanent(crate::error_chain(&e))
+        }
+    })?;
+    let (jobs, progress_row) =
+        ledger.finalize(uuid::Uuid::nil(), RecordingState::Complete).await.map_err(ledger_error)?;
     info!(recording = recording_id, segments = progress_row.segments, bytes = progress_row.bytes, jobs = ?jobs, "VOD downloaded");
     Ok(())
 }

@@ -42,6 +42,14 @@ fn parse_resolver(raw: &str) -> Result<String, AdminError> {
     }
 }
 
+/// `--allow-host` values: host names or `*.suffix` patterns.
+fn parse_allowed_hosts(raw: &[String]) -> Result<Vec<String>, AdminError> {
+    raw.iter()
+        .filter(|h| !h.trim().is_empty())
+        .map(|h| h.parse::<crate::hls::HostPattern>().map(|p| p.to_string()).map_err(AdminError::Invalid))
+        .collect()
+}
+
 /// A channel to add, parsed.
 #[derive(Debug, Clone)]
 pub struct NewChannel {
@@ -50,6 +58,8 @@ pub struct NewChannel {
     pub name: Option<String>,
     pub resolver: Option<String>,
     pub variant: String,
+    /// Hosts besides the source's own its playlists may name (CDNs).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl NewChannel {
@@ -59,21 +69,23 @@ impl NewChannel {
         name: Option<String>,
         resolver: Option<String>,
         variant: Option<String>,
+        allowed_hosts: &[String],
     ) -> Result<Self, AdminError> {
         let login = Login::parse(login).map_err(AdminError::Invalid)?;
         let source_url = parse_source_url(source_url)?;
         let resolver = resolver.map(|r| parse_resolver(&r)).transpose()?;
         let variant = variant.unwrap_or_else(|| "best".into());
         variant.parse::<crate::hls::VariantChoice>().map_err(AdminError::Invalid)?;
-        Ok(Self { login, source_url, name, resolver, variant })
+        let allowed_hosts = parse_allowed_hosts(allowed_hosts)?;
+        Ok(Self { login, source_url, name, resolver, variant, allowed_hosts })
     }
 }
 
 pub async fn add_channel(pool: &PgPool, c: &NewChannel) -> Result<i64, AdminError> {
     let kind = if c.resolver.is_some() { "command" } else { "hls" };
     let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO channels (login, display_name, source_kind, source_url, resolver, variant)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (login) DO NOTHING RETURNING id",
+        "INSERT INTO channels (login, display_name, source_kind, source_url, resolver, variant, allowed_hosts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (login) DO NOTHING RETURNING id",
     )
     .bind(c.login.as_str())
     .bind(c.name.clone().unwrap_or_else(|| c.login.to_string()))
@@ -81,6 +93,7 @@ pub async fn add_channel(pool: &PgPool, c: &NewChannel) -> Result<i64, AdminErro
     .bind(c.source_url.as_str())
     .bind(&c.resolver)
     .bind(&c.variant)
+    .bind(&c.allowed_hosts)
     .fetch_optional(pool)
     .await?;
     id.ok_or_else(|| AdminError::Invalid(format!("a channel named '{}' already exists; use `channel update`", c.login)))
@@ -94,6 +107,8 @@ pub struct ChannelUpdate {
     /// Some("") clears the resolver (the source becomes a direct HLS URL).
     pub resolver: Option<String>,
     pub variant: Option<String>,
+    /// Replaces the allowed hosts when given; `[""]` clears them.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 pub async fn update_channel(pool: &PgPool, login: &str, u: &ChannelUpdate) -> Result<(), AdminError> {
@@ -107,6 +122,7 @@ pub async fn update_channel(pool: &PgPool, login: &str, u: &ChannelUpdate) -> Re
     if let Some(v) = &u.variant {
         v.parse::<crate::hls::VariantChoice>().map_err(AdminError::Invalid)?;
     }
+    let hosts = u.allowed_hosts.as_deref().map(parse_allowed_hosts).transpose()?;
     let done = sqlx::query(
         "UPDATE channels SET
             display_name = COALESCE($2, display_name),
@@ -114,6 +130,7 @@ pub async fn update_channel(pool: &PgPool, login: &str, u: &ChannelUpdate) -> Re
             resolver = CASE WHEN $4 THEN $5 ELSE resolver END,
             source_kind = CASE WHEN $4 THEN (CASE WHEN $5 IS NULL THEN 'hls' ELSE 'command' END) ELSE source_kind END,
             variant = COALESCE($6, variant),
+            allowed_hosts = COALESCE($7, allowed_hosts),
             probed_at = NULL, updated_at = now()
           WHERE login = $1",
     )
@@ -123,6 +140,7 @@ pub async fn update_channel(pool: &PgPool, login: &str, u: &ChannelUpdate) -> Re
     .bind(resolver.is_some())
     .bind(resolver.flatten())
     .bind(&u.variant)
+    .bind(&hosts)
     .execute(pool)
     .await?;
     if done.rows_affected() == 0 {

@@ -399,7 +399,7 @@ async fn launch(ctx: &TickCtx<'_>, spec: &CellSpec) -> Result<String, ActError> 
             Ok(backend_ref)
         }
         Err(e) => {
-            let why = chain(&e);
+            let why = crate::error_chain(&e);
             sqlx::query(
                 "UPDATE cells SET state = 'dead', exited_at = now(), detail = detail || jsonb_build_object('launch_error', $2::text)
                   WHERE id = $1",
@@ -411,18 +411,6 @@ async fn launch(ctx: &TickCtx<'_>, spec: &CellSpec) -> Result<String, ActError> 
             Err(e.into())
         }
     }
-}
-
-/// An error and its causes on one line, like anyhow's `{:#}`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 async fn start_observer(

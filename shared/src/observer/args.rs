@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::channel::Login;
-use crate::hls::VariantChoice;
+use crate::channel::{Login, Resolvers};
+use crate::hls::{FetchLimits, VariantChoice};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ObserverArgs {
@@ -60,8 +60,10 @@ pub struct ObserverArgs {
     #[arg(long, env = "OBSERVER_CONCURRENCY", default_value_t = 4, value_name = "N")]
     pub concurrency: usize,
 
-    /// Where segments wait while object storage is unreachable.
-    /// Default: $TMPDIR/colony-spool.
+    /// Where segments wait while object storage is unreachable, and where
+    /// large segments download. Created 0700; it must belong to this user.
+    /// Default: $XDG_STATE_HOME/colony/spool (~/.local/state/colony/spool).
+    /// In a container, mount a volume here so a restarted cell finds it.
     #[arg(long, env = "COLONY_SPOOL_DIR", value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 
@@ -74,7 +76,21 @@ pub struct ObserverArgs {
     pub shutdown_deadline: humantime::Duration,
 
     /// At the natural end: how long to wait for storage and Postgres to take
-    /// the last segments before giving up.
+    /// the last segments before giving up. Segments still spooled then are
+    /// recorded as gaps (the files stay in the spool) and the recording is
+    /// marked interrupted.
     #[arg(long, env = "OBSERVER_FINALIZE_DEADLINE", default_value = "10m", value_name = "DURATION")]
     pub finalize_deadline: humantime::Duration,
+
+    /// Segments in the live playlist while recording. It is an EVENT
+    /// playlist until the recording outgrows it, then a sliding window, so
+    /// updating it costs the same on day 7 as in minute 1.
+    #[arg(long, env = "OBSERVER_LIVE_WINDOW", default_value_t = 300, value_name = "SEGMENTS")]
+    pub live_window: usize,
+
+    #[command(flatten)]
+    pub limits: FetchLimits,
+
+    #[command(flatten)]
+    pub resolvers: Resolvers,
 }

@@ -17,4 +17,4 @@ mod writer;
 
 pub use args::ObserverArgs;
 pub use recorder::{Outcome, run};
-pub use tracker::{Step, Tracker};
+pub use tracker::{EpochReason, Lost, MAX_IN_FLIGHT, Step, Tracker};

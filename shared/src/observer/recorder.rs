@@ -1,27 +1,38 @@
 //! The recorder loop: reload, fetch, store, ledger; offline, standby, finalize.
+//!
+//! Its cost per segment does not grow with the recording: totals are kept
+//! running, the live playlist holds the last `--live-window` rows, and the
+//! VOD playlist is streamed from the ledger once at the end. A replacement
+//! reads the ledger once, as a stream, to pick up where the last cell left.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
+use futures::{FutureExt, TryStreamExt};
 use sqlx::PgPool;
-use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 use url::Url;
 
 use super::args::ObserverArgs;
-use super::spool::Spool;
-use super::tracker::{Step, Tracker};
+use super::spool::{self, Spool};
+use super::tracker::{Lost, Step, Tracker};
 use super::writer::{Message, Writer};
 use crate::channel::{self, Channel};
 use crate::exit::Exit;
-use crate::hls::{HlsClient, HlsError, InitRef, MediaPlaylist, SourceSegment, VariantChoice};
-use crate::recording::{self, LedgerError, LedgerRow, MediaSource, PlaylistKind, Progress, RecordingState};
+use crate::hls::{
+    Body, Clamp, FetchPolicy, HlsClient, HlsError, HostPattern, InitRef, MediaPlaylist, ParseLimits, Retry,
+    SourceSegment, VariantChoice,
+};
+use crate::recording::{self, LedgerError, LedgerRow, LiveWindow, MediaSource, Progress, RecordingState};
 use crate::storage::{ObjectKey, ObjectStore};
 
 /// How the cell ended.
@@ -45,7 +56,7 @@ impl Outcome {
 }
 
 /// What a fetch task reports back.
-enum Done {
+enum Fetched {
     Stored {
         epoch: u32,
         seq: u64,
@@ -58,7 +69,10 @@ enum Done {
     Failed {
         epoch: u32,
         seq: u64,
+        duration: f64,
         error: String,
+        /// Refused or over the cap: asking again cannot help.
+        lost_for_good: bool,
     },
     /// A spooled segment reached storage.
     Unspooled {
@@ -72,43 +86,66 @@ enum Phase {
     Standby { until: Instant },
 }
 
+/// Where the live playlist stands.
+#[derive(Default)]
+struct LivePlaylist {
+    dirty: bool,
+    written_at: Option<Instant>,
+    writing: Option<JoinHandle<()>>,
+}
+
 struct Recorder {
     args: ObserverArgs,
     store: Arc<dyn ObjectStore>,
+    pool: PgPool,
     hls: HlsClient,
     channel: Channel,
     variant: VariantChoice,
+    allowed: Vec<HostPattern>,
+    /// Where this source may send us; set when the source is resolved.
+    policy: FetchPolicy,
     prefix: ObjectKey,
     tracker: Tracker,
-    rows: BTreeMap<(i32, i64), LedgerRow>,
-    inits: HashMap<(u32, InitRef), String>,
+    totals: Progress,
+    live: LiveWindow,
+    /// The last error of each sequence waiting for another try: its gap reason if it never succeeds.
+    failures: BTreeMap<u64, String>,
+    /// Init sections stored in the current epoch, and how many.
+    inits: HashMap<InitRef, String>,
+    inits_named: usize,
     db: mpsc::UnboundedSender<Message>,
-    done_tx: mpsc::UnboundedSender<Done>,
+    done_tx: mpsc::UnboundedSender<Fetched>,
+    /// Segments handed out, waiting for one of `--concurrency` fetch tasks.
+    queued: VecDeque<(u32, SourceSegment)>,
     fetches: JoinSet<()>,
-    permits: Arc<Semaphore>,
     spool: Arc<Spool>,
+    uploader: Option<(CancellationToken, JoinHandle<()>)>,
     media_url: Option<Url>,
-    last_body: Bytes,
+    last_body: u64,
+    last_clamps: Vec<Clamp>,
     last_new_segment: Instant,
-    target: Duration,
-    dirty: bool,
-    last_playlist_write: Instant,
-    playlist_write: Option<tokio::task::JoinHandle<()>>,
+    last_loaded: Option<Instant>,
+    /// How long after a change to reload: the clamped target duration, or
+    /// less when the segments are shorter.
+    cadence: Duration,
+    playlist: LivePlaylist,
     state: RecordingState,
 }
 
-/// Record until the broadcast ends (and the standby window passes), the
-/// cell is told to stop, or it is fenced out.
-pub async fn run(
-    args: ObserverArgs,
-    pool: PgPool,
-    store: Arc<dyn ObjectStore>,
-    stop: CancellationToken,
-) -> anyhow::Result<Outcome> {
+/// The recording row a cell was started for.
+struct Admitted {
+    channel: Channel,
+    prefix: ObjectKey,
+    db_epoch: i32,
+}
+
+/// Check the assignment against the recording row: it must exist, belong to
+/// the channel, carry our token and still be open.
+async fn admit(args: &ObserverArgs, pool: &PgPool) -> anyhow::Result<Result<Admitted, Outcome>> {
     let row: Option<(i64, RecordingState, i64, i32, String)> =
         sqlx::query_as("SELECT channel_id, state, lease_token, epoch, storage_prefix FROM recordings WHERE id = $1")
             .bind(args.recording_id)
-            .fetch_optional(&pool)
+            .fetch_optional(pool)
             .await
             .context("loading the recording")?;
     let Some((channel_id, state, token, db_epoch, storage_prefix)) = row else {
@@ -123,7 +160,7 @@ pub async fn run(
     }
     if token > args.lease_token {
         warn!(current = token, ours = args.lease_token, "recording already handed to another cell");
-        return Ok(Outcome::Fenced);
+        return Ok(Err(Outcome::Fenced));
     }
     if token < args.lease_token {
         return Err(
@@ -132,12 +169,96 @@ pub async fn run(
     }
     if !state.is_open() {
         info!(?state, "recording already closed; nothing to do");
-        return Ok(Outcome::AlreadyClosed(state));
+        return Ok(Err(Outcome::AlreadyClosed(state)));
     }
-    let channel = channel::get(&pool, channel_id)
+    let channel = channel::get(pool, channel_id)
         .await
         .context("loading the channel")?
         .ok_or_else(|| Exit::config(format!("channel {channel_id} does not exist")))?;
+    let prefix = ObjectKey::parse(&storage_prefix).context("the recording's storage prefix")?;
+    Ok(Ok(Admitted { channel, prefix, db_epoch }))
+}
+
+/// What a replacement picks up from the ledger.
+struct Resumed {
+    rows: u64,
+    totals: Progress,
+    live: LiveWindow,
+    epoch: u32,
+    high: Option<u64>,
+    holes: Vec<RangeInclusive<u64>>,
+    /// Holes too far below the last sequence for any live window to offer again.
+    old_holes: Vec<RangeInclusive<u64>>,
+    inits: usize,
+}
+
+/// Read the ledger once, as a stream: running totals, the live window, and
+/// the open epoch's highest sequence, holes and init sections.
+async fn resume(ledger: &recording::Ledger, db_epoch: i32, window: usize) -> Result<Resumed, sqlx::Error> {
+    let mut r = Resumed {
+        rows: 0,
+        totals: Progress::default(),
+        live: LiveWindow::new(window),
+        epoch: 0,
+        high: None,
+        holes: Vec::new(),
+        old_holes: Vec::new(),
+        inits: 0,
+    };
+    let mut current: Option<i32> = None;
+    let mut inits = std::collections::HashSet::new();
+    let mut rows = ledger.stream();
+    while let Some(row) = rows.try_next().await? {
+        r.rows += 1;
+        r.totals.add(&row);
+        if current != Some(row.epoch) {
+            current = Some(row.epoch);
+            r.high = None;
+            r.holes.clear();
+            inits.clear();
+        }
+        let first = row.media_sequence.max(0) as u64;
+        let span = if row.is_gap { u64::try_from(row.gap_count).unwrap_or(0).max(1) } else { 1 };
+        let last = first.saturating_add(span - 1);
+        if let Some(high) = r.high
+            && first > high.saturating_add(1)
+        {
+            r.holes.push(high + 1..=first - 1);
+        }
+        r.high = Some(r.high.map_or(last, |h| h.max(last)));
+        if let Some(init) = &row.init_key {
+            inits.insert(init.clone());
+        }
+        r.live.insert(row);
+    }
+    r.inits = inits.len();
+    r.epoch = current.unwrap_or(0).max(db_epoch).max(0) as u32;
+    if current.is_some_and(|c| c.max(0) as u32 != r.epoch) {
+        // The recording moved to an epoch the ledger has no row of yet.
+        (r.high, r.inits) = (None, 0);
+        r.holes.clear();
+    }
+    // No live window reaches further back than a playlist's segment limit.
+    if let Some(high) = r.high {
+        let reach = high.saturating_sub(ParseLimits::LIVE.max_segments as u64);
+        let (old, recent): (Vec<_>, Vec<_>) = r.holes.drain(..).partition(|h| *h.end() < reach);
+        (r.old_holes, r.holes) = (old, recent);
+    }
+    Ok(r)
+}
+
+/// Record until the broadcast ends (and the standby window passes), the
+/// cell is told to stop, or it is fenced out.
+pub async fn run(
+    args: ObserverArgs,
+    pool: PgPool,
+    store: Arc<dyn ObjectStore>,
+    stop: CancellationToken,
+) -> anyhow::Result<Outcome> {
+    let Admitted { channel, prefix, db_epoch } = match admit(&args, &pool).await? {
+        Ok(admitted) => admitted,
+        Err(outcome) => return Ok(outcome),
+    };
     let variant = match &args.variant {
         Some(v) => v.clone(),
         None => channel.variant.parse().unwrap_or(VariantChoice::Best),
@@ -149,7 +270,7 @@ pub async fn run(
                 version = EXCLUDED.version, recording_id = EXCLUDED.recording_id, lease_token = EXCLUDED.lease_token",
     )
     .bind(args.cell_id)
-    .bind(channel_id)
+    .bind(channel.id)
     .bind(args.recording_id)
     .bind(args.lease_token)
     .bind(crate::hostname())
@@ -159,40 +280,52 @@ pub async fn run(
     .context("registering the cell")?;
 
     let ledger = recording::Ledger::new(pool.clone(), args.recording_id, args.lease_token);
-    let existing = ledger.rows().await.context("loading the ledger")?;
-    let epoch = existing.iter().map(|r| r.epoch).max().unwrap_or(0).max(db_epoch).max(0) as u32;
-    let stored = existing.iter().filter(|r| r.epoch as u32 == epoch).flat_map(|r| {
-        let n = if r.is_gap { r.gap_count.max(1) as i64 } else { 1 };
-        (r.media_sequence..r.media_sequence + n).map(|s| s as u64)
-    });
-    let tracker = Tracker::resume(epoch, stored, None);
-    if !existing.is_empty() {
-        info!(rows = existing.len(), epoch, "continuing a recording another cell started");
+    let resumed = resume(&ledger, db_epoch, args.live_window).await.context("loading the ledger")?;
+    let tracker = Tracker::resume(resumed.epoch, resumed.high, resumed.holes.iter().cloned(), None);
+    if resumed.rows > 0 {
+        info!(rows = resumed.rows, epoch = resumed.epoch, "continuing a recording another cell started");
     }
-    let prefix = ObjectKey::parse(&storage_prefix).context("the recording's storage prefix")?;
-    let spool_root = args.spool_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("colony-spool"));
-    let spool = Arc::new(Spool::open(&spool_root, args.recording_id, args.spool_max_mib * 1024 * 1024).await?);
+    let spool_root = args.spool_dir.clone().unwrap_or_else(spool::default_root);
+    let max_spool = args.spool_max_mib.saturating_mul(1024 * 1024);
+    let spool = Arc::new(
+        Spool::open(&spool_root, args.recording_id, &prefix, max_spool)
+            .await
+            .map_err(|e| match e {
+                spool::SpoolError::NotOwned { .. } | spool::SpoolError::NotADirectory(_) => {
+                    anyhow::Error::from(Exit::config(e.to_string()))
+                }
+                other => anyhow::Error::from(other),
+            })
+            .context("opening the spool")?,
+    );
     let (db, mut fenced) = Writer::spawn(ledger, args.cell_id);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let uploader_stop = CancellationToken::new();
-    tokio::spawn(upload_spooled(spool.clone(), store.clone(), done_tx.clone(), uploader_stop.clone()));
+    let uploader = tokio::spawn(upload_spooled(spool.clone(), store.clone(), done_tx.clone(), uploader_stop.clone()));
 
     let mut r = Recorder {
-        hls: HlsClient::new(args.fetch_timeout.into()),
-        permits: Arc::new(Semaphore::new(args.concurrency.max(1))),
-        rows: existing.into_iter().map(|row| ((row.epoch, row.media_sequence), row)).collect(),
+        hls: HlsClient::new(args.fetch_timeout.into(), args.limits),
+        queued: VecDeque::new(),
+        allowed: channel.allowed_hosts(),
+        policy: FetchPolicy::any_host(),
+        totals: resumed.totals,
+        live: resumed.live,
+        failures: BTreeMap::new(),
         inits: HashMap::new(),
+        inits_named: resumed.inits,
         fetches: JoinSet::new(),
+        uploader: Some((uploader_stop, uploader)),
         media_url: None,
-        last_body: Bytes::new(),
+        last_body: 0,
+        last_clamps: Vec::new(),
         last_new_segment: Instant::now(),
-        target: Duration::from_secs(2),
-        dirty: false,
-        last_playlist_write: Instant::now() - Duration::from_secs(60),
-        playlist_write: None,
+        last_loaded: None,
+        cadence: Duration::from_secs(2),
+        playlist: LivePlaylist::default(),
         state: RecordingState::Recording,
         args,
         store,
+        pool,
         channel,
         variant,
         prefix,
@@ -201,6 +334,9 @@ pub async fn run(
         done_tx,
         spool,
     };
+    for hole in &resumed.old_holes {
+        r.record_gap(resumed.epoch, hole.clone(), Lost::LeftWindow, r.cadence.as_secs_f64());
+    }
     info!(channel = %r.args.channel_login, name = %r.args.channel_name, recording = r.args.recording_id, "observer started");
 
     let mut phase = Phase::Live;
@@ -216,7 +352,10 @@ pub async fn run(
                 let deadline = Instant::now() + Duration::from(r.args.shutdown_deadline);
                 break r.finalize(RecordingState::Interrupted, deadline, &mut done_rx, &mut fenced).await;
             }
-            Some(done) = done_rx.recv() => r.on_done(done),
+            Some(done) = done_rx.recv() => {
+                r.on_fetched(done);
+                r.pump().await;
+            }
             _ = heartbeat.tick() => r.heartbeat(),
             _ = tokio::time::sleep_until(next_reload) => {
                 let started = Instant::now();
@@ -237,12 +376,14 @@ pub async fn run(
                             if r.tracker.continues(&playlist) {
                                 info!(epoch = r.tracker.epoch(), "source is back inside the standby window and continues where it left off");
                             } else {
-                                r.close_epoch();
+                                r.close_epoch(false);
                                 let epoch = r.tracker.next_epoch();
+                                r.new_epoch();
                                 info!(epoch, "source is back inside the standby window; continuing the recording as a new epoch");
                             }
                             r.state = RecordingState::Recording;
                             r.last_new_segment = Instant::now();
+                            r.last_loaded = None;
                             r.heartbeat();
                             phase = Phase::Live;
                             next_reload = Instant::now();
@@ -251,15 +392,15 @@ pub async fn run(
                             let deadline = Instant::now() + Duration::from(r.args.finalize_deadline);
                             break r.finalize(RecordingState::Complete, deadline, &mut done_rx, &mut fenced).await;
                         } else {
-                            next_reload = started + r.target.max(Duration::from_secs(1)).min(until - Instant::now());
+                            next_reload = started + r.cadence.max(Duration::from_secs(1)).min(until - Instant::now());
                         }
                     }
                 }
             }
         }
-        r.maybe_write_playlist(PlaylistKind::Event);
+        r.maybe_write_playlist();
     };
-    uploader_stop.cancel();
+    r.stop_uploader().await;
     if outcome == Outcome::Fenced {
         error!(
             recording = r.args.recording_id,
@@ -269,103 +410,171 @@ pub async fn run(
     Ok(outcome)
 }
 
+fn digest(body: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    h.finish()
+}
+
 impl Recorder {
     /// Load the playlist once. Returns how long to wait before the next load
     /// and, if the source is now offline, why.
     async fn reload(&mut self) -> (Duration, Option<String>) {
-        let url = match self.media_url.clone() {
-            Some(u) => u,
+        let loaded = match self.media_url.clone() {
+            Some(url) => self.hls.media_playlist(&url, &self.policy).await,
             None => match self.resolve().await {
-                Ok(u) => u,
-                Err(e) => return (self.target / 2, self.stalled().or(Some(format!("source unavailable: {e:#}")))),
+                Ok(loaded) => Ok(loaded),
+                Err(e) => return (self.cadence / 2, self.stalled().or(Some(format!("source unavailable: {e:#}")))),
             },
         };
-        match self.hls.media_playlist(&url).await {
+        match loaded {
             Ok((playlist, body)) => {
-                let changed = body != self.last_body;
-                self.last_body = body;
-                self.target = playlist.target_duration;
-                let fresh = self.apply(&playlist).await;
+                let fingerprint = digest(&body);
+                let changed = fingerprint != self.last_body;
+                self.last_body = fingerprint;
+                if playlist.clamps != self.last_clamps {
+                    for clamp in &playlist.clamps {
+                        warn!(%clamp, "the source sent an out-of-range value");
+                    }
+                    self.last_clamps = playlist.clamps.clone();
+                }
+                self.cadence = playlist.reload_interval();
+                let since = self.last_loaded.map(|t| t.elapsed());
+                self.last_loaded = Some(Instant::now());
+                let fresh = self.apply(&playlist, since).await;
                 if fresh > 0 {
                     self.last_new_segment = Instant::now();
                 }
                 if playlist.ended {
-                    return (self.target, Some("the playlist carries EXT-X-ENDLIST".into()));
+                    return (self.cadence, Some("the playlist carries EXT-X-ENDLIST".into()));
                 }
                 // RFC 8216 §6.3.4: a changed playlist is reloaded after one
                 // target duration, an unchanged one after half of one.
-                let wait = if changed { self.target } else { self.target / 2 };
+                let wait = if changed { self.cadence } else { self.cadence / 2 };
                 (wait, self.stalled())
             }
             Err(e) if e.is_gone() => {
                 self.media_url = None;
-                (self.target, Some(format!("{e}")))
+                (self.cadence, Some(format!("{e}")))
             }
             Err(e) => {
-                warn!(error = %format!("{e:#}"), "playlist reload failed; retrying");
+                warn!(error = %crate::error_chain(&e), "playlist reload failed; retrying");
                 if matches!(e, HlsError::Malformed { .. }) {
-                    self.last_body = Bytes::new();
+                    self.last_body = 0;
                 }
-                (self.target / 2, self.stalled())
+                (self.cadence / 2, self.stalled())
             }
         }
     }
 
+    /// The source has published nothing new for too long. The target
+    /// duration behind the default is clamped, so this always comes.
     fn stalled(&self) -> Option<String> {
         let limit = self
             .args
             .offline_after
             .map(Duration::from)
-            .unwrap_or_else(|| (self.target * 3).max(Duration::from_secs(30)));
+            .unwrap_or_else(|| (self.cadence * 3).max(Duration::from_secs(30)));
         (self.last_new_segment.elapsed() > limit)
             .then(|| format!("no new segment for {}", humantime::format_duration(limit)))
     }
 
-    async fn resolve(&mut self) -> anyhow::Result<Url> {
-        let source = self.channel.resolve(Duration::from(self.args.fetch_timeout) * 3).await?;
-        let media = self.hls.resolve_variant(&source, &self.variant).await?;
-        self.media_url = Some(media.clone());
-        Ok(media)
+    /// Resolve the channel's source to its media playlist, and load it.
+    async fn resolve(&mut self) -> anyhow::Result<(MediaPlaylist, Bytes)> {
+        let source = self.channel.resolve(Duration::from(self.args.fetch_timeout) * 3, &self.args.resolvers).await?;
+        let policy = FetchPolicy::for_source(&source, &self.allowed);
+        let (media, playlist, body) = self.hls.open(&source, &self.variant, &policy).await?;
+        self.policy = policy;
+        self.media_url = Some(media);
+        Ok((playlist, body))
     }
 
-    /// In standby: is the source live again? Returns its playlist if so.
+    /// In standby: is the source live again with something new? Returns its
+    /// playlist if so. A source still serving the playlist it froze on is not.
     async fn probe(&mut self) -> Option<MediaPlaylist> {
         self.media_url = None;
-        let url = self.resolve().await.ok()?;
-        let (playlist, _) = self.hls.media_playlist(&url).await.ok()?;
-        (!playlist.ended && !playlist.segments.is_empty()).then_some(playlist)
+        let (playlist, _) = self.resolve().await.ok()?;
+        (!playlist.ended && self.tracker.offers_news(&playlist)).then_some(playlist)
+    }
+
+    /// A new epoch: init sections and failures of the last one no longer apply.
+    fn new_epoch(&mut self) {
+        self.inits.clear();
+        self.inits_named = 0;
+        self.failures.clear();
     }
 
     /// Record whatever this epoch could not store as explicit gaps.
-    fn close_epoch(&mut self) {
-        for step in self.tracker.close_epoch(true) {
-            if let Step::Gap { epoch, first_sequence, count, estimated_secs } = step {
-                warn!(epoch, first_sequence, count, "segments could not be fetched; recording an explicit gap");
-                self.record(LedgerRow::gap(epoch, first_sequence, count, estimated_secs, MediaSource::Live));
+    fn close_epoch(&mut self, abandon_in_flight: bool) {
+        let steps = self.tracker.close_epoch(abandon_in_flight);
+        for step in steps {
+            if let Step::Gap { epoch, first_sequence, count, estimated_secs, lost } = step {
+                warn!(epoch, first_sequence, count, "segments could not be stored; recording an explicit gap");
+                let per_segment = estimated_secs / count.max(1) as f64;
+                self.record_gap(epoch, first_sequence..=first_sequence + (count - 1), lost, per_segment);
             }
         }
     }
 
+    /// Why these sequence numbers were lost, in words for the gap row.
+    fn gap_reason(&mut self, run: &RangeInclusive<u64>, lost: Lost) -> String {
+        let count = run.end() - run.start() + 1;
+        let last_error = self.failures.range(run.clone()).next_back().map(|(_, e)| e.clone());
+        let keys: Vec<u64> = self.failures.range(run.clone()).map(|(k, _)| *k).collect();
+        for k in keys {
+            self.failures.remove(&k);
+        }
+        match (lost, last_error) {
+            (_, Some(error)) => format!("fetching failed while the source offered it: {error}"),
+            (Lost::Skipped, None) => format!("the source's window moved past {count} segment(s) between two loads"),
+            (Lost::LeftWindow, None) => "left the source's window before it could be fetched".into(),
+            (Lost::Unfinished, None) => "not stored when the epoch or the recording ended".into(),
+        }
+    }
+
+    fn record_gap(&mut self, epoch: u32, run: RangeInclusive<u64>, lost: Lost, per_segment_secs: f64) {
+        let count = run.end() - run.start() + 1;
+        let reason = self.gap_reason(&run, lost);
+        let row = LedgerRow::gap(epoch, *run.start(), count, count as f64 * per_segment_secs, MediaSource::Live)
+            .because(reason);
+        self.record(row);
+    }
+
     /// Act on a playlist: returns how many new segments were handed out.
-    async fn apply(&mut self, playlist: &MediaPlaylist) -> usize {
+    async fn apply(&mut self, playlist: &MediaPlaylist, since: Option<Duration>) -> usize {
         let mut fresh = 0;
-        for step in self.tracker.observe(playlist) {
+        for step in self.tracker.observe(playlist, since) {
             match step {
-                Step::NewEpoch { epoch, reason } => info!(epoch, reason, "new epoch"),
-                Step::Gap { epoch, first_sequence, count, estimated_secs } => {
+                Step::NewEpoch { epoch, reason } => {
+                    info!(epoch, %reason, "new epoch");
+                    self.new_epoch();
+                }
+                Step::Gap { epoch, first_sequence, count, estimated_secs, lost } => {
                     warn!(
                         epoch,
                         first_sequence, count, estimated_secs, "segments lost at the source; recording an explicit gap"
                     );
-                    self.record(LedgerRow::gap(epoch, first_sequence, count, estimated_secs, MediaSource::Live));
+                    let per_segment = estimated_secs / count.max(1) as f64;
+                    self.record_gap(epoch, first_sequence..=first_sequence + (count - 1), lost, per_segment);
                 }
                 Step::Fetch { epoch, segment } => {
                     fresh += 1;
-                    self.spawn_fetch(epoch, *segment).await;
+                    self.queued.push_back((epoch, *segment));
                 }
             }
         }
+        self.pump().await;
         fresh
+    }
+
+    /// Start queued fetches while fewer than `--concurrency` run. Tasks are
+    /// only made for fetches that run, so a backlog costs a queue entry each.
+    async fn pump(&mut self) {
+        while self.fetches.try_join_next().is_some() {}
+        while self.fetches.len() < self.args.concurrency.max(1) {
+            let Some((epoch, segment)) = self.queued.pop_front() else { break };
+            self.spawn_fetch(epoch, segment).await;
+        }
     }
 
     async fn spawn_fetch(&mut self, epoch: u32, segment: SourceSegment) {
@@ -375,6 +584,7 @@ impl Recorder {
                 Ok(k) => Some(k),
                 Err(e) => {
                     warn!(seq, error = %format!("{e:#}"), "init section unavailable; will retry");
+                    self.failures.insert(seq, format!("init section unavailable: {e:#}"));
                     self.tracker.released(seq);
                     return;
                 }
@@ -389,87 +599,81 @@ impl Recorder {
                 return;
             }
         };
-        let (hls, store, spool, done, permits) =
-            (self.hls.clone(), self.store.clone(), self.spool.clone(), self.done_tx.clone(), self.permits.clone());
+        let task = FetchTask {
+            hls: self.hls.clone(),
+            store: self.store.clone(),
+            spool: self.spool.clone(),
+            policy: self.policy.clone(),
+            epoch,
+            key,
+            init_key,
+            segment,
+        };
+        let done = self.done_tx.clone();
         self.fetches.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let report = match hls.get_with_retries(&segment.uri, segment.byte_range, 3, Duration::from_millis(250)).await {
-                Err(e) => Done::Failed { epoch, seq, error: format!("{e:#}") },
-                Ok(body) => {
-                    let row = LedgerRow {
-                        epoch: epoch as i32,
-                        media_sequence: seq as i64,
-                        duration_secs: segment.duration,
-                        bytes: body.len() as i64,
-                        object_key: Some(key.to_string()),
-                        init_key,
-                        program_date_time: segment.program_date_time,
-                        source: MediaSource::Live,
-                        is_gap: false,
-                        gap_count: 0,
-                        is_ad: segment.is_ad,
-                        discontinuity: segment.discontinuity,
-                    };
-                    match store.put(&key, body.clone()).await {
-                        Ok(()) => Done::Stored { epoch, seq, row },
-                        Err(e) => {
-                            warn!(seq, error = %format!("{:#}", anyhow::Error::from(e)), "upload failed; spooling the segment locally");
-                            match spool.put(&key, &body, Some(row)).await {
-                                Ok(()) => Done::Spooled { epoch, seq },
-                                Err(e) => Done::Failed { epoch, seq, error: format!("{e:#}") },
-                            }
-                        }
-                    }
-                }
-            };
+            let duration = task.segment.duration;
+            // A panic while fetching one segment costs that segment, not the cell.
+            let report = std::panic::AssertUnwindSafe(task.run()).catch_unwind().await.unwrap_or(Fetched::Failed {
+                epoch,
+                seq,
+                duration,
+                error: "fetching the segment panicked".into(),
+                lost_for_good: false,
+            });
             let _ = done.send(report);
         });
     }
 
     async fn store_init(&mut self, epoch: u32, init: &InitRef) -> anyhow::Result<String> {
-        if let Some(k) = self.inits.get(&(epoch, init.clone())) {
+        if let Some(k) = self.inits.get(init) {
             return Ok(k.clone());
         }
-        let n = self.inits.keys().filter(|(e, _)| *e == epoch).count()
-            + self
-                .rows
-                .values()
-                .filter(|r| r.epoch == epoch as i32)
-                .filter_map(|r| r.init_key.as_ref())
-                .collect::<std::collections::HashSet<_>>()
-                .len();
-        let key = recording::init_key(&self.prefix, epoch, n)?;
-        let body = self.hls.get(&init.uri, init.byte_range).await?;
+        let key = recording::init_key(&self.prefix, epoch, self.inits_named)?;
+        let body = self.hls.init_section(&init.uri, init.byte_range, &self.policy).await?;
         if let Err(e) = self.store.put(&key, body.clone()).await {
             warn!(error = %e, "init upload failed; spooling it");
-            self.spool.put(&key, &body, None).await?;
+            self.spool.put(&key, Body::Memory(body), None).await?;
         }
-        self.inits.insert((epoch, init.clone()), key.to_string());
+        self.inits_named += 1;
+        self.inits.insert(init.clone(), key.to_string());
         Ok(key.to_string())
     }
 
-    fn on_done(&mut self, done: Done) {
+    fn on_fetched(&mut self, done: Fetched) {
+        let current = |epoch: u32, r: &Recorder| epoch == r.tracker.epoch();
         match done {
-            Done::Stored { epoch, seq, row } => {
-                if epoch == self.tracker.epoch() {
+            Fetched::Stored { epoch, seq, row } => {
+                if current(epoch, self) {
                     self.tracker.stored(seq);
+                    self.failures.remove(&seq);
                 }
                 self.record(row);
             }
-            Done::Spooled { epoch, seq } => {
-                if epoch == self.tracker.epoch() {
+            Fetched::Spooled { epoch, seq } => {
+                if current(epoch, self) {
                     self.tracker.stored(seq);
+                    self.failures.remove(&seq);
                 }
             }
-            Done::Unspooled { row } => self.record(row),
-            Done::Failed { epoch, seq, error } => {
-                if epoch == self.tracker.epoch() {
+            Fetched::Unspooled { row } => self.record(row),
+            Fetched::Failed { epoch, seq, duration, error, lost_for_good } => {
+                if lost_for_good {
+                    warn!(epoch, seq, %error, "segment cannot be fetched; recording an explicit gap");
+                    if current(epoch, self) {
+                        self.tracker.lost(seq);
+                    }
+                    self.failures.insert(seq, error);
+                    self.record_gap(epoch, seq..=seq, Lost::LeftWindow, duration);
+                } else if current(epoch, self) {
                     warn!(epoch, seq, %error, "segment fetch failed; it is retried while the source offers it");
+                    self.failures.insert(seq, error);
                     self.tracker.released(seq);
                 } else {
                     // Its epoch is over: nothing will offer it again.
                     warn!(epoch, seq, %error, "segment of an earlier epoch could not be fetched; recording an explicit gap");
-                    self.record(LedgerRow::gap(epoch, seq, 1, self.target.as_secs_f64(), MediaSource::Live));
+                    let row = LedgerRow::gap(epoch, seq, 1, duration, MediaSource::Live)
+                        .because(format!("fetching failed after its epoch ended: {error}"));
+                    self.record(row);
                 }
             }
         }
@@ -477,13 +681,14 @@ impl Recorder {
 
     fn record(&mut self, row: LedgerRow) {
         debug!(epoch = row.epoch, seq = row.media_sequence, gap = row.is_gap, "ledger row");
-        self.rows.insert((row.epoch, row.media_sequence), row.clone());
+        self.totals.add(&row);
+        self.live.insert(row.clone());
         let _ = self.db.send(Message::Row(row));
-        self.dirty = true;
+        self.playlist.dirty = true;
     }
 
     fn progress(&self) -> Progress {
-        let mut p = Progress::of(self.rows.values());
+        let mut p = self.totals;
         p.epoch = p.epoch.max(self.tracker.epoch() as i32);
         p
     }
@@ -492,22 +697,35 @@ impl Recorder {
         let _ = self.db.send(Message::Heartbeat(self.progress(), self.state));
     }
 
-    fn maybe_write_playlist(&mut self, kind: PlaylistKind) {
-        if !self.dirty || self.last_playlist_write.elapsed() < Duration::from_secs(1) {
+    /// Rewrite the live playlist at most once a second, one write at a time.
+    fn maybe_write_playlist(&mut self) {
+        let p = &mut self.playlist;
+        if !p.dirty || p.written_at.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
             return;
         }
-        if self.playlist_write.as_ref().is_some_and(|h| !h.is_finished()) {
+        if p.writing.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }
-        self.dirty = false;
-        self.last_playlist_write = Instant::now();
-        let rows: Vec<LedgerRow> = self.rows.values().cloned().collect();
+        p.dirty = false;
+        p.written_at = Some(Instant::now());
+        let text = Bytes::from(self.live.render(self.prefix.as_str()));
         let (store, prefix) = (self.store.clone(), self.prefix.clone());
-        self.playlist_write = Some(tokio::spawn(async move {
-            if let Err(e) = write_playlist(store.as_ref(), &prefix, &rows, kind).await {
-                warn!(error = %format!("{e:#}"), "playlist update failed; will retry");
+        p.writing = Some(tokio::spawn(async move {
+            let written = match recording::playlist_key(&prefix) {
+                Ok(key) => store.put(&key, text).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                warn!(error = %crate::error_chain(&e), "live playlist update failed; will retry");
             }
         }));
+    }
+
+    async fn stop_uploader(&mut self) {
+        if let Some((stop, handle)) = self.uploader.take() {
+            stop.cancel();
+            let _ = handle.await;
+        }
     }
 
     /// Flush everything and close the recording, within `deadline`.
@@ -515,62 +733,103 @@ impl Recorder {
         &mut self,
         state: RecordingState,
         deadline: Instant,
-        done_rx: &mut mpsc::UnboundedReceiver<Done>,
-        fenced: &mut tokio::sync::watch::Receiver<bool>,
+        done_rx: &mut mpsc::UnboundedReceiver<Fetched>,
+        fenced: &mut watch::Receiver<bool>,
     ) -> Outcome {
-        // In-flight fetches finish, or are abandoned at the deadline.
-        while !self.fetches.is_empty() || !self.spool.is_empty() {
+        // Queued and running fetches finish, and the spool drains, or the deadline passes.
+        while !self.fetches.is_empty() || !self.queued.is_empty() || !self.spool.is_empty() {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
                 _ = fenced.changed() => return Outcome::Fenced,
-                Some(done) = done_rx.recv() => self.on_done(done),
+                Some(done) = done_rx.recv() => self.on_fetched(done),
                 Some(_) = self.fetches.join_next(), if !self.fetches.is_empty() => {}
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
-        }
-        while let Ok(done) = done_rx.try_recv() {
-            self.on_done(done);
+            self.pump().await;
         }
         self.fetches.abort_all();
-        self.close_epoch();
+        self.queued.clear();
+        self.stop_uploader().await;
+        while let Ok(done) = done_rx.try_recv() {
+            self.on_fetched(done);
+        }
+        self.close_epoch(true);
         let mut state = state;
         if !self.spool.is_empty() {
+            let host = crate::hostname();
             error!(
                 spooled = self.spool.len(), dir = %self.spool.dir().display(),
-                "object storage did not come back in time; these segments stay in the spool and upload when an observer for this recording runs on this host again"
+                "object storage did not come back in time; the spooled segments are recorded as gaps and their files stay in the spool"
             );
+            for entry in self.spool.entries() {
+                let Some(row) = entry.row else { continue };
+                let reason = format!(
+                    "object storage was unavailable until the finalize deadline; the segment is kept in the spool at {} on host {host}",
+                    entry.path.display()
+                );
+                self.record(
+                    LedgerRow::gap(
+                        row.epoch.max(0) as u32,
+                        row.media_sequence.max(0) as u64,
+                        1,
+                        row.duration_secs,
+                        MediaSource::Live,
+                    )
+                    .because(reason),
+                );
+            }
             state = RecordingState::Interrupted;
         }
-        if let Some(h) = self.playlist_write.take() {
+        if let Some(h) = self.playlist.writing.take() {
             let _ = h.await;
         }
-        let rows: Vec<LedgerRow> = self.rows.values().cloned().collect();
+        // Every row in the ledger first: the VOD playlist is rendered from it.
         loop {
-            match write_playlist(self.store.as_ref(), &self.prefix, &rows, PlaylistKind::Vod).await {
+            let (reply, answer) = oneshot::channel();
+            let _ = self.db.send(Message::Flush { reply });
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
+            match tokio::time::timeout(remaining, answer).await {
+                Ok(Ok(Ok(()))) => break,
+                Ok(Ok(Err(LedgerError::Fenced { .. }))) => return Outcome::Fenced,
+                Ok(Ok(Err(_))) if Instant::now() < deadline => tokio::time::sleep(Duration::from_secs(1)).await,
+                _ => {
+                    error!(
+                        "postgres did not take the final ledger rows in time; the recording stays open for a replacement"
+                    );
+                    return Outcome::Finalized(RecordingState::Failed);
+                }
+            }
+        }
+        self.publish_and_close(state, deadline).await
+    }
+
+    async fn publish_and_close(&mut self, state: RecordingState, deadline: Instant) -> Outcome {
+        let ledger = recording::Ledger::new(self.pool.clone(), self.args.recording_id, self.args.lease_token);
+        loop {
+            match recording::publish_vod(&ledger, self.store.as_ref(), &self.prefix).await {
                 Ok(()) => break,
-                Err(e) if Instant::now() < deadline => {
-                    warn!(error = %format!("{e:#}"), "writing the VOD playlist failed; retrying");
+                Err(e) if Instant::now() < deadline && e.is_transient() => {
+                    warn!(error = %crate::error_chain(&e), "writing the VOD playlist failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 Err(e) => {
-                    error!(error = %format!("{e:#}"), "could not write the VOD playlist; the repair job can rebuild it from the ledger");
+                    error!(error = %crate::error_chain(&e), "could not write the VOD playlist; the repair job can rebuild it from the ledger");
                     break;
                 }
             }
         }
-        let progress = self.progress();
         let (reply, answer) = oneshot::channel();
-        let _ = self.db.send(Message::Finalize { progress, state, reply });
+        let _ = self.db.send(Message::Finalize { state, reply });
         let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
         match tokio::time::timeout(remaining, answer).await {
-            Ok(Ok(Ok(jobs))) => {
+            Ok(Ok(Ok((jobs, progress)))) => {
                 info!(?state, segments = progress.segments, gaps = progress.gaps, bytes = progress.bytes,
                       duration_secs = format!("{:.1}", progress.duration_secs), jobs = ?jobs, "recording finalized");
                 Outcome::Finalized(state)
             }
             Ok(Ok(Err(LedgerError::Fenced { .. }))) => Outcome::Fenced,
             Ok(Ok(Err(e))) => {
-                error!(error = %format!("{:#}", anyhow::Error::from(e)), "finalizing the recording failed");
+                error!(error = %crate::error_chain(&e), "finalizing the recording failed");
                 Outcome::Finalized(RecordingState::Failed)
             }
             _ => {
@@ -583,22 +842,77 @@ impl Recorder {
     }
 }
 
-async fn write_playlist(
-    store: &dyn ObjectStore,
-    prefix: &ObjectKey,
-    rows: &[LedgerRow],
-    kind: PlaylistKind,
-) -> anyhow::Result<()> {
-    let text = recording::render(rows, prefix.as_str(), kind);
-    store.put(&recording::playlist_key(prefix)?, Bytes::from(text)).await?;
-    Ok(())
+/// One segment to fetch and store, off the recorder's loop.
+struct FetchTask {
+    hls: HlsClient,
+    store: Arc<dyn ObjectStore>,
+    spool: Arc<Spool>,
+    policy: FetchPolicy,
+    epoch: u32,
+    key: ObjectKey,
+    init_key: Option<String>,
+    segment: SourceSegment,
+}
+
+impl FetchTask {
+    async fn run(self) -> Fetched {
+        let FetchTask { hls, store, spool, policy, epoch, key, init_key, segment } = self;
+        let seq = segment.sequence;
+        let retry = Retry { attempts: 3, backoff: Duration::from_millis(250) };
+        let body = match hls
+            .segment(&segment.uri, segment.byte_range, segment.duration, &policy, spool.incoming(), retry)
+            .await
+        {
+            Ok(body) => body,
+            Err(e) => {
+                let lost_for_good = e.is_final() && !e.is_gone();
+                let error = crate::error_chain(&e);
+                return Fetched::Failed { epoch, seq, duration: segment.duration, error, lost_for_good };
+            }
+        };
+        let row = LedgerRow {
+            epoch: epoch as i32,
+            media_sequence: seq as i64,
+            duration_secs: segment.duration,
+            bytes: body.len() as i64,
+            object_key: Some(key.to_string()),
+            init_key,
+            program_date_time: segment.program_date_time,
+            source: MediaSource::Live,
+            is_gap: false,
+            gap_count: 0,
+            is_ad: segment.is_ad,
+            discontinuity: segment.discontinuity,
+            gap_reason: None,
+        };
+        let uploaded = match &body {
+            Body::Memory(bytes) => store.put(&key, bytes.clone()).await,
+            Body::File { file, .. } => store.put_file(&key, file.path()).await.map(|_| ()),
+        };
+        match uploaded {
+            Ok(()) => Fetched::Stored { epoch, seq, row },
+            Err(e) => {
+                warn!(seq, error = %crate::error_chain(&e), "upload failed; spooling the segment locally");
+                match spool.put(&key, body, Some(row)).await {
+                    Ok(()) => Fetched::Spooled { epoch, seq },
+                    Err(e) => Fetched::Failed {
+                        epoch,
+                        seq,
+                        duration: segment.duration,
+                        error: crate::error_chain(&e),
+                        lost_for_good: false,
+                    },
+                }
+            }
+        }
+    }
 }
 
 /// Upload what the spool holds, oldest first, as storage allows.
 async fn upload_spooled(
     spool: Arc<Spool>,
     store: Arc<dyn ObjectStore>,
-    done: mpsc::UnboundedSender<Done>,
+    done: mpsc::UnboundedSender<Fetched>,
     stop: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(500);
@@ -608,23 +922,23 @@ async fn upload_spooled(
             continue;
         };
         let uploaded = async {
-            let body = tokio::fs::read(&entry.path).await?;
-            store.put(&ObjectKey::parse(&entry.key)?, Bytes::from(body)).await?;
+            let path = spool.verified_path(&entry)?;
+            store.put_file(&ObjectKey::parse(&entry.key)?, &path).await?;
             anyhow::Ok(())
         }
         .await;
         match uploaded {
             Ok(()) => {
-                info!(key = %entry.key, left = spool.len() - 1, "spooled segment uploaded");
+                info!(key = %entry.key, left = spool.len().saturating_sub(1), "spooled segment uploaded");
                 spool.pop(&entry).await;
                 if let Some(row) = entry.row {
-                    let _ = done.send(Done::Unspooled { row });
+                    let _ = done.send(Fetched::Unspooled { row });
                 }
                 backoff = Duration::from_millis(500);
             }
             Err(e) => {
                 debug!(error = %format!("{e:#}"), "storage still unavailable");
-                tokio::time::sleep(backoff).await;
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }

@@ -4,24 +4,51 @@
 //! recording still holds that token (`FOR SHARE` on the recording row, so a
 //! concurrent hand-over waits for it or refuses it). A refused write is
 //! [`LedgerError::Fenced`]: the cell has been replaced and must stop at once.
+//! A row the database refuses for what it holds is
+//! [`LedgerError::Refused`]; the writer turns it into a gap instead of
+//! retrying it forever.
 
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use sqlx::PgPool;
 use tracing::instrument;
 
-use super::{LedgerRow, RecordingState};
+use super::{LedgerRow, MediaSource, RecordingState};
 use crate::queue::{NewJob, Queue};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("recording {recording_id} was handed to another cell; lease token {token} is no longer valid")]
     Fenced { recording_id: i64, token: i64 },
+    /// The database refused what the row holds (a CHECK, a range): retrying
+    /// the same row cannot help.
+    #[error("the ledger refused the row")]
+    Refused(#[source] sqlx::Error),
     #[error("ledger write failed")]
-    Db(#[from] sqlx::Error),
+    Db(#[source] sqlx::Error),
+    #[error("postgres did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
+}
+
+impl From<sqlx::Error> for LedgerError {
+    fn from(e: sqlx::Error) -> Self {
+        if refuses_the_data(&e) { LedgerError::Refused(e) } else { LedgerError::Db(e) }
+    }
+}
+
+/// Errors about the data itself (SQLSTATE classes 22, data exception, and
+/// 23, integrity violation), as opposed to a database that is away.
+pub fn refuses_the_data(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
+        sqlx::Error::Encode(_) => true,
+        _ => false,
+    }
 }
 
 /// A recording's running totals, sent with every heartbeat.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, sqlx::FromRow)]
 pub struct Progress {
     pub segments: i64,
     pub gaps: i64,
@@ -35,19 +62,24 @@ impl Progress {
     pub fn of<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Self {
         let mut p = Progress::default();
         for r in rows {
-            if r.is_gap {
-                p.gaps += i64::from(r.gap_count);
-            } else {
-                p.segments += 1;
-                p.bytes += r.bytes;
-                p.duration_secs += r.duration_secs;
-            }
-            if r.epoch > p.epoch || (r.epoch == p.epoch && Some(r.media_sequence) > p.last_sequence) {
-                p.last_sequence = Some(r.media_sequence);
-            }
-            p.epoch = p.epoch.max(r.epoch);
+            p.add(r);
         }
         p
+    }
+
+    /// Count one more row (rows may come in any order).
+    pub fn add(&mut self, r: &LedgerRow) {
+        if r.is_gap {
+            self.gaps = self.gaps.saturating_add(i64::from(r.gap_count));
+        } else {
+            self.segments += 1;
+            self.bytes = self.bytes.saturating_add(r.bytes);
+            self.duration_secs += r.duration_secs;
+        }
+        if r.epoch > self.epoch || (r.epoch == self.epoch && Some(r.media_sequence) > self.last_sequence) {
+            self.last_sequence = Some(r.media_sequence);
+        }
+        self.epoch = self.epoch.max(r.epoch);
     }
 }
 
@@ -86,35 +118,72 @@ impl Ledger {
     /// Write one row. Returns false if it was already there (idempotent).
     #[instrument(skip_all, fields(recording = self.recording_id, epoch = row.epoch, seq = row.media_sequence), err)]
     pub async fn insert(&self, row: &LedgerRow) -> Result<bool, LedgerError> {
-        let inserted: Option<i32> = sqlx::query_scalar(
-            "WITH fence AS (SELECT id FROM recordings WHERE id = $1 AND lease_token = $2 FOR SHARE)
-             INSERT INTO segments (recording_id, epoch, media_sequence, duration_secs, bytes, object_key, init_key,
-                                   program_date_time, source, is_gap, gap_count, is_ad, discontinuity)
-             SELECT fence.id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM fence
-             ON CONFLICT (recording_id, epoch, media_sequence) DO NOTHING
-             RETURNING 1",
+        Ok(self.insert_batch(std::slice::from_ref(row)).await? == 1)
+    }
+
+    /// Write rows in one statement. Returns how many were new (a row already
+    /// there is skipped: writes are idempotent).
+    pub async fn insert_batch(&self, rows: &[LedgerRow]) -> Result<u64, LedgerError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let epochs: Vec<i32> = rows.iter().map(|r| r.epoch).collect();
+        let sequences: Vec<i64> = rows.iter().map(|r| r.media_sequence).collect();
+        let durations: Vec<f64> = rows.iter().map(|r| r.duration_secs).collect();
+        let bytes: Vec<i64> = rows.iter().map(|r| r.bytes).collect();
+        let keys: Vec<Option<String>> = rows.iter().map(|r| r.object_key.clone()).collect();
+        let inits: Vec<Option<String>> = rows.iter().map(|r| r.init_key.clone()).collect();
+        let dates: Vec<Option<chrono::DateTime<chrono::Utc>>> = rows.iter().map(|r| r.program_date_time).collect();
+        let sources: Vec<&str> = rows
+            .iter()
+            .map(|r| match r.source {
+                MediaSource::Live => "live",
+                MediaSource::Vod => "vod",
+            })
+            .collect();
+        let gaps: Vec<bool> = rows.iter().map(|r| r.is_gap).collect();
+        let counts: Vec<i32> = rows.iter().map(|r| r.gap_count).collect();
+        let ads: Vec<bool> = rows.iter().map(|r| r.is_ad).collect();
+        let breaks: Vec<bool> = rows.iter().map(|r| r.discontinuity).collect();
+        let reasons: Vec<Option<String>> = rows.iter().map(|r| r.gap_reason.clone()).collect();
+        let inserted: i64 = sqlx::query_scalar(
+            "WITH fence AS (SELECT id FROM recordings WHERE id = $1 AND lease_token = $2 FOR SHARE),
+                  ins AS (
+                INSERT INTO segments (recording_id, epoch, media_sequence, duration_secs, bytes, object_key, init_key,
+                                      program_date_time, source, is_gap, gap_count, is_ad, discontinuity, gap_reason)
+                SELECT fence.id, u.epoch, u.seq, u.duration, u.bytes, u.key, u.init, u.pdt, u.source::media_source,
+                       u.gap, u.count, u.ad, u.break, u.reason
+                  FROM fence,
+                       UNNEST($3::int[], $4::bigint[], $5::float8[], $6::bigint[], $7::text[], $8::text[],
+                              $9::timestamptz[], $10::text[], $11::bool[], $12::int[], $13::bool[], $14::bool[],
+                              $15::text[])
+                       AS u(epoch, seq, duration, bytes, key, init, pdt, source, gap, count, ad, break, reason)
+                ON CONFLICT (recording_id, epoch, media_sequence) DO NOTHING
+                RETURNING 1)
+             SELECT count(*) FROM ins",
         )
         .bind(self.recording_id)
         .bind(self.token)
-        .bind(row.epoch)
-        .bind(row.media_sequence)
-        .bind(row.duration_secs)
-        .bind(row.bytes)
-        .bind(&row.object_key)
-        .bind(&row.init_key)
-        .bind(row.program_date_time)
-        .bind(row.source)
-        .bind(row.is_gap)
-        .bind(row.gap_count)
-        .bind(row.is_ad)
-        .bind(row.discontinuity)
-        .fetch_optional(&self.pool)
+        .bind(&epochs)
+        .bind(&sequences)
+        .bind(&durations)
+        .bind(&bytes)
+        .bind(&keys)
+        .bind(&inits)
+        .bind(&dates)
+        .bind(&sources)
+        .bind(&gaps)
+        .bind(&counts)
+        .bind(&ads)
+        .bind(&breaks)
+        .bind(&reasons)
+        .fetch_one(&self.pool)
         .await?;
-        if inserted.is_some() {
-            return Ok(true);
+        if inserted == 0 {
+            // All duplicates, or fenced out: tell which.
+            self.check_fence().await?;
         }
-        self.check_fence().await?;
-        Ok(false)
+        Ok(inserted as u64)
     }
 
     /// Heartbeat: the recording's progress and the cell's liveness, fenced.
@@ -151,29 +220,41 @@ impl Ledger {
         Ok(())
     }
 
-    /// Every row of the recording, ordered (a replacement cell resumes from these).
+    /// Every row of the recording, ordered. Only for recordings known to be
+    /// small (tests, a VOD's ledger); long ones are read with [`stream`](Self::stream).
     pub async fn rows(&self) -> Result<Vec<LedgerRow>, LedgerError> {
-        Ok(sqlx::query_as(
+        Ok(self.stream().try_collect().await?)
+    }
+
+    /// Every row of the recording in (epoch, sequence) order, read as it
+    /// arrives, so a week-long recording never sits in memory at once.
+    pub fn stream(&self) -> BoxStream<'_, Result<LedgerRow, sqlx::Error>> {
+        sqlx::query_as::<_, LedgerRow>(
             "SELECT epoch, media_sequence, duration_secs, bytes, object_key, init_key, program_date_time, source,
-                    is_gap, gap_count, is_ad, discontinuity
+                    is_gap, gap_count, is_ad, discontinuity, gap_reason
                FROM segments WHERE recording_id = $1 ORDER BY epoch, media_sequence",
         )
         .bind(self.recording_id)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch(&self.pool)
+        .boxed()
     }
 
-    /// Close the recording, enqueue the channel's post-processing and mark the
-    /// cell exited, in one transaction. The media and the VOD playlist must
-    /// already be in storage.
+    /// The recording's totals, counted by the database from its ledger.
+    pub async fn totals(&self) -> Result<Progress, LedgerError> {
+        Ok(totals(&self.pool, self.recording_id).await?)
+    }
+
+    /// Close the recording with the totals its ledger holds, enqueue the
+    /// channel's post-processing and mark the cell exited, in one
+    /// transaction. The media and the VOD playlist must already be in storage.
     #[instrument(skip_all, fields(recording = self.recording_id), err)]
     pub async fn finalize(
         &self,
         cell_id: uuid::Uuid,
-        progress: &Progress,
         state: RecordingState,
-    ) -> Result<Vec<i64>, LedgerError> {
+    ) -> Result<(Vec<i64>, Progress), LedgerError> {
         let mut tx = self.pool.begin().await?;
+        let progress = totals(&mut *tx, self.recording_id).await?;
         let pipeline = sqlx::query_scalar(
             "UPDATE recordings r SET state = $3, ended_at = now(), segment_count = $4, gap_count = $5, bytes = $6,
                     duration_secs = $7, last_sequence = $8, epoch = GREATEST(r.epoch, $9), holder_cell_id = NULL
@@ -184,7 +265,7 @@ impl Ledger {
         .bind(self.recording_id)
         .bind(self.token)
         .bind(state);
-        let pipeline: Option<serde_json::Value> = bind_progress(pipeline, progress).fetch_optional(&mut *tx).await?;
+        let pipeline: Option<serde_json::Value> = bind_progress(pipeline, &progress).fetch_optional(&mut *tx).await?;
         let Some(pipeline) = pipeline else {
             return Err(self.fenced());
         };
@@ -209,8 +290,25 @@ impl Ledger {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(jobs)
+        Ok((jobs, progress))
     }
+}
+
+/// A recording's totals from its ledger, in one aggregate.
+pub async fn totals<'e>(executor: impl sqlx::PgExecutor<'e>, recording_id: i64) -> Result<Progress, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE NOT is_gap) AS segments,
+                coalesce(sum(gap_count) FILTER (WHERE is_gap), 0)::bigint AS gaps,
+                coalesce(sum(bytes) FILTER (WHERE NOT is_gap), 0)::bigint AS bytes,
+                coalesce(sum(duration_secs) FILTER (WHERE NOT is_gap), 0)::float8 AS duration_secs,
+                (SELECT media_sequence FROM segments WHERE recording_id = $1
+                  ORDER BY epoch DESC, media_sequence DESC LIMIT 1) AS last_sequence,
+                coalesce(max(epoch), 0) AS epoch
+           FROM segments WHERE recording_id = $1",
+    )
+    .bind(recording_id)
+    .fetch_one(executor)
+    .await
 }
 
 /// Bind a progress's columns in the order both recording updates use:

@@ -4,6 +4,7 @@
 
 mod ledger;
 mod playlist;
+mod publish;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,8 @@ use sqlx::PgPool;
 use crate::storage::{ObjectKey, StorageError, safe_segment};
 
 pub use ledger::{Ledger, LedgerError, Progress};
-pub use playlist::{PlaylistKind, render};
+pub use playlist::{Continuity, Header, LiveWindow, PlaylistKind, relative_to, render, render_with};
+pub use publish::{PublishError, publish_vod};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize, Deserialize)]
 #[sqlx(type_name = "recording_state", rename_all = "lowercase")]
@@ -54,13 +56,19 @@ pub struct LedgerRow {
     pub gap_count: i32,
     pub is_ad: bool,
     pub discontinuity: bool,
+    /// For a gap row: why it is one.
+    #[sqlx(default)]
+    pub gap_reason: Option<String>,
 }
 
 impl LedgerRow {
+    /// A gap row for `count` sequence numbers from `first_sequence`. A count
+    /// beyond what the column holds is stored as its maximum; the reason
+    /// (see [`because`](Self::because)) carries the true one.
     pub fn gap(epoch: u32, first_sequence: u64, count: u64, estimated_secs: f64, source: MediaSource) -> Self {
         Self {
-            epoch: epoch as i32,
-            media_sequence: first_sequence as i64,
+            epoch: i32::try_from(epoch).unwrap_or(i32::MAX),
+            media_sequence: i64::try_from(first_sequence).unwrap_or(i64::MAX),
             duration_secs: estimated_secs,
             bytes: 0,
             object_key: None,
@@ -71,7 +79,14 @@ impl LedgerRow {
             gap_count: count.min(i32::MAX as u64) as i32,
             is_ad: false,
             discontinuity: true,
+            gap_reason: None,
         }
+    }
+
+    /// The same row with why it is a gap.
+    pub fn because(mut self, reason: impl Into<String>) -> Self {
+        self.gap_reason = Some(reason.into());
+        self
     }
 }
 

@@ -1,14 +1,15 @@
-//! The `file:///dir` backend. Writes go to a temporary file inside the root,
-//! are fsynced and renamed into place, so a crash leaves either the old object
-//! or the new one, never half of one.
+//! The `file:///dir` backend. Writes go to a temporary file beside the
+//! object (`.colony-tmp-<uuid>`, never listed and never a key), are fsynced
+//! and renamed into place within one directory, so a crash leaves either the
+//! old object or the new one, never half of one.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::fs;
-use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
 use super::key::RESERVED_TMP;
@@ -21,8 +22,7 @@ pub struct FileStore {
 
 impl FileStore {
     pub async fn open(root: &Path) -> Result<Self, StorageError> {
-        let tmp = root.join(RESERVED_TMP);
-        fs::create_dir_all(&tmp).await.map_err(|e| StorageError::io("creating storage directory", &tmp, e))?;
+        fs::create_dir_all(root).await.map_err(|e| StorageError::io("creating storage directory", root, e))?;
         Ok(Self { root: root.to_owned() })
     }
 
@@ -31,32 +31,39 @@ impl FileStore {
         self.root.join(key.as_str())
     }
 
-    async fn write_atomically<F, Fut>(&self, key: &ObjectKey, fill: F) -> Result<u64, StorageError>
-    where
-        F: FnOnce(fs::File) -> Fut,
-        Fut: std::future::Future<Output = Result<(fs::File, u64), StorageError>>,
-    {
+    /// Write an object in one blocking call: create a temporary file, fill
+    /// it, fsync it, rename it into place and fsync the directory, so the
+    /// object is durable before this returns. One trip to the blocking pool
+    /// per object, not one per step.
+    async fn write_atomically(
+        &self,
+        key: &ObjectKey,
+        fill: impl FnOnce(&mut std::fs::File) -> Result<u64, StorageError> + Send + 'static,
+    ) -> Result<u64, StorageError> {
         let dest = self.path(key);
-        let parent = dest.parent().expect("a key always has a parent under the root").to_owned();
-        fs::create_dir_all(&parent).await.map_err(|e| StorageError::io("creating directory", &parent, e))?;
-        let tmp = self.root.join(RESERVED_TMP).join(uuid::Uuid::new_v4().to_string());
-        let file = fs::File::create(&tmp).await.map_err(|e| StorageError::io("creating", &tmp, e))?;
-        let result = async {
-            let (file, size) = fill(file).await?;
-            file.sync_all().await.map_err(|e| StorageError::io("syncing", &tmp, e))?;
-            drop(file);
-            fs::rename(&tmp, &dest).await.map_err(|e| StorageError::io("renaming into", &dest, e))?;
-            // Make the rename itself durable.
-            if let Ok(dir) = fs::File::open(&parent).await {
-                let _ = dir.sync_all().await;
+        tokio::task::spawn_blocking(move || {
+            let parent = dest.parent().unwrap_or(&dest).to_owned();
+            let tmp = parent.join(format!("{RESERVED_TMP}-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&parent).map_err(|e| StorageError::io("creating directory", &parent, e))?;
+            let result = (|| {
+                let mut file = std::fs::File::create(&tmp).map_err(|e| StorageError::io("creating", &tmp, e))?;
+                let size = fill(&mut file)?;
+                file.sync_all().map_err(|e| StorageError::io("syncing", &tmp, e))?;
+                drop(file);
+                std::fs::rename(&tmp, &dest).map_err(|e| StorageError::io("renaming into", &dest, e))?;
+                // Make the rename itself durable.
+                if let Ok(dir) = std::fs::File::open(&parent) {
+                    let _ = dir.sync_all();
+                }
+                Ok(size)
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
             }
-            Ok(size)
-        }
-        .await;
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp).await;
-        }
-        result
+            result
+        })
+        .await
+        .map_err(|e| StorageError::io("writing", &self.root, std::io::Error::other(e)))?
     }
 }
 
@@ -68,9 +75,9 @@ impl ObjectStore for FileStore {
 
     async fn put(&self, key: &ObjectKey, body: Bytes) -> Result<(), StorageError> {
         let dest = self.path(key);
-        self.write_atomically(key, |mut file| async move {
-            file.write_all(&body).await.map_err(|e| StorageError::io("writing", &dest, e))?;
-            Ok((file, body.len() as u64))
+        self.write_atomically(key, move |file| {
+            file.write_all(&body).map_err(|e| StorageError::io("writing", &dest, e))?;
+            Ok(body.len() as u64)
         })
         .await
         .map(|_| ())
@@ -78,11 +85,9 @@ impl ObjectStore for FileStore {
 
     async fn put_file(&self, key: &ObjectKey, path: &Path) -> Result<u64, StorageError> {
         let source = path.to_owned();
-        self.write_atomically(key, |mut file| async move {
-            let mut src = fs::File::open(&source).await.map_err(|e| StorageError::io("opening", &source, e))?;
-            let size =
-                tokio::io::copy(&mut src, &mut file).await.map_err(|e| StorageError::io("copying", &source, e))?;
-            Ok((file, size))
+        self.write_atomically(key, move |file| {
+            let mut src = std::fs::File::open(&source).map_err(|e| StorageError::io("opening", &source, e))?;
+            std::io::copy(&mut src, file).map_err(|e| StorageError::io("copying", &source, e))
         })
         .await
     }
@@ -127,7 +132,7 @@ impl ObjectStore for FileStore {
                 let path = entry.path();
                 let kind = entry.file_type().await.map_err(|e| StorageError::io("listing", &path, e))?;
                 let rel = path.strip_prefix(&self.root).expect("listing stays under the root");
-                if rel.starts_with(RESERVED_TMP) {
+                if entry.file_name().to_string_lossy().starts_with(RESERVED_TMP) {
                     continue;
                 }
                 if kind.is_dir() {

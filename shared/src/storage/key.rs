@@ -8,7 +8,7 @@ use std::fmt;
 
 use super::StorageError;
 
-/// First segment reserved for the file backend's in-flight writes.
+/// Names starting with this are the file backend's in-flight writes.
 pub(crate) const RESERVED_TMP: &str = ".colony-tmp";
 const MAX_KEY_LEN: usize = 1024;
 
@@ -38,11 +38,11 @@ impl ObjectKey {
             match segment {
                 "" => return Err(refuse("it has an empty path segment")),
                 "." | ".." => return Err(refuse("it has a '.' or '..' segment")),
+                s if s.starts_with(RESERVED_TMP) => {
+                    return Err(refuse("names starting with '.colony-tmp' are reserved"));
+                }
                 _ => {}
             }
-        }
-        if raw.split('/').next() == Some(RESERVED_TMP) {
-            return Err(refuse("'.colony-tmp' is reserved"));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -95,9 +95,20 @@ mod tests {
 
     #[test]
     fn hostile_keys_are_refused() {
-        for bad in
-            ["", "/etc/passwd", "a/../b", "..", "a/./b", "a//b", "a/", "a\\b", "a\nb", "a\u{7f}b", ".colony-tmp/x"]
-        {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "..",
+            "a/./b",
+            "a//b",
+            "a/",
+            "a\\b",
+            "a\nb",
+            "a\u{7f}b",
+            ".colony-tmp/x",
+            "a/.colony-tmp-1234",
+        ] {
             assert!(matches!(ObjectKey::parse(bad), Err(StorageError::InvalidKey { .. })), "{bad:?} was accepted");
         }
     }

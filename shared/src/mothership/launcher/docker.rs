@@ -3,7 +3,9 @@
 //!
 //! Containers carry the labels `colony.instance`, `colony.cell.kind`,
 //! `colony.cell.id` and `colony.channel`, and get the env contract and
-//! nothing else: no Docker socket, no host paths. The launcher never pulls:
+//! nothing else: no Docker socket, no host paths. Observer cells mount one
+//! named volume per colony, `colony-spool-<instance>`, as their spool, so a
+//! replacement started on the same engine finds what a dead one spooled. The launcher never pulls:
 //! an image missing on the engine is a failed start with a clear reason.
 //! `stop` sends SIGTERM and returns (the cell drains on its own time);
 //! `reap` stops with a deadline and removes the container.
@@ -12,7 +14,8 @@ use std::collections::HashMap;
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, Mount, MountType, MountVolumeOptions, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
@@ -24,6 +27,10 @@ use super::{
     CellSpec, LABEL_CELL, LABEL_CHANNEL, LABEL_INSTANCE, LABEL_KIND, LaunchError, Launcher, instance_from_labels,
 };
 use crate::mothership::model::{CellKind, Instance};
+
+/// Where an observer container's spool volume is mounted. The images create
+/// it, owned by the cell's user, so a new volume starts with that owner.
+pub const SPOOL_MOUNT: &str = "/var/lib/colony/spool";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DockerArgs {
@@ -125,7 +132,21 @@ impl Launcher for DockerLauncher {
         if let Some(channel) = &spec.channel {
             labels.insert(LABEL_CHANNEL.to_owned(), channel.clone());
         }
-        let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut env: Vec<String> =
+            spec.env.iter().filter(|(k, _)| k != "COLONY_SPOOL_DIR").map(|(k, v)| format!("{k}={v}")).collect();
+        let mounts = (spec.kind == CellKind::Observer).then(|| {
+            env.push(format!("COLONY_SPOOL_DIR={SPOOL_MOUNT}"));
+            vec![Mount {
+                target: Some(SPOOL_MOUNT.into()),
+                source: Some(format!("colony-spool-{}", self.instance)),
+                typ: Some(MountType::VOLUME),
+                volume_options: Some(MountVolumeOptions {
+                    labels: Some(HashMap::from([(LABEL_INSTANCE.to_owned(), self.instance.to_string())])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]
+        });
         let name = match &spec.channel {
             Some(login) => format!("colony-{}-{login}-{}", spec.kind.as_str(), &spec.cell_id.simple().to_string()[..8]),
             None => format!("colony-{}-{}", spec.kind.as_str(), &spec.cell_id.simple().to_string()[..8]),
@@ -137,6 +158,7 @@ impl Launcher for DockerLauncher {
             stop_timeout: Some(i64::from(self.args.docker_stop_timeout)),
             host_config: Some(HostConfig {
                 network_mode: self.args.docker_network.clone(),
+                mounts,
                 // Forward SIGTERM properly and reap zombies (ffmpeg children).
                 init: Some(true),
                 restart_policy: Some(RestartPolicy {

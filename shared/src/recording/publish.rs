@@ -1,0 +1,70 @@
+//! Writing a recording's VOD playlist from its ledger, however long the
+//! recording: the header comes from one aggregate, the rows are streamed
+//! from Postgres into a temporary file, and the file goes to storage in
+//! parts. Memory stays flat from a one-minute clip to a week of 2-second
+//! segments.
+
+use futures::TryStreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::playlist::{Continuity, Header, PlaylistKind, relative_to, target_secs};
+use super::{Ledger, playlist_key};
+use crate::storage::{ObjectKey, ObjectStore, StorageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("reading the ledger failed")]
+    Db(#[from] sqlx::Error),
+    #[error("writing the playlist to a temporary file failed")]
+    Io(#[from] std::io::Error),
+    #[error("storing the playlist failed")]
+    Storage(#[from] StorageError),
+}
+
+impl PublishError {
+    /// Storage or Postgres away for a moment: worth another try.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PublishError::Storage(e) => e.is_transient(),
+            _ => true,
+        }
+    }
+}
+
+/// Render the VOD playlist of `ledger`'s recording to `prefix/playlist.m3u8`.
+pub async fn publish_vod(ledger: &Ledger, store: &dyn ObjectStore, prefix: &ObjectKey) -> Result<(), PublishError> {
+    let (longest, fmp4): (Option<f64>, Option<bool>) = sqlx::query_as(
+        "SELECT max(duration_secs) FILTER (WHERE NOT is_gap), bool_or(init_key IS NOT NULL)
+           FROM segments WHERE recording_id = $1",
+    )
+    .bind(ledger.recording_id())
+    .fetch_one(ledger.pool())
+    .await?;
+    let header = Header {
+        kind: PlaylistKind::Vod,
+        target_secs: target_secs(longest.unwrap_or(1.0)),
+        fmp4: fmp4.unwrap_or(false),
+        media_sequence: 0,
+        discontinuity_sequence: 0,
+    };
+    let mut text = String::with_capacity(64 * 1024);
+    header.write(&mut text);
+    let file = tempfile::Builder::new().prefix("colony-playlist-").tempfile()?;
+    let mut out = tokio::fs::File::from_std(file.reopen()?);
+    let uri = relative_to(prefix.as_str());
+    let mut state = Continuity::default();
+    let mut rows = ledger.stream();
+    while let Some(row) = rows.try_next().await? {
+        state.write(&mut text, &row, &uri, true);
+        if text.len() >= 60 * 1024 {
+            out.write_all(text.as_bytes()).await?;
+            text.clear();
+        }
+    }
+    text.push_str("#EXT-X-ENDLIST\n");
+    out.write_all(text.as_bytes()).await?;
+    out.flush().await?;
+    drop(out);
+    store.put_file(&playlist_key(prefix)?, file.path()).await?;
+    Ok(())
+}
