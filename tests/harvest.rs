@@ -449,6 +449,53 @@ async fn repair_turns_what_cannot_be_recovered_into_gaps_and_rebuilds_the_playli
     ffmpeg_reads(&playlist);
 }
 
+/// Defect 9: a segment counted as broken when ffmpeg wrote anything at all
+/// to stderr, and a segment with no source to fetch again became a gap with
+/// its object deleted. Repair never deletes what it cannot replace.
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_keeps_a_segment_that_merely_warns_and_never_deletes_what_it_cannot_replace() {
+    let source = LiveSource::start().await;
+    let rig = Rig::file().await;
+    let recording = damaged_recording(&rig, &source, "warns").await;
+    sqlx::query("UPDATE recordings SET source_url = NULL WHERE id = $1")
+        .bind(recording)
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    // Segment 0 carries x264's SEI; claim a longer payload than it has.
+    // ffmpeg then complains on stderr and still decodes every frame.
+    let rows = rig.rows(recording).await;
+    let first = ObjectKey::parse(rows[0].object_key.as_deref().unwrap()).unwrap();
+    let mut body = get_bytes(rig.store.as_ref(), &first).await.unwrap().to_vec();
+    let sei = body.windows(11).position(|w| w == b"x264 - core").expect("x264's SEI in the first segment");
+    body[sei - 17] = body[sei - 17].wrapping_add(30);
+    rig.store.put(&first, bytes::Bytes::from(body.clone())).await.unwrap();
+    let broken = ObjectKey::parse(rows[5].object_key.as_deref().unwrap()).unwrap();
+
+    let (_, progress) = repair(&rig, recording).await;
+    let progress = progress.unwrap();
+    assert_eq!((progress["flagged"].as_u64(), progress["gaps"].as_u64()), (Some(1), Some(2)), "{progress}");
+    let kept = get_bytes(rig.store.as_ref(), &first).await.expect("the segment that warns is kept");
+    assert_eq!(kept.as_ref(), body.as_slice());
+    let (is_gap, warning): (bool, Option<String>) =
+        sqlx::query_as("SELECT is_gap, warning FROM segments WHERE recording_id = $1 AND media_sequence = 0")
+            .bind(recording)
+            .fetch_one(&rig.pool)
+            .await
+            .unwrap();
+    assert!(!is_gap);
+    assert!(warning.unwrap_or_default().contains("SEI"), "the segment is flagged with what ffmpeg said");
+    // The undecodable one is a gap now, but its object is still there.
+    assert!(get_bytes(rig.store.as_ref(), &broken).await.is_ok(), "repair deleted media it could not replace");
+    let reason: Option<String> =
+        sqlx::query_scalar("SELECT gap_reason FROM segments WHERE recording_id = $1 AND media_sequence = 5")
+            .bind(recording)
+            .fetch_one(&rig.pool)
+            .await
+            .unwrap();
+    assert!(reason.unwrap_or_default().contains("kept at"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn archive_tier_moves_old_recordings_to_a_cold_class_on_s3_and_refuses_file_storage() {
     let g = tokio::task::spawn_blocking(colony_tests::garage::garage).await.unwrap();

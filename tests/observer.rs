@@ -332,6 +332,47 @@ async fn garage_down_for_20_seconds_loses_no_segment() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Defect 8 (second half): segments still in the spool when the observer
+/// finalized with storage down got no ledger row at all, not even a gap, and
+/// the recording said nothing of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn segments_still_spooled_at_the_finalize_deadline_become_gaps_with_their_reason() {
+    let dir = std::env::temp_dir().join(format!("colony-test-garage-down-{}", uuid::Uuid::new_v4().simple()));
+    let dir2 = dir.clone();
+    let g = tokio::task::spawn_blocking(move || colony_tests::garage::start(&dir2)).await.unwrap();
+    let media = test_media(Container::Ts).await;
+    let source = LiveSource::start().await;
+    source.add("golf", &media, 4);
+    let rig = Rig::garage(&g).await;
+    let channel = rig.channel("golf", &source.media_url("golf")).await;
+    let (cell, a) = rig.assign(channel).await;
+    let child = rig.observer(channel, "golf", cell, a, &["--finalize-deadline", "4s"]);
+    rig.wait_segments(a.recording_id, 5, SECS(30)).await;
+    let g2 = g.clone();
+    tokio::task::spawn_blocking(move || g2.stop()).await.unwrap();
+    tokio::time::sleep(SECS(4)).await;
+    source.end("golf");
+    let (code, stderr) = wait_exit(child, SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let rows = rig.rows(a.recording_id).await;
+    let published: BTreeSet<u64> = source.published("golf").iter().map(|p| p.0).collect();
+    let recorded: BTreeSet<u64> = rows
+        .iter()
+        .flat_map(|r| r.media_sequence as u64..r.media_sequence as u64 + (r.gap_count.max(1) as u64))
+        .collect();
+    assert_eq!(recorded, published, "every published segment is stored or an explicit gap");
+    let spooled: Vec<&LedgerRow> = rows.iter().filter(|r| r.is_gap).collect();
+    assert!(!spooled.is_empty(), "storage was down: some segments stayed in the spool");
+    for gap in spooled {
+        let reason = gap.gap_reason.as_deref().unwrap_or_default();
+        assert!(reason.contains("object storage was unavailable") && reason.contains("spool"), "{reason}");
+    }
+    assert_eq!(rig.recording_state(a.recording_id).await, "interrupted");
+    g.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_fmp4_source_keeps_its_init_section() {
     let t = Live::new("golf", Container::Fmp4, 6, true).await;

@@ -38,7 +38,8 @@ async fn migrate_builds_every_table_on_an_empty_database_and_is_a_no_op_the_seco
     let first = run("mothership", &["migrate"], &db);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let stdout = String::from_utf8_lossy(&first.stdout);
-    assert!(stdout.contains("applied 10 migration(s)"), "{stdout}");
+    let migrations = colony::db::MIGRATOR.iter().count();
+    assert!(stdout.contains(&format!("applied {migrations} migration(s)")), "{stdout}");
 
     let pool = db.pool(2).await;
     for table in TABLES {
@@ -54,7 +55,7 @@ async fn migrate_builds_every_table_on_an_empty_database_and_is_a_no_op_the_seco
     assert!(second.status.success());
     assert!(String::from_utf8_lossy(&second.stdout).contains("nothing to do"));
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
-    assert_eq!(rows, 10);
+    assert_eq!(rows as usize, migrations);
 
     // The library agrees: nothing pending.
     let report = colony::db::migrate(&pool).await.unwrap();

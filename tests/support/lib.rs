@@ -11,7 +11,9 @@
 
 pub mod bins;
 pub mod docker;
+pub mod fuzz;
 pub mod garage;
+pub mod hostile;
 pub mod live;
 pub mod mothership;
 pub mod moto;

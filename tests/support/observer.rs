@@ -109,6 +109,8 @@ impl Rig {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("DATABASE_URL", &self.db.url)
             .env("COLONY_LOG", "info,colony=debug,aws=warn,sqlx=warn")
+            // The resolver the tests' channels use; nothing else may run.
+            .env("COLONY_RESOLVERS", "printf")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -154,7 +156,7 @@ impl Rig {
     pub async fn rows(&self, recording_id: i64) -> Vec<LedgerRow> {
         sqlx::query_as(
             "SELECT epoch, media_sequence, duration_secs, bytes, object_key, init_key, program_date_time, source,
-                    is_gap, gap_count, is_ad, discontinuity
+                    is_gap, gap_count, is_ad, discontinuity, gap_reason
                FROM segments WHERE recording_id = $1 ORDER BY epoch, media_sequence",
         )
         .bind(recording_id)

@@ -1,0 +1,19 @@
+//! A short fuzzing pass in CI over the playlist parsers and the tracker:
+//! random, grammar-built and mutated playlists; no panic, caught or not, and
+//! bounded allocation per input. `COLONY_FUZZ_CASES` sets the count (20,000
+//! by default); the `fuzz-bench` binary runs a million and more.
+
+use colony_tests::fuzz::{CountingAllocator, run};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+#[test]
+fn playlists_from_anywhere_never_panic_and_allocate_within_bounds() {
+    let cases = std::env::var("COLONY_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(20_000);
+    let started = std::time::Instant::now();
+    let report = run(cases).unwrap_or_else(|e| panic!("fuzzing found a counterexample: {e}"));
+    eprintln!("fuzz: {report:?} in {:.1?}", started.elapsed());
+    assert_eq!(report.cases, cases as usize);
+    assert!(report.parsed > 0, "no generated playlist parsed: the generator is broken");
+}
