@@ -141,8 +141,14 @@ async fn main() -> anyhow::Result<()> {
     .collect();
     let launcher = Listed(listing);
     let policy = Policy { max_harvest: 2_000, max_observers: 2_000, ..Policy::default() };
-    let probe =
-        ProbeArgs { probe_every: "1h".parse().unwrap(), probe_timeout: "1s".parse().unwrap(), probe_concurrency: 1 };
+    let probe = ProbeArgs {
+        probe_every: "1h".parse().unwrap(),
+        probe_timeout: "1s".parse().unwrap(),
+        probe_concurrency: 1,
+        probe_frozen_after: "90s".parse().unwrap(),
+        limits: Default::default(),
+        resolvers: Default::default(),
+    };
     let ctx = TickCtx { pool: &pool, launcher: &launcher, policy: &policy, probe: &probe, cell_env: Vec::new() };
 
     // Warm the caches once, as a running mothership would have.

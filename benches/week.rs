@@ -1,0 +1,424 @@
+//! A week of live recording, fast-forwarded: a source publishes 302,400
+//! two-second segments (7 days) of tiny real MPEG-TS as fast as `--rate`
+//! says, and one `observer-cell` records all of it into `file://` storage
+//! and a durable Postgres while `ffmpeg -i URL -c copy` records the same
+//! source in the same run. The figures that matter: the observer's cost per
+//! segment (CPU, bytes written to storage and Postgres) early and late, and
+//! its resident memory at segment 1,000 and at the end. They must not grow
+//! with the recording's length.
+//!
+//!     cargo build --release --workspace
+//!     ./target/release/week-bench                      # 302,400 segments at 1,000/s
+//!     ./target/release/week-bench --segments 20000     # a short run
+//!
+//! `--observer-bin` records with another build (for a before/after).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use clap::Parser;
+use colony_tests::live::{Container, Profile, media};
+use colony_tests::pg::TestDb;
+use tokio::process::{Child, Command};
+
+/// Two-second segments of a 64x36 picture at a few kbit/s: real MPEG-TS that
+/// ffmpeg and the observer both accept, small enough to serve a week quickly.
+const TINY: Profile = Profile { width: 64, height: 36, segment_secs: 2, total_secs: 20, video_kbps: 16, audio: false };
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Segments the source publishes (302,400 two-second segments is 7 days).
+    #[arg(long, default_value_t = 302_400)]
+    segments: u64,
+    /// Segments published per second of wall time.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// The observer-cell binary (default: the one beside this benchmark).
+    #[arg(long)]
+    observer_bin: Option<PathBuf>,
+    /// Skip ffmpeg.
+    #[arg(long)]
+    no_peer: bool,
+    /// Skip reading the final VOD playlist back with ffmpeg.
+    #[arg(long)]
+    no_verify: bool,
+}
+
+struct Source {
+    /// The clock starts at the observer's first playlist request: nothing
+    /// leaves the window before it looks.
+    started: std::sync::OnceLock<Instant>,
+    rate: u64,
+    total: u64,
+    window: u64,
+    segments: Vec<Bytes>,
+    by_observer: AtomicU64,
+    by_ffmpeg: AtomicU64,
+}
+
+impl Source {
+    fn published(&self) -> u64 {
+        let elapsed = self.started.get().map_or(Duration::ZERO, |t| t.elapsed());
+        ((elapsed.as_secs_f64() * self.rate as f64) as u64 + self.window).min(self.total)
+    }
+}
+
+async fn playlist(State(s): State<Arc<Source>>, headers: HeaderMap) -> Response {
+    if headers.get(header::USER_AGENT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.starts_with("colony")) {
+        s.started.get_or_init(Instant::now);
+    }
+    let n = s.published();
+    let first = n.saturating_sub(s.window);
+    let mut out = String::with_capacity(((n - first) * 90 + 200) as usize);
+    out.push_str(&format!("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n"));
+    let base = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH + chrono::Duration::seconds(1_790_000_000);
+    for seq in first..n {
+        let pdt = base + chrono::Duration::seconds(2 * seq as i64);
+        out.push_str(&format!(
+            "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:2.000,\nseg/{seq}.ts\n",
+            pdt.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ));
+    }
+    if n >= s.total {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    ([(header::CONTENT_TYPE, "application/vnd.apple.mpegurl")], out).into_response()
+}
+
+async fn segment(State(s): State<Arc<Source>>, headers: HeaderMap, UrlPath(file): UrlPath<String>) -> Response {
+    let Some(seq) = file.strip_suffix(".ts").and_then(|n| n.parse::<u64>().ok()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let agent = headers.get(header::USER_AGENT).and_then(|a| a.to_str().ok()).unwrap_or_default();
+    if agent.starts_with("colony") {
+        s.by_observer.fetch_add(1, Ordering::Relaxed);
+    } else {
+        s.by_ffmpeg.fetch_add(1, Ordering::Relaxed);
+    }
+    let body = s.segments[(seq % s.segments.len() as u64) as usize].clone();
+    ([(header::CONTENT_TYPE, "video/mp2t")], body).into_response()
+}
+
+/// What /proc says of a process.
+#[derive(Debug, Clone, Copy, Default)]
+struct ProcStat {
+    cpu_secs: f64,
+    rss_mib: f64,
+    /// Bytes it handed to write(2) and send(2): storage files and Postgres.
+    wchar: u64,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = 100.0;
+    let cpu_secs = (fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / ticks;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let wchar = io.lines().find_map(|l| l.strip_prefix("wchar:"))?.trim().parse().ok()?;
+    Some(ProcStat { cpu_secs, rss_mib: rss_kb / 1024.0, wchar })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    segments: i64,
+    at: Duration,
+    stat: ProcStat,
+    playlist_bytes: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    eprintln!("preparing media ...");
+    let media = tokio::task::spawn_blocking(|| media(Container::Ts, TINY)).await?;
+    let segments: Vec<Bytes> = media.segments.iter().map(|(p, _)| Bytes::from(std::fs::read(p).unwrap())).collect();
+    let segment_bytes = segments.iter().map(|s| s.len()).sum::<usize>() / segments.len();
+    // Each load must still hold everything published since the last one (2 s apart).
+    let window = (args.rate * 3).clamp(50, 9_000);
+    let source = Arc::new(Source {
+        started: std::sync::OnceLock::new(),
+        rate: args.rate,
+        total: args.segments,
+        window,
+        segments,
+        by_observer: AtomicU64::new(0),
+        by_ffmpeg: AtomicU64::new(0),
+    });
+    let app = Router::new()
+        .route("/week/index.m3u8", get(playlist))
+        .route("/week/seg/{file}", get(segment))
+        .with_state(source.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let url = format!("http://{addr}/week/index.m3u8");
+
+    let admin = colony_tests::pg::bench_server(None).await;
+    let db = TestDb::migrated_on(&admin).await;
+    let pool = db.pool(2).await;
+    let work = tempfile::Builder::new().prefix("colony-weekbench-").tempdir_in(std::env::temp_dir())?;
+    let channel: i64 = sqlx::query_scalar(
+        "INSERT INTO channels (login, display_name, source_kind, source_url, pipeline) VALUES ('week', 'week', 'hls', $1, '[]') RETURNING id",
+    )
+    .bind(&url)
+    .fetch_one(&pool)
+    .await?;
+    let cell = uuid::Uuid::new_v4();
+    let a = colony::recording::assign_live(&pool, channel, cell).await?;
+    let release = std::env::current_exe()?.parent().unwrap().to_owned();
+    let observer_bin = args.observer_bin.clone().unwrap_or_else(|| release.join("observer-cell"));
+    let media_root = work.path().join("media");
+    let mut observer = Command::new(&observer_bin)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", work.path())
+        .env("DATABASE_URL", &db.url)
+        .env("COLONY_DB_MAX_CONNECTIONS", "2")
+        .env("COLONY_STORAGE_URL", format!("file://{}", media_root.display()))
+        .env("COLONY_SPOOL_DIR", work.path().join("spool"))
+        .env("OBSERVER_VOD_ID", a.recording_id.to_string())
+        .env("OBSERVER_CHANNEL_ID", channel.to_string())
+        .env("OBSERVER_CHANNEL_LOGIN", "week")
+        .env("OBSERVER_CHANNEL_NAME", "week")
+        .env("COLONY_CELL_ID", cell.to_string())
+        .env("COLONY_LEASE_TOKEN", a.lease_token.to_string())
+        .env("OBSERVER_STANDBY", "2s")
+        .env("COLONY_HEARTBEAT_INTERVAL", "1s")
+        .env("OBSERVER_FINALIZE_DEADLINE", "10m")
+        .env("COLONY_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let observer_pid = observer.id().unwrap();
+    let mut ffmpeg: Option<Child> = if args.no_peer {
+        None
+    } else {
+        Some(
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-i", &url, "-c", "copy", "-f", "mpegts"])
+                .arg(work.path().join("ffmpeg.ts"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()?,
+        )
+    };
+    let ffmpeg_pid = ffmpeg.as_ref().and_then(|f| f.id());
+    eprintln!(
+        "publishing {} segments at {}/s (window {window}, {segment_bytes} B each) to observer-cell{} ...",
+        args.segments,
+        args.rate,
+        if ffmpeg.is_some() { " and ffmpeg -c copy" } else { "" }
+    );
+
+    let t0 = Instant::now();
+    let playlist_path = media_root.join(format!("channels/week/{}/playlist.m3u8", a.recording_id));
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut ffmpeg_last = ProcStat::default();
+    let mut last_report = Instant::now();
+    loop {
+        if let Some(stat) = proc_stat(observer_pid) {
+            let segments: i64 = sqlx::query_scalar("SELECT segment_count FROM recordings WHERE id = $1")
+                .bind(a.recording_id)
+                .fetch_one(&pool)
+                .await?;
+            let playlist_bytes = std::fs::metadata(&playlist_path).map(|m| m.len()).unwrap_or(0);
+            samples.push(Sample { segments, at: t0.elapsed(), stat, playlist_bytes });
+        }
+        if let Some(stat) = ffmpeg_pid.and_then(proc_stat) {
+            ffmpeg_last = stat;
+        }
+        if let Ok(Some(_)) = observer.try_wait() {
+            break;
+        }
+        if last_report.elapsed() > Duration::from_secs(15) {
+            last_report = Instant::now();
+            let s = samples.last().copied();
+            eprintln!(
+                "{:>4.0}s published {:>7}, observer stored {:>7}, ffmpeg fetched {:>7}, observer RSS {:.1} MiB",
+                t0.elapsed().as_secs_f64(),
+                source.published(),
+                s.map_or(0, |s| s.segments),
+                source.by_ffmpeg.load(Ordering::Relaxed),
+                s.map_or(0.0, |s| s.stat.rss_mib)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let observer_out = observer.wait_with_output().await?;
+    let finished = t0.elapsed();
+    if let Some(mut f) = ffmpeg.take() {
+        // ffmpeg ends on ENDLIST; give it a moment, then stop it.
+        let _ = tokio::time::timeout(Duration::from_secs(30), f.wait()).await;
+        let _ = f.start_kill();
+        let _ = f.wait().await;
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM segments WHERE recording_id = $1 AND NOT is_gap")
+        .bind(a.recording_id)
+        .fetch_one(&pool)
+        .await?;
+    let state: String = sqlx::query_scalar("SELECT state::text FROM recordings WHERE id = $1")
+        .bind(a.recording_id)
+        .fetch_one(&pool)
+        .await?;
+
+    let reasons: Vec<(Option<String>, i64, i64)> = sqlx::query_as(
+        "SELECT gap_reason, count(*), sum(gap_count)::bigint FROM segments
+          WHERE recording_id = $1 AND is_gap GROUP BY gap_reason ORDER BY 3 DESC LIMIT 5",
+    )
+    .bind(a.recording_id)
+    .fetch_all(&pool)
+    .await?;
+    let at = |n: i64| samples.iter().copied().find(|s| s.segments >= n);
+    let cost = |from: i64, to: i64| -> Option<(f64, f64, f64)> {
+        let (a, b) = (at(from)?, at(to)?);
+        let n = (b.segments - a.segments).max(1) as f64;
+        Some((
+            (b.stat.cpu_secs - a.stat.cpu_secs) / n * 1e6,
+            (b.stat.wchar - a.stat.wchar) as f64 / n,
+            (b.at - a.at).as_secs_f64() / n * 1e6,
+        ))
+    };
+    let last = samples.iter().copied().rfind(|s| s.segments > 0).unwrap();
+    let end = last.segments;
+    // The same span early and late; the late one stops 1k short of the end,
+    // so the finalize (the VOD playlist, streamed from the ledger) is apart.
+    let early = cost(1_000, 11_000.min(end));
+    let late = cost((end - 11_000).max(1_000), (end - 1_000).max(1_001));
+    let finalize_cpu = at(end - 1_000).map(|s| last.stat.cpu_secs - s.stat.cpu_secs);
+    println!(
+        "\nweek benchmark: {} two-second segments ({:.1} days), {} B each, published at {}/s; observer {}",
+        args.segments,
+        args.segments as f64 * 2.0 / 86_400.0,
+        segment_bytes,
+        args.rate,
+        observer_bin.display()
+    );
+    println!(
+        "\n| observer | CPU µs per segment | bytes written per segment (storage + Postgres) | RSS MiB | live playlist bytes |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    if let Some((cpu, bytes, _)) = early {
+        let s = at(1_000).unwrap();
+        println!(
+            "| segments 1k-11k (RSS at 1k) | {cpu:.0} | {bytes:.0} | {:.1} | {} |",
+            s.stat.rss_mib, s.playlist_bytes
+        );
+    }
+    if let Some((cpu, bytes, _)) = late {
+        let s = at(end - 1_000).unwrap();
+        println!(
+            "| segments {}k-{}k (RSS at {end}) | {cpu:.0} | {bytes:.0} | {:.1} | {} |",
+            (end - 11_000) / 1000,
+            (end - 1_000) / 1000,
+            last.stat.rss_mib,
+            s.playlist_bytes
+        );
+    }
+    if let Some(cpu) = finalize_cpu {
+        println!("\nthe last 1k segments and the finalize (VOD playlist of every row, streamed): {cpu:.2} CPU s");
+    }
+    if let (Some(e), Some(l)) = (early, late) {
+        println!("\nlate / early: CPU per segment {:.2}x, bytes per segment {:.2}x", l.0 / e.0, l.1 / e.1);
+    }
+    let peak_rss = samples.iter().map(|s| s.stat.rss_mib).fold(0.0, f64::max);
+    let observer_cpu = last.stat.cpu_secs;
+    println!(
+        "\nobserver: {stored} of {} segments stored ({:.2}%), state {state}, exit {:?}, {:.1} CPU s in all \
+         ({:.0} µs per stored segment), peak RSS {peak_rss:.1} MiB, {:.0} s to the end including the finalize",
+        args.segments,
+        100.0 * stored as f64 / args.segments as f64,
+        observer_out.status.code(),
+        observer_cpu,
+        observer_cpu / stored.max(1) as f64 * 1e6,
+        finished.as_secs_f64()
+    );
+    let holes: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT s + 1, next - 1 FROM (
+             SELECT media_sequence + greatest(gap_count, 1) - 1 AS s,
+                    lead(media_sequence) OVER (ORDER BY epoch, media_sequence) AS next
+               FROM segments WHERE recording_id = $1) x
+          WHERE next > s + 1 LIMIT 10",
+    )
+    .bind(a.recording_id)
+    .fetch_all(&pool)
+    .await?;
+    let (first, last_seq): (Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT min(media_sequence), max(media_sequence) FROM segments WHERE recording_id = $1")
+            .bind(a.recording_id)
+            .fetch_one(&pool)
+            .await?;
+    if !holes.is_empty() || first != Some(0) || last_seq != Some(args.segments as i64 - 1) {
+        println!("LEDGER HOLES (neither stored nor a gap): {holes:?}; sequences {first:?}..={last_seq:?}");
+    }
+    for (reason, rows, segments) in &reasons {
+        println!("gaps: {segments} segment(s) in {rows} row(s): {}", reason.as_deref().unwrap_or("(no reason)"));
+    }
+    if !args.no_peer {
+        let fetched = source.by_ffmpeg.load(Ordering::Relaxed);
+        println!(
+            "ffmpeg -c copy: fetched {fetched} segments, {:.1} CPU s ({:.0} µs per fetched segment), RSS {:.1} MiB at the end",
+            ffmpeg_last.cpu_secs,
+            ffmpeg_last.cpu_secs / fetched.max(1) as f64 * 1e6,
+            ffmpeg_last.rss_mib
+        );
+        println!(
+            "observer CPU per segment / ffmpeg's: {:.2}x",
+            (observer_cpu / stored.max(1) as f64) / (ffmpeg_last.cpu_secs / fetched.max(1) as f64)
+        );
+    }
+    if !observer_out.status.success() {
+        eprintln!("observer stderr:\n{}", String::from_utf8_lossy(&observer_out.stderr));
+    }
+    if !args.no_verify {
+        verify(&playlist_path).await;
+    }
+    pool.close().await;
+    drop(db);
+    Ok(())
+}
+
+/// Read the whole VOD playlist back with ffmpeg.
+async fn verify(playlist: &Path) {
+    let started = Instant::now();
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-v", "error", "-i"])
+        .arg(playlist)
+        .args(["-c", "copy", "-f", "null", "-progress", "pipe:1", "-"])
+        .output()
+        .await
+        .unwrap();
+    let read_us: i64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("out_time_us="))
+        .filter_map(|v| v.parse().ok())
+        .next_back()
+        .unwrap_or(0);
+    let size = std::fs::metadata(playlist).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "VOD playlist: {:.1} MB; ffmpeg read it start to end: {} ({:.1} days of media, {:.0} s)",
+        size as f64 / 1e6,
+        if out.status.success() { "ok" } else { "FAILED" },
+        read_us as f64 / 1e6 / 86_400.0,
+        started.elapsed().as_secs_f64()
+    );
+}
