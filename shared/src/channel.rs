@@ -84,6 +84,16 @@ pub async fn get(pool: &PgPool, id: i64) -> Result<Option<Channel>, sqlx::Error>
     .await
 }
 
+/// A channel's extra allowed hosts (for jobs that fetch on its behalf);
+/// none for a channel that does not exist, and a malformed entry is skipped.
+pub async fn allowed_hosts(pool: &PgPool, channel_id: i64) -> Result<Vec<HostPattern>, sqlx::Error> {
+    let hosts: Option<Vec<String>> = sqlx::query_scalar("SELECT allowed_hosts FROM channels WHERE id = $1")
+        .bind(channel_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(hosts.unwrap_or_default().iter().filter_map(|h| h.parse().ok()).collect())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("channel source URL '{0}' is not a valid URL")]

@@ -122,6 +122,16 @@ impl JobError {
     }
 }
 
+impl From<crate::recording::PublishError> for JobError {
+    fn from(e: crate::recording::PublishError) -> Self {
+        if e.is_transient() {
+            JobError::transient(crate::error_chain(&e))
+        } else {
+            JobError::permanent(crate::error_chain(&e))
+        }
+    }
+}
+
 /// Progress a running job reports; the heartbeat writes the latest value.
 #[derive(Clone, Default)]
 pub struct ProgressSink(Arc<Mutex<Option<Value>>>);

@@ -85,13 +85,14 @@ impl Tally {
 pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), JobError> {
     let pool = ctx.queue.pool();
     let id = recording_id(job)?;
-    let row: Option<(RecordingState, String, Option<String>, i64)> =
-        sqlx::query_as("SELECT state, storage_prefix, source_url, lease_token FROM recordings WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await
-            .map_err(JobError::transient)?;
-    let (state, prefix, source_url, token) =
+    let row: Option<(RecordingState, String, Option<String>, i64, i64)> = sqlx::query_as(
+        "SELECT state, storage_prefix, source_url, lease_token, channel_id FROM recordings WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map_err(JobError::transient)?;
+    let (state, prefix, source_url, token, channel_id) =
         row.ok_or_else(|| JobError::Permanent(format!("recording {id} does not exist")))?;
     if state.is_open() {
         return Err(JobError::Transient(format!(
@@ -109,7 +110,8 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     // The source VOD's segments by sequence, if there is a source to ask.
     let source = match source_url.as_deref().map(url::Url::parse) {
         Some(Ok(url)) => {
-            let policy = FetchPolicy::for_source(&url, &[]);
+            let allowed = crate::channel::allowed_hosts(pool, channel_id).await.map_err(JobError::transient)?;
+            let policy = FetchPolicy::for_source(&url, &allowed);
             let playlist = match ctx.hls.open(&url, &VariantChoice::Best, &policy).await {
                 Ok((_, playlist, _)) => Some(playlist),
                 Err(e) => {
@@ -190,13 +192,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         }
     }
     drop(rows);
-    recording::publish_vod(&ledger, ctx.store.as_ref(), &prefix).await.map_err(|e| {
-        if e.is_transient() {
-            JobError::transient(crate::error_chain(&e))
-        } else {
-            JobError::permanent(crate::error_chain(&e))
-        }
-    })?;
+    recording::publish_vod(&ledger, ctx.store.as_ref(), &prefix).await?;
     let p = ledger.totals().await.map_err(|e| JobError::transient(crate::error_chain(&e)))?;
     sqlx::query(
         "UPDATE recordings SET segment_count = $2, gap_count = $3, bytes = $4, duration_secs = $5 WHERE id = $1",

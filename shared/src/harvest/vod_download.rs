@@ -19,7 +19,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::{Ctx, JobError, ProgressSink};
-use crate::hls::{Body, FetchPolicy, HlsError, InitRef, Retry, VariantChoice};
+use crate::hls::{FetchPolicy, HlsError, InitRef, Retry, VariantChoice};
 use crate::queue::Job;
 use crate::recording::{self, Ledger, LedgerError, LedgerRow, MediaSource, RecordingState};
 use crate::storage::ObjectKey;
@@ -103,8 +103,9 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         }
         None => url.clone(),
     };
-    // The VOD's variants and segments may only come from its own host.
-    let policy = FetchPolicy::for_source(&hls_url, &[]);
+    // The VOD's variants and segments come from its own host or the channel's allowed hosts.
+    let allowed = crate::channel::allowed_hosts(pool, channel_id).await.map_err(JobError::transient)?;
+    let policy = FetchPolicy::for_source(&hls_url, &allowed);
     let (_, playlist, _) = ctx.hls.open(&hls_url, &VariantChoice::Best, &policy).await.map_err(hls_error)?;
     if !playlist.ended {
         return Err(JobError::Permanent(
@@ -154,27 +155,10 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
                     Ok(body) => {
                         let key = recording::segment_key(&prefix, 0, seq, segment.extension())
                             .map_err(JobError::permanent)?;
-                        match &body {
-                            Body::Memory(b) => ctx.store.put(&key, b.clone()).await,
-                            Body::File { file, .. } => ctx.store.put_file(&key, file.path()).await.map(|_| ()),
-                        }
-                        .map_err(JobError::transient)?;
+                        body.upload(ctx.store.as_ref(), &key).await.map_err(JobError::transient)?;
                         bytes.fetch_add(body.len(), Ordering::Relaxed);
-                        LedgerRow {
-                            epoch: 0,
-                            media_sequence: seq as i64,
-                            duration_secs: segment.duration,
-                            bytes: body.len() as i64,
-                            object_key: Some(key.to_string()),
-                            init_key: segment.init.as_ref().and_then(|i| inits.get(i).cloned()),
-                            program_date_time: segment.program_date_time,
-                            source: MediaSource::Vod,
-                            is_gap: false,
-                            gap_count: 0,
-                            is_ad: segment.is_ad,
-                            discontinuity: segment.discontinuity,
-                            gap_reason: None,
-                        }
+                        let init_key = segment.init.as_ref().and_then(|i| inits.get(i).cloned());
+                        LedgerRow::stored(0, &segment, &key, init_key, body.len(), MediaSource::Vod)
                     }
                     Err(e) if e.is_final() => {
                         warn!(seq, error = %e, "segment cannot be fetched from the source; recording an explicit gap");
@@ -200,13 +184,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         .await?;
 
     // Playlist and final row last.
-    recording::publish_vod(&ledger, ctx.store.as_ref(), &prefix).await.map_err(|e| {
-        if e.is_transient() {
-            JobError::transient(crate::error_chain(&e))
-        } else {
-            JobError::permanent(crate::error_chain(&e))
-        }
-    })?;
+    recording::publish_vod(&ledger, ctx.store.as_ref(), &prefix).await?;
     let (jobs, progress_row) =
         ledger.finalize(uuid::Uuid::nil(), RecordingState::Complete).await.map_err(ledger_error)?;
     info!(recording = recording_id, segments = progress_row.segments, bytes = progress_row.bytes, jobs = ?jobs, "VOD downloaded");

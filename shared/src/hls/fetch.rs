@@ -141,6 +141,18 @@ impl Body {
         self.len() == 0
     }
 
+    /// Store the body under `key`: from memory, or streamed from its file.
+    pub async fn upload(
+        &self,
+        store: &dyn crate::storage::ObjectStore,
+        key: &crate::storage::ObjectKey,
+    ) -> Result<(), crate::storage::StorageError> {
+        match self {
+            Body::Memory(bytes) => store.put(key, bytes.clone()).await,
+            Body::File { file, .. } => store.put_file(key, file.path()).await.map(|_| ()),
+        }
+    }
+
     /// The bytes, reading a spilled file back. For small bodies and tests.
     pub async fn bytes(&self) -> std::io::Result<Bytes> {
         match self {

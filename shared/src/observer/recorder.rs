@@ -870,26 +870,8 @@ impl FetchTask {
                 return Fetched::Failed { epoch, seq, duration: segment.duration, error, lost_for_good };
             }
         };
-        let row = LedgerRow {
-            epoch: epoch as i32,
-            media_sequence: seq as i64,
-            duration_secs: segment.duration,
-            bytes: body.len() as i64,
-            object_key: Some(key.to_string()),
-            init_key,
-            program_date_time: segment.program_date_time,
-            source: MediaSource::Live,
-            is_gap: false,
-            gap_count: 0,
-            is_ad: segment.is_ad,
-            discontinuity: segment.discontinuity,
-            gap_reason: None,
-        };
-        let uploaded = match &body {
-            Body::Memory(bytes) => store.put(&key, bytes.clone()).await,
-            Body::File { file, .. } => store.put_file(&key, file.path()).await.map(|_| ()),
-        };
-        match uploaded {
+        let row = LedgerRow::stored(epoch, &segment, &key, init_key, body.len(), MediaSource::Live);
+        match body.upload(store.as_ref(), &key).await {
             Ok(()) => Fetched::Stored { epoch, seq, row },
             Err(e) => {
                 warn!(seq, error = %crate::error_chain(&e), "upload failed; spooling the segment locally");

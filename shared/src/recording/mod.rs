@@ -83,6 +83,33 @@ impl LedgerRow {
         }
     }
 
+    /// The row of a stored segment: `segment` as the source described it,
+    /// `bytes` long, stored under `key` (with `init_key` for fMP4).
+    pub fn stored(
+        epoch: u32,
+        segment: &crate::hls::SourceSegment,
+        key: &ObjectKey,
+        init_key: Option<String>,
+        bytes: u64,
+        source: MediaSource,
+    ) -> Self {
+        Self {
+            epoch: i32::try_from(epoch).unwrap_or(i32::MAX),
+            media_sequence: i64::try_from(segment.sequence).unwrap_or(i64::MAX),
+            duration_secs: segment.duration,
+            bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
+            object_key: Some(key.to_string()),
+            init_key,
+            program_date_time: segment.program_date_time,
+            source,
+            is_gap: false,
+            gap_count: 0,
+            is_ad: segment.is_ad,
+            discontinuity: segment.discontinuity,
+            gap_reason: None,
+        }
+    }
+
     /// The same row with why it is a gap.
     pub fn because(mut self, reason: impl Into<String>) -> Self {
         self.gap_reason = Some(reason.into());
