@@ -72,7 +72,8 @@ async fn docker_cells_record_with_the_env_contract_and_labels_then_stop_and_are_
     let (cell, container, _) = colony.active("observer").await.pop().unwrap();
     let container = container.expect("the container id is recorded");
 
-    // Labels, the env contract, and nothing mounted (no Docker socket).
+    // Labels, the env contract, and one mount: the colony's spool volume (no
+    // Docker socket, no host path).
     let labels: serde_json::Value =
         serde_json::from_str(&docker(&["inspect", "--format", "{{json .Config.Labels}}", &container])).unwrap();
     assert_eq!(labels["colony.cell.kind"], "observer");
@@ -92,7 +93,14 @@ async fn docker_cells_record_with_the_env_contract_and_labels_then_stop_and_are_
     ] {
         assert!(env.contains(var), "{var} missing from {env}");
     }
-    assert_eq!(docker(&["inspect", "--format", "{{len .Mounts}}", &container]), "0");
+    let mounts: serde_json::Value =
+        serde_json::from_str(&docker(&["inspect", "--format", "{{json .Mounts}}", &container])).unwrap();
+    let mounts = mounts.as_array().unwrap();
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    assert_eq!(mounts[0]["Type"], "volume");
+    assert_eq!(mounts[0]["Name"], format!("colony-spool-{instance}"));
+    assert_eq!(mounts[0]["Destination"], "/var/lib/colony/spool");
+    assert!(env.contains("COLONY_SPOOL_DIR=/var/lib/colony/spool"), "{env}");
 
     // It really records.
     let recording: i64 = sqlx::query_scalar("SELECT recording_id FROM cells WHERE id = $1")
@@ -138,6 +146,7 @@ async fn docker_cells_record_with_the_env_contract_and_labels_then_stop_and_are_
     assert_eq!(n(&cleaned, "orphans_reaped"), 1, "{cleaned:#}");
     assert!(containers(&instance).is_empty());
     remove_all(&instance);
+    let _ = Command::new("docker").args(["volume", "rm", "-f", &format!("colony-spool-{instance}")]).output();
 }
 
 #[tokio::test(flavor = "multi_thread")]
