@@ -121,3 +121,24 @@ async fn check_passes_on_a_migrated_database() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("storage:") && stdout.contains("writable"), "{stdout}");
 }
+
+/// Every pool a binary opens carries a statement timeout, so a statement
+/// that hangs (a lock never released, a runaway query) is cancelled by
+/// Postgres instead of holding the binary forever; `migrate` runs without it.
+#[tokio::test]
+async fn statements_of_a_binarys_pool_time_out_and_migrate_has_no_limit() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        db: colony::config::DatabaseArgs,
+    }
+    let db = TestDb::migrated().await;
+    let cli = Cli::parse_from(["test", "--database-url", &db.url, "--statement-timeout", "300ms"]);
+    let pool = colony::db::connect(&cli.db).await.unwrap();
+    let err = sqlx::query("SELECT pg_sleep(3)").execute(&pool).await.unwrap_err();
+    let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("57014"), "{err}");
+    let unlimited = colony::db::connect_unchecked(&cli.db).await.unwrap();
+    sqlx::query("SELECT pg_sleep(0.5)").execute(&unlimited).await.unwrap();
+}

@@ -119,6 +119,11 @@ pub struct DatabaseArgs {
     /// How long to wait for Postgres to accept a connection before giving up.
     #[arg(long, env = "COLONY_DB_CONNECT_TIMEOUT", default_value = "10s", value_name = "DURATION")]
     pub db_connect_timeout: humantime::Duration,
+
+    /// Postgres cancels any statement that runs longer than this (0s: no
+    /// limit). `mothership migrate` runs without it.
+    #[arg(long, env = "COLONY_STATEMENT_TIMEOUT", default_value = "60s", value_name = "DURATION")]
+    pub statement_timeout: humantime::Duration,
 }
 
 #[cfg(test)]

@@ -56,23 +56,42 @@ impl DbError {
     }
 }
 
-/// Open a pool without checking the schema (used by `migrate` itself).
+/// Open a pool without checking the schema and without a statement timeout
+/// (used by `migrate` itself, whose statements may take long on big tables).
 pub async fn connect_unchecked(args: &DatabaseArgs) -> Result<PgPool, DbError> {
-    connect_url(&args.database_url, args.db_max_connections, args.db_connect_timeout.into()).await
+    connect_url(&args.database_url, args.db_max_connections, args.db_connect_timeout.into(), None).await
 }
 
-pub async fn connect_url(url: &DatabaseUrl, max_connections: u32, timeout: Duration) -> Result<PgPool, DbError> {
+/// Open a pool. With `statement_timeout`, Postgres cancels any statement of
+/// these connections that runs longer.
+pub async fn connect_url(
+    url: &DatabaseUrl,
+    max_connections: u32,
+    timeout: Duration,
+    statement_timeout: Option<Duration>,
+) -> Result<PgPool, DbError> {
+    let mut options = url.connect_options();
+    if let Some(limit) = statement_timeout.filter(|t| !t.is_zero()) {
+        options = options.options([("statement_timeout", format!("{}ms", limit.as_millis()))]);
+    }
     PgPoolOptions::new()
         .max_connections(max_connections.max(1))
         .acquire_timeout(timeout)
-        .connect_with(url.connect_options())
+        .connect_with(options)
         .await
         .map_err(|source| DbError::Connect { url: url.redacted(), source })
 }
 
-/// Open a pool and refuse a database whose schema is not this binary's.
+/// Open a pool, with `--statement-timeout` on every statement, and refuse a
+/// database whose schema is not this binary's.
 pub async fn connect(args: &DatabaseArgs) -> Result<PgPool, DbError> {
-    let pool = connect_unchecked(args).await?;
+    let pool = connect_url(
+        &args.database_url,
+        args.db_max_connections,
+        args.db_connect_timeout.into(),
+        Some(args.statement_timeout.into()),
+    )
+    .await?;
     check_schema(&pool, &args.database_url.redacted()).await?;
     Ok(pool)
 }
