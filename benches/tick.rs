@@ -53,7 +53,7 @@ impl Launcher for Listed {
     async fn start(&self, _: &CellSpec) -> Result<String, LaunchError> {
         unreachable!("the benchmark does not act")
     }
-    async fn stop(&self, _: &str, _: &str) -> Result<(), LaunchError> {
+    async fn stop(&self, _: &str, _: Option<uuid::Uuid>, _: &str) -> Result<(), LaunchError> {
         unreachable!("the benchmark does not act")
     }
 }
@@ -149,7 +149,14 @@ async fn main() -> anyhow::Result<()> {
         limits: Default::default(),
         resolvers: Default::default(),
     };
-    let ctx = TickCtx { pool: &pool, launcher: &launcher, policy: &policy, probe: &probe, cell_env: Vec::new() };
+    let ctx = TickCtx {
+        pool: &pool,
+        launcher: &launcher,
+        policy: &policy,
+        probe: &probe,
+        cell_env: Vec::new(),
+        deadline: Duration::from_secs(120),
+    };
 
     // Warm the caches once, as a running mothership would have.
     let (observed, plan, _, _) = observe_plan_save(&ctx, Utc::now()).await?;

@@ -53,7 +53,10 @@ async fn docker_tick(colony: &Colony, extra: &[(&str, &str)]) -> serde_json::Val
     }
     let out = cmd.output().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "tick failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    // Exit 4: the plan was carried out but some actions failed.
+    let none_failed = stdout.contains("\"failed_actions\":0");
+    let expected = if none_failed { Some(0) } else { Some(4) };
+    assert_eq!(out.status.code(), expected, "tick: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
 
@@ -177,7 +180,14 @@ async fn a_missing_image_is_a_failed_action_with_a_clear_reason_and_the_rest_goe
     assert_eq!(rows.as_array().unwrap().len(), 2);
     assert!(containers(&instance).is_empty(), "nothing half-made is left behind");
 
-    // With the image present the next tick starts the cell, which drains and exits.
+    // The failed starts back off (COLONY_START_BACKOFF, 1s here, doubling): the
+    // next tick waits and says until when.
+    let waiting = docker_tick(&colony, &[]).await;
+    assert_eq!(n(&waiting, "harvest_started"), 0, "{waiting:#}");
+    let skipped = waiting["plan"]["skipped"][0]["reason"].as_str().unwrap_or_default();
+    assert!(skipped.contains("backing off after 2 failed start(s); next try at"), "{waiting:#}");
+    // With the image present, a tick after the backoff starts the cells, which drain and exit.
+    tokio::time::sleep(SECS(3)).await;
     let report = docker_tick(&colony, &[]).await;
     assert_eq!(n(&report, "harvest_started"), 2, "{report:#}");
     colony_tests::eventually("the harvest container to finish", SECS(60), || async {

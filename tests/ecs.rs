@@ -27,7 +27,7 @@ fn args(endpoint: &str) -> EcsArgs {
         ecs_assign_public_ip: false,
         ecs_endpoint_url: Some(endpoint.into()),
         ecs_region: Some("us-east-1".into()),
-        ecs_pass_database_url: true,
+        ecs_pass_secrets: false,
     }
 }
 
@@ -43,6 +43,8 @@ fn observer_spec() -> CellSpec {
             ("OBSERVER_CHANNEL_LOGIN".into(), "echo".into()),
             ("COLONY_LEASE_TOKEN".into(), "3".into()),
             ("DATABASE_URL".into(), "postgres://colony:hunter2@db/colony".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "GKexample".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "sekrit-s3-key".into()),
         ],
     }
 }
@@ -80,26 +82,28 @@ async fn run_list_describe_and_stop_tasks_on_moto() {
         overrides.environment().iter().map(|kv| (kv.name().unwrap(), kv.value().unwrap())).collect();
     assert!(env.contains(&("OBSERVER_VOD_ID", "7")) && env.contains(&("COLONY_LEASE_TOKEN", "3")), "{env:?}");
     assert!(env.contains(&("COLONY_CELL_ID", spec.cell_id.to_string().as_str())));
-    assert!(env.iter().any(|(k, _)| *k == "DATABASE_URL"), "passed by default: {env:?}");
+    // No secret in the overrides (anyone allowed DescribeTasks reads them):
+    // the task definition injects DATABASE_URL, and the task role gives AWS access.
+    for secret in ["DATABASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        assert!(!env.iter().any(|(k, _)| *k == secret), "{secret} in the overrides: {env:?}");
+    }
+    let shown = format!("{:?}", task.overrides());
+    assert!(!shown.contains("hunter2") && !shown.contains("sekrit-s3-key"), "{shown}");
 
-    launcher.stop(&arn, "channel echo is disabled").await.unwrap();
+    launcher.stop(&arn, Some(spec.cell_id), "channel echo is disabled").await.unwrap();
     assert!(launcher.list().await.unwrap().is_empty(), "a stopped task is no longer listed");
     let described = client.describe_tasks().cluster("colony").tasks(&arn).send().await.unwrap();
     assert_eq!(described.tasks()[0].stopped_reason(), Some("channel echo is disabled"));
 
-    // With the URL injected from a secret by the task definition, the
-    // password stays out of the overrides (and so out of DescribeTasks).
-    let secret = EcsLauncher::with_client(
-        client.clone(),
-        instance,
-        EcsArgs { ecs_pass_database_url: false, ..args(&proxy.endpoint) },
-    );
+    // Asked to, for task definitions that inject nothing, it passes them.
+    let secret =
+        EcsLauncher::with_client(client.clone(), instance, EcsArgs { ecs_pass_secrets: true, ..args(&proxy.endpoint) });
     let arn = secret.start(&observer_spec()).await.unwrap();
     let described = client.describe_tasks().cluster("colony").tasks(&arn).send().await.unwrap();
     let overrides = &described.tasks()[0].overrides().unwrap().container_overrides()[0];
     let names: Vec<&str> = overrides.environment().iter().filter_map(|kv| kv.name()).collect();
-    assert!(!names.contains(&"DATABASE_URL") && names.contains(&"COLONY_CELL_ID"), "{names:?}");
-    secret.stop(&arn, "test done").await.unwrap();
+    assert!(names.contains(&"DATABASE_URL") && names.contains(&"AWS_SECRET_ACCESS_KEY"), "{names:?}");
+    secret.stop(&arn, None, "test done").await.unwrap();
 
     // An unknown task definition is a clear error, not a panic.
     let mut bad = args(&proxy.endpoint);

@@ -182,12 +182,12 @@ async fn storage_classes_change_on_s3_and_are_refused_on_file() {
     let f = garage_store().await;
     let k = key("cold/old.ts");
     f.store.put(&k, Bytes::from_static(b"old media")).await.unwrap();
-    f.store.set_storage_class(&k, "STANDARD").await.unwrap();
+    f.store.set_storage_class(&k, 9, "STANDARD").await.unwrap();
     assert_eq!(get_bytes(f.store.as_ref(), &k).await.unwrap(), Bytes::from_static(b"old media"));
 
     let local = file_store().await;
     local.store.put(&k, Bytes::from_static(b"x")).await.unwrap();
-    assert!(matches!(local.store.set_storage_class(&k, "GLACIER").await, Err(StorageError::Unsupported { .. })));
+    assert!(matches!(local.store.set_storage_class(&k, 9, "GLACIER").await, Err(StorageError::Unsupported { .. })));
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ struct Cli {
     harvest: HarvestArgs,
     /// How often the cell tells the mothership it is alive.
     #[arg(long, env = "COLONY_HEARTBEAT_INTERVAL", default_value = "10s", value_name = "DURATION")]
-    heartbeat: humantime::Duration,
+    heartbeat: colony::config::NonZeroDuration,
     /// This cell's id; the mothership sets it, a joining laptop gets a fresh one.
     #[arg(long = "cell-id", env = "COLONY_CELL_ID", value_name = "UUID")]
     cell_id: Option<uuid::Uuid>,
@@ -53,10 +53,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let pool = colony::db::connect(&cli.db).await?;
     let store = colony::storage::open(&cli.storage).await?;
     let cell_id = cli.cell_id.unwrap_or_else(uuid::Uuid::new_v4);
-    colony::harvest::register(&pool, cell_id).await.context("registering the cell")?;
-    let heartbeat = tokio::spawn(colony::harvest::heartbeat_cell(pool.clone(), cell_id, cli.heartbeat.into()));
+    match colony::harvest::register(&pool, cell_id).await {
+        Ok(()) => {}
+        Err(e @ colony::harvest::CellError::Gone(_)) => {
+            return Err(Exit { code: colony::exit::FENCED, message: e.to_string() }.into());
+        }
+        Err(e) => return Err(anyhow::Error::from(e).context("registering the cell")),
+    }
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
+    // A cell whose row the mothership buried stops claiming and leaves.
+    let buried = CancellationToken::new();
+    let heartbeat = {
+        let (pool, stop, buried, every) = (pool.clone(), stop.clone(), buried.clone(), cli.heartbeat.into());
+        tokio::spawn(async move {
+            colony::harvest::heartbeat_cell(pool, cell_id, every).await;
+            buried.cancel();
+            stop.cancel();
+        })
+    };
     let ctx = Ctx {
         queue: Queue::new(pool.clone()),
         store,
@@ -67,6 +82,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let done = colony::harvest::run(ctx, stop).await?;
     heartbeat.abort();
+    if buried.is_cancelled() {
+        return Err(Exit {
+            code: colony::exit::FENCED,
+            message: "the mothership marked this cell dead; it stopped without claiming more".into(),
+        }
+        .into());
+    }
     colony::harvest::mark_exited(&pool, cell_id).await.context("marking the cell exited")?;
     tracing::info!(jobs = done, "harvest cell exiting");
     Ok(())

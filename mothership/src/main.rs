@@ -270,6 +270,10 @@ struct TickArgs {
     /// the variable), e.g. a DATABASE_URL as seen from inside containers.
     #[arg(long, env = "COLONY_CELL_ENV", value_delimiter = ',', value_parser = launcher::parse_env_pair, value_name = "KEY=VALUE")]
     cell_env: Vec<(String, String)>,
+    /// A tick that takes longer is abandoned and its lock released (each
+    /// statement also has --statement-timeout).
+    #[arg(long, env = "COLONY_TICK_DEADLINE", default_value = "2m", value_name = "DURATION")]
+    tick_deadline: colony::config::NonZeroDuration,
     #[command(flatten)]
     policy: PolicyArgs,
     #[command(flatten)]
@@ -328,7 +332,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let setup = Setup::new(&tick).await?;
             match colony::mothership::tick::tick(&setup.ctx(&tick)).await.context("tick failed")? {
                 TickOutcome::Busy => show::busy(json),
-                TickOutcome::Done(report) => show::tick(&report, json),
+                TickOutcome::Done(report) => {
+                    show::tick(&report, json);
+                    if report.failed_actions > 0 {
+                        return Err(Exit {
+                            code: colony::exit::ACTIONS_FAILED,
+                            message: format!(
+                                "{} action(s) failed; `mothership decisions --failed` says why",
+                                report.failed_actions
+                            ),
+                        }
+                        .into());
+                    }
+                }
             }
         }
         Command::Up(args) => up::up(args).await?,
@@ -490,6 +506,7 @@ impl Setup {
             policy: &self.policy,
             probe: &args.probe,
             cell_env: self.cell_env.clone(),
+            deadline: args.tick_deadline.get(),
         }
     }
 }

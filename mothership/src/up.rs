@@ -196,7 +196,7 @@ async fn stop_cells(setup: &Setup, layout: &Layout) {
     }
     say(format!("stopping {} cell(s); observers finalize their recordings first", cells.len()));
     for cell in &cells {
-        let _ = launcher.stop(&cell.backend_ref, "mothership up is stopping").await;
+        let _ = launcher.stop(&cell.backend_ref, cell.cell_id, "mothership up is stopping").await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
@@ -207,7 +207,7 @@ async fn stop_cells(setup: &Setup, layout: &Layout) {
         if tokio::time::Instant::now() >= deadline {
             say(format!("{} cell(s) outlived 90s; killing them (their work is handed back)", left.len()));
             for cell in &left {
-                let _ = launcher.reap(&cell.backend_ref, "did not stop within 90s").await;
+                let _ = launcher.reap(&cell.backend_ref, cell.cell_id, "did not stop within 90s").await;
             }
             return;
         }

@@ -104,6 +104,41 @@ fn redact_in(message: &str, url: &Url) -> String {
     }
 }
 
+/// A humantime duration that must be more than zero: an interval of 0 would
+/// make a timer panic or a loop spin. Refused at parse time, with one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonZeroDuration(std::time::Duration);
+
+impl NonZeroDuration {
+    pub fn get(self) -> std::time::Duration {
+        self.0
+    }
+}
+
+impl FromStr for NonZeroDuration {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let d: humantime::Duration = raw.trim().parse().map_err(|e: humantime::DurationError| e.to_string())?;
+        let d: std::time::Duration = d.into();
+        if d.is_zero() {
+            return Err("it must be more than 0, e.g. 10s".into());
+        }
+        Ok(Self(d))
+    }
+}
+
+impl fmt::Display for NonZeroDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl From<NonZeroDuration> for std::time::Duration {
+    fn from(d: NonZeroDuration) -> Self {
+        d.0
+    }
+}
+
 /// `--database-url` / `DATABASE_URL`, flattened into every binary.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {
@@ -138,6 +173,14 @@ mod tests {
         assert!(url.expose().contains("hunter2"));
         let q = redact_url("postgres://db/colony?user=a&password=hunter2");
         assert!(!q.contains("hunter2"), "{q}");
+    }
+
+    #[test]
+    fn zero_durations_are_refused() {
+        assert_eq!("10s".parse::<NonZeroDuration>().unwrap().get(), std::time::Duration::from_secs(10));
+        for bad in ["0", "0s", "0ms", "", "soon"] {
+            assert!(bad.parse::<NonZeroDuration>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Exit codes every binary shares (DESIGN.md): 0 done, 2 bad configuration or
-//! input, 3 fenced out by a replacement, 1 anything else. And the one-line
-//! error report that goes with them.
+//! input, 3 fenced out by a replacement, 4 a tick that carried out its plan
+//! but some actions failed, 1 anything else. And the one-line error report
+//! that goes with them.
 
 use std::process::ExitCode;
 
@@ -12,6 +13,7 @@ pub const OK: u8 = 0;
 pub const FAILURE: u8 = 1;
 pub const BAD_CONFIG: u8 = 2;
 pub const FENCED: u8 = 3;
+pub const ACTIONS_FAILED: u8 = 4;
 
 /// An error the binary wants to exit with a specific code.
 #[derive(Debug, thiserror::Error)]

@@ -23,6 +23,7 @@ fn policy() -> Policy {
         scale_down_window: std::time::Duration::from_secs(300),
         idle_cooldown: std::time::Duration::from_secs(120),
         max_observers: 100,
+        start_backoff: std::time::Duration::from_secs(10),
     }
 }
 
@@ -39,6 +40,8 @@ fn channel(n: i64, live: bool) -> ChannelView {
         live,
         live_since: live.then(|| now() - Ago::minutes(n)),
         open_recording: None,
+        start_failures: 0,
+        start_retry_at: None,
     }
 }
 
@@ -230,13 +233,66 @@ fn a_harvest_cell_that_stopped_heartbeating_is_marked_dead_and_its_leases_rescue
     assert!(matches!(&p.actions[1].action, Action::RescueLeases { jobs } if jobs == &[42]));
 }
 
+/// Defect: after a Postgres outage longer than the lease, every busy harvest
+/// cell was marked dead (and killed, with its other healthy jobs) because its
+/// lease had expired. An expired lease requeues the job and nothing more; the
+/// cell, which heartbeats, stops that job by itself.
 #[test]
-fn an_expired_lease_marks_its_cell_dead_even_while_it_heartbeats() {
-    let mut o = observed(vec![], vec![harvest(1, 1)]);
+fn an_expired_lease_requeues_the_job_and_leaves_a_heartbeating_cell_alone() {
+    let mut o = observed(vec![], vec![harvest(1, 2)]);
     o.queue.expired_leases = vec![ExpiredLease { job_id: 42, worker: Some(id(1).to_string()) }];
     let p = plan(&o, &policy(), now());
-    assert_eq!(names(&p), ["rescue_leases", "mark_dead"]);
-    assert!(p.actions[1].reason.contains("lease on job 42 expired"));
+    assert_eq!(names(&p), ["rescue_leases"]);
+}
+
+/// Defect: a cell that died at start waited out the whole start grace before
+/// it was replaced, while its channel's segments left the source's window.
+#[test]
+fn a_cell_the_backend_reports_exited_is_replaced_at_once_grace_or_not() {
+    let young = cell(1, CellKind::Observer, Some(1), 3, None);
+    let mut o = observed(vec![channel(1, true)], vec![young.clone()]);
+    o.instances.as_mut().unwrap()[0].running = false;
+    let p = plan(&o, &policy(), now());
+    assert_eq!(names(&p), ["replace_observer"], "{:?}", p.actions);
+    assert!(p.actions[0].reason.contains("reports it exited"), "{}", p.actions[0].reason);
+    // A backend that lists at once (process, docker) and no longer shows it: gone too.
+    let mut o = observed(vec![channel(1, true)], vec![young.clone()]);
+    o.instances = Some(vec![]);
+    o.lists_at_once = true;
+    assert_eq!(names(&plan(&o, &policy(), now())), ["replace_observer"]);
+    // ECS may not list a task it just started: that one gets the grace.
+    o.lists_at_once = false;
+    assert!(plan(&o, &policy(), now()).actions.is_empty());
+}
+
+/// Defect: a failing start was tried again on every tick, with no backoff.
+#[test]
+fn a_start_that_keeps_failing_backs_off_and_says_until_when() {
+    let mut ch = channel(1, true);
+    ch.start_failures = 3;
+    ch.start_retry_at = Some(now() + Ago::seconds(30));
+    let p = plan(&observed(vec![ch.clone()], vec![]), &policy(), now());
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.report.skipped[0].subject, "channel ch1");
+    assert!(p.report.skipped[0].reason.contains("backing off after 3 failed start(s); next try at"));
+    // When the backoff has passed, it is tried again.
+    ch.start_retry_at = Some(now() - Ago::seconds(1));
+    assert_eq!(names(&plan(&observed(vec![ch.clone()], vec![]), &policy(), now())), ["start_observer"]);
+    // A dead observer is buried while its replacement waits.
+    ch.start_retry_at = Some(now() + Ago::seconds(30));
+    let p = plan(&observed(vec![ch], vec![observer(1, 1, 300)]), &policy(), now());
+    assert_eq!(names(&p), ["mark_dead"]);
+    // The harvest pool backs off the same way.
+    let mut o = observed(vec![], vec![]);
+    o.queue.ready = 5;
+    (o.harvest_start_failures, o.harvest_retry_at) = (2, Some(now() + Ago::seconds(20)));
+    let p = plan(&o, &policy(), now());
+    assert!(!names(&p).contains(&"start_harvest"), "{:?}", p.actions);
+    assert_eq!(p.report.skipped[0].subject, "harvest pool");
+    let base = std::time::Duration::from_secs(10);
+    assert_eq!(colony::mothership::planner::start_backoff(base, 1), std::time::Duration::from_secs(10));
+    assert_eq!(colony::mothership::planner::start_backoff(base, 3), std::time::Duration::from_secs(40));
+    assert_eq!(colony::mothership::planner::start_backoff(base, 30), std::time::Duration::from_secs(600));
 }
 
 #[test]
@@ -393,6 +449,7 @@ prop_compose! {
             instances: listed.then_some(instances),
             queue: QueueView { ready, running, ..Default::default() },
             history: History { max_want_in_window: window, last_busy_at: busy_ago.map(|s| now() - Ago::seconds(s)) },
+            ..Default::default()
         }
     }
 }

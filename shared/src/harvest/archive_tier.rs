@@ -1,6 +1,8 @@
 //! `archive_tier`: move finished recordings older than an age to a cold
-//! storage class, in place (an S3 CopyObject per object, so keys and the
-//! ledger stay valid). Args: `{"older_than": "30d", "storage_class":
+//! storage class, in place (an S3 copy per object, in parts above the
+//! multipart threshold, so keys and the ledger stay valid). A recording that
+//! fails is recorded (`recordings.error`) and passed over: the others go on,
+//! and it is tried again last. Args: `{"older_than": "30d", "storage_class":
 //! "GLACIER_IR"}`, or `{"recording_id": N, "storage_class": ...}`.
 
 use std::time::Duration;
@@ -22,11 +24,13 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         None => {
             let age = job.args.get("older_than").and_then(|a| a.as_str()).unwrap_or("30d");
             let age: Duration = humantime::parse_duration(age).map_err(|e| JobError::Permanent(format!("older_than '{age}': {e}")))?;
+            // A recording that failed to tier before goes last, so it never
+            // holds up the others.
             sqlx::query_as(
                 "SELECT id, storage_prefix FROM recordings
                   WHERE state IN ('complete', 'interrupted', 'failed') AND ended_at < now() - make_interval(secs => $1)
                     AND storage_class IS DISTINCT FROM $2
-                  ORDER BY id",
+                  ORDER BY error IS NOT NULL AND error LIKE 'archive_tier:%', id",
             )
             .bind(age.as_secs_f64())
             .bind(&class)
@@ -35,28 +39,64 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         }
     }
     .map_err(JobError::transient)?;
-    let mut moved = 0u64;
+    let (mut moved, mut failed) = (0u64, Vec::new());
     for (i, (id, prefix)) in recordings.iter().enumerate() {
-        let prefix = ObjectKey::parse(prefix).map_err(JobError::permanent)?;
-        for object in ctx.store.list(Some(&prefix)).await.map_err(JobError::transient)? {
-            if object.storage_class.as_deref() == Some(class.as_str()) {
-                continue;
+        match tier(ctx, prefix, &class).await {
+            Ok(n) => {
+                moved += n;
+                sqlx::query(
+                    "UPDATE recordings SET storage_class = $2,
+                            error = CASE WHEN error LIKE 'archive_tier:%' THEN NULL ELSE error END
+                      WHERE id = $1",
+                )
+                .bind(id)
+                .bind(&class)
+                .execute(pool)
+                .await
+                .map_err(JobError::transient)?;
             }
-            ctx.store.set_storage_class(&object.key, &class).await.map_err(|e| match e {
-                StorageError::Unsupported { .. } => JobError::Permanent(format!("{e}; archive_tier needs S3 storage")),
-                e if e.is_transient() => JobError::Transient(format!("{:#}", anyhow::Error::from(e))),
-                e => JobError::Permanent(format!("{:#}", anyhow::Error::from(e))),
-            })?;
-            moved += 1;
+            Err(JobError::Transient(why)) => {
+                tracing::warn!(recording = id, error = %why, "tiering a recording failed; going on with the others");
+                let _ = sqlx::query("UPDATE recordings SET error = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(format!("archive_tier: {why}"))
+                    .execute(pool)
+                    .await;
+                failed.push(format!("recording {id}: {why}"));
+            }
+            Err(other) => return Err(other),
         }
-        sqlx::query("UPDATE recordings SET storage_class = $2 WHERE id = $1")
-            .bind(id)
-            .bind(&class)
-            .execute(pool)
-            .await
-            .map_err(JobError::transient)?;
-        progress.set(json!({ "recordings_done": i + 1, "recordings_total": recordings.len(), "objects_moved": moved }));
+        progress.set(json!({
+            "recordings_done": i + 1, "recordings_total": recordings.len(), "objects_moved": moved, "failed": failed.len()
+        }));
     }
-    tracing::info!(recordings = recordings.len(), objects = moved, %class, "recordings tiered");
-    Ok(())
+    tracing::info!(recordings = recordings.len(), objects = moved, failed = failed.len(), %class, "recordings tiered");
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(JobError::Transient(format!(
+            "{} of {} recording(s) could not be tiered: {}",
+            failed.len(),
+            recordings.len(),
+            failed.join("; ")
+        )))
+    }
+}
+
+/// Move every object of one recording to `class`; returns how many moved.
+async fn tier(ctx: &Ctx, prefix: &str, class: &str) -> Result<u64, JobError> {
+    let prefix = ObjectKey::parse(prefix).map_err(JobError::permanent)?;
+    let mut moved = 0;
+    for object in ctx.store.list(Some(&prefix)).await.map_err(JobError::transient)? {
+        if object.storage_class.as_deref() == Some(class) {
+            continue;
+        }
+        ctx.store.set_storage_class(&object.key, object.size, class).await.map_err(|e| match e {
+            StorageError::Unsupported { .. } => JobError::Permanent(format!("{e}; archive_tier needs S3 storage")),
+            e if e.is_transient() => JobError::Transient(crate::error_chain(&e)),
+            e => JobError::Permanent(crate::error_chain(&e)),
+        })?;
+        moved += 1;
+    }
+    Ok(moved)
 }

@@ -1,11 +1,15 @@
 //! The harvest cell: a queue worker for the work that can wait.
 //!
-//! [`work_once`] claims one job, runs it while a side task heartbeats its
-//! lease (carrying progress), and completes or fails it, fenced on
-//! `(id, attempt)`. [`run`] wraps it in `--concurrency` loops that exit after
-//! `--idle-exit` with nothing to do, or at once when the queue is empty with
-//! `--drain`. On SIGTERM nothing new is claimed; running jobs get a deadline,
-//! then go back to the queue without spending an attempt.
+//! [`work_once`] claims one job, runs it while a side task renews its lease
+//! (carrying progress), and completes or fails it, fenced on the lease
+//! generation. A worker fences itself: if it cannot renew the lease before
+//! half of it has passed, it stops the job (and its ffmpeg) and reports
+//! nothing, because another worker may take the job once the lease expires.
+//! Each job has a per-kind timeout. [`run`] wraps it in `--concurrency`
+//! loops that exit after `--idle-exit` with nothing to do, or at once when
+//! the queue is empty with `--drain`. On SIGTERM nothing new is claimed;
+//! running jobs get a deadline, then go back to the queue without spending
+//! an attempt.
 
 mod archive_tier;
 pub mod export;
@@ -24,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
 use crate::hls::HlsClient;
-use crate::queue::{FailOutcome, Failure, Job, JobWaker, KindFilter, Queue, QueueError};
+use crate::queue::{FailOutcome, Failure, Job, JobWaker, KindFilter, Lease, Queue, QueueError};
 use crate::storage::ObjectStore;
 
 /// Job kinds this build can run. A cell never claims a kind it cannot do.
@@ -48,9 +52,17 @@ pub struct HarvestArgs {
     #[arg(long, env = "HARVEST_DRAIN")]
     pub drain: bool,
 
-    /// Lease length; heartbeats renew it every third of it.
+    /// Never leave for lack of work (--idle-exit does not apply); only
+    /// SIGTERM ends the cell. The mothership starts cells this way when it
+    /// keeps a minimum pool (COLONY_MIN_HARVEST), so none leaves only to be
+    /// started again.
+    #[arg(long, env = "HARVEST_STAY")]
+    pub stay: bool,
+
+    /// Lease length; heartbeats renew it every third of it, and a job whose
+    /// lease could not be renewed for half of it is stopped.
     #[arg(long, env = "HARVEST_LEASE", default_value = "60s", value_name = "DURATION")]
-    pub lease: humantime::Duration,
+    pub lease: crate::config::NonZeroDuration,
 
     /// On SIGTERM: how long running jobs may take before they are handed back.
     #[arg(long, env = "HARVEST_SHUTDOWN_DEADLINE", default_value = "30s", value_name = "DURATION")]
@@ -58,7 +70,7 @@ pub struct HarvestArgs {
 
     /// Longest wait between queue polls when no notification arrives.
     #[arg(long, env = "HARVEST_POLL", default_value = "5s", value_name = "DURATION")]
-    pub poll: humantime::Duration,
+    pub poll: crate::config::NonZeroDuration,
 
     /// Segments a VOD download fetches at once.
     #[arg(long, env = "HARVEST_DOWNLOAD_CONCURRENCY", default_value_t = 8, value_name = "N")]
@@ -68,6 +80,15 @@ pub struct HarvestArgs {
     #[arg(long, env = "HARVEST_FETCH_TIMEOUT", default_value = "30s", value_name = "DURATION")]
     pub fetch_timeout: humantime::Duration,
 
+    /// A job running longer than this fails (and is retried with backoff).
+    #[arg(long, env = "HARVEST_JOB_TIMEOUT", default_value = "6h", value_name = "DURATION")]
+    pub job_timeout: crate::config::NonZeroDuration,
+
+    /// Timeouts for some kinds, overriding --job-timeout: kind=duration,
+    /// comma-separated, e.g. reencode=12h,thumbnails=30m.
+    #[arg(long, env = "HARVEST_JOB_TIMEOUTS", value_delimiter = ',', value_name = "KIND=DURATION")]
+    pub job_timeouts: Vec<KindTimeout>,
+
     #[command(flatten)]
     pub limits: crate::hls::FetchLimits,
 
@@ -75,7 +96,32 @@ pub struct HarvestArgs {
     pub resolvers: crate::channel::Resolvers,
 }
 
+/// A job kind's timeout: `reencode=12h`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindTimeout {
+    pub kind: String,
+    pub timeout: Duration,
+}
+
+impl std::str::FromStr for KindTimeout {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let (kind, duration) = raw.split_once('=').ok_or("expected kind=duration, e.g. reencode=12h")?;
+        let kind = kind.trim();
+        if !SUPPORTED_KINDS.contains(&kind) {
+            return Err(format!("no job kind '{}'; kinds: {}", kind.escape_debug(), SUPPORTED_KINDS.join(", ")));
+        }
+        let timeout = duration.trim().parse::<crate::config::NonZeroDuration>()?.get();
+        Ok(Self { kind: kind.to_owned(), timeout })
+    }
+}
+
 impl HarvestArgs {
+    /// How long a job of `kind` may run.
+    pub fn timeout_for(&self, kind: &str) -> Duration {
+        self.job_timeouts.iter().find(|t| t.kind == kind).map_or(self.job_timeout.get(), |t| t.timeout)
+    }
+
     /// The kinds to claim, refusing kinds this build cannot run.
     pub fn kind_filter(&self) -> Result<KindFilter, String> {
         if self.kinds.is_empty() {
@@ -110,6 +156,10 @@ pub enum JobError {
     /// Worth another attempt after a backoff (timeouts, 5xx, storage hiccups).
     #[error("{0}")]
     Transient(String),
+    /// The job is no longer this worker's (a fenced write was refused):
+    /// stop, and report nothing.
+    #[error("the job's lease was lost: {0}")]
+    Fenced(String),
 }
 
 impl JobError {
@@ -138,10 +188,20 @@ pub struct ProgressSink(Arc<Mutex<Option<Value>>>);
 
 impl ProgressSink {
     pub fn set(&self, value: Value) {
-        *self.0.lock().unwrap() = Some(value);
+        *self.lock() = Some(value);
     }
     fn take(&self) -> Option<Value> {
-        self.0.lock().unwrap().take()
+        self.lock().take()
+    }
+    /// Put back a value that could not be written, unless a newer one came.
+    fn keep(&self, value: Option<Value>) {
+        let mut slot = self.lock();
+        if slot.is_none() {
+            *slot = value;
+        }
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Value>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -178,39 +238,25 @@ async fn run_claimed(ctx: &Ctx, job: &Job, stop: &CancellationToken) -> Result<J
     info!("job started");
     let progress = ProgressSink::default();
     let lease = job.lease();
+    let lease_len: Duration = ctx.args.lease.into();
     let lost = CancellationToken::new();
-    let heartbeat = {
-        let (queue, progress, lost, every, extend) = (
-            ctx.queue.clone(),
-            progress.clone(),
-            lost.clone(),
-            Duration::from(ctx.args.lease) / 3,
-            ctx.args.lease.into(),
-        );
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                match queue.heartbeat(lease, extend, progress.take().as_ref()).await {
-                    Ok(()) => {}
-                    Err(QueueError::Db(e)) => warn!(error = %e, "heartbeat failed; will retry"),
-                    Err(e) => {
-                        warn!(error = %e, "job lease lost; stopping it");
-                        lost.cancel();
-                        return;
-                    }
-                }
-            }
-        })
-    };
+    let renewing = tokio::spawn(keep_lease(ctx.queue.clone(), lease, lease_len, progress.clone(), lost.clone()));
+    let timeout = ctx.args.timeout_for(&job.kind);
     let deadline = async {
         stop.cancelled().await;
         tokio::time::sleep(ctx.args.shutdown_deadline.into()).await;
     };
+    // Dropping the job's future (lease lost, shutdown) kills its ffmpeg.
     let outcome = tokio::select! {
-        r = execute(ctx, job, &progress) => Some(r),
+        r = tokio::time::timeout(timeout, execute(ctx, job, &progress)) => Some(r.unwrap_or_else(|_| {
+            Err(JobError::Transient(format!(
+                "the job ran longer than its timeout ({}; HARVEST_JOB_TIMEOUT, HARVEST_JOB_TIMEOUTS)",
+                humantime::format_duration(timeout)
+            )))
+        })),
         _ = lost.cancelled() => None,
         _ = deadline => {
-            heartbeat.abort();
+            renewing.abort();
             info!("shutdown deadline passed; handing the job back");
             return match ctx.queue.give_back(lease).await {
                 Ok(()) => Ok(JobResult::HandedBack),
@@ -219,32 +265,103 @@ async fn run_claimed(ctx: &Ctx, job: &Job, stop: &CancellationToken) -> Result<J
             };
         }
     };
-    heartbeat.abort();
+    // The last progress goes with the outcome; the lease is still renewed
+    // while the outcome is written.
     if let Some(last) = progress.take() {
-        let _ = ctx.queue.heartbeat(lease, ctx.args.lease.into(), Some(&last)).await;
+        let _ = tokio::time::timeout(lease_len / 6, ctx.queue.heartbeat(lease, lease_len, Some(&last))).await;
     }
-    let fenced = |r: Result<JobResult, QueueError>| match r {
-        Err(QueueError::LostLease { .. } | QueueError::Cancelled { .. }) => Ok(JobResult::Abandoned),
-        other => other,
-    };
-    match outcome {
-        None => Ok(JobResult::Abandoned),
+    let result = match outcome {
+        None | Some(Err(JobError::Fenced(_))) => {
+            warn!("the job's lease was lost; stopped it without reporting anything");
+            Ok(JobResult::Abandoned)
+        }
         Some(Ok(())) => {
             info!("job succeeded");
-            fenced(ctx.queue.complete(lease).await.map(|_| JobResult::Succeeded))
+            report(lease, lease_len, || ctx.queue.complete(lease))
+                .await
+                .map(|r| r.map_or(JobResult::Abandoned, |()| JobResult::Succeeded))
         }
         Some(Err(e)) => {
             let failure = match e {
                 JobError::Permanent(_) => Failure::Permanent,
-                JobError::Transient(_) => Failure::Transient,
+                _ => Failure::Transient,
             };
-            let result = ctx.queue.fail(lease, &e.to_string(), failure).await.map(|o| match o {
-                FailOutcome::Dead => JobResult::Dead,
-                FailOutcome::RetryAt(_) => JobResult::WillRetry,
+            let error = e.to_string();
+            let result = report(lease, lease_len, || ctx.queue.fail(lease, &error, failure)).await.map(|o| match o {
+                Some(FailOutcome::Dead) => JobResult::Dead,
+                Some(FailOutcome::RetryAt(_)) => JobResult::WillRetry,
+                None => JobResult::Abandoned,
             });
             warn!(error = %e, ?failure, ?result, "job failed");
-            fenced(result)
+            result
         }
+    };
+    renewing.abort();
+    result
+}
+
+/// Renew `lease` every third of its length, carrying the latest progress.
+/// A renewal that fails for a passing reason is tried again sooner; if none
+/// succeeds before half the lease has passed, cancel `lost`: the job must not
+/// run on without its lease, since another worker may claim it when it expires.
+async fn keep_lease(queue: Queue, lease: Lease, len: Duration, progress: ProgressSink, lost: CancellationToken) {
+    let mut renewed = Instant::now();
+    let mut next = len / 3;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(renewed + len / 2) => {
+                warn!(lease = ?len, "could not renew the job's lease for half of it; stopping the job");
+                lost.cancel();
+                return;
+            }
+            _ = tokio::time::sleep(next) => {}
+        }
+        let latest = progress.take();
+        match tokio::time::timeout(len / 6, queue.heartbeat(lease, len, latest.as_ref())).await {
+            Ok(Ok(())) => {
+                renewed = Instant::now();
+                next = len / 3;
+            }
+            Ok(Err(QueueError::Db(e))) => {
+                warn!(error = %e, "lease renewal failed; trying again");
+                progress.keep(latest);
+                next = len / 12;
+            }
+            Err(_) => {
+                warn!("lease renewal got no answer; trying again");
+                progress.keep(latest);
+                next = len / 12;
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, "job lease lost; stopping it");
+                lost.cancel();
+                return;
+            }
+        }
+    }
+}
+
+/// Write a job's outcome, trying again on passing errors with the same
+/// fence for up to one lease length. `Ok(None)`: the job is no longer ours.
+async fn report<T, F, Fut>(lease: Lease, len: Duration, write: F) -> Result<Option<T>, QueueError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, QueueError>>,
+{
+    let deadline = Instant::now() + len;
+    loop {
+        let error = match tokio::time::timeout(len / 6, write()).await {
+            Ok(Ok(value)) => return Ok(Some(value)),
+            Ok(Err(QueueError::LostLease { .. } | QueueError::Cancelled { .. })) => return Ok(None),
+            Ok(Err(QueueError::Db(e))) => QueueError::Db(e),
+            Ok(Err(other)) => return Err(other),
+            Err(_) => QueueError::Db(sqlx::Error::PoolTimedOut),
+        };
+        if Instant::now() >= deadline {
+            return Err(error);
+        }
+        warn!(job = lease.id, error = %error, "writing the job's outcome failed; trying again");
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -291,7 +408,9 @@ pub async fn run(ctx: Ctx, stop: CancellationToken) -> Result<u64, QueueError> {
                             _ = stop.cancelled() => break,
                             _ = tokio::time::sleep(Duration::from(ctx.args.poll)) => {}
                         }
-                        if last_activity.lock().unwrap().elapsed() >= Duration::from(ctx.args.idle_exit) {
+                        if !ctx.args.stay
+                            && last_activity.lock().unwrap().elapsed() >= Duration::from(ctx.args.idle_exit)
+                        {
                             break;
                         }
                         continue;
@@ -310,7 +429,9 @@ pub async fn run(ctx: Ctx, stop: CancellationToken) -> Result<u64, QueueError> {
                         if ctx.args.drain {
                             break;
                         }
-                        if last_activity.lock().unwrap().elapsed() >= Duration::from(ctx.args.idle_exit) {
+                        if !ctx.args.stay
+                            && last_activity.lock().unwrap().elapsed() >= Duration::from(ctx.args.idle_exit)
+                        {
                             break;
                         }
                         tokio::select! {
@@ -331,22 +452,35 @@ pub async fn run(ctx: Ctx, stop: CancellationToken) -> Result<u64, QueueError> {
 }
 
 /// Record this cell in the cells table (the mothership may have already).
-pub async fn register(pool: &sqlx::PgPool, cell_id: uuid::Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// A row the mothership marked dead, exited or stopping stays so: the cell
+/// must not run, and gets [`CellGone`].
+pub async fn register(pool: &sqlx::PgPool, cell_id: uuid::Uuid) -> Result<(), CellError> {
+    let registered: Option<i32> = sqlx::query_scalar(
         "INSERT INTO cells (id, kind, backend, state, last_heartbeat, host, version)
          VALUES ($1, 'harvest', 'manual', 'running', now(), $2, $3)
-         ON CONFLICT (id) DO UPDATE SET state = 'running', last_heartbeat = now(), host = EXCLUDED.host, version = EXCLUDED.version",
+         ON CONFLICT (id) DO UPDATE SET state = 'running', last_heartbeat = now(), host = EXCLUDED.host, version = EXCLUDED.version
+          WHERE cells.state IN ('starting', 'running')
+         RETURNING 1",
     )
     .bind(cell_id)
     .bind(crate::hostname())
     .bind(crate::VERSION)
-    .execute(pool)
-    .await
-    .map(|_| ())
+    .fetch_optional(pool)
+    .await?;
+    registered.map(|_| ()).ok_or(CellError::Gone(cell_id))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CellError {
+    #[error("cell {0} was marked dead or told to stop by the mothership; it must not run")]
+    Gone(uuid::Uuid),
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
 }
 
 /// Keep the cell row's heartbeat fresh so the mothership counts this cell
-/// in the pool; runs until the task is dropped.
+/// in the pool. Returns when the row is no longer active (the mothership
+/// buried the cell): the cell must then stop.
 pub async fn heartbeat_cell(pool: sqlx::PgPool, cell_id: uuid::Uuid, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -356,19 +490,27 @@ pub async fn heartbeat_cell(pool: sqlx::PgPool, cell_id: uuid::Uuid, every: Dura
             "UPDATE cells SET last_heartbeat = now() WHERE id = $1 AND state IN ('starting', 'running', 'stopping')",
         )
         .bind(cell_id)
-        .execute(&pool)
-        .await;
-        if let Err(e) = beat {
-            warn!(error = %e, "cell heartbeat failed; retrying at the next interval");
+        .execute(&pool);
+        match tokio::time::timeout(every.max(Duration::from_secs(1)), beat).await {
+            Ok(Ok(done)) if done.rows_affected() == 0 => {
+                warn!("this cell's row is no longer active (the mothership marked it dead); stopping");
+                return;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "cell heartbeat failed; retrying at the next interval"),
+            Err(_) => warn!("cell heartbeat got no answer; retrying at the next interval"),
         }
     }
 }
 
 /// The cell is leaving of its own accord.
 pub async fn mark_exited(pool: &sqlx::PgPool, cell_id: uuid::Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE cells SET state = 'exited', exited_at = now(), exit_code = 0 WHERE id = $1")
-        .bind(cell_id)
-        .execute(pool)
-        .await
-        .map(|_| ())
+    sqlx::query(
+        "UPDATE cells SET state = 'exited', exited_at = now(), exit_code = 0
+          WHERE id = $1 AND state IN ('starting', 'running', 'stopping')",
+    )
+    .bind(cell_id)
+    .execute(pool)
+    .await
+    .map(|_| ())
 }

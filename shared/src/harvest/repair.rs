@@ -3,6 +3,10 @@
 //! the recording has one; turn what cannot be recovered into explicit gap
 //! rows; rebuild the VOD playlist and the recording's totals.
 //!
+//! Every change to the ledger is fenced on the job's lease generation in the
+//! same statement, so a run that lost its lease cannot undo what the run
+//! that took over repaired.
+//!
 //! Repair never deletes media. An object is only replaced by a fetched copy
 //! that decodes; a segment ffmpeg decodes with complaints stays as it is and
 //! is flagged (`segments.warning`); one that cannot be decoded and has no
@@ -151,41 +155,39 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
             Decoded::Clean => {}
             Decoded::Warns(complaint) => {
                 warn!(%key, %complaint, "segment decodes with complaints; keeping it and flagging it");
-                set_warning(pool, id, &row, &format!("ffmpeg complains: {complaint}")).await?;
+                set_warning(pool, id, &row, &format!("ffmpeg complains: {complaint}"), job).await?;
                 tally.flagged += 1;
             }
             Decoded::Broken(why) => {
                 if let Some(bytes) = refetch(ctx, source.as_ref(), &row, &key).await? {
                     info!(%key, "segment fetched again from the source");
-                    sqlx::query(
-                        "UPDATE segments SET bytes = $4, warning = NULL
-                          WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3",
+                    let update = sqlx::query(
+                        "WITH fence AS (SELECT 1 FROM jobs WHERE id = $5 AND lease_generation = $6 AND state = 'running' FOR SHARE)
+                         UPDATE segments SET bytes = $4, warning = NULL
+                           FROM fence WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3",
                     )
                     .bind(id)
                     .bind(row.epoch)
                     .bind(row.media_sequence)
-                    .bind(bytes)
-                    .execute(pool)
-                    .await
-                    .map_err(JobError::transient)?;
+                    .bind(bytes);
+                    fenced(update, job).execute(pool).await.map_err(JobError::transient).and_then(held)?;
                     tally.refetched += 1;
                 } else {
                     warn!(%key, %why, "segment is missing or broken and cannot be fetched again; marking it as a gap");
                     let kept = if found.is_some() { format!("; the object is kept at {key}") } else { String::new() };
-                    sqlx::query(
-                        "UPDATE segments SET is_gap = true, gap_count = 1, discontinuity = true, gap_reason = $4,
+                    let update = sqlx::query(
+                        "WITH fence AS (SELECT 1 FROM jobs WHERE id = $6 AND lease_generation = $7 AND state = 'running' FOR SHARE)
+                         UPDATE segments SET is_gap = true, gap_count = 1, discontinuity = true, gap_reason = $4,
                                 object_key = CASE WHEN $5 THEN object_key END, init_key = CASE WHEN $5 THEN init_key END,
                                 bytes = CASE WHEN $5 THEN bytes ELSE 0 END
-                          WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3",
+                           FROM fence WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3",
                     )
                     .bind(id)
                     .bind(row.epoch)
                     .bind(row.media_sequence)
                     .bind(format!("repair: {why}{kept}"))
-                    .bind(found.is_some())
-                    .execute(pool)
-                    .await
-                    .map_err(JobError::transient)?;
+                    .bind(found.is_some());
+                    fenced(update, job).execute(pool).await.map_err(JobError::transient).and_then(held)?;
                     tally.gaps += 1;
                 }
             }
@@ -194,17 +196,17 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     drop(rows);
     recording::publish_vod(&ledger, ctx.store.as_ref(), &prefix).await?;
     let p = ledger.totals().await.map_err(|e| JobError::transient(crate::error_chain(&e)))?;
-    sqlx::query(
-        "UPDATE recordings SET segment_count = $2, gap_count = $3, bytes = $4, duration_secs = $5 WHERE id = $1",
+    let update = sqlx::query(
+        "WITH fence AS (SELECT 1 FROM jobs WHERE id = $6 AND lease_generation = $7 AND state = 'running' FOR SHARE)
+         UPDATE recordings SET segment_count = $2, gap_count = $3, bytes = $4, duration_secs = $5
+           FROM fence WHERE id = $1",
     )
     .bind(id)
     .bind(p.segments)
     .bind(p.gaps)
     .bind(p.bytes)
-    .bind(p.duration_secs)
-    .execute(pool)
-    .await
-    .map_err(JobError::transient)?;
+    .bind(p.duration_secs);
+    fenced(update, job).execute(pool).await.map_err(JobError::transient).and_then(held)?;
     progress.set(tally.report(total));
     info!(recording = id, refetched = tally.refetched, gaps = tally.gaps, flagged = tally.flagged, "repair finished");
     Ok(())
@@ -235,14 +237,30 @@ async fn refetch(
     Ok(Some(size))
 }
 
-async fn set_warning(pool: &sqlx::PgPool, id: i64, row: &LedgerRow, warning: &str) -> Result<(), JobError> {
-    sqlx::query("UPDATE segments SET warning = $4 WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3")
-        .bind(id)
-        .bind(row.epoch)
-        .bind(row.media_sequence)
-        .bind(warning)
-        .execute(pool)
-        .await
-        .map(|_| ())
-        .map_err(JobError::transient)
+async fn set_warning(pool: &sqlx::PgPool, id: i64, row: &LedgerRow, warning: &str, job: &Job) -> Result<(), JobError> {
+    let update = sqlx::query(
+        "WITH fence AS (SELECT 1 FROM jobs WHERE id = $5 AND lease_generation = $6 AND state = 'running' FOR SHARE)
+         UPDATE segments SET warning = $4 FROM fence WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3",
+    )
+    .bind(id)
+    .bind(row.epoch)
+    .bind(row.media_sequence)
+    .bind(warning);
+    fenced(update, job).execute(pool).await.map_err(JobError::transient).and_then(held)
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Bind the job's fence (id, lease generation) as the statement's last two parameters.
+fn fenced<'q>(query: PgQuery<'q>, job: &Job) -> PgQuery<'q> {
+    query.bind(job.id).bind(job.lease_generation)
+}
+
+/// A fenced update that changed nothing: the job is no longer this worker's.
+fn held(done: sqlx::postgres::PgQueryResult) -> Result<(), JobError> {
+    if done.rows_affected() == 0 {
+        Err(JobError::Fenced("repair's lease moved on; stopping without another write".into()))
+    } else {
+        Ok(())
+    }
 }

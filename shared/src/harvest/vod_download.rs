@@ -5,9 +5,11 @@
 //!
 //! Idempotent and resumable: the recording is found again by (channel, URL);
 //! segments already in the ledger are skipped; media is written first, the
-//! VOD playlist and the recording's final row last. Writes are fenced on the
-//! job attempt, so a worker that lost its lease cannot write after the one
-//! that took over.
+//! VOD playlist and the recording's final row last. The recording's lease
+//! token is the job's lease generation, which only goes up: a worker that
+//! lost its lease cannot write after the one that took over, whatever
+//! cancels, retries or rescues happened in between. A download that will not
+//! be tried again leaves its recording `failed`, with the error.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -29,7 +31,10 @@ fn hls_error(e: HlsError) -> JobError {
 }
 
 fn ledger_error(e: LedgerError) -> JobError {
-    JobError::transient(format!("{:#}", anyhow::Error::from(e)))
+    match e {
+        LedgerError::Fenced { .. } => JobError::Fenced(crate::error_chain(&e)),
+        other => JobError::transient(crate::error_chain(&other)),
+    }
 }
 
 pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), JobError> {
@@ -63,7 +68,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     .execute(pool)
     .await
     .map_err(JobError::transient)?;
-    let token = i64::from(job.attempt) + job.id * 1_000;
+    let token = job.lease_generation;
     let row: Option<(i64, RecordingState, String, i64)> = sqlx::query_as(
         "UPDATE recordings r SET lease_token = GREATEST(r.lease_token, $3),
                 storage_prefix = CASE WHEN r.storage_prefix = '' THEN 'channels/' || c.login || '/' || r.id ELSE r.storage_prefix END
@@ -81,7 +86,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         return Err(JobError::Permanent(format!("channel {channel_id} does not exist")));
     };
     if current != token {
-        return Err(JobError::transient("a later attempt of this download holds the recording"));
+        return Err(JobError::Fenced(format!("a later claim of this job holds recording {recording_id}")));
     }
     if state == RecordingState::Complete {
         info!(recording = recording_id, "already downloaded; nothing to do");
@@ -89,6 +94,39 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     }
     let prefix = ObjectKey::parse(&prefix).map_err(JobError::permanent)?;
     let ledger = Ledger::new(pool.clone(), recording_id, token);
+    let result = download(ctx, job, progress, &url, channel_id, &prefix, &ledger).await;
+    // The last try, or one that can never succeed: the recording says so.
+    let last = matches!(result, Err(JobError::Permanent(_)))
+        || (matches!(result, Err(JobError::Transient(_))) && job.attempt >= job.max_attempts);
+    if let (true, Err(e)) = (last, &result) {
+        let failed = sqlx::query(
+            "UPDATE recordings SET state = 'failed', error = $3, ended_at = now()
+              WHERE id = $1 AND lease_token = $2 AND state IN ('recording', 'standby')",
+        )
+        .bind(recording_id)
+        .bind(token)
+        .bind(e.to_string())
+        .execute(pool)
+        .await;
+        if let Err(db) = failed {
+            warn!(recording = recording_id, error = %db, "could not mark the recording failed");
+        }
+    }
+    result
+}
+
+/// Fetch the VOD into `ledger`'s recording, and publish and close it.
+async fn download(
+    ctx: &Ctx,
+    job: &Job,
+    progress: &ProgressSink,
+    url: &url::Url,
+    channel_id: i64,
+    prefix: &ObjectKey,
+    ledger: &Ledger,
+) -> Result<(), JobError> {
+    let pool = ctx.queue.pool();
+    let recording_id = ledger.recording_id();
 
     // The playlist: a master resolves to its best variant; it must be a VOD.
     let hls_url = match job.args.get("resolver").and_then(|r| r.as_str()) {
@@ -124,7 +162,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         if inits.contains_key(&init) {
             continue;
         }
-        let key = recording::init_key(&prefix, 0, inits.len()).map_err(JobError::permanent)?;
+        let key = recording::init_key(prefix, 0, inits.len()).map_err(JobError::permanent)?;
         let body = ctx.hls.init_section(&init.uri, init.byte_range, &policy).await.map_err(hls_error)?;
         ctx.store.put(&key, body).await.map_err(JobError::transient)?;
         inits.insert(init, key.to_string());
@@ -184,7 +222,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
         .await?;
 
     // Playlist and final row last.
-    recording::publish_vod(&ledger, ctx.store.as_ref(), &prefix).await?;
+    recording::publish_vod(ledger, ctx.store.as_ref(), prefix).await?;
     let (jobs, progress_row) =
         ledger.finalize(uuid::Uuid::nil(), RecordingState::Complete).await.map_err(ledger_error)?;
     info!(recording = recording_id, segments = progress_row.segments, bytes = progress_row.bytes, jobs = ?jobs, "VOD downloaded");

@@ -53,6 +53,10 @@ pub struct ChannelView {
     pub live_since: Option<DateTime<Utc>>,
     /// A live recording still in `recording` or `standby`.
     pub open_recording: Option<i64>,
+    /// Starts of an observer for this channel that failed in a row, and when
+    /// the next may be tried (exponential backoff).
+    pub start_failures: u32,
+    pub start_retry_at: Option<DateTime<Utc>>,
 }
 
 /// A cell row in an active state.
@@ -122,6 +126,12 @@ pub struct Observed {
     /// The backend's listing; None when it could not be listed this tick
     /// (then nothing is declared gone or orphaned on its say-so).
     pub instances: Option<Vec<Instance>>,
+    /// The backend lists a started cell at once (process, docker): a cell it
+    /// does not list is gone. False for ECS, where the start grace applies.
+    pub lists_at_once: bool,
     pub queue: QueueView,
     pub history: History,
+    /// Harvest cell starts that failed in a row, and when the next may be tried.
+    pub harvest_start_failures: u32,
+    pub harvest_retry_at: Option<DateTime<Utc>>,
 }

@@ -29,6 +29,8 @@ struct ChannelRow {
     live: bool,
     live_since: Option<DateTime<Utc>>,
     open_recording: Option<i64>,
+    start_failures: i32,
+    start_retry_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -45,7 +47,8 @@ struct CellRow {
 
 pub async fn channels(pool: &PgPool) -> Result<Vec<ChannelView>, sqlx::Error> {
     let rows: Vec<ChannelRow> = sqlx::query_as(
-        "SELECT c.id, c.login, c.display_name, c.enabled, c.live, c.live_since, r.id AS open_recording
+        "SELECT c.id, c.login, c.display_name, c.enabled, c.live, c.live_since, r.id AS open_recording,
+                c.start_failures, c.start_retry_at
            FROM channels c
            LEFT JOIN recordings r
              ON r.channel_id = c.id AND r.source = 'live' AND r.state IN ('recording', 'standby')
@@ -63,6 +66,8 @@ pub async fn channels(pool: &PgPool) -> Result<Vec<ChannelView>, sqlx::Error> {
             live: r.live,
             live_since: r.live_since,
             open_recording: r.open_recording,
+            start_failures: r.start_failures.max(0) as u32,
+            start_retry_at: r.start_retry_at,
         })
         .collect())
 }
@@ -144,9 +149,26 @@ pub async fn history(pool: &PgPool, policy: &Policy) -> Result<History, sqlx::Er
     Ok(History { max_want_in_window: max_want.unwrap_or(0).max(0) as u32, last_busy_at })
 }
 
+/// The harvest pool's start backoff: failures in a row, and the next try.
+pub async fn harvest_backoff(pool: &PgPool) -> Result<(u32, Option<DateTime<Utc>>), sqlx::Error> {
+    let (failures, retry_at): (i32, Option<DateTime<Utc>>) =
+        sqlx::query_as("SELECT harvest_start_failures, harvest_start_retry_at FROM colony").fetch_one(pool).await?;
+    Ok((failures.max(0) as u32, retry_at))
+}
+
 /// Everything but the backend listing, which the tick takes first.
 pub async fn database(pool: &PgPool, policy: &Policy, backend: &str) -> Result<Observed, sqlx::Error> {
-    let (channels, cells, queue, history) =
-        tokio::try_join!(channels(pool), cells(pool), queue(pool), history(pool, policy))?;
-    Ok(Observed { backend: backend.to_owned(), channels, cells, instances: None, queue, history })
+    let (channels, cells, queue, history, (harvest_start_failures, harvest_retry_at)) =
+        tokio::try_join!(channels(pool), cells(pool), queue(pool), history(pool, policy), harvest_backoff(pool))?;
+    Ok(Observed {
+        backend: backend.to_owned(),
+        channels,
+        cells,
+        instances: None,
+        lists_at_once: false,
+        queue,
+        history,
+        harvest_start_failures,
+        harvest_retry_at,
+    })
 }

@@ -147,20 +147,29 @@ fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> Duration {
     (now - then).to_std().unwrap_or_default()
 }
 
+/// Is a cell alive? A cell its backend reports exited is dead at once, and
+/// so is one a backend that lists at once (process, docker) does not show;
+/// the start grace only covers a cell an eventually consistent backend (ECS)
+/// may not list yet. Otherwise it lives by its own heartbeat.
 fn health(
     cell: &CellView,
     listed: Option<&HashMap<Uuid, &Instance>>,
-    backend: &str,
+    observed: &Observed,
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Health {
+    let backend = &observed.backend;
     if let Some(listed) = listed
-        && cell.backend == backend
+        && cell.backend == *backend
         && cell.backend_ref.is_some()
-        && age(now, cell.started_at) > policy.start_grace
-        && !listed.get(&cell.id).is_some_and(|i| i.running)
     {
-        return Health::Unhealthy(format!("its {backend} backend no longer runs it"));
+        match listed.get(&cell.id) {
+            Some(i) if !i.running => return Health::Unhealthy(format!("its {backend} backend reports it exited")),
+            None if observed.lists_at_once || age(now, cell.started_at) > policy.start_grace => {
+                return Health::Unhealthy(format!("its {backend} backend no longer runs it"));
+            }
+            _ => {}
+        }
     }
     match cell.last_heartbeat {
         Some(beat) if age(now, beat) > policy.heartbeat_timeout => Health::Unhealthy(format!(
@@ -186,19 +195,36 @@ pub fn plan(observed: &Observed, policy: &Policy, now: DateTime<Utc>) -> Plan {
     let mut plan = Plan::default();
     let listed: Option<HashMap<Uuid, &Instance>> =
         observed.instances.as_ref().map(|all| all.iter().filter_map(|i| Some((i.cell_id?, i))).collect());
-    let health_of = |cell: &CellView| health(cell, listed.as_ref(), &observed.backend, policy, now);
+    let health_of = |cell: &CellView| health(cell, listed.as_ref(), observed, policy, now);
     let mut dead_marked: HashSet<Uuid> = HashSet::new();
 
-    plan_observers(observed, policy, &health_of, &mut plan, &mut dead_marked);
+    plan_observers(observed, policy, now, &health_of, &mut plan, &mut dead_marked);
     plan_harvest(observed, policy, now, &health_of, &mut plan, &mut dead_marked);
-    plan_leases(observed, &mut plan, &mut dead_marked);
+    plan_leases(observed, &mut plan);
     plan_orphans(observed, &mut plan);
     plan
+}
+
+/// How long after a start that failed `failures` times in a row the next
+/// may come: `base` after the first failure, doubling, at most 10 minutes.
+pub fn start_backoff(base: Duration, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    base.saturating_mul(2u32.pow(doublings)).min(Duration::from_secs(600))
+}
+
+/// Why a start must wait, if it must.
+fn backing_off(failures: u32, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<String> {
+    let at = retry_at.filter(|at| *at > now)?;
+    Some(format!(
+        "backing off after {failures} failed start(s); next try at {}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    ))
 }
 
 fn plan_observers(
     observed: &Observed,
     policy: &Policy,
+    now: DateTime<Utc>,
     health_of: &dyn Fn(&CellView) -> Health,
     plan: &mut Plan,
     dead_marked: &mut HashSet<Uuid>,
@@ -294,6 +320,12 @@ fn plan_observers(
 
     let mut budget = policy.max_observers.saturating_sub(healthy_total);
     for (channel, old, why) in replacements {
+        if let Some(wait) = backing_off(channel.start_failures, channel.start_retry_at, now) {
+            // The dead cell is buried now; the channel gets its observer when the backoff ends.
+            mark_dead(plan, dead_marked, old, format!("{why}; its replacement waits"));
+            plan.report.skipped.push(Skipped { subject: format!("channel {}", channel.login), reason: wait });
+            continue;
+        }
         if budget == 0 {
             plan.report.skipped.push(Skipped {
                 subject: format!("channel {}", channel.login),
@@ -316,6 +348,10 @@ fn plan_observers(
         });
     }
     for (channel, reason) in starts {
+        if let Some(wait) = backing_off(channel.start_failures, channel.start_retry_at, now) {
+            plan.report.skipped.push(Skipped { subject: format!("channel {}", channel.login), reason: wait });
+            continue;
+        }
         if budget == 0 {
             plan.report.skipped.push(Skipped {
                 subject: format!("channel {}", channel.login),
@@ -401,7 +437,10 @@ fn plan_harvest(
     report.harvest_floor = floor;
 
     let running = alive.len() as u32;
-    if want > running {
+    let harvest_wait = backing_off(observed.harvest_start_failures, observed.harvest_retry_at, now);
+    if let (true, Some(wait)) = (want > running, harvest_wait) {
+        plan.report.skipped.push(Skipped { subject: "harvest pool".into(), reason: wait });
+    } else if want > running {
         let start = want - running;
         report.harvest_to_start = start;
         for _ in 0..start {
@@ -436,7 +475,10 @@ fn plan_harvest(
     }
 }
 
-fn plan_leases(observed: &Observed, plan: &mut Plan, dead_marked: &mut HashSet<Uuid>) {
+/// Put back jobs whose lease expired, and nothing more: a cell is dead only
+/// when its own heartbeat is stale (a Postgres outage expires every lease at
+/// once, and the cells holding them are healthy; each stops the job itself).
+fn plan_leases(observed: &Observed, plan: &mut Plan) {
     let expired = &observed.queue.expired_leases;
     if expired.is_empty() {
         return;
@@ -444,14 +486,8 @@ fn plan_leases(observed: &Observed, plan: &mut Plan, dead_marked: &mut HashSet<U
     plan.report.leases_to_rescue = expired.len() as u32;
     plan.actions.push(Planned {
         action: Action::RescueLeases { jobs: expired.iter().map(|l| l.job_id).collect() },
-        reason: "their lease expired: the worker stopped heartbeating".into(),
+        reason: "their lease expired: the worker stopped renewing it".into(),
     });
-    for lease in expired {
-        let holder = lease.worker.as_deref().and_then(|w| w.parse::<Uuid>().ok());
-        if let Some(cell) = holder.and_then(|id| observed.cells.iter().find(|c| c.id == id)) {
-            mark_dead(plan, dead_marked, cell, format!("its lease on job {} expired", lease.job_id));
-        }
-    }
 }
 
 fn plan_orphans(observed: &Observed, plan: &mut Plan) {

@@ -21,6 +21,9 @@ pub struct Policy {
     pub idle_cooldown: Duration,
     /// At most this many observers at once; live channels past it wait.
     pub max_observers: u32,
+    /// The wait after the first failed start of a channel's observer (or of
+    /// a harvest cell); it doubles with each failure in a row, to 10 minutes.
+    pub start_backoff: Duration,
 }
 
 impl Default for Policy {
@@ -34,6 +37,7 @@ impl Default for Policy {
             scale_down_window: Duration::from_secs(300),
             idle_cooldown: Duration::from_secs(120),
             max_observers: 100,
+            start_backoff: Duration::from_secs(10),
         }
     }
 }
@@ -65,6 +69,10 @@ pub struct PolicyArgs {
     /// Most observer cells at once (live channels past it wait for a free slot).
     #[arg(long, env = "COLONY_MAX_OBSERVERS", default_value_t = 100, value_name = "N")]
     pub max_observers: u32,
+    /// After a start fails, wait this long before the next; the wait doubles
+    /// with each failure in a row, up to 10 minutes.
+    #[arg(long, env = "COLONY_START_BACKOFF", default_value = "10s", value_name = "DURATION")]
+    pub start_backoff: humantime::Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -97,6 +105,7 @@ impl PolicyArgs {
             scale_down_window: self.scale_down_window.into(),
             idle_cooldown: self.idle_cooldown.into(),
             max_observers: self.max_observers,
+            start_backoff: self.start_backoff.into(),
         })
     }
 }

@@ -1,18 +1,21 @@
-//! One reconcile pass: lock, observe, probe, plan, save the plan, act,
+//! One reconcile pass: lock, probe, observe, plan, save the plan, act,
 //! report. It keeps no state between runs, so cron may run it.
 //!
-//! The advisory lock is held on one connection for the whole pass, so two
-//! overlapping ticks never act at once; the second one says so and returns.
-//! Every action is carried out on its own and recorded in `decisions` with
-//! its reason and outcome, so one failure never stops the others.
+//! The advisory lock is held on a connection of its own for the whole pass,
+//! so two overlapping ticks never act at once; the second one says so and
+//! returns. A pass has a deadline (`--tick-deadline`), and every statement a
+//! statement timeout, so a hung tick cannot hold the lock forever: closing
+//! the lock's connection releases it. Every action is carried out on its own
+//! and recorded in `decisions` with its reason and outcome, so one failure
+//! never stops the others; starts that keep failing back off exponentially.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -37,6 +40,8 @@ pub struct TickCtx<'a> {
     pub probe: &'a ProbeArgs,
     /// The environment every cell gets (DATABASE_URL, storage, tuning).
     pub cell_env: Vec<(String, String)>,
+    /// A pass that takes longer is abandoned and its lock released.
+    pub deadline: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,6 +105,8 @@ pub enum TickOutcome {
 pub enum TickError {
     #[error("database error during the tick")]
     Db(#[from] sqlx::Error),
+    #[error("the tick did not finish within its deadline ({}); its lock was released", humantime::format_duration(*.0))]
+    Deadline(Duration),
 }
 
 /// Observe, plan and save, without acting: the part of a tick the benchmark
@@ -120,6 +127,7 @@ pub async fn observe_plan_save(
     let listed = instances.is_some();
     let mut observed = super::observe::database(ctx.pool, ctx.policy, ctx.launcher.backend()).await?;
     observed.instances = instances;
+    observed.lists_at_once = ctx.launcher.lists_at_once();
     let plan = planner::plan(&observed, ctx.policy, now);
     let tick_id = Uuid::new_v4();
     sqlx::query("INSERT INTO ticks (id, launcher, harvest_want, queue_busy, plan) VALUES ($1, $2, $3, $4, $5)")
@@ -137,17 +145,21 @@ pub async fn observe_plan_save(
 #[tracing::instrument(skip_all, fields(launcher = ctx.launcher.backend()), err)]
 pub async fn tick(ctx: &TickCtx<'_>) -> Result<TickOutcome, TickError> {
     let started = Instant::now();
-    let mut lock = ctx.pool.acquire().await?;
+    // The lock lives on a connection of its own: closing it releases the
+    // lock, whatever state the pool is in.
+    let mut lock = PgConnection::connect_with(&ctx.pool.connect_options()).await?;
     let locked: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(TICK_LOCK).fetch_one(&mut *lock).await?;
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(TICK_LOCK).fetch_one(&mut lock).await?;
     if !locked {
+        let _ = lock.close().await;
         return Ok(TickOutcome::Busy);
     }
-    let result = locked_tick(ctx, started).await;
-    if let Err(e) = sqlx::query("SELECT pg_advisory_unlock($1)").bind(TICK_LOCK).execute(&mut *lock).await {
-        // Closing the connection releases it too.
-        warn!(error = %e, "could not release the tick lock; dropping its connection");
-        drop(lock.detach());
+    let result = match tokio::time::timeout(ctx.deadline, locked_tick(ctx, started)).await {
+        Ok(result) => result,
+        Err(_) => Err(TickError::Deadline(ctx.deadline)),
+    };
+    if let Err(e) = lock.close().await {
+        warn!(error = %e, "closing the tick lock's connection failed; Postgres releases the lock when it notices");
     }
     result.map(|r| TickOutcome::Done(Box::new(r)))
 }
@@ -238,11 +250,21 @@ enum ActError {
 
 async fn act_and_record(ctx: &TickCtx<'_>, tick_id: Uuid, planned: &Planned) -> ActionOutcome {
     let result = act(ctx, &planned.action, &planned.reason).await;
-    let (outcome, error, detail) = match result {
+    let (outcome, mut error, detail) = match result {
         Ok(detail) => ("ok", None, detail),
         Err(ActError::Skipped(why)) => ("skipped", Some(why), serde_json::Value::Null),
-        Err(e) => ("failed", Some(format!("{:#}", anyhow::Error::from(e))), serde_json::Value::Null),
+        Err(e) => ("failed", Some(crate::error_chain(&e)), serde_json::Value::Null),
     };
+    if outcome != "skipped" {
+        match record_start(ctx, &planned.action, outcome == "ok").await {
+            Ok(Some(next)) => {
+                let next = next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                error = error.map(|e| format!("{e}; next try at {next}"));
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "could not record the start's backoff"),
+        }
+    }
     let outcome = ActionOutcome {
         action: planned.action.name(),
         subject: planned.action.subject(),
@@ -278,15 +300,78 @@ async fn act_and_record(ctx: &TickCtx<'_>, tick_id: Uuid, planned: &Planned) -> 
     outcome
 }
 
+/// Keep a start's backoff: reset it after a success; after a failure count
+/// it and return when the next try may come.
+async fn record_start(ctx: &TickCtx<'_>, action: &Action, ok: bool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    // The wait after the failure that brings the count past `failed`.
+    let wait_secs = |failed: i32| {
+        planner::start_backoff(ctx.policy.start_backoff, u32::try_from(failed).unwrap_or(0).saturating_add(1))
+            .as_secs_f64()
+    };
+    match action {
+        Action::StartObserver { channel_id, .. } | Action::ReplaceObserver { channel_id, .. } => {
+            if ok {
+                sqlx::query("UPDATE channels SET start_failures = 0, start_retry_at = NULL WHERE id = $1 AND start_failures > 0")
+                    .bind(channel_id)
+                    .execute(ctx.pool)
+                    .await?;
+                return Ok(None);
+            }
+            let failed: i32 = sqlx::query_scalar("SELECT start_failures FROM channels WHERE id = $1")
+                .bind(channel_id)
+                .fetch_optional(ctx.pool)
+                .await?
+                .unwrap_or(0);
+            sqlx::query_scalar(
+                "UPDATE channels SET start_failures = start_failures + 1,
+                        start_retry_at = now() + make_interval(secs => $2)
+                  WHERE id = $1 RETURNING start_retry_at",
+            )
+            .bind(channel_id)
+            .bind(wait_secs(failed))
+            .fetch_optional(ctx.pool)
+            .await
+            .map(Option::flatten)
+        }
+        Action::StartHarvest => {
+            if ok {
+                sqlx::query(
+                    "UPDATE colony SET harvest_start_failures = 0, harvest_start_retry_at = NULL
+                      WHERE harvest_start_failures > 0",
+                )
+                .execute(ctx.pool)
+                .await?;
+                return Ok(None);
+            }
+            let failed: i32 =
+                sqlx::query_scalar("SELECT harvest_start_failures FROM colony").fetch_one(ctx.pool).await?;
+            sqlx::query_scalar(
+                "UPDATE colony SET harvest_start_failures = harvest_start_failures + 1,
+                        harvest_start_retry_at = now() + make_interval(secs => $1)
+                 RETURNING harvest_start_retry_at",
+            )
+            .bind(wait_secs(failed))
+            .fetch_one(ctx.pool)
+            .await
+        }
+        _ => Ok(None),
+    }
+}
+
 async fn act(ctx: &TickCtx<'_>, action: &Action, reason: &str) -> Result<serde_json::Value, ActError> {
     let backend = ctx.launcher.backend();
     match action {
         Action::StartObserver { channel_id, login, name } => start_observer(ctx, *channel_id, login, name).await,
         Action::ReplaceObserver { old, old_ref, channel_id, login, name } => {
-            let stopped = retire(ctx, *old, old_ref.as_deref(), reason).await?;
+            // The replacement is launched whether or not the old cell could
+            // be stopped: the bumped lease token fences it out either way.
+            let stopped = retire(ctx, *old, old_ref.as_deref(), reason).await;
             let mut detail = start_observer(ctx, *channel_id, login, name).await?;
             detail["replaced"] = json!(old);
-            detail["old_stopped"] = json!(stopped);
+            detail["old_stopped"] = match stopped {
+                Ok(stopped) => json!(stopped),
+                Err(e) => json!(format!("not stopped: {}", crate::error_chain(&e))),
+            };
             Ok(detail)
         }
         Action::StopCell { cell, backend_ref, .. } => {
@@ -296,7 +381,7 @@ async fn act(ctx: &TickCtx<'_>, action: &Action, reason: &str) -> Result<serde_j
                     "cell {cell} was not started by the {backend} launcher; stop it where it runs"
                 )));
             };
-            ctx.launcher.stop(backend_ref, reason).await?;
+            ctx.launcher.stop(backend_ref, Some(*cell), reason).await?;
             sqlx::query("UPDATE cells SET state = 'stopping' WHERE id = $1 AND state IN ('starting', 'running')")
                 .bind(cell)
                 .execute(ctx.pool)
@@ -310,7 +395,14 @@ async fn act(ctx: &TickCtx<'_>, action: &Action, reason: &str) -> Result<serde_j
         Action::StartHarvest => {
             let cell_id = Uuid::new_v4();
             insert_cell(ctx, cell_id, CellKind::Harvest, None).await?;
-            let spec = CellSpec { cell_id, kind: CellKind::Harvest, channel: None, env: cell_env(ctx, cell_id, &[]) };
+            // With a minimum pool, cells stay when idle and the mothership
+            // alone shrinks the pool: no cell leaves only to be started again.
+            let mut env = cell_env(ctx, cell_id, &[]);
+            if ctx.policy.min_harvest > 0 {
+                env.retain(|(k, _)| k != "HARVEST_STAY");
+                env.push(("HARVEST_STAY".into(), "true".into()));
+            }
+            let spec = CellSpec { cell_id, kind: CellKind::Harvest, channel: None, env };
             let backend_ref = launch(ctx, &spec).await?;
             Ok(json!({ "cell": cell_id, "backend_ref": backend_ref }))
         }
@@ -319,7 +411,7 @@ async fn act(ctx: &TickCtx<'_>, action: &Action, reason: &str) -> Result<serde_j
             Ok(json!({ "rescued": rescued.len(), "jobs": rescued.iter().map(|r| r.id).collect::<Vec<_>>() }))
         }
         Action::ReapOrphan { backend_ref, cell, .. } => {
-            ctx.launcher.reap(backend_ref, reason).await?;
+            ctx.launcher.reap(backend_ref, *cell, reason).await?;
             Ok(json!({ "backend_ref": backend_ref, "cell": cell }))
         }
     }
@@ -350,7 +442,7 @@ async fn retire(ctx: &TickCtx<'_>, cell: Uuid, backend_ref: Option<&str>, reason
     let Some(backend_ref) = backend_ref.filter(|_| backend.as_deref() == Some(ctx.launcher.backend())) else {
         return Ok(false);
     };
-    match ctx.launcher.reap(backend_ref, reason).await {
+    match ctx.launcher.reap(backend_ref, Some(cell), reason).await {
         Ok(()) => Ok(true),
         Err(e) => {
             // The tick after next reaps it as an orphan; the fence already holds.
@@ -441,7 +533,22 @@ async fn start_observer(
         ],
     );
     let spec = CellSpec { cell_id, kind: CellKind::Observer, channel: Some(login.to_owned()), env };
-    let backend_ref = launch(ctx, &spec).await?;
+    let backend_ref = match launch(ctx, &spec).await {
+        Ok(backend_ref) => backend_ref,
+        Err(e) => {
+            // A recording opened for this launch and never written stays no
+            // trace; an existing one keeps waiting for its next observer.
+            if assignment.created {
+                let _ = sqlx::query(
+                    "DELETE FROM recordings r WHERE r.id = $1 AND NOT EXISTS (SELECT 1 FROM segments WHERE recording_id = r.id)",
+                )
+                .bind(assignment.recording_id)
+                .execute(ctx.pool)
+                .await;
+            }
+            return Err(e);
+        }
+    };
     Ok(json!({
         "cell": cell_id,
         "backend_ref": backend_ref,

@@ -43,9 +43,10 @@ pub struct ObserverArgs {
     #[arg(long, env = "OBSERVER_OFFLINE_AFTER", value_name = "DURATION")]
     pub offline_after: Option<humantime::Duration>,
 
-    /// Heartbeat interval (cell liveness and recording progress).
+    /// Heartbeat interval (cell liveness and recording progress). Keep it
+    /// well under the mothership's COLONY_HEARTBEAT_TIMEOUT.
     #[arg(long, env = "COLONY_HEARTBEAT_INTERVAL", default_value = "10s", value_name = "DURATION")]
-    pub heartbeat: humantime::Duration,
+    pub heartbeat: crate::config::NonZeroDuration,
 
     /// Variant of a master playlist: best, worst, or a height like 720p.
     /// Default: the channel's own setting.
@@ -81,6 +82,13 @@ pub struct ObserverArgs {
     /// marked interrupted.
     #[arg(long, env = "OBSERVER_FINALIZE_DEADLINE", default_value = "10m", value_name = "DURATION")]
     pub finalize_deadline: humantime::Duration,
+
+    /// Write the live playlist only while Postgres confirmed this cell's
+    /// lease within this long. Keep it well under the mothership's
+    /// COLONY_HEARTBEAT_TIMEOUT: a cell cut off from Postgres may already be
+    /// replaced, and must not overwrite its replacement's playlist.
+    #[arg(long, env = "OBSERVER_WRITE_LEASE", default_value = "30s", value_name = "DURATION")]
+    pub write_lease: crate::config::NonZeroDuration,
 
     /// Segments in the live playlist while recording. It is an EVENT
     /// playlist until the recording outgrows it, then a sliding window, so

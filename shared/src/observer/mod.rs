@@ -9,6 +9,7 @@
 //! Postgres is down. Every write is fenced on the lease token: once the
 //! recording has been handed to a replacement, this cell stops at once.
 
+mod adopt;
 mod args;
 mod recorder;
 mod spool;

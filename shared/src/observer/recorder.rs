@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 use url::Url;
 
+use super::adopt::Adopter;
 use super::args::ObserverArgs;
 use super::spool::{self, Spool};
 use super::tracker::{Lost, Step, Tracker};
@@ -130,6 +131,14 @@ struct Recorder {
     cadence: Duration,
     playlist: LivePlaylist,
     state: RecordingState,
+    /// For a replacement: adopts what an earlier cell stored before any gap
+    /// is written, and again at finalize.
+    adopter: Option<Adopter>,
+    /// Still before the first playlist since start: gaps are checked against storage.
+    adopting: bool,
+    adopt_init: Option<String>,
+    /// When Postgres last confirmed this cell's lease (a write that passed the fence).
+    confirmed: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
 /// The recording row a cell was started for.
@@ -190,6 +199,10 @@ struct Resumed {
     /// Holes too far below the last sequence for any live window to offer again.
     old_holes: Vec<RangeInclusive<u64>>,
     inits: usize,
+    /// The open epoch's init section and the duration of its last segment,
+    /// for rows adopted from storage.
+    last_init: Option<String>,
+    last_secs: f64,
 }
 
 /// Read the ledger once, as a stream: running totals, the live window, and
@@ -204,6 +217,8 @@ async fn resume(ledger: &recording::Ledger, db_epoch: i32, window: usize) -> Res
         holes: Vec::new(),
         old_holes: Vec::new(),
         inits: 0,
+        last_init: None,
+        last_secs: 0.0,
     };
     let mut current: Option<i32> = None;
     let mut inits = std::collections::HashSet::new();
@@ -216,6 +231,7 @@ async fn resume(ledger: &recording::Ledger, db_epoch: i32, window: usize) -> Res
             r.high = None;
             r.holes.clear();
             inits.clear();
+            r.last_init = None;
         }
         let first = row.media_sequence.max(0) as u64;
         let span = if row.is_gap { u64::try_from(row.gap_count).unwrap_or(0).max(1) } else { 1 };
@@ -228,6 +244,10 @@ async fn resume(ledger: &recording::Ledger, db_epoch: i32, window: usize) -> Res
         r.high = Some(r.high.map_or(last, |h| h.max(last)));
         if let Some(init) = &row.init_key {
             inits.insert(init.clone());
+            r.last_init = Some(init.clone());
+        }
+        if !row.is_gap {
+            r.last_secs = row.duration_secs;
         }
         r.live.insert(row);
     }
@@ -235,7 +255,7 @@ async fn resume(ledger: &recording::Ledger, db_epoch: i32, window: usize) -> Res
     r.epoch = current.unwrap_or(0).max(db_epoch).max(0) as u32;
     if current.is_some_and(|c| c.max(0) as u32 != r.epoch) {
         // The recording moved to an epoch the ledger has no row of yet.
-        (r.high, r.inits) = (None, 0);
+        (r.high, r.inits, r.last_init) = (None, 0, None);
         r.holes.clear();
     }
     // No live window reaches further back than a playlist's segment limit.
@@ -263,11 +283,14 @@ pub async fn run(
         Some(v) => v.clone(),
         None => channel.variant.parse().unwrap_or(VariantChoice::Best),
     };
-    sqlx::query(
+    // A row the mothership already buried stays buried: this cell must not run.
+    let registered: Option<i32> = sqlx::query_scalar(
         "INSERT INTO cells (id, kind, backend, channel_id, recording_id, lease_token, state, last_heartbeat, host, version)
          VALUES ($1, 'observer', 'manual', $2, $3, $4, 'running', now(), $5, $6)
          ON CONFLICT (id) DO UPDATE SET state = 'running', last_heartbeat = now(), host = EXCLUDED.host,
-                version = EXCLUDED.version, recording_id = EXCLUDED.recording_id, lease_token = EXCLUDED.lease_token",
+                version = EXCLUDED.version, recording_id = EXCLUDED.recording_id, lease_token = EXCLUDED.lease_token
+          WHERE cells.state IN ('starting', 'running')
+         RETURNING 1",
     )
     .bind(args.cell_id)
     .bind(channel.id)
@@ -275,9 +298,13 @@ pub async fn run(
     .bind(args.lease_token)
     .bind(crate::hostname())
     .bind(crate::VERSION)
-    .execute(&pool)
+    .fetch_optional(&pool)
     .await
     .context("registering the cell")?;
+    if registered.is_none() {
+        warn!(cell = %args.cell_id, "this cell's row was marked dead or stopping by the mothership; not starting");
+        return Ok(Outcome::Fenced);
+    }
 
     let ledger = recording::Ledger::new(pool.clone(), args.recording_id, args.lease_token);
     let resumed = resume(&ledger, db_epoch, args.live_window).await.context("loading the ledger")?;
@@ -298,7 +325,8 @@ pub async fn run(
             })
             .context("opening the spool")?,
     );
-    let (db, mut fenced) = Writer::spawn(ledger, args.cell_id);
+    let confirmed = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
+    let (db, mut fenced) = Writer::spawn(ledger, args.cell_id, confirmed.clone());
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let uploader_stop = CancellationToken::new();
     let uploader = tokio::spawn(upload_spooled(spool.clone(), store.clone(), done_tx.clone(), uploader_stop.clone()));
@@ -323,6 +351,15 @@ pub async fn run(
         cadence: Duration::from_secs(2),
         playlist: LivePlaylist::default(),
         state: RecordingState::Recording,
+        adopter: (resumed.rows > 0).then(|| Adopter {
+            store: store.clone(),
+            prefix: prefix.clone(),
+            limits: args.limits,
+            duration_secs: if resumed.last_secs > 0.0 { resumed.last_secs } else { 2.0 },
+        }),
+        adopting: resumed.rows > 0,
+        adopt_init: resumed.last_init.clone(),
+        confirmed,
         args,
         store,
         pool,
@@ -335,7 +372,7 @@ pub async fn run(
         spool,
     };
     for hole in &resumed.old_holes {
-        r.record_gap(resumed.epoch, hole.clone(), Lost::LeftWindow, r.cadence.as_secs_f64());
+        r.settle_gap(resumed.epoch, hole.clone(), Lost::LeftWindow, r.cadence.as_secs_f64()).await;
     }
     info!(channel = %r.args.channel_login, name = %r.args.channel_name, recording = r.args.recording_id, "observer started");
 
@@ -442,6 +479,7 @@ impl Recorder {
                 let since = self.last_loaded.map(|t| t.elapsed());
                 self.last_loaded = Some(Instant::now());
                 let fresh = self.apply(&playlist, since).await;
+                self.adopting = false;
                 if fresh > 0 {
                     self.last_new_segment = Instant::now();
                 }
@@ -502,6 +540,30 @@ impl Recorder {
         self.inits.clear();
         self.inits_named = 0;
         self.failures.clear();
+        self.adopt_init = None;
+    }
+
+    /// Record `run` as a gap, unless this replacement finds (some of) it in
+    /// storage, stored by the cell it replaced: that part is adopted.
+    async fn settle_gap(&mut self, epoch: u32, run: RangeInclusive<u64>, lost: Lost, per_segment_secs: f64) {
+        let Some(adopter) = self.adopter.as_ref().filter(|_| self.adopting && epoch == self.tracker.epoch()) else {
+            self.record_gap(epoch, run, lost, per_segment_secs);
+            return;
+        };
+        let (adopted, missing) = adopter.settle(epoch, run, self.adopt_init.as_deref()).await;
+        if !adopted.is_empty() {
+            info!(
+                epoch,
+                segments = adopted.len(),
+                "adopted segments an earlier cell stored but never put in the ledger"
+            );
+        }
+        for row in adopted {
+            self.record(row);
+        }
+        for gap in missing {
+            self.record_gap(epoch, gap, lost, per_segment_secs);
+        }
     }
 
     /// Record whatever this epoch could not store as explicit gaps.
@@ -555,7 +617,7 @@ impl Recorder {
                         first_sequence, count, estimated_secs, "segments lost at the source; recording an explicit gap"
                     );
                     let per_segment = estimated_secs / count.max(1) as f64;
-                    self.record_gap(epoch, first_sequence..=first_sequence + (count - 1), lost, per_segment);
+                    self.settle_gap(epoch, first_sequence..=first_sequence + (count - 1), lost, per_segment).await;
                 }
                 Step::Fetch { epoch, segment } => {
                     fresh += 1;
@@ -697,8 +759,15 @@ impl Recorder {
         let _ = self.db.send(Message::Heartbeat(self.progress(), self.state));
     }
 
-    /// Rewrite the live playlist at most once a second, one write at a time.
+    /// Rewrite the live playlist at most once a second, one write at a time,
+    /// and only while Postgres confirmed this cell's lease within
+    /// `--write-lease`: a cell cut off from Postgres may have been replaced,
+    /// and must not overwrite its replacement's playlist.
     fn maybe_write_playlist(&mut self) {
+        let confirmed = *self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+        if confirmed.elapsed() > Duration::from(self.args.write_lease) {
+            return;
+        }
         let p = &mut self.playlist;
         if !p.dirty || p.written_at.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
             return;
@@ -803,8 +872,41 @@ impl Recorder {
         self.publish_and_close(state, deadline).await
     }
 
+    /// Close the recording (fenced), then write its VOD playlist: only the
+    /// cell that still holds the recording may write it, so a cell that was
+    /// replaced never overwrites its replacement's playlist.
     async fn publish_and_close(&mut self, state: RecordingState, deadline: Instant) -> Outcome {
         let ledger = recording::Ledger::new(self.pool.clone(), self.args.recording_id, self.args.lease_token);
+        if let Some(adopter) = &self.adopter {
+            match adopter.adopt_into_gaps(&ledger).await {
+                Ok(0) => {}
+                Ok(n) => info!(segments = n, "adopted segments stored after their gap was written"),
+                Err(LedgerError::Fenced { .. }) => return Outcome::Fenced,
+                Err(e) => warn!(error = %crate::error_chain(&e), "could not look for stored segments behind gap rows"),
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        let _ = self.db.send(Message::Finalize { state, reply });
+        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
+        let outcome = match tokio::time::timeout(remaining, answer).await {
+            Ok(Ok(Ok((jobs, progress)))) => {
+                info!(?state, segments = progress.segments, gaps = progress.gaps, bytes = progress.bytes,
+                      duration_secs = format!("{:.1}", progress.duration_secs), jobs = ?jobs, "recording finalized");
+                Outcome::Finalized(state)
+            }
+            Ok(Ok(Err(LedgerError::Fenced { .. }))) => return Outcome::Fenced,
+            Ok(Ok(Err(e))) => {
+                error!(error = %crate::error_chain(&e), "finalizing the recording failed");
+                return Outcome::Finalized(RecordingState::Failed);
+            }
+            _ => {
+                error!(
+                    "postgres did not take the final ledger rows in time; the recording stays open for a replacement"
+                );
+                return Outcome::Finalized(RecordingState::Failed);
+            }
+        };
+        let deadline = deadline.max(Instant::now() + Duration::from_secs(30));
         loop {
             match recording::publish_vod(&ledger, self.store.as_ref(), &self.prefix).await {
                 Ok(()) => break,
@@ -813,32 +915,20 @@ impl Recorder {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 Err(e) => {
-                    error!(error = %crate::error_chain(&e), "could not write the VOD playlist; the repair job can rebuild it from the ledger");
+                    error!(error = %crate::error_chain(&e), "could not write the VOD playlist; a repair job rebuilds it from the ledger");
+                    let repair = crate::queue::NewJob::new(
+                        "repair",
+                        serde_json::json!({ "recording_id": self.args.recording_id }),
+                    )
+                    .unique_key(format!("repair:recording:{}", self.args.recording_id));
+                    if let Err(e) = crate::queue::Queue::new(self.pool.clone()).enqueue(&repair).await {
+                        error!(error = %crate::error_chain(&e), "could not enqueue the repair job either; run it by hand");
+                    }
                     break;
                 }
             }
         }
-        let (reply, answer) = oneshot::channel();
-        let _ = self.db.send(Message::Finalize { state, reply });
-        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
-        match tokio::time::timeout(remaining, answer).await {
-            Ok(Ok(Ok((jobs, progress)))) => {
-                info!(?state, segments = progress.segments, gaps = progress.gaps, bytes = progress.bytes,
-                      duration_secs = format!("{:.1}", progress.duration_secs), jobs = ?jobs, "recording finalized");
-                Outcome::Finalized(state)
-            }
-            Ok(Ok(Err(LedgerError::Fenced { .. }))) => Outcome::Fenced,
-            Ok(Ok(Err(e))) => {
-                error!(error = %crate::error_chain(&e), "finalizing the recording failed");
-                Outcome::Finalized(RecordingState::Failed)
-            }
-            _ => {
-                error!(
-                    "postgres did not take the final ledger rows in time; the recording stays open for a replacement"
-                );
-                Outcome::Finalized(RecordingState::Failed)
-            }
-        }
+        outcome
     }
 }
 

@@ -317,6 +317,7 @@ mod tests {
             is_ad: false,
             discontinuity: false,
             gap_reason: None,
+            warning: None,
         }
     }
 

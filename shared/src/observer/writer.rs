@@ -10,7 +10,8 @@
 //! and is retried every second.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
@@ -42,6 +43,8 @@ pub enum Message {
 pub struct Writer {
     ledger: Ledger,
     cell_id: uuid::Uuid,
+    /// When Postgres last accepted a fenced write: the cell's lease was valid then.
+    confirmed: Arc<Mutex<Instant>>,
     pending: VecDeque<LedgerRow>,
     heartbeat: Option<(Progress, RecordingState)>,
     fenced: watch::Sender<bool>,
@@ -54,10 +57,22 @@ async fn timed<T>(call: impl Future<Output = Result<T, LedgerError>>) -> Result<
 }
 
 impl Writer {
-    pub fn spawn(ledger: Ledger, cell_id: uuid::Uuid) -> (mpsc::UnboundedSender<Message>, watch::Receiver<bool>) {
+    pub fn spawn(
+        ledger: Ledger,
+        cell_id: uuid::Uuid,
+        confirmed: Arc<Mutex<Instant>>,
+    ) -> (mpsc::UnboundedSender<Message>, watch::Receiver<bool>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (fenced, fenced_rx) = watch::channel(false);
-        let writer = Writer { ledger, cell_id, pending: VecDeque::new(), heartbeat: None, fenced, db_down_since: None };
+        let writer = Writer {
+            ledger,
+            cell_id,
+            confirmed,
+            pending: VecDeque::new(),
+            heartbeat: None,
+            fenced,
+            db_down_since: None,
+        };
         tokio::spawn(writer.run(rx));
         (tx, fenced_rx)
     }
@@ -181,6 +196,7 @@ impl Writer {
     }
 
     fn database_answered(&mut self) {
+        *self.confirmed.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         if let Some(since) = self.db_down_since.take() {
             info!(after = ?since.elapsed(), queued = self.pending.len(), "postgres is back; flushing buffered ledger rows");
         }

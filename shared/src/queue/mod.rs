@@ -4,9 +4,11 @@
 //! (with an exponential, jittered, capped delay) and finally `dead` with their
 //! last error. A claim is one `FOR UPDATE SKIP LOCKED` statement, so any number
 //! of workers on any number of machines never take the same job. Every
-//! change a worker makes to its job is fenced on `(id, attempt)`: once a lease
-//! has expired and the job was rescued and claimed again, the old worker's
-//! heartbeat, `complete` and `fail` are refused.
+//! change a worker makes to its job is fenced on its lease generation, drawn
+//! from one sequence on every claim, give-back, retry, rescue and cancel: it
+//! only goes up and is never reused, so once a job left a worker (rescued,
+//! cancelled, retried, handed back) that worker's heartbeat, `complete` and
+//! `fail`, and the job's own writes, are refused.
 
 mod backoff;
 mod waker;
@@ -56,20 +58,23 @@ pub struct Job {
     pub unique_key: Option<String>,
     pub progress: Option<Value>,
     pub created_at: DateTime<Utc>,
+    pub lease_generation: i64,
 }
 
 impl Job {
     /// The fence a worker presents with every change to this job.
     pub fn lease(&self) -> Lease {
-        Lease { id: self.id, attempt: self.attempt }
+        Lease { id: self.id, attempt: self.attempt, generation: self.lease_generation }
     }
 }
 
-/// A claimed job's identity for fencing: `(id, attempt)`.
+/// A claimed job's fence: its id and the lease generation of this claim.
+/// The attempt number is carried for messages and backoff only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Lease {
     pub id: i64,
     pub attempt: i32,
+    pub generation: i64,
 }
 
 /// A job to enqueue.
@@ -166,7 +171,7 @@ pub struct KindStats {
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// The job is no longer this worker's: its lease expired and it was
-    /// rescued, or it was claimed again under a later attempt.
+    /// rescued, handed back, retried, or claimed again.
     #[error("job {id} attempt {attempt} no longer holds its lease")]
     LostLease { id: i64, attempt: i32 },
     #[error("job {id} was cancelled")]
@@ -197,7 +202,7 @@ impl KindFilter {
 }
 
 const JOB_COLUMNS: &str = "id, kind, args, state, priority, run_at, attempt, max_attempts, attempted_by, \
-                           lease_until, last_error, unique_key, progress, created_at";
+                           lease_until, last_error, unique_key, progress, created_at, lease_generation";
 
 #[derive(Debug, Clone)]
 pub struct Queue {
@@ -306,7 +311,8 @@ impl Queue {
              )
              UPDATE jobs j
                 SET state = 'running', attempt = j.attempt + 1, attempted_at = now(),
-                    attempted_by = $3, lease_until = now() + make_interval(secs => $4), progress = NULL
+                    attempted_by = $3, lease_until = now() + make_interval(secs => $4), progress = NULL,
+                    lease_generation = nextval('job_lease_generation')
                FROM next WHERE j.id = next.id
              RETURNING {}",
             JOB_COLUMNS.split(", ").map(|c| format!("j.{c}")).collect::<Vec<_>>().join(", ")
@@ -327,10 +333,10 @@ impl Queue {
     pub async fn heartbeat(&self, lease: Lease, extend: Duration, progress: Option<&Value>) -> Result<(), QueueError> {
         let done = sqlx::query(
             "UPDATE jobs SET lease_until = now() + make_interval(secs => $3), progress = COALESCE($4, progress)
-              WHERE id = $1 AND attempt = $2 AND state = 'running'",
+              WHERE id = $1 AND lease_generation = $2 AND state = 'running'",
         )
         .bind(lease.id)
-        .bind(lease.attempt)
+        .bind(lease.generation)
         .bind(extend.as_secs_f64())
         .bind(progress)
         .execute(&self.pool)
@@ -342,10 +348,10 @@ impl Queue {
     pub async fn complete(&self, lease: Lease) -> Result<(), QueueError> {
         let done = sqlx::query(
             "UPDATE jobs SET state = 'succeeded', finalized_at = now(), lease_until = NULL
-              WHERE id = $1 AND attempt = $2 AND state = 'running'",
+              WHERE id = $1 AND lease_generation = $2 AND state = 'running'",
         )
         .bind(lease.id)
-        .bind(lease.attempt)
+        .bind(lease.generation)
         .execute(&self.pool)
         .await?;
         self.fenced(lease, done).await
@@ -355,15 +361,15 @@ impl Queue {
     /// refused because they were lost.
     pub async fn complete_many(&self, leases: &[Lease]) -> Result<Vec<Lease>, QueueError> {
         let ids: Vec<i64> = leases.iter().map(|l| l.id).collect();
-        let attempts: Vec<i32> = leases.iter().map(|l| l.attempt).collect();
+        let generations: Vec<i64> = leases.iter().map(|l| l.generation).collect();
         let completed: Vec<i64> = sqlx::query_scalar(
             "UPDATE jobs j SET state = 'succeeded', finalized_at = now(), lease_until = NULL
-               FROM unnest($1::bigint[], $2::int[]) AS l(id, attempt)
-              WHERE j.id = l.id AND j.attempt = l.attempt AND j.state = 'running'
+               FROM unnest($1::bigint[], $2::bigint[]) AS l(id, generation)
+              WHERE j.id = l.id AND j.lease_generation = l.generation AND j.state = 'running'
              RETURNING j.id",
         )
         .bind(&ids)
-        .bind(&attempts)
+        .bind(&generations)
         .fetch_all(&self.pool)
         .await?;
         Ok(leases.iter().filter(|l| !completed.contains(&l.id)).copied().collect())
@@ -382,11 +388,11 @@ impl Queue {
                     lease_until = NULL,
                     last_error = $3,
                     errors = errors || jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', now(), 'error', $3))
-              WHERE id = $1 AND attempt = $2 AND state = 'running'
+              WHERE id = $1 AND lease_generation = $2 AND state = 'running'
              RETURNING state, run_at",
         )
         .bind(lease.id)
-        .bind(lease.attempt)
+        .bind(lease.generation)
         .bind(error)
         .bind(failure == Failure::Permanent)
         .bind(delay.as_secs_f64())
@@ -404,11 +410,11 @@ impl Queue {
     pub async fn give_back(&self, lease: Lease) -> Result<(), QueueError> {
         let done = sqlx::query(
             "UPDATE jobs SET state = 'available', attempt = attempt - 1, lease_until = NULL,
-                    attempted_by = NULL, run_at = now()
-              WHERE id = $1 AND attempt = $2 AND state = 'running'",
+                    attempted_by = NULL, run_at = now(), lease_generation = nextval('job_lease_generation')
+              WHERE id = $1 AND lease_generation = $2 AND state = 'running'",
         )
         .bind(lease.id)
-        .bind(lease.attempt)
+        .bind(lease.generation)
         .execute(&self.pool)
         .await?;
         self.fenced(lease, done).await?;
@@ -421,7 +427,8 @@ impl Queue {
         let row: Option<(JobState, bool)> = sqlx::query_as(
             "WITH target AS (SELECT id, state FROM jobs WHERE id = $1 FOR UPDATE),
                   upd AS (
-                      UPDATE jobs j SET state = 'cancelled', finalized_at = now(), lease_until = NULL
+                      UPDATE jobs j SET state = 'cancelled', finalized_at = now(), lease_until = NULL,
+                             lease_generation = nextval('job_lease_generation')
                         FROM target t
                        WHERE j.id = t.id AND t.state IN ('available', 'running', 'retryable')
                    RETURNING j.id)
@@ -447,7 +454,8 @@ impl Queue {
             Some(state) => return Err(QueueError::NotRetryable { id, state }),
         }
         sqlx::query(
-            "UPDATE jobs SET state = 'available', attempt = 0, run_at = now(), finalized_at = NULL
+            "UPDATE jobs SET state = 'available', attempt = 0, run_at = now(), finalized_at = NULL,
+                    lease_generation = nextval('job_lease_generation')
               WHERE id = $1 AND state IN ('dead', 'cancelled')",
         )
         .bind(id)
@@ -464,7 +472,7 @@ impl Queue {
             "UPDATE jobs
                 SET state = CASE WHEN attempt >= max_attempts THEN 'dead'::job_state ELSE 'retryable'::job_state END,
                     finalized_at = CASE WHEN attempt >= max_attempts THEN now() END,
-                    run_at = now(), lease_until = NULL,
+                    run_at = now(), lease_until = NULL, lease_generation = nextval('job_lease_generation'),
                     last_error = 'lease expired: worker ' || COALESCE(attempted_by, '?') || ' stopped heartbeating',
                     errors = errors || jsonb_build_array(jsonb_build_object(
                         'attempt', attempt, 'at', now(),

@@ -124,6 +124,15 @@ impl Ledger {
     /// Write rows in one statement. Returns how many were new (a row already
     /// there is skipped: writes are idempotent).
     pub async fn insert_batch(&self, rows: &[LedgerRow]) -> Result<u64, LedgerError> {
+        self.insert_batch_in(&self.pool, rows).await
+    }
+
+    /// [`insert_batch`](Self::insert_batch) on a connection or in a transaction.
+    async fn insert_batch_in<'e>(
+        &self,
+        executor: impl sqlx::PgExecutor<'e>,
+        rows: &[LedgerRow],
+    ) -> Result<u64, LedgerError> {
         if rows.is_empty() {
             return Ok(0);
         }
@@ -146,18 +155,20 @@ impl Ledger {
         let ads: Vec<bool> = rows.iter().map(|r| r.is_ad).collect();
         let breaks: Vec<bool> = rows.iter().map(|r| r.discontinuity).collect();
         let reasons: Vec<Option<String>> = rows.iter().map(|r| r.gap_reason.clone()).collect();
+        let warnings: Vec<Option<String>> = rows.iter().map(|r| r.warning.clone()).collect();
         let inserted: i64 = sqlx::query_scalar(
             "WITH fence AS (SELECT id FROM recordings WHERE id = $1 AND lease_token = $2 FOR SHARE),
                   ins AS (
                 INSERT INTO segments (recording_id, epoch, media_sequence, duration_secs, bytes, object_key, init_key,
-                                      program_date_time, source, is_gap, gap_count, is_ad, discontinuity, gap_reason)
+                                      program_date_time, source, is_gap, gap_count, is_ad, discontinuity, gap_reason,
+                                      warning)
                 SELECT fence.id, u.epoch, u.seq, u.duration, u.bytes, u.key, u.init, u.pdt, u.source::media_source,
-                       u.gap, u.count, u.ad, u.break, u.reason
+                       u.gap, u.count, u.ad, u.break, u.reason, u.warning
                   FROM fence,
                        UNNEST($3::int[], $4::bigint[], $5::float8[], $6::bigint[], $7::text[], $8::text[],
                               $9::timestamptz[], $10::text[], $11::bool[], $12::int[], $13::bool[], $14::bool[],
-                              $15::text[])
-                       AS u(epoch, seq, duration, bytes, key, init, pdt, source, gap, count, ad, break, reason)
+                              $15::text[], $16::text[])
+                       AS u(epoch, seq, duration, bytes, key, init, pdt, source, gap, count, ad, break, reason, warning)
                 ON CONFLICT (recording_id, epoch, media_sequence) DO NOTHING
                 RETURNING 1)
              SELECT count(*) FROM ins",
@@ -177,7 +188,8 @@ impl Ledger {
         .bind(&ads)
         .bind(&breaks)
         .bind(&reasons)
-        .fetch_one(&self.pool)
+        .bind(&warnings)
+        .fetch_one(executor)
         .await?;
         if inserted == 0 {
             // All duplicates, or fenced out: tell which.
@@ -231,12 +243,38 @@ impl Ledger {
     pub fn stream(&self) -> BoxStream<'_, Result<LedgerRow, sqlx::Error>> {
         sqlx::query_as::<_, LedgerRow>(
             "SELECT epoch, media_sequence, duration_secs, bytes, object_key, init_key, program_date_time, source,
-                    is_gap, gap_count, is_ad, discontinuity, gap_reason
+                    is_gap, gap_count, is_ad, discontinuity, gap_reason, warning
                FROM segments WHERE recording_id = $1 ORDER BY epoch, media_sequence",
         )
         .bind(self.recording_id)
         .fetch(&self.pool)
         .boxed()
+    }
+
+    /// Replace the gap row at (`epoch`, `first_sequence`) with `rows` (media
+    /// adopted from storage, and gaps for what is still missing), fenced, in
+    /// one transaction. Returns false if there was no such gap row.
+    pub async fn replace_gap(&self, epoch: i32, first_sequence: i64, rows: &[LedgerRow]) -> Result<bool, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        let removed: Option<i32> = sqlx::query_scalar(
+            "WITH fence AS (SELECT id FROM recordings WHERE id = $1 AND lease_token = $2 FOR SHARE)
+             DELETE FROM segments s USING fence
+              WHERE s.recording_id = fence.id AND s.epoch = $3 AND s.media_sequence = $4 AND s.is_gap
+             RETURNING 1",
+        )
+        .bind(self.recording_id)
+        .bind(self.token)
+        .bind(epoch)
+        .bind(first_sequence)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if removed.is_none() {
+            self.check_fence().await?;
+            return Ok(false);
+        }
+        self.insert_batch_in(&mut *tx, rows).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The recording's totals, counted by the database from its ledger.
@@ -285,10 +323,14 @@ impl Ledger {
                 );
             }
         }
-        sqlx::query("UPDATE cells SET state = 'exited', exited_at = now(), exit_code = 0 WHERE id = $1")
-            .bind(cell_id)
-            .execute(&mut *tx)
-            .await?;
+        // A cell the mothership buried stays buried.
+        sqlx::query(
+            "UPDATE cells SET state = 'exited', exited_at = now(), exit_code = 0
+              WHERE id = $1 AND state IN ('starting', 'running', 'stopping')",
+        )
+        .bind(cell_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok((jobs, progress))
     }

@@ -59,6 +59,10 @@ pub struct LedgerRow {
     /// For a gap row: why it is one.
     #[sqlx(default)]
     pub gap_reason: Option<String>,
+    /// Something worth knowing about a stored segment: repair's findings, or
+    /// that it was adopted from storage with an estimated duration.
+    #[sqlx(default)]
+    pub warning: Option<String>,
 }
 
 impl LedgerRow {
@@ -80,6 +84,7 @@ impl LedgerRow {
             is_ad: false,
             discontinuity: true,
             gap_reason: None,
+            warning: None,
         }
     }
 
@@ -107,6 +112,7 @@ impl LedgerRow {
             is_ad: segment.is_ad,
             discontinuity: segment.discontinuity,
             gap_reason: None,
+            warning: None,
         }
     }
 

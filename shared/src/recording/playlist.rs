@@ -284,6 +284,7 @@ mod tests {
             is_ad: false,
             discontinuity: false,
             gap_reason: None,
+            warning: None,
         }
     }
 

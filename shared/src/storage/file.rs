@@ -158,7 +158,7 @@ impl ObjectStore for FileStore {
         }
     }
 
-    async fn set_storage_class(&self, _key: &ObjectKey, _class: &str) -> Result<(), StorageError> {
+    async fn set_storage_class(&self, _key: &ObjectKey, _size: u64, _class: &str) -> Result<(), StorageError> {
         Err(StorageError::Unsupported { backend: self.describe() })
     }
 

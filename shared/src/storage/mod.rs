@@ -122,8 +122,9 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Remove an object; removing a missing one is not an error.
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError>;
 
-    /// Move an object to another storage class (e.g. `GLACIER_IR`) in place.
-    async fn set_storage_class(&self, key: &ObjectKey, class: &str) -> Result<(), StorageError>;
+    /// Move an object of `size` bytes to another storage class (e.g.
+    /// `GLACIER_IR`) in place.
+    async fn set_storage_class(&self, key: &ObjectKey, size: u64, class: &str) -> Result<(), StorageError>;
 
     /// Where the object sits on the local filesystem, for backends that have
     /// one; tools like ffmpeg then read it in place instead of a copy.

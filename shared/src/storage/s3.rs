@@ -169,6 +169,67 @@ impl S3Store {
         }
     }
 
+    /// Copy an object onto itself in parts, with a new storage class; on
+    /// failure the copy is aborted and the object stays as it was.
+    async fn copy_multipart(
+        &self,
+        key: &ObjectKey,
+        full: &str,
+        source: &str,
+        size: u64,
+        class: &str,
+    ) -> Result<(), StorageError> {
+        let bucket = &self.settings.bucket;
+        // At most 10,000 parts, and none under the 5 MiB S3 asks for.
+        let part = PART_SIZE.max(size.div_ceil(9_000));
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(full)
+            .storage_class(StorageClass::from(class))
+            .send()
+            .await
+            .map_err(|e| self.classify("starting multipart copy", key.as_str(), e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+        let copied = async {
+            let mut parts = Vec::new();
+            for (i, start) in (0..size).step_by(part as usize).enumerate() {
+                let end = (start + part).min(size) - 1;
+                let number = i as i32 + 1;
+                let out = self
+                    .client
+                    .upload_part_copy()
+                    .bucket(bucket)
+                    .key(full)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .copy_source(source)
+                    .copy_source_range(format!("bytes={start}-{end}"))
+                    .send()
+                    .await
+                    .map_err(|e| self.classify("copying part", key.as_str(), e))?;
+                let etag = out.copy_part_result().and_then(|r| r.e_tag()).map(str::to_owned);
+                parts.push(CompletedPart::builder().part_number(number).set_e_tag(etag).build());
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(full)
+                .upload_id(&upload_id)
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .send()
+                .await
+                .map_err(|e| self.classify("completing multipart copy", key.as_str(), e))?;
+            Ok(())
+        }
+        .await;
+        if copied.is_err() {
+            let _ = self.client.abort_multipart_upload().bucket(bucket).key(full).upload_id(&upload_id).send().await;
+        }
+        copied
+    }
+
     async fn upload_parts<R>(
         &self,
         key: &ObjectKey,
@@ -340,10 +401,16 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn set_storage_class(&self, key: &ObjectKey, class: &str) -> Result<(), StorageError> {
+    /// A copy onto itself with the new class: one CopyObject up to the
+    /// multipart threshold, a multipart copy (UploadPartCopy) above it, since
+    /// a single copy stops at 5 GB.
+    async fn set_storage_class(&self, key: &ObjectKey, size: u64, class: &str) -> Result<(), StorageError> {
         let full = self.full_key(key);
         let source =
             format!("{}/{}", self.settings.bucket, percent_encoding::utf8_percent_encode(&full, COPY_SOURCE_ESCAPES));
+        if size > self.settings.multipart_threshold {
+            return self.copy_multipart(key, &full, &source, size, class).await;
+        }
         self.client
             .copy_object()
             .bucket(&self.settings.bucket)

@@ -185,7 +185,7 @@ impl Launcher for DockerLauncher {
         Ok(created.id)
     }
 
-    async fn stop(&self, backend_ref: &str, _reason: &str) -> Result<(), LaunchError> {
+    async fn stop(&self, backend_ref: &str, _cell: Option<Uuid>, _reason: &str) -> Result<(), LaunchError> {
         let options = KillContainerOptionsBuilder::default().signal("SIGTERM").build();
         match self.docker.kill_container(backend_ref, Some(options)).await {
             Ok(()) => Ok(()),
@@ -195,7 +195,7 @@ impl Launcher for DockerLauncher {
         }
     }
 
-    async fn reap(&self, backend_ref: &str, _reason: &str) -> Result<(), LaunchError> {
+    async fn reap(&self, backend_ref: &str, _cell: Option<Uuid>, _reason: &str) -> Result<(), LaunchError> {
         let stop = StopContainerOptionsBuilder::default().t(self.args.docker_stop_timeout).build();
         match self.docker.stop_container(backend_ref, Some(stop)).await {
             Ok(()) => {}

@@ -65,12 +65,16 @@ pub struct EcsArgs {
     /// The ECS region. Default: the SDK's usual chain (AWS_REGION, profile).
     #[arg(long, env = "COLONY_ECS_REGION", value_name = "REGION")]
     pub ecs_region: Option<String>,
-    /// Send DATABASE_URL to cells in the RunTask overrides. Turn off when the
-    /// cell task definitions inject it from a secret (infra/aws does), so the
-    /// password never shows in DescribeTasks.
-    #[arg(long, env = "COLONY_ECS_PASS_DATABASE_URL", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
-    pub ecs_pass_database_url: bool,
+    /// Send secrets (DATABASE_URL and AWS keys) to cells in the RunTask
+    /// overrides, where anyone allowed DescribeTasks can read them. Off by
+    /// default: the cell task definitions inject DATABASE_URL from Secrets
+    /// Manager or SSM, and the tasks use their task role (infra/aws does both).
+    #[arg(long, env = "COLONY_ECS_PASS_SECRETS", default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub ecs_pass_secrets: bool,
 }
+
+/// Variables that hold secrets: never in RunTask overrides unless asked.
+pub const SECRETS: &[&str] = &["DATABASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
 
 pub struct EcsLauncher {
     client: Client,
@@ -217,7 +221,7 @@ impl Launcher for EcsLauncher {
         let env: Vec<KeyValuePair> = spec
             .env
             .iter()
-            .filter(|(k, _)| self.args.ecs_pass_database_url || k != "DATABASE_URL")
+            .filter(|(k, _)| self.args.ecs_pass_secrets || !SECRETS.contains(&k.as_str()))
             .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
             .collect();
         let overrides = TaskOverride::builder()
@@ -274,7 +278,11 @@ impl Launcher for EcsLauncher {
         }
     }
 
-    async fn stop(&self, backend_ref: &str, reason: &str) -> Result<(), LaunchError> {
+    fn lists_at_once(&self) -> bool {
+        false
+    }
+
+    async fn stop(&self, backend_ref: &str, _cell: Option<Uuid>, reason: &str) -> Result<(), LaunchError> {
         // ECS keeps at most 255 characters of a reason.
         let reason: String = reason.chars().take(255).collect();
         self.client

@@ -58,15 +58,22 @@ impl LaunchError {
 pub trait Launcher: Send + Sync {
     /// `process`, `docker` or `ecs`, as stored in `cells.backend`.
     fn backend(&self) -> &'static str;
+    /// Does `list` show a started cell at once? Local processes and Docker
+    /// do; ECS is eventually consistent, so a cell it does not list yet gets
+    /// the start grace.
+    fn lists_at_once(&self) -> bool {
+        true
+    }
     /// What runs under this colony's labels, running or not.
     async fn list(&self) -> Result<Vec<Instance>, LaunchError>;
     /// Start a cell; returns the backend's handle (pid, container id, task ARN).
     async fn start(&self, spec: &CellSpec) -> Result<String, LaunchError>;
-    /// Ask a cell to finish (it gets its shutdown deadline).
-    async fn stop(&self, backend_ref: &str, reason: &str) -> Result<(), LaunchError>;
+    /// Ask a cell to finish (it gets its shutdown deadline). With `cell`,
+    /// a launcher that can tell refuses to touch anything that is not that cell.
+    async fn stop(&self, backend_ref: &str, cell: Option<Uuid>, reason: &str) -> Result<(), LaunchError>;
     /// Get rid of an orphan: stop it if it runs, and remove what is left.
-    async fn reap(&self, backend_ref: &str, reason: &str) -> Result<(), LaunchError> {
-        self.stop(backend_ref, reason).await
+    async fn reap(&self, backend_ref: &str, cell: Option<Uuid>, reason: &str) -> Result<(), LaunchError> {
+        self.stop(backend_ref, cell, reason).await
     }
 }
 
@@ -118,12 +125,15 @@ pub fn instance_from_labels(backend_ref: String, running: bool, get: impl Fn(&st
     }
 }
 
-/// `KEY=VALUE`, for `--cell-env`.
+/// `KEY=VALUE`, for `--cell-env`. A refused entry is never echoed: its
+/// value may be a secret.
 pub fn parse_env_pair(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
         Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
             Ok((k.to_owned(), v.to_owned()))
         }
-        _ => Err(format!("'{raw}' is not KEY=VALUE with a plain variable name")),
+        _ => Err("an entry is not KEY=VALUE with a plain variable name (A-Z, 0-9, _); it is not shown here, \
+                  as it may hold a secret"
+            .into()),
     }
 }

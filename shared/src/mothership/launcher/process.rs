@@ -5,9 +5,12 @@
 //! leave its cells running, and a Ctrl-C aimed at `mothership run` does not
 //! reach them. A cell inherits the mothership's environment plus its contract
 //! and two markers (`COLONY_INSTANCE_ID`, `COLONY_CELL_KIND`); `list` finds
-//! cells again by reading those markers from `/proc/<pid>/environ`, which
-//! also guards `stop` against a pid that was reused by something else.
+//! cells again by reading those markers from `/proc/<pid>/environ`, and
+//! `stop` signals a pid only if it still carries this colony's marker and the
+//! cell's own `COLONY_CELL_ID`, so a reused pid never gets a healthy cell
+//! killed. Cell logs are created 0600: they may quote a cell's environment.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{Signal, kill};
@@ -122,6 +125,7 @@ impl Launcher for ProcessLauncher {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&log_path)
             .map_err(|e| LaunchError::Refused(format!("cannot open the cell log {}: {e}", log_path.display())))?;
         let log_err = log.try_clone().map_err(|e| LaunchError::backend("process", "duplicate the log handle", e))?;
@@ -152,12 +156,12 @@ impl Launcher for ProcessLauncher {
         Ok(pid.to_string())
     }
 
-    async fn stop(&self, backend_ref: &str, _reason: &str) -> Result<(), LaunchError> {
-        signal(self, backend_ref, Signal::SIGTERM)
+    async fn stop(&self, backend_ref: &str, cell: Option<Uuid>, _reason: &str) -> Result<(), LaunchError> {
+        signal(self, backend_ref, cell, Signal::SIGTERM)
     }
 
-    async fn reap(&self, backend_ref: &str, _reason: &str) -> Result<(), LaunchError> {
-        signal(self, backend_ref, Signal::SIGKILL)
+    async fn reap(&self, backend_ref: &str, cell: Option<Uuid>, _reason: &str) -> Result<(), LaunchError> {
+        signal(self, backend_ref, cell, Signal::SIGKILL)
     }
 }
 
@@ -165,11 +169,17 @@ fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// Signal a cell's process, unless the pid no longer belongs to this colony
-/// (then it is already gone, which is what was wanted).
-fn signal(launcher: &ProcessLauncher, backend_ref: &str, sig: Signal) -> Result<(), LaunchError> {
+/// Signal a cell's process, unless the pid no longer belongs to this colony,
+/// or (with `cell`) to that cell: then it is already gone, which is what was
+/// wanted, and whatever reuses the pid is left alone.
+fn signal(launcher: &ProcessLauncher, backend_ref: &str, cell: Option<Uuid>, sig: Signal) -> Result<(), LaunchError> {
     let pid: i32 = backend_ref.parse().map_err(|_| LaunchError::Refused(format!("'{backend_ref}' is not a pid")))?;
-    if launcher.markers(pid).is_none() {
+    let Some(vars) = launcher.markers(pid) else {
+        return Ok(());
+    };
+    if let Some(cell) = cell
+        && env_get(&vars, "COLONY_CELL_ID") != Some(cell.to_string().as_str())
+    {
         return Ok(());
     }
     match kill(Pid::from_raw(pid), sig) {
