@@ -102,3 +102,48 @@ fn help_teaches_and_exits_0() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("DATABASE_URL"), "{help}");
 }
+
+/// Defect: COLONY_HEARTBEAT_INTERVAL=0 panicked the observer and silently
+/// killed a harvest cell's heartbeat. A zero interval is refused at parse
+/// time, with one line and exit 2.
+#[test]
+fn a_zero_heartbeat_interval_or_lease_is_refused_with_one_line() {
+    for (binary, var) in [
+        ("observer-cell", "COLONY_HEARTBEAT_INTERVAL"),
+        ("harvest-cell", "COLONY_HEARTBEAT_INTERVAL"),
+        ("harvest-cell", "HARVEST_LEASE"),
+    ] {
+        let out = Command::new(bin(binary))
+            .env("DATABASE_URL", "postgres://u:p@127.0.0.1:1/x")
+            .env("COLONY_STORAGE_URL", "file:///tmp/colony-unused")
+            .env("OBSERVER_VOD_ID", "1")
+            .env("OBSERVER_CHANNEL_ID", "1")
+            .env("OBSERVER_CHANNEL_LOGIN", "x")
+            .env("OBSERVER_CHANNEL_NAME", "x")
+            .env("COLONY_CELL_ID", "00000000-0000-0000-0000-000000000001")
+            .env("COLONY_LEASE_TOKEN", "1")
+            .env(var, "0s")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{binary} {var}");
+        let line = one_line(&out);
+        assert!(line.contains(var) && line.contains("more than 0"), "{line}");
+    }
+}
+
+/// Defect: a malformed COLONY_CELL_ENV entry was echoed in the error, and it
+/// may hold a secret.
+#[test]
+fn a_malformed_cell_env_entry_is_refused_without_echoing_it() {
+    let out = mothership(
+        &["tick"],
+        &[
+            ("DATABASE_URL", "postgres://u:p@127.0.0.1:1/x".into()),
+            ("COLONY_CELL_ENV", "DATABASE_URL postgres://colony:hunter2@db/colony".into()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let line = one_line(&out);
+    assert!(line.contains("COLONY_CELL_ENV") && line.contains("KEY=VALUE"), "{line}");
+    assert!(!line.contains("hunter2") && !line.contains("db/colony"), "the value was echoed: {line}");
+}

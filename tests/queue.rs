@@ -351,3 +351,42 @@ async fn an_idle_worker_falls_back_to_polling() {
     let mut waker = JobWaker::new(q.pool()).await;
     assert_eq!(waker.wait(Duration::from_millis(100)).await, Wake::PollInterval);
 }
+
+/// Defect: the fence was `(id, attempt)`, and give-back and retry set the
+/// attempt back, so a worker that hung on attempt 1 matched the job again
+/// after `job cancel` then `job retry` and a new claim of attempt 1: both ran.
+/// The lease generation only goes up.
+#[tokio::test]
+async fn a_lease_never_comes_back_after_cancel_retry_give_back_or_rescue() {
+    let db = TestDb::migrated().await;
+    let q = Queue::new(db.pool(4).await);
+    let id = q.enqueue(&NewJob::new("export", json!({}))).await.unwrap().id();
+
+    // Hung on attempt 1; the operator cancels and retries; a new worker claims attempt 1.
+    let hung = q.claim("w1", &KindFilter::All, 1, LEASE).await.unwrap().pop().unwrap();
+    assert_eq!(q.cancel(id).await.unwrap(), CancelOutcome::Cancelled);
+    q.retry(id).await.unwrap();
+    let fresh = q.claim("w2", &KindFilter::All, 1, LEASE).await.unwrap().pop().unwrap();
+    assert_eq!((hung.attempt, fresh.attempt), (1, 1), "the same attempt number");
+    assert!(fresh.lease_generation > hung.lease_generation);
+    assert!(q.heartbeat(hung.lease(), LEASE, None).await.is_err(), "the hung worker's heartbeat matched the new claim");
+    assert!(q.complete(hung.lease()).await.is_err());
+    q.heartbeat(fresh.lease(), LEASE, None).await.unwrap();
+
+    // Handed back at shutdown, then claimed again under the same attempt number.
+    q.give_back(fresh.lease()).await.unwrap();
+    let again = q.claim("w3", &KindFilter::All, 1, LEASE).await.unwrap().pop().unwrap();
+    assert_eq!(again.attempt, fresh.attempt);
+    assert!(matches!(q.heartbeat(fresh.lease(), LEASE, None).await, Err(QueueError::LostLease { .. })));
+
+    // Rescued after its lease expired.
+    sqlx::query("UPDATE jobs SET lease_until = now() - interval '1 second' WHERE id = $1")
+        .bind(id)
+        .execute(q.pool())
+        .await
+        .unwrap();
+    assert_eq!(q.rescue_expired().await.unwrap().len(), 1);
+    assert!(matches!(q.fail(again.lease(), "late", Failure::Transient).await, Err(QueueError::LostLease { .. })));
+    let last = q.claim("w4", &KindFilter::All, 1, LEASE).await.unwrap().pop().unwrap();
+    q.complete(last.lease()).await.unwrap();
+}

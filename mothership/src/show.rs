@@ -87,9 +87,13 @@ pub fn channels(rows: &[ChannelStatus], as_json: bool) {
             c.login.clone(),
             if c.enabled { "yes" } else { "no" }.into(),
             if c.live { "live" } else { "-" }.into(),
-            c.observer
-                .map(|o| format!("{} {}", short(&o), c.observer_state.as_deref().unwrap_or("")))
-                .unwrap_or("-".into()),
+            match (c.observer, c.start_retry_at) {
+                (Some(o), _) => format!("{} {}", short(&o), c.observer_state.as_deref().unwrap_or("")),
+                (None, Some(at)) if c.start_failures > 0 => {
+                    format!("{} failed start(s); next try {}", c.start_failures, at.format("%H:%M:%S"))
+                }
+                (None, _) => "-".into(),
+            },
             c.observer.map(|_| ago(c.last_heartbeat)).unwrap_or("-".into()),
             c.recording.map(|r| format!("{r} {}", c.recording_state.as_deref().unwrap_or(""))).unwrap_or("-".into()),
             c.segments.map(|s| s.to_string()).unwrap_or("-".into()),

@@ -20,6 +20,7 @@ pub mod moto;
 pub mod observer;
 pub mod pg;
 mod proc;
+pub mod proxy;
 
 use std::time::{Duration, Instant};
 

@@ -142,6 +142,8 @@ struct Channel {
     failing_segments: HashSet<u64>,
     truncate_next_playlists: u32,
     segment_delay: Duration,
+    /// When each segment request arrived.
+    segment_requests: Vec<Instant>,
 }
 
 impl Channel {
@@ -266,6 +268,7 @@ impl LiveSource {
             failing_segments: HashSet::new(),
             truncate_next_playlists: 0,
             segment_delay: Duration::ZERO,
+            segment_requests: Vec::new(),
         };
         for _ in 0..window.saturating_sub(1) {
             ch.publish();
@@ -365,6 +368,11 @@ impl LiveSource {
         self.with(name, |c| c.published.iter().filter(|p| p.0 == session).map(|p| (p.1, p.3)).collect())
     }
 
+    /// When each segment request to this channel arrived.
+    pub fn segment_requests(&self, name: &str) -> Vec<Instant> {
+        self.with(name, |c| c.segment_requests.clone())
+    }
+
     /// The bytes of a segment the first session published.
     pub fn segment_bytes(&self, name: &str, seq: u64) -> Option<Vec<u8>> {
         let path = self.with(name, |c| {
@@ -411,7 +419,10 @@ async fn segment(State(channels): State<Channels>, UrlPath((name, file)): UrlPat
         .and_then(|s| s.split_once('-'))
         .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
     let (path, delay) = {
-        let map = channels.lock().unwrap();
+        let mut map = channels.lock().unwrap();
+        if let Some(ch) = map.get_mut(&name) {
+            ch.segment_requests.push(Instant::now());
+        }
         let ch = map.get(&name);
         (
             id.and_then(|(session, seq)| ch.and_then(|c| c.segment_path(session, seq))),

@@ -124,8 +124,20 @@ impl Rig {
     /// Start `observer-cell` for an assignment with test-friendly timings
     /// (set through the environment, so `extra` flags override them).
     pub fn observer(&self, channel_id: i64, login: &str, cell: uuid::Uuid, a: Assignment, extra: &[&str]) -> Child {
-        self.cell("observer-cell")
-            .env("OBSERVER_VOD_ID", a.recording_id.to_string())
+        self.observer_command(channel_id, login, cell, a, extra).spawn().expect("start observer-cell")
+    }
+
+    /// The same, not started yet, for a test that changes its environment.
+    pub fn observer_command(
+        &self,
+        channel_id: i64,
+        login: &str,
+        cell: uuid::Uuid,
+        a: Assignment,
+        extra: &[&str],
+    ) -> Command {
+        let mut cmd = self.cell("observer-cell");
+        cmd.env("OBSERVER_VOD_ID", a.recording_id.to_string())
             .env("OBSERVER_CHANNEL_ID", channel_id.to_string())
             .env("OBSERVER_CHANNEL_LOGIN", login)
             .env("OBSERVER_CHANNEL_NAME", format!("{login} (test)"))
@@ -138,9 +150,8 @@ impl Rig {
             .env("OBSERVER_SHUTDOWN_DEADLINE", "15s")
             .env("OBSERVER_FINALIZE_DEADLINE", "60s")
             .env("OBSERVER_FETCH_TIMEOUT", "2s")
-            .args(extra)
-            .spawn()
-            .expect("start observer-cell")
+            .args(extra);
+        cmd
     }
 
     /// Start `harvest-cell` against this rig's database and storage.
@@ -156,7 +167,7 @@ impl Rig {
     pub async fn rows(&self, recording_id: i64) -> Vec<LedgerRow> {
         sqlx::query_as(
             "SELECT epoch, media_sequence, duration_secs, bytes, object_key, init_key, program_date_time, source,
-                    is_gap, gap_count, is_ad, discontinuity, gap_reason
+                    is_gap, gap_count, is_ad, discontinuity, gap_reason, warning
                FROM segments WHERE recording_id = $1 ORDER BY epoch, media_sequence",
         )
         .bind(recording_id)

@@ -107,6 +107,16 @@ pub fn restart_cluster(dir: &Path) {
         .stdin(Stdio::null()));
 }
 
+/// Put the scram line for `colony_password` members first in `pg_hba.conf`, once.
+fn require_passwords(hba: &Path) {
+    const LINE: &str = "host all +colony_password 127.0.0.1/32 scram-sha-256";
+    let _guard = lock(&hba.with_extension("lock"));
+    let text = std::fs::read_to_string(hba).expect("read pg_hba.conf");
+    if !text.contains(LINE) {
+        std::fs::write(hba, format!("{LINE}\n{text}")).expect("write pg_hba.conf");
+    }
+}
+
 fn as_postgres(program: &Path) -> Command {
     if is_root() {
         let mut cmd = Command::new("runuser");
@@ -163,6 +173,38 @@ impl TestDb {
         let db = Self::empty_on(admin).await;
         let pool = db.pool(4).await;
         colony::db::migrate(&pool).await.expect("migrate test database");
+        pool.close().await;
+        db
+    }
+
+    /// A migrated database owned by a role that must give `password`
+    /// (scram-sha-256 over TCP) on the shared test server, for tests that
+    /// check a password never leaks. The shared cluster trusts its other
+    /// roles; members of `colony_password` get a `pg_hba.conf` line of their own.
+    pub async fn password_protected(password: &str) -> Self {
+        let admin = server_url();
+        let role = format!("colony_pw_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let mut conn = PgConnection::connect(admin).await.expect("connect to the test postgres server");
+        conn.execute(
+            "DO $$ BEGIN CREATE ROLE colony_password NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+        )
+        .await
+        .unwrap();
+        conn.execute(format!("CREATE ROLE {role} LOGIN PASSWORD '{password}' IN ROLE colony_password").as_str())
+            .await
+            .unwrap();
+        let mut db = Self::empty_on(admin).await;
+        conn.execute(format!("ALTER DATABASE \"{}\" OWNER TO {role}", db.name).as_str()).await.unwrap();
+        if std::env::var("DATABASE_URL").map_or(true, |u| u.is_empty()) {
+            require_passwords(&std::env::temp_dir().join("colony-test-pg/data/pg_hba.conf"));
+            conn.execute("SELECT pg_reload_conf()").await.unwrap();
+        }
+        let mut url = url::Url::parse(&db.url).unwrap();
+        url.set_username(&role).unwrap();
+        url.set_password(Some(password)).unwrap();
+        db.url = url.to_string();
+        let pool = db.pool(2).await;
+        colony::db::migrate(&pool).await.expect("migrate the password-protected database");
         pool.close().await;
         db
     }

@@ -203,12 +203,15 @@ pub struct ChannelStatus {
     pub recording: Option<i64>,
     pub recording_state: Option<String>,
     pub segments: Option<i64>,
+    /// Observer starts that failed in a row, and when the next one is allowed.
+    pub start_failures: i32,
+    pub start_retry_at: Option<DateTime<Utc>>,
 }
 
 pub async fn channel_status(pool: &PgPool) -> Result<Vec<ChannelStatus>, AdminError> {
     Ok(sqlx::query_as(
         "SELECT c.id, c.login, c.display_name, c.source_kind, c.source_url, c.resolver, c.enabled, c.live,
-                c.probed_at, c.probe_error,
+                c.probed_at, c.probe_error, c.start_failures, c.start_retry_at,
                 o.id AS observer, o.state::text AS observer_state, o.last_heartbeat,
                 r.id AS recording, r.state::text AS recording_state, r.segment_count AS segments
            FROM channels c

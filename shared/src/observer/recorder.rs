@@ -571,7 +571,6 @@ impl Recorder {
         let steps = self.tracker.close_epoch(abandon_in_flight);
         for step in steps {
             if let Step::Gap { epoch, first_sequence, count, estimated_secs, lost } = step {
-                warn!(epoch, first_sequence, count, "segments could not be stored; recording an explicit gap");
                 let per_segment = estimated_secs / count.max(1) as f64;
                 self.record_gap(epoch, first_sequence..=first_sequence + (count - 1), lost, per_segment);
             }
@@ -597,6 +596,7 @@ impl Recorder {
     fn record_gap(&mut self, epoch: u32, run: RangeInclusive<u64>, lost: Lost, per_segment_secs: f64) {
         let count = run.end() - run.start() + 1;
         let reason = self.gap_reason(&run, lost);
+        warn!(epoch, first_sequence = run.start(), count, %reason, "segments lost; recording an explicit gap");
         let row = LedgerRow::gap(epoch, *run.start(), count, count as f64 * per_segment_secs, MediaSource::Live)
             .because(reason);
         self.record(row);
@@ -612,10 +612,6 @@ impl Recorder {
                     self.new_epoch();
                 }
                 Step::Gap { epoch, first_sequence, count, estimated_secs, lost } => {
-                    warn!(
-                        epoch,
-                        first_sequence, count, estimated_secs, "segments lost at the source; recording an explicit gap"
-                    );
                     let per_segment = estimated_secs / count.max(1) as f64;
                     self.settle_gap(epoch, first_sequence..=first_sequence + (count - 1), lost, per_segment).await;
                 }
