@@ -370,3 +370,122 @@ async fn the_process_launcher_never_signals_another_cell_behind_a_reused_pid() {
     launcher.reap(&pid, Some(other), "test done").await.unwrap();
     assert!(tokio::time::timeout(SECS(5), healthy.wait()).await.is_ok(), "its own cell id is signalled");
 }
+
+/// A VOD of `segments` test segments downloaded into a fresh recording,
+/// with one segment deleted from storage and one overwritten with junk.
+async fn damaged(rig: &Rig, source: &LiveSource, name: &str) -> i64 {
+    source.add(name, &test_media().await, 8);
+    source.end(name);
+    let channel = rig.channel(name, "http://unused.invalid/").await;
+    sqlx::query("UPDATE channels SET pipeline = '[]' WHERE id = $1").bind(channel).execute(&rig.pool).await.unwrap();
+    let queue = colony::queue::Queue::new(rig.pool.clone());
+    let download = serde_json::json!({ "url": source.media_url(name), "channel_id": channel });
+    queue.enqueue(&colony::queue::NewJob::new("vod_download", download)).await.unwrap();
+    let (code, stderr) = wait_exit(rig.harvest(&["--drain"]), SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let recording: i64 = sqlx::query_scalar("SELECT id FROM recordings WHERE channel_id = $1")
+        .bind(channel)
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap();
+    let rows = rig.rows(recording).await;
+    rig.store.delete(&ObjectKey::parse(rows[3].object_key.as_deref().unwrap()).unwrap()).await.unwrap();
+    recording
+}
+
+/// Defect 4 (repair): repair's ledger writes were not fenced, so a run that
+/// lost its lease (a paused VM, a long GC) could wake up and undo what the
+/// run that took over had repaired: here it would mark the segment the
+/// second run fetched again as a gap.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repair_that_lost_its_lease_cannot_undo_the_repair_that_took_over() {
+    let source = LiveSource::start().await;
+    let rig = Rig::file().await;
+    let recording = damaged(&rig, &source, "mend").await;
+    let queue = colony::queue::Queue::new(rig.pool.clone());
+    let job = queue
+        .enqueue(&colony::queue::NewJob::new("repair", serde_json::json!({ "recording_id": recording })))
+        .await
+        .unwrap()
+        .id();
+    // The stale run will be told the segment is gone, after a while.
+    source.fail_segment("mend", 3);
+    source.segment_delay("mend", SECS(4));
+    let requests = source.segment_requests("mend").len();
+    let mut cmd = rig.cell("harvest-cell");
+    cmd.env("HARVEST_LEASE", "3s").args(["--drain", "--kinds", "repair"]);
+    let stale = cmd.spawn().unwrap();
+    colony_tests::eventually("the first run to ask the source again", SECS(30), || async {
+        (source.segment_requests("mend").len() > requests).then_some(())
+    })
+    .await;
+    signal(&stale, Signal::SIGSTOP);
+
+    // Its lease runs out; the mothership rescues the job; another cell repairs.
+    tokio::time::sleep(SECS(4)).await;
+    assert_eq!(queue.rescue_expired().await.unwrap().len(), 1);
+    source.segment_delay("mend", Duration::ZERO);
+    source.heal_segment("mend", 3);
+    sqlx::query("UPDATE jobs SET run_at = now() WHERE id = $1").bind(job).execute(&rig.pool).await.unwrap();
+    let (code, stderr) = wait_exit(rig.harvest(&["--drain", "--kinds", "repair"]), SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let state: String =
+        sqlx::query_scalar("SELECT state::text FROM jobs WHERE id = $1").bind(job).fetch_one(&rig.pool).await.unwrap();
+    assert_eq!(state, "succeeded");
+    assert!(rig.rows(recording).await.iter().all(|r| !r.is_gap), "the second run repaired everything");
+
+    // The first run wakes up to a 404 for the segment it was fetching.
+    signal(&stale, Signal::SIGCONT);
+    let (_, stderr) = wait_exit(stale, SECS(60)).await;
+    let gaps: Vec<i64> = rig.rows(recording).await.iter().filter(|r| r.is_gap).map(|r| r.media_sequence).collect();
+    assert!(gaps.is_empty(), "the stale run wrote gaps over repaired segments {gaps:?}\n{stderr}");
+    let gap_count: i64 = sqlx::query_scalar("SELECT gap_count::int8 FROM recordings WHERE id = $1")
+        .bind(recording)
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap();
+    assert_eq!(gap_count, 0, "the stale run rewrote the totals");
+}
+
+/// Defect 4 (complete): a `complete` that hit a transient error was only
+/// logged; the job stayed `running` until its lease ran out, and then ran
+/// again from the start. Postgres itself refuses the first two attempts
+/// here (a trigger raising a serialization failure, SQLSTATE 40001).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_complete_that_fails_for_a_moment_is_retried_not_the_job() {
+    let source = LiveSource::start().await;
+    source.add("once", &test_media().await, 6);
+    source.end("once");
+    let rig = Rig::file().await;
+    let channel = rig.channel("once", "http://unused.invalid/").await;
+    sqlx::query("UPDATE channels SET pipeline = '[]' WHERE id = $1").bind(channel).execute(&rig.pool).await.unwrap();
+    for statement in [
+        "CREATE SEQUENCE complete_faults",
+        "CREATE FUNCTION refuse_complete() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF nextval('complete_faults') <= 2 THEN
+             RAISE EXCEPTION 'injected fault' USING ERRCODE = '40001';
+           END IF;
+           RETURN NEW;
+         END $$",
+        "CREATE TRIGGER refuse_complete BEFORE UPDATE ON jobs FOR EACH ROW
+           WHEN (NEW.state = 'succeeded') EXECUTE FUNCTION refuse_complete()",
+    ] {
+        sqlx::query(statement).execute(&rig.pool).await.unwrap();
+    }
+    let queue = colony::queue::Queue::new(rig.pool.clone());
+    let download = serde_json::json!({ "url": source.media_url("once"), "channel_id": channel });
+    let job = queue.enqueue(&colony::queue::NewJob::new("vod_download", download)).await.unwrap().id();
+    let mut cmd = rig.cell("harvest-cell");
+    cmd.env("HARVEST_LEASE", "30s").args(["--drain", "--kinds", "vod_download"]);
+    let (code, stderr) = wait_exit(cmd.spawn().unwrap(), SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (state, attempt): (String, i32) = sqlx::query_as("SELECT state::text, attempt FROM jobs WHERE id = $1")
+        .bind(job)
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap();
+    assert_eq!((state.as_str(), attempt), ("succeeded", 1), "{stderr}");
+    assert!(stderr.contains("trying again"), "{stderr}");
+    assert_eq!(source.segment_requests("once").len(), 6, "the download ran once");
+}

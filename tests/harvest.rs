@@ -601,3 +601,107 @@ async fn sigterm_hands_a_running_job_back_without_spending_an_attempt() {
     assert_eq!(job(&rig, id).await.0, "succeeded");
     assert_eq!(rig.rows(vod_recording(&rig, channel).await.0).await.len(), 40);
 }
+
+/// Defect 3 (issue 12): the download's recording token was `job.id*1000 +
+/// attempt`, kept with GREATEST; after `job retry` set the attempt back to 0,
+/// every new attempt was refused with "a later attempt holds the recording".
+/// Defect 9: a download that died left its recording in `recording`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_download_fails_its_recording_and_a_retried_one_still_finishes() {
+    let source = LiveSource::start().await;
+    vod(&source, "again", 10).await;
+    source.playlist_status("again", Some(503));
+    let rig = Rig::file().await;
+    let channel = rig.channel("again", "http://unused.invalid/").await;
+    let queue = Queue::new(rig.pool.clone());
+    let id = queue
+        .enqueue(
+            &NewJob::new("vod_download", json!({ "url": source.media_url("again"), "channel_id": channel }))
+                .max_attempts(2),
+        )
+        .await
+        .unwrap()
+        .id();
+    for _ in 0..2 {
+        sqlx::query("UPDATE jobs SET run_at = now() WHERE id = $1").bind(id).execute(&rig.pool).await.unwrap();
+        let (code, stderr) = wait_exit(rig.harvest(&["--drain", "--kinds", "vod_download"]), SECS(60)).await;
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    let (state, attempt, error, _) = job(&rig, id).await;
+    assert_eq!((state.as_str(), attempt), ("dead", 2), "{error:?}");
+    let (recording, recording_state) = vod_recording(&rig, channel).await;
+    assert_eq!(recording_state, "failed", "a dead download's recording says so");
+
+    // The source is back; the operator retries the job.
+    source.playlist_status("again", None);
+    queue.retry(id).await.unwrap();
+    let (code, stderr) = wait_exit(rig.harvest(&["--drain", "--kinds", "vod_download"]), SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (state, _, error, _) = job(&rig, id).await;
+    assert_eq!(state, "succeeded", "{error:?}\n{stderr}");
+    assert_eq!(vod_recording(&rig, channel).await, (recording, "complete".to_owned()));
+    assert_eq!(rig.rows(recording).await.iter().filter(|r| !r.is_gap).count(), 10);
+}
+
+/// Defect 9 (issue 12): `archive_tier` used one CopyObject per object, which
+/// S3 refuses above 5 GB, and a recording that failed failed the whole job,
+/// which then tried the same oldest recording first, forever. Here the
+/// multipart threshold is 5 MiB: a 12 MiB object must be copied in parts (its
+/// new ETag carries the part count, as S3 and Garage write it), and an older
+/// recording that cannot be tiered is passed over and marked.
+#[tokio::test(flavor = "multi_thread")]
+async fn archive_tier_copies_big_objects_in_parts_and_passes_over_a_recording_that_fails() {
+    let g = tokio::task::spawn_blocking(colony_tests::garage::garage).await.unwrap();
+    let rig = Rig::garage(g).await;
+    let channel = rig.channel("big", "http://unused.invalid/").await;
+    let old = |prefix: &'static str| {
+        let pool = rig.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO recordings (channel_id, source, state, storage_prefix, ended_at, source_url)
+                 VALUES ($1, 'vod', 'complete', $2, now() - interval '40 days', $2) RETURNING id",
+            )
+            .bind(channel)
+            .bind(prefix)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    // The oldest row is damaged: its prefix is not a key this colony would write.
+    let broken = old("channels/big/../../elsewhere").await;
+    let good = old("channels/big/2").await;
+    let body: Vec<u8> = (0..12 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let key = ObjectKey::parse("channels/big/2/e0/00000000.ts").unwrap();
+    rig.store.put(&key, bytes::Bytes::from(body.clone())).await.unwrap();
+    rig.store.put(&ObjectKey::parse("channels/big/2/playlist.m3u8").unwrap(), "#EXTM3U\n".into()).await.unwrap();
+
+    let job_id = Queue::new(rig.pool.clone())
+        .enqueue(&NewJob::new("archive_tier", json!({ "older_than": "30d", "storage_class": "STANDARD_IA" })))
+        .await
+        .unwrap()
+        .id();
+    let mut cell = rig.harvest(&["--drain", "--kinds", "archive_tier"]);
+    let (code, stderr) = wait_exit(cell, SECS(120)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (state, _, error, progress) = job(&rig, job_id).await;
+    assert_eq!(state, "retryable", "the job reports the recording it could not tier: {error:?}");
+    assert!(error.unwrap_or_default().contains(&format!("recording {broken}")));
+    assert_eq!(progress.unwrap()["objects_moved"], 2);
+    let rows: Vec<(i64, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT id, storage_class, error FROM recordings ORDER BY id")
+            .fetch_all(&rig.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows[1], (good, Some("STANDARD_IA".to_owned()), None), "the good recording is tiered");
+    assert!(rows[0].2.as_deref().unwrap_or_default().starts_with("archive_tier:"), "{rows:?}");
+    assert_eq!(get_bytes(rig.store.as_ref(), &key).await.unwrap(), body, "the copy is byte for byte");
+    let etag = g.etag(&format!("{}/{key}", rig.bucket_prefix)).await;
+    assert!(etag.trim_matches('"').ends_with("-2"), "copied in 2 parts of 8 MiB, got ETag {etag}");
+    cell = rig.harvest(&["--drain", "--kinds", "archive_tier"]);
+    sqlx::query("UPDATE jobs SET run_at = now() WHERE id = $1").bind(job_id).execute(&rig.pool).await.unwrap();
+    let (code, stderr) = wait_exit(cell, SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (_, _, _, progress) = job(&rig, job_id).await;
+    assert_eq!(progress.unwrap()["objects_moved"], 0, "what was tiered is not copied again");
+}

@@ -121,7 +121,8 @@ impl Channel {
     pub async fn resolve(&self, timeout: Duration, resolvers: &Resolvers) -> Result<Url, SourceError> {
         match (&self.source_kind[..], &self.resolver) {
             ("command", Some(template)) => resolvers.run(template, &self.source_url, timeout).await,
-            _ => Url::parse(&self.source_url).map_err(|_| SourceError::BadUrl(self.source_url.clone())),
+            _ => Url::parse(&self.source_url)
+                .map_err(|_| SourceError::BadUrl(crate::config::redact_source_url(&self.source_url))),
         }
     }
 
@@ -192,7 +193,7 @@ impl Resolvers {
         let url = Url::parse(source_url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| SourceError::BadUrl(source_url.chars().take(200).collect()))?;
+            .ok_or_else(|| SourceError::BadUrl(crate::config::redact_source_url(source_url)))?;
         let words = shell_words::split(template).map_err(|e| SourceError::BadResolver(e.to_string()))?;
         let Some((program, args)) = words.split_first() else {
             return Err(SourceError::BadResolver("no program".into()));
@@ -261,7 +262,10 @@ async fn run_resolver_command(program: &str, args: &[String], timeout: Duration)
         .ok_or_else(|| SourceError::NoUrl {
             program: program.clone(),
             status: status.to_string(),
-            stderr: String::from_utf8_lossy(&err).lines().last().unwrap_or_default().chars().take(200).collect(),
+            stderr: crate::config::redact_text(String::from_utf8_lossy(&err).lines().last().unwrap_or_default())
+                .chars()
+                .take(200)
+                .collect(),
         })
 }
 

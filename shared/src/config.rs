@@ -97,6 +97,67 @@ pub fn redact_url(raw: &str) -> String {
     }
 }
 
+/// A source URL as it may be shown: password and every query value masked
+/// (`?token=***`), since CDNs and platforms put access tokens there.
+pub fn redact_source_url(raw: &str) -> String {
+    if let Ok(url) = Url::parse(raw) {
+        return mask_url(url);
+    }
+    // Not a URL: show what comes before any query, userinfo masked.
+    let head = raw.split(['?', '#']).next().unwrap_or_default();
+    let head = match head.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => head.to_owned(),
+    };
+    let mut shown: String = head.chars().take(200).collect();
+    if head.len() < raw.len() {
+        shown.push_str("?***");
+    }
+    shown
+}
+
+fn mask_url(mut url: Url) -> String {
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    let keys: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+    if !keys.is_empty() {
+        url.query_pairs_mut().clear().extend_pairs(keys.iter().map(|k| (k.as_str(), "***")));
+    } else if url.query().is_some() {
+        url.set_query(Some("***"));
+    }
+    url.to_string()
+}
+
+/// Free text from elsewhere (a resolver's stderr, a tool's error line) with
+/// every URL in it masked as [`redact_source_url`] does.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for piece in text.split_inclusive(char::is_whitespace) {
+        let word = piece.trim_end_matches(char::is_whitespace);
+        let Some(at) = word.find("://") else {
+            out.push_str(piece);
+            continue;
+        };
+        // The scheme is the run of scheme characters just before `://`;
+        // quotes, brackets and punctuation around the URL stay as they are.
+        let start = word[..at]
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| c.is_ascii_alphanumeric() || "+-.".contains(*c))
+            .last()
+            .map_or(at, |(i, _)| i);
+        let end = word.trim_end_matches(|c: char| "'\"),.;:>]}".contains(c)).len().max(at + 3);
+        out.push_str(&word[..start]);
+        match Url::parse(&word[start..end]) {
+            Ok(url) => out.push_str(&mask_url(url)),
+            Err(_) => out.push_str("<url>"),
+        }
+        out.push_str(&piece[end..]);
+    }
+    out
+}
+
 fn redact_in(message: &str, url: &Url) -> String {
     match url.password() {
         Some(p) if !p.is_empty() => message.replace(p, "***"),
@@ -164,6 +225,29 @@ pub struct DatabaseArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_urls_and_text_lose_their_tokens() {
+        assert_eq!(
+            redact_source_url("https://u:pw@cdn.example/live.m3u8?token=abc&sig=def"),
+            "https://u:***@cdn.example/live.m3u8?token=***&sig=***"
+        );
+        assert_eq!(redact_source_url("https://cdn.example/a.m3u8"), "https://cdn.example/a.m3u8");
+        assert_eq!(redact_source_url("not a url ?token=abc"), "not a url ?***");
+        assert_eq!(redact_source_url("//u:pw@host/x?t=1"), "***@host/x?***");
+        let line = "error: Unable to open URL: https://usher.example/x.m3u8?sig=s3cr3t (403)\nretry 'http://h/p?t=1',";
+        let shown = redact_text(line);
+        assert!(!shown.contains("s3cr3t") && !shown.contains("t=1"), "{shown}");
+        assert_eq!(
+            shown,
+            "error: Unable to open URL: https://usher.example/x.m3u8?sig=*** (403)\nretry 'http://h/p?t=***',"
+        );
+        // Odd input never panics and never lets a query through.
+        for odd in ["://", "é://x?t=1", "x://é?t=1é", "«http://h/?t=1»", "http://[::1?t=1", "ftp://u:p@h/"] {
+            let shown = redact_text(odd);
+            assert!(!shown.contains("t=1") && !shown.contains(":p@"), "{odd} -> {shown}");
+        }
+    }
 
     #[test]
     fn password_is_redacted_everywhere() {

@@ -56,6 +56,20 @@ impl Garage {
         }
     }
 
+    /// The ETag of an object, straight from the S3 API (a multipart object's
+    /// ends in `-<parts>`).
+    pub async fn etag(&self, full_key: &str) -> String {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_sdk_s3::config::Region::new(REGION))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(&self.key_id, &self.secret, None, None, "test"))
+            .force_path_style(true)
+            .build();
+        let head = aws_sdk_s3::Client::from_conf(config).head_object().bucket(&self.bucket).key(full_key).send().await;
+        head.unwrap().e_tag.unwrap_or_default()
+    }
+
     /// Run a garage CLI command against this node.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = run(Command::new(garage_bin()).arg("-c").arg(&self.config).args(args));

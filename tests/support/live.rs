@@ -348,6 +348,11 @@ impl LiveSource {
         self.with(name, |c| c.failing_segments.insert(seq));
     }
 
+    /// This segment answers again.
+    pub fn heal_segment(&self, name: &str, seq: u64) {
+        self.with(name, |c| c.failing_segments.remove(&seq));
+    }
+
     /// Every segment response waits this long first (a slow CDN).
     pub fn segment_delay(&self, name: &str, delay: Duration) {
         self.with(name, |c| c.segment_delay = delay);

@@ -22,6 +22,8 @@ pub struct Rig {
     /// Where file:// storage lives (None for S3).
     pub media_root: Option<std::path::PathBuf>,
     pub spool: tempfile::TempDir,
+    /// The key prefix the colony's objects live under in the bucket (S3 only).
+    pub bucket_prefix: String,
     _media_dir: Option<tempfile::TempDir>,
 }
 
@@ -43,29 +45,45 @@ impl Rig {
             s3_multipart_threshold_mib: 16,
         };
         let root = dir.path().to_owned();
-        Self::with_storage(admin, args, vec![("COLONY_STORAGE_URL", url)], Some(root), Some(dir)).await
+        let db = TestDb::migrated_on(admin).await;
+        Self::with_storage(db, args, vec![("COLONY_STORAGE_URL", url)], Some(root), Some(dir)).await
     }
 
     /// Database plus S3 storage on a Garage node under a fresh prefix.
     pub async fn garage(g: &crate::garage::Garage) -> Self {
+        Self::garage_with(g, TestDb::migrated_on(crate::pg::server_url()).await).await
+    }
+
+    /// S3 storage on a Garage node and a database of the test's making.
+    pub async fn garage_with(g: &crate::garage::Garage, db: TestDb) -> Self {
         let prefix = format!("obs-{}", uuid::Uuid::new_v4().simple());
         let args = g.storage_args(&g.bucket, &prefix);
         let mut env = g.env();
         env.push(("COLONY_STORAGE_URL", format!("s3://{}/{prefix}", g.bucket)));
-        Self::with_storage(crate::pg::server_url(), args, env, None, None).await
+        let mut rig = Self::with_storage(db, args, env, None, None).await;
+        rig.bucket_prefix = prefix;
+        rig
     }
 
     async fn with_storage(
-        admin: &str,
+        db: TestDb,
         args: StorageArgs,
         storage_env: Vec<(&'static str, String)>,
         media_root: Option<std::path::PathBuf>,
         media_dir: Option<tempfile::TempDir>,
     ) -> Self {
-        let db = TestDb::migrated_on(admin).await;
         let pool = db.pool(8).await;
         let store = colony::storage::open(&args).await.unwrap();
-        Self { db, pool, store, storage_env, media_root, spool: tempfile::tempdir().unwrap(), _media_dir: media_dir }
+        Self {
+            db,
+            pool,
+            store,
+            storage_env,
+            media_root,
+            spool: tempfile::tempdir().unwrap(),
+            bucket_prefix: String::new(),
+            _media_dir: media_dir,
+        }
     }
 
     /// Add a channel recording `url`; returns its id.

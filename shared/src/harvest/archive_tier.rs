@@ -55,7 +55,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
                 .await
                 .map_err(JobError::transient)?;
             }
-            Err(JobError::Transient(why)) => {
+            Err(Failure::Recording(why)) => {
                 tracing::warn!(recording = id, error = %why, "tiering a recording failed; going on with the others");
                 let _ = sqlx::query("UPDATE recordings SET error = $2 WHERE id = $1")
                     .bind(id)
@@ -64,7 +64,7 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
                     .await;
                 failed.push(format!("recording {id}: {why}"));
             }
-            Err(other) => return Err(other),
+            Err(Failure::Job(e)) => return Err(e),
         }
         progress.set(json!({
             "recordings_done": i + 1, "recordings_total": recordings.len(), "objects_moved": moved, "failed": failed.len()
@@ -83,18 +83,29 @@ pub async fn run(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     }
 }
 
+/// Why one recording could not be tiered.
+enum Failure {
+    /// This recording only (a bad prefix, an object that would not copy):
+    /// recorded on it, and the job goes on with the others.
+    Recording(String),
+    /// Nothing can be tiered here (the store has no storage classes).
+    Job(JobError),
+}
+
 /// Move every object of one recording to `class`; returns how many moved.
-async fn tier(ctx: &Ctx, prefix: &str, class: &str) -> Result<u64, JobError> {
-    let prefix = ObjectKey::parse(prefix).map_err(JobError::permanent)?;
+async fn tier(ctx: &Ctx, prefix: &str, class: &str) -> Result<u64, Failure> {
+    let prefix = ObjectKey::parse(prefix).map_err(|e| Failure::Recording(format!("storage prefix: {e}")))?;
     let mut moved = 0;
-    for object in ctx.store.list(Some(&prefix)).await.map_err(JobError::transient)? {
+    let objects = ctx.store.list(Some(&prefix)).await.map_err(|e| Failure::Recording(crate::error_chain(&e)))?;
+    for object in objects {
         if object.storage_class.as_deref() == Some(class) {
             continue;
         }
         ctx.store.set_storage_class(&object.key, object.size, class).await.map_err(|e| match e {
-            StorageError::Unsupported { .. } => JobError::Permanent(format!("{e}; archive_tier needs S3 storage")),
-            e if e.is_transient() => JobError::Transient(crate::error_chain(&e)),
-            e => JobError::Permanent(crate::error_chain(&e)),
+            StorageError::Unsupported { .. } => {
+                Failure::Job(JobError::Permanent(format!("{e}; archive_tier needs S3 storage")))
+            }
+            e => Failure::Recording(crate::error_chain(&e)),
         })?;
         moved += 1;
     }

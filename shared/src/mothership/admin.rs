@@ -10,6 +10,7 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::channel::Login;
+use crate::config::{redact_source_url, redact_text};
 use crate::queue::{NewJob, Queue, QueueError};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,9 +28,11 @@ pub enum AdminError {
 
 /// A source URL: absolute http(s).
 pub fn parse_source_url(raw: &str) -> Result<Url, AdminError> {
-    let url = Url::parse(raw.trim()).map_err(|e| AdminError::Invalid(format!("'{raw}' is not a valid URL ({e})")))?;
+    let shown = || redact_source_url(raw.trim());
+    let url =
+        Url::parse(raw.trim()).map_err(|e| AdminError::Invalid(format!("'{}' is not a valid URL ({e})", shown())))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(AdminError::Invalid(format!("'{raw}' is not an http(s) URL with a host")));
+        return Err(AdminError::Invalid(format!("'{}' is not an http(s) URL with a host", shown())));
     }
     Ok(url)
 }
@@ -225,7 +228,14 @@ pub async fn channel_status(pool: &PgPool) -> Result<Vec<ChannelStatus>, AdminEr
           ORDER BY c.login",
     )
     .fetch_all(pool)
-    .await?)
+    .await?
+    .into_iter()
+    .map(|mut row: ChannelStatus| {
+        row.source_url = redact_source_url(&row.source_url);
+        row.probe_error = row.probe_error.as_deref().map(redact_text);
+        row
+    })
+    .collect())
 }
 
 /// A cell row as `cells` shows it.
@@ -323,7 +333,24 @@ pub async fn jobs(
     .bind(kind.map(job_kind))
     .bind(limit)
     .fetch_all(pool)
-    .await?)
+    .await?
+    .into_iter()
+    .map(|mut row: JobRow| {
+        redact_json(&mut row.args);
+        row.last_error = row.last_error.as_deref().map(redact_text);
+        row
+    })
+    .collect())
+}
+
+/// Mask every URL's query in a job's arguments (a VOD URL may carry a token).
+fn redact_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) if s.contains("://") => *s = redact_text(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
+        serde_json::Value::Object(map) => map.values_mut().for_each(redact_json),
+        _ => {}
+    }
 }
 
 /// `vod-download` and `vod_download` both name the same kind.
