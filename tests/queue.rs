@@ -270,8 +270,14 @@ async fn cancel_works_on_available_and_running_jobs() {
     assert_eq!(q.cancel(running).await.unwrap(), CancelOutcome::AlreadyFinal(JobState::Cancelled));
     assert_eq!(q.cancel(999_999).await.unwrap(), CancelOutcome::NotFound);
 
-    q.retry(running).await.unwrap();
-    let again = q.claim("w", &KindFilter::All, 1, LEASE).await.unwrap().remove(0);
+    // Retried, it waits until the cancelled run has stopped (or its lease ran out).
+    assert!(q.retry(running).await.unwrap().is_some(), "retry says when the cancelled run's lease ends");
+    assert!(
+        q.claim("w2", &KindFilter::All, 1, LEASE).await.unwrap().is_empty(),
+        "claimed while the old run may still run"
+    );
+    q.release(running, "w").await.unwrap();
+    let again = q.claim("w2", &KindFilter::All, 1, LEASE).await.unwrap().remove(0);
     assert_eq!((again.id, again.attempt), (running, 1));
 }
 
@@ -366,6 +372,11 @@ async fn a_lease_never_comes_back_after_cancel_retry_give_back_or_rescue() {
     let hung = q.claim("w1", &KindFilter::All, 1, LEASE).await.unwrap().pop().unwrap();
     assert_eq!(q.cancel(id).await.unwrap(), CancelOutcome::Cancelled);
     q.retry(id).await.unwrap();
+    // Not claimed again while the hung run holds its lease; once it learns
+    // and stops (or its lease runs out), it is.
+    assert!(q.claim("w2", &KindFilter::All, 1, LEASE).await.unwrap().is_empty());
+    assert!(q.heartbeat(hung.lease(), LEASE, None).await.is_err());
+    q.release(id, "w1").await.unwrap();
     let fresh = q.claim("w2", &KindFilter::All, 1, LEASE).await.unwrap().pop().unwrap();
     assert_eq!((hung.attempt, fresh.attempt), (1, 1), "the same attempt number");
     assert!(fresh.lease_generation > hung.lease_generation);

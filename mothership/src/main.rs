@@ -446,8 +446,13 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
         }
         JobCommand::Retry { db, id } => {
             let pool = colony::db::connect(&db).await?;
-            colony::queue::Queue::new(pool).retry(id).await.map_err(queue_error)?;
-            println!("job {id} will run again");
+            match colony::queue::Queue::new(pool).retry(id).await.map_err(queue_error)? {
+                None => println!("job {id} will run again"),
+                Some(until) => println!(
+                    "job {id} will run again once its cancelled run has stopped (at {} at the latest, when its lease ends)",
+                    until.format("%H:%M:%S UTC")
+                ),
+            }
         }
         JobCommand::Cancel { db, id } => {
             let pool = colony::db::connect(&db).await?;

@@ -492,3 +492,24 @@ proptest! {
         }
     }
 }
+
+/// After a Postgres restart every heartbeat is old: nobody could write one
+/// while it was down. Silence is counted from when Postgres came back, so
+/// an outage longer than the heartbeat timeout kills no healthy cell; a cell
+/// that stays silent after it is replaced all the same.
+#[test]
+fn heartbeats_are_judged_only_over_the_time_postgres_was_up() {
+    let quiet = || observed(vec![channel(1, true)], vec![observer(10, 1, 120)]);
+    let mut o = quiet();
+    o.database_up_since = Some(now() - Ago::seconds(20));
+    let p = plan(&o, &policy(), now());
+    assert!(p.actions.is_empty(), "replaced a cell that could not heartbeat: {:?}", p.actions);
+    o.database_up_since = Some(now() - Ago::seconds(75));
+    let p = plan(&o, &policy(), now());
+    assert_eq!(names(&p), ["replace_observer"]);
+    assert!(p.actions[0].reason.contains("since Postgres came back"), "{}", p.actions[0].reason);
+    // A restart before its last heartbeat changes nothing.
+    let mut o = quiet();
+    o.database_up_since = Some(now() - Ago::days(3));
+    assert_eq!(names(&plan(&o, &policy(), now())), ["replace_observer"]);
+}

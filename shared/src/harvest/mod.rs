@@ -275,12 +275,17 @@ async fn run_claimed(ctx: &Ctx, job: &Job, stop: &CancellationToken) -> Result<J
             warn!("the job's lease was lost; stopped it without reporting anything");
             Ok(JobResult::Abandoned)
         }
-        Some(Ok(())) => {
-            info!("job succeeded");
-            report(lease, lease_len, || ctx.queue.complete(lease))
-                .await
-                .map(|r| r.map_or(JobResult::Abandoned, |()| JobResult::Succeeded))
-        }
+        Some(Ok(())) => match report(lease, lease_len, || ctx.queue.complete(lease)).await {
+            Ok(Some(())) => {
+                info!("job succeeded");
+                Ok(JobResult::Succeeded)
+            }
+            Ok(None) => {
+                warn!("the job finished, but it was cancelled or taken over meanwhile; its result is not recorded");
+                Ok(JobResult::Abandoned)
+            }
+            Err(e) => Err(e),
+        },
         Some(Err(e)) => {
             let failure = match e {
                 JobError::Permanent(_) => Failure::Permanent,
@@ -297,6 +302,10 @@ async fn run_claimed(ctx: &Ctx, job: &Job, stop: &CancellationToken) -> Result<J
         }
     };
     renewing.abort();
+    if let Ok(JobResult::Abandoned) = result {
+        // Stopped (its ffmpeg too): a retried copy need not wait out the lease.
+        let _ = tokio::time::timeout(lease_len / 6, ctx.queue.release(job.id, &ctx.worker)).await;
+    }
     result
 }
 

@@ -134,4 +134,7 @@ pub struct Observed {
     /// Harvest cell starts that failed in a row, and when the next may be tried.
     pub harvest_start_failures: u32,
     pub harvest_retry_at: Option<DateTime<Utc>>,
+    /// When Postgres last started. A cell cannot heartbeat while it is down,
+    /// so heartbeats are only judged over the time since.
+    pub database_up_since: Option<DateTime<Utc>>,
 }

@@ -158,8 +158,15 @@ pub async fn harvest_backoff(pool: &PgPool) -> Result<(u32, Option<DateTime<Utc>
 
 /// Everything but the backend listing, which the tick takes first.
 pub async fn database(pool: &PgPool, policy: &Policy, backend: &str) -> Result<Observed, sqlx::Error> {
-    let (channels, cells, queue, history, (harvest_start_failures, harvest_retry_at)) =
-        tokio::try_join!(channels(pool), cells(pool), queue(pool), history(pool, policy), harvest_backoff(pool))?;
+    let up_since = sqlx::query_scalar("SELECT pg_postmaster_start_time()").fetch_one(pool);
+    let (channels, cells, queue, history, (harvest_start_failures, harvest_retry_at), database_up_since) = tokio::try_join!(
+        channels(pool),
+        cells(pool),
+        queue(pool),
+        history(pool, policy),
+        harvest_backoff(pool),
+        up_since
+    )?;
     Ok(Observed {
         backend: backend.to_owned(),
         channels,
@@ -170,5 +177,6 @@ pub async fn database(pool: &PgPool, policy: &Policy, backend: &str) -> Result<O
         history,
         harvest_start_failures,
         harvest_retry_at,
+        database_up_since,
     })
 }

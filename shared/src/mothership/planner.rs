@@ -171,18 +171,29 @@ fn health(
             _ => {}
         }
     }
+    // Nobody can heartbeat while Postgres is down: after a restart, silence
+    // is only counted from when it came back.
+    let counted_from = |t: DateTime<Utc>| observed.database_up_since.map_or(t, |up| up.max(t));
     match cell.last_heartbeat {
-        Some(beat) if age(now, beat) > policy.heartbeat_timeout => Health::Unhealthy(format!(
-            "no heartbeat for {} (timeout {})",
-            humantime::format_duration(trim(age(now, beat))),
-            humantime::format_duration(policy.heartbeat_timeout)
-        )),
-        None if age(now, cell.started_at) > policy.start_grace => Health::Unhealthy(format!(
+        Some(beat) => {
+            let since = counted_from(beat);
+            if age(now, since) <= policy.heartbeat_timeout {
+                return Health::Healthy;
+            }
+            let silent = humantime::format_duration(trim(age(now, since)));
+            let timeout = humantime::format_duration(policy.heartbeat_timeout);
+            Health::Unhealthy(if since > beat {
+                format!("no heartbeat in the {silent} since Postgres came back (timeout {timeout})")
+            } else {
+                format!("no heartbeat for {silent} (timeout {timeout})")
+            })
+        }
+        None if age(now, counted_from(cell.started_at)) > policy.start_grace => Health::Unhealthy(format!(
             "no first heartbeat {} after start (grace {})",
             humantime::format_duration(trim(age(now, cell.started_at))),
             humantime::format_duration(policy.start_grace)
         )),
-        _ => Health::Healthy,
+        None => Health::Healthy,
     }
 }
 

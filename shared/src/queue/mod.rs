@@ -304,6 +304,7 @@ impl Queue {
             "WITH next AS (
                  SELECT id FROM jobs
                   WHERE state IN ('available', 'retryable') AND run_at <= now()
+                    AND (lease_until IS NULL OR lease_until < now())
                     AND ($1::text[] IS NULL OR kind = ANY($1))
                   ORDER BY priority DESC, run_at, id
                   LIMIT $2
@@ -422,12 +423,15 @@ impl Queue {
     }
 
     /// Cancel a job that has not finished. A running job's worker learns of it
-    /// at its next heartbeat, and its `complete` is refused.
+    /// at its next heartbeat, and its `complete` is refused. A running job
+    /// keeps its lease until that worker says it stopped ([`release`](Self::release))
+    /// or the lease runs out, so a `retry` never runs it twice at once.
     pub async fn cancel(&self, id: i64) -> Result<CancelOutcome, QueueError> {
         let row: Option<(JobState, bool)> = sqlx::query_as(
             "WITH target AS (SELECT id, state FROM jobs WHERE id = $1 FOR UPDATE),
                   upd AS (
-                      UPDATE jobs j SET state = 'cancelled', finalized_at = now(), lease_until = NULL,
+                      UPDATE jobs j SET state = 'cancelled', finalized_at = now(),
+                             lease_until = CASE WHEN t.state = 'running' THEN j.lease_until END,
                              lease_generation = nextval('job_lease_generation')
                         FROM target t
                        WHERE j.id = t.id AND t.state IN ('available', 'running', 'retryable')
@@ -444,8 +448,25 @@ impl Queue {
         })
     }
 
-    /// Put a dead or cancelled job back in the queue with fresh attempts.
-    pub async fn retry(&self, id: i64) -> Result<(), QueueError> {
+    /// A worker stopped a job it no longer holds (cancelled, or its lease
+    /// moved on): if nobody claimed it since, what is left of its lease
+    /// need not be waited out.
+    pub async fn release(&self, id: i64, worker: &str) -> Result<(), QueueError> {
+        sqlx::query(
+            "UPDATE jobs SET lease_until = NULL
+              WHERE id = $1 AND attempted_by = $2 AND state <> 'running' AND lease_until IS NOT NULL",
+        )
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Put a dead or cancelled job back in the queue with fresh attempts. A
+    /// job cancelled while it ran is claimed again only once that run has
+    /// stopped, at the latest when its lease runs out: returns that time.
+    pub async fn retry(&self, id: i64) -> Result<Option<DateTime<Utc>>, QueueError> {
         let state: Option<JobState> =
             sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
         match state {
@@ -453,15 +474,17 @@ impl Queue {
             Some(JobState::Dead | JobState::Cancelled) => {}
             Some(state) => return Err(QueueError::NotRetryable { id, state }),
         }
-        sqlx::query(
+        let pending: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
             "UPDATE jobs SET state = 'available', attempt = 0, run_at = now(), finalized_at = NULL,
                     lease_generation = nextval('job_lease_generation')
-              WHERE id = $1 AND state IN ('dead', 'cancelled')",
+              WHERE id = $1 AND state IN ('dead', 'cancelled')
+              RETURNING CASE WHEN lease_until > now() THEN lease_until END",
         )
         .bind(id)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        notify(&self.pool).await
+        notify(&self.pool).await?;
+        Ok(pending.flatten())
     }
 
     /// Put back every running job whose lease has expired: retryable at once
