@@ -20,6 +20,7 @@ use colony::mothership::launcher::{self, Launcher};
 use colony::mothership::policy::{Policy, PolicyArgs};
 use colony::mothership::probe::ProbeArgs;
 use colony::mothership::tick::{TickCtx, TickOutcome};
+use colony::queue::CancelOutcome;
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
 
@@ -456,8 +457,15 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
         }
         JobCommand::Cancel { db, id } => {
             let pool = colony::db::connect(&db).await?;
-            let outcome = colony::queue::Queue::new(pool).cancel(id).await.map_err(queue_error)?;
-            println!("job {id}: {outcome:?}");
+            match colony::queue::Queue::new(pool).cancel(id).await.map_err(queue_error)? {
+                CancelOutcome::Cancelled => {
+                    println!("job {id} cancelled; a worker running it stops at its next lease renewal")
+                }
+                CancelOutcome::AlreadyFinal(state) => println!("job {id} is already {state:?}; nothing to cancel"),
+                CancelOutcome::NotFound => {
+                    return Err(Exit::config(format!("there is no job {id}; `mothership job list` shows them")).into());
+                }
+            }
         }
     }
     Ok(())

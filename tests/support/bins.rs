@@ -2,11 +2,15 @@
 
 use std::path::PathBuf;
 
-/// Path to a workspace binary next to the test executable's target dir.
+/// Path to a workspace binary of the same build profile as the running
+/// test (`target/<profile>/deps/<test>-<hash>`) or bench binary
+/// (`target/<profile>/<bench>`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let mut dir = exe.parent().expect("target dir");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target dir");
+    }
     let path = dir.join(name);
     assert!(
         path.is_file(),

@@ -10,6 +10,7 @@
 //! share one instance, and are left running for the next run.
 
 pub mod bins;
+pub mod chaos;
 pub mod docker;
 pub mod fuzz;
 pub mod garage;

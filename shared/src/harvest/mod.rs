@@ -224,9 +224,19 @@ pub enum JobResult {
     HandedBack,
 }
 
+/// The longest a queue query outside a job may go unanswered.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `query`, or [`QueueError::NoAnswer`] after [`QUERY_TIMEOUT`]: without a
+/// bound, a connection a partition left half-open hangs the loop for good.
+async fn answered<T>(query: impl Future<Output = Result<T, QueueError>>) -> Result<T, QueueError> {
+    tokio::time::timeout(QUERY_TIMEOUT, query).await.unwrap_or(Err(QueueError::NoAnswer(QUERY_TIMEOUT)))
+}
+
 /// Claim and run one job.
 pub async fn work_once(ctx: &Ctx, stop: &CancellationToken) -> Result<Outcome, QueueError> {
-    let Some(job) = ctx.queue.claim(&ctx.worker, &ctx.kinds, 1, ctx.args.lease.into()).await?.pop() else {
+    let claim = ctx.queue.claim(&ctx.worker, &ctx.kinds, 1, ctx.args.lease.into());
+    let Some(job) = answered(claim).await?.pop() else {
         return Ok(Outcome::Idle);
     };
     let span = tracing::info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempt);
@@ -258,9 +268,9 @@ async fn run_claimed(ctx: &Ctx, job: &Job, stop: &CancellationToken) -> Result<J
         _ = deadline => {
             renewing.abort();
             info!("shutdown deadline passed; handing the job back");
-            return match ctx.queue.give_back(lease).await {
+            return match answered(ctx.queue.give_back(lease)).await {
                 Ok(()) => Ok(JobResult::HandedBack),
-                Err(QueueError::Db(e)) => Err(QueueError::Db(e)),
+                Err(e @ (QueueError::Db(_) | QueueError::NoAnswer(_))) => Err(e),
                 Err(_) => Ok(JobResult::Abandoned),
             };
         }
@@ -362,9 +372,9 @@ where
         let error = match tokio::time::timeout(len / 6, write()).await {
             Ok(Ok(value)) => return Ok(Some(value)),
             Ok(Err(QueueError::LostLease { .. } | QueueError::Cancelled { .. })) => return Ok(None),
-            Ok(Err(QueueError::Db(e))) => QueueError::Db(e),
+            Ok(Err(e @ (QueueError::Db(_) | QueueError::NoAnswer(_)))) => e,
             Ok(Err(other)) => return Err(other),
-            Err(_) => QueueError::Db(sqlx::Error::PoolTimedOut),
+            Err(_) => QueueError::NoAnswer(len / 6),
         };
         if Instant::now() >= deadline {
             return Err(error);
@@ -432,7 +442,7 @@ pub async fn run(ctx: Ctx, stop: CancellationToken) -> Result<u64, QueueError> {
                     }
                     Outcome::Idle => {
                         // Cheap and idempotent: put back jobs of workers that died.
-                        for r in ctx.queue.rescue_expired().await.unwrap_or_default() {
+                        for r in answered(ctx.queue.rescue_expired()).await.unwrap_or_default() {
                             info!(job = r.id, worker = ?r.attempted_by, "rescued a job whose lease expired");
                         }
                         if ctx.args.drain {

@@ -182,6 +182,10 @@ pub enum QueueError {
     NotRetryable { id: i64, state: JobState },
     #[error("queue query failed")]
     Db(#[from] sqlx::Error),
+    /// A half-open connection (a partition) answers nothing, ever: callers
+    /// bound their queries and treat this like a passing database error.
+    #[error("Postgres gave no answer within {}", humantime::format_duration(*.0))]
+    NoAnswer(Duration),
 }
 
 /// Which kinds a worker takes. `All` by default.

@@ -29,10 +29,14 @@ impl JobWaker {
         Self { listener, pool: pool.clone() }
     }
 
+    /// Bounded: a connection a partition left half-open never answers.
     async fn listen(pool: &PgPool) -> Option<PgListener> {
-        let mut listener = PgListener::connect_with(pool).await.ok()?;
-        listener.listen(CHANNEL).await.ok()?;
-        Some(listener)
+        let listen = async {
+            let mut listener = PgListener::connect_with(pool).await.ok()?;
+            listener.listen(CHANNEL).await.ok()?;
+            Some(listener)
+        };
+        tokio::time::timeout(Duration::from_secs(10), listen).await.ok().flatten()
     }
 
     /// Wait until a job is enqueued or `poll` elapses, whichever comes first.
