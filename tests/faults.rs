@@ -120,22 +120,8 @@ async fn a_worker_cut_off_from_postgres_stops_its_job_and_its_ffmpeg() {
     let long = Profile { total_secs: 60, ..Profile::SMALL_480P };
     let media = tokio::task::spawn_blocking(move || media(Container::Ts, long)).await.unwrap();
     source.add("slow", &media, 60);
-    source.end("slow");
-    let channel = rig.channel("slow", "http://unused.invalid/").await;
-    sqlx::query("UPDATE channels SET pipeline = '[]' WHERE id = $1").bind(channel).execute(&rig.pool).await.unwrap();
+    let recording = downloaded(&rig, &source, "slow").await;
     let queue = colony::queue::Queue::new(rig.pool.clone());
-    let download = colony::queue::NewJob::new(
-        "vod_download",
-        serde_json::json!({ "url": source.media_url("slow"), "channel_id": channel }),
-    );
-    queue.enqueue(&download).await.unwrap();
-    let (code, stderr) = wait_exit(rig.harvest(&["--drain"]), SECS(120)).await;
-    assert_eq!(code, Some(0), "{stderr}");
-    let recording: i64 = sqlx::query_scalar("SELECT id FROM recordings WHERE channel_id = $1")
-        .bind(channel)
-        .fetch_one(&rig.pool)
-        .await
-        .unwrap();
     let job = queue
         .enqueue(&colony::queue::NewJob::new(
             "reencode",
@@ -365,29 +351,35 @@ async fn the_process_launcher_never_signals_another_cell_behind_a_reused_pid() {
     };
     let launcher = ProcessLauncher::new(instance, &args).unwrap();
     launcher.reap(&pid, Some(ours), "its heartbeat is stale").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(healthy.try_wait().unwrap().is_none(), "the healthy cell behind the reused pid was killed");
+    let died = tokio::time::timeout(SECS(2), healthy.wait()).await;
+    assert!(died.is_err(), "the healthy cell behind the reused pid was killed: {died:?}");
     launcher.reap(&pid, Some(other), "test done").await.unwrap();
     assert!(tokio::time::timeout(SECS(5), healthy.wait()).await.is_ok(), "its own cell id is signalled");
 }
 
-/// A VOD of `segments` test segments downloaded into a fresh recording,
-/// with one segment deleted from storage and one overwritten with junk.
-async fn damaged(rig: &Rig, source: &LiveSource, name: &str) -> i64 {
-    source.add(name, &test_media().await, 8);
+/// The source's stream `name`, ended and downloaded by a harvest cell into
+/// a new channel's recording (with no pipeline after it): its id.
+async fn downloaded(rig: &Rig, source: &LiveSource, name: &str) -> i64 {
     source.end(name);
     let channel = rig.channel(name, "http://unused.invalid/").await;
     sqlx::query("UPDATE channels SET pipeline = '[]' WHERE id = $1").bind(channel).execute(&rig.pool).await.unwrap();
-    let queue = colony::queue::Queue::new(rig.pool.clone());
     let download = serde_json::json!({ "url": source.media_url(name), "channel_id": channel });
+    let queue = colony::queue::Queue::new(rig.pool.clone());
     queue.enqueue(&colony::queue::NewJob::new("vod_download", download)).await.unwrap();
-    let (code, stderr) = wait_exit(rig.harvest(&["--drain"]), SECS(60)).await;
+    let (code, stderr) = wait_exit(rig.harvest(&["--drain"]), SECS(120)).await;
     assert_eq!(code, Some(0), "{stderr}");
-    let recording: i64 = sqlx::query_scalar("SELECT id FROM recordings WHERE channel_id = $1")
+    sqlx::query_scalar("SELECT id FROM recordings WHERE channel_id = $1")
         .bind(channel)
         .fetch_one(&rig.pool)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// A VOD of 8 test segments downloaded into a fresh recording,
+/// with one segment deleted from storage and one overwritten with junk.
+async fn damaged(rig: &Rig, source: &LiveSource, name: &str) -> i64 {
+    source.add(name, &test_media().await, 8);
+    let recording = downloaded(rig, source, name).await;
     let rows = rig.rows(recording).await;
     rig.store.delete(&ObjectKey::parse(rows[3].object_key.as_deref().unwrap()).unwrap()).await.unwrap();
     recording

@@ -3,7 +3,7 @@
 //!
 //! The colony is real: two `mothership run` loops at once on the process
 //! launcher, observer and harvest cells, a private PostgreSQL cluster (so it
-//! can be stopped), the shared Garage node (stopped and started again), the
+//! can be stopped), a private Garage node (stopped and started again), the
 //! live test source with live channels and finished VODs for backfill. The
 //! cells reach Postgres through a [`Blackhole`] proxy, so a partition leaves
 //! their connections half-open instead of refusing them.
@@ -230,6 +230,30 @@ impl PrivatePg {
     }
 }
 
+/// A Garage node of the run's own, so stopping it never disturbs another
+/// test; stopped and removed at the end.
+struct PrivateGarage {
+    dir: PathBuf,
+    node: crate::garage::Garage,
+}
+
+impl PrivateGarage {
+    async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("colony-chaos-garage-{}", uuid::Uuid::new_v4().simple()));
+        let d = dir.clone();
+        let node = tokio::task::spawn_blocking(move || crate::garage::start(&d)).await.unwrap();
+        Self { dir, node }
+    }
+}
+
+impl Drop for PrivateGarage {
+    fn drop(&mut self) {
+        self.node.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(self.dir.with_extension("lock"));
+    }
+}
+
 impl Drop for PrivatePg {
     fn drop(&mut self) {
         let d = self.dir.clone();
@@ -260,12 +284,13 @@ const COLONY_ENV: &[(&str, &str)] = &[
     ("OBSERVER_OFFLINE_AFTER", "5s"),
     ("OBSERVER_FINALIZE_DEADLINE", "120s"),
     ("OBSERVER_SHUTDOWN_DEADLINE", "15s"),
+    ("OBSERVER_WRITE_LEASE", "4s"),
 ];
 
 struct Run<'a> {
     colony: &'a Colony,
     pg: &'a PrivatePg,
-    garage: &'static crate::garage::Garage,
+    garage: &'a crate::garage::Garage,
     cells_pg: &'a Blackhole,
     rng: StdRng,
     started: Instant,
@@ -277,7 +302,8 @@ struct Run<'a> {
 /// Run the colony under faults for `config.chaos`, let it settle, and count.
 pub async fn run(config: &Config) -> Report {
     let pg = PrivatePg::start().await;
-    let garage = tokio::task::spawn_blocking(crate::garage::garage).await.unwrap();
+    let storage = PrivateGarage::start().await;
+    let garage = &storage.node;
     let colony = Colony::new(Rig::garage_with(garage, TestDb::migrated_on(&pg.admin).await).await);
     let (cells_pg, cells_url) = Blackhole::in_front_of(&colony.rig.db.url).await;
     let source = LiveSource::start().await;
@@ -442,8 +468,13 @@ impl Run<'_> {
                 self.note(fault, "cut for 12 s, then healed".into());
             }
             Fault::StopStorage => {
-                let g = self.garage;
-                tokio::task::spawn_blocking(move || g.stop()).await.unwrap();
+                let g = self.garage.clone();
+                let g = tokio::task::spawn_blocking(move || {
+                    g.stop();
+                    g
+                })
+                .await
+                .unwrap();
                 tokio::time::sleep(SECS(30)).await;
                 tokio::task::spawn_blocking(move || g.restart()).await.unwrap();
                 self.note(fault, "stopped for 30 s".into());
@@ -653,6 +684,15 @@ struct Execution {
     succeeded: bool,
 }
 
+/// How a harvest cell's log says an execution of a job is over.
+const RUN_ENDS: &[&str] = &[
+    "job succeeded",
+    "job failed",
+    "the job's lease was lost",
+    "the job finished, but it was cancelled or taken over",
+    "shutdown deadline passed; handing the job back",
+];
+
 /// The side effect every execution logs: `job started` and `job succeeded`
 /// (written only once the success is recorded), in the cells' JSON logs.
 /// A job succeeded twice, or two executions of one job that ran at the same
@@ -680,6 +720,11 @@ fn executions(logs: &Path, killed: &HashMap<uuid::Uuid, DateTime<Utc>>, report: 
             list[i].end = at;
             if message == "job succeeded" {
                 list[i].succeeded = true;
+            }
+            // The worker logs these once the job's future is dropped or
+            // done: that execution is over, whatever happens to the cell later.
+            if RUN_ENDS.iter().any(|end| message.starts_with(end)) {
+                current.remove(&job);
             }
         }
         // An execution cut short by SIGKILL ran until the kill.
@@ -765,8 +810,30 @@ mod tests {
                 .join("\n"),
         )
         .unwrap();
+        // c stopped job 4 (cancelled) at 12 and was killed at 30; another cell took it over at 13.
+        std::fs::write(
+            dir2.path().join(format!("harvest-{c}.log")),
+            [
+                line("2026-01-01T00:00:10Z", 4, "job started"),
+                line("2026-01-01T00:00:12Z", 4, "the job's lease was lost; stopped it without reporting anything"),
+            ]
+            .join("\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir2.path().join(format!("harvest-{}.log", uuid::Uuid::new_v4())),
+            [line("2026-01-01T00:00:13Z", 4, "job started"), line("2026-01-01T00:00:20Z", 4, "job succeeded")]
+                .join("\n"),
+        )
+        .unwrap();
+        let killed = HashMap::from([(c, "2026-01-01T00:00:30Z".parse().unwrap())]);
         let mut report = Report::default();
-        executions(dir2.path(), &HashMap::new(), &mut report);
-        assert_eq!((report.jobs_done_twice, report.overlapping_runs.len(), report.reruns), (0, 0, 1));
+        executions(dir2.path(), &killed, &mut report);
+        assert_eq!(
+            (report.jobs_done_twice, report.overlapping_runs.len(), report.reruns),
+            (0, 0, 2),
+            "{:?}",
+            report.overlapping_runs
+        );
     }
 }

@@ -19,7 +19,7 @@ mod repair;
 pub mod thumbnails;
 mod vod_download;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -362,6 +362,11 @@ async fn keep_lease(queue: Queue, lease: Lease, len: Duration, progress: Progres
 
 /// Write a job's outcome, trying again on passing errors with the same
 /// fence for up to one lease length. `Ok(None)`: the job is no longer ours.
+/// How long since a loop last had work (a panic elsewhere cannot poison this).
+fn idle_for(last_activity: &Mutex<Instant>) -> Duration {
+    last_activity.lock().unwrap_or_else(PoisonError::into_inner).elapsed()
+}
+
 async fn report<T, F, Fut>(lease: Lease, len: Duration, write: F) -> Result<Option<T>, QueueError>
 where
     F: Fn() -> Fut,
@@ -427,9 +432,7 @@ pub async fn run(ctx: Ctx, stop: CancellationToken) -> Result<u64, QueueError> {
                             _ = stop.cancelled() => break,
                             _ = tokio::time::sleep(Duration::from(ctx.args.poll)) => {}
                         }
-                        if !ctx.args.stay
-                            && last_activity.lock().unwrap().elapsed() >= Duration::from(ctx.args.idle_exit)
-                        {
+                        if !ctx.args.stay && idle_for(&last_activity) >= Duration::from(ctx.args.idle_exit) {
                             break;
                         }
                         continue;
@@ -438,7 +441,7 @@ pub async fn run(ctx: Ctx, stop: CancellationToken) -> Result<u64, QueueError> {
                 match outcome {
                     Outcome::Did { .. } => {
                         done += 1;
-                        *last_activity.lock().unwrap() = Instant::now();
+                        *last_activity.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
                     }
                     Outcome::Idle => {
                         // Cheap and idempotent: put back jobs of workers that died.
@@ -448,9 +451,7 @@ pub async fn run(ctx: Ctx, stop: CancellationToken) -> Result<u64, QueueError> {
                         if ctx.args.drain {
                             break;
                         }
-                        if !ctx.args.stay
-                            && last_activity.lock().unwrap().elapsed() >= Duration::from(ctx.args.idle_exit)
-                        {
+                        if !ctx.args.stay && idle_for(&last_activity) >= Duration::from(ctx.args.idle_exit) {
                             break;
                         }
                         tokio::select! {
