@@ -66,20 +66,16 @@ impl Adopter {
         let adopted = found
             .into_iter()
             .map(|(seq, key, size)| LedgerRow {
-                epoch: i32::try_from(epoch).unwrap_or(i32::MAX),
-                media_sequence: i64::try_from(seq).unwrap_or(i64::MAX),
-                duration_secs: self.duration_secs,
-                bytes: i64::try_from(size).unwrap_or(i64::MAX),
-                object_key: Some(key.to_string()),
-                init_key: init_key.map(str::to_owned),
-                program_date_time: None,
-                source: MediaSource::Live,
-                is_gap: false,
-                gap_count: 0,
-                is_ad: false,
-                discontinuity: false,
-                gap_reason: None,
                 warning: Some(ADOPTED.into()),
+                ..LedgerRow::object(
+                    epoch,
+                    seq,
+                    self.duration_secs,
+                    &key,
+                    init_key.map(str::to_owned),
+                    size,
+                    MediaSource::Live,
+                )
             })
             .collect();
         (adopted, missing_runs(run, &present))

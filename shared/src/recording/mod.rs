@@ -88,6 +88,36 @@ impl LedgerRow {
         }
     }
 
+    /// The row of a segment stored under `key`, `bytes` long and lasting
+    /// `duration_secs` (with `init_key` for fMP4), with nothing else known
+    /// of it.
+    pub fn object(
+        epoch: u32,
+        sequence: u64,
+        duration_secs: f64,
+        key: &ObjectKey,
+        init_key: Option<String>,
+        bytes: u64,
+        source: MediaSource,
+    ) -> Self {
+        Self {
+            epoch: i32::try_from(epoch).unwrap_or(i32::MAX),
+            media_sequence: i64::try_from(sequence).unwrap_or(i64::MAX),
+            duration_secs,
+            bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
+            object_key: Some(key.to_string()),
+            init_key,
+            program_date_time: None,
+            source,
+            is_gap: false,
+            gap_count: 0,
+            is_ad: false,
+            discontinuity: false,
+            gap_reason: None,
+            warning: None,
+        }
+    }
+
     /// The row of a stored segment: `segment` as the source described it,
     /// `bytes` long, stored under `key` (with `init_key` for fMP4).
     pub fn stored(
@@ -99,20 +129,10 @@ impl LedgerRow {
         source: MediaSource,
     ) -> Self {
         Self {
-            epoch: i32::try_from(epoch).unwrap_or(i32::MAX),
-            media_sequence: i64::try_from(segment.sequence).unwrap_or(i64::MAX),
-            duration_secs: segment.duration,
-            bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
-            object_key: Some(key.to_string()),
-            init_key,
             program_date_time: segment.program_date_time,
-            source,
-            is_gap: false,
-            gap_count: 0,
             is_ad: segment.is_ad,
             discontinuity: segment.discontinuity,
-            gap_reason: None,
-            warning: None,
+            ..Self::object(epoch, segment.sequence, segment.duration, key, init_key, bytes, source)
         }
     }
 
