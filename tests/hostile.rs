@@ -371,7 +371,10 @@ async fn hostile_sources_cannot_stop_a_colony_or_cost_an_honest_channel_a_segmen
     let media = test_media().await;
     let hostile = HostileSource::start(&media).await;
     let live = LiveSource::start().await;
-    live.add("honest", &media, 6);
+    // A window of 20 keeps segment 0 published for about 15 s: the first
+    // tick starts eleven observers at once, and on a busy 2-core machine the
+    // honest one can take longer than two segments to make its first fetch.
+    live.add("honest", &media, 20);
     let colony = Colony::new(Rig::file().await);
     let mut channels = vec![("honest".to_owned(), live.media_url("honest"))];
     channels.extend(hostile::KINDS.iter().map(|k| (k.replace('-', "_"), hostile.url(k))));
