@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use clap::Parser;
-use colony::mothership::launcher::{CellSpec, LaunchError, Launcher};
-use colony::mothership::model::{CellKind, Instance};
-use colony::mothership::planner;
-use colony::mothership::policy::Policy;
-use colony::mothership::probe::ProbeArgs;
-use colony::mothership::tick::{TickCtx, observe_plan_save};
+use colony_planner::model::{CellKind, Instance};
+use colony_planner::policy::Policy;
 use colony_tests::pg::TestDb;
+use mothership::launcher::{CellSpec, LaunchError, Launcher};
+use mothership::probe::ProbeArgs;
+use mothership::tick::{TickCtx, observe_plan_save};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -170,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
     let mut plan_times = Vec::new();
     for _ in 0..args.plan_rounds {
         let started = Instant::now();
-        std::hint::black_box(planner::plan(std::hint::black_box(&observed), &policy, now));
+        std::hint::black_box(colony_planner::plan(std::hint::black_box(&observed), &policy, now));
         plan_times.push(started.elapsed());
     }
     // Reference points measured in the same run: one round trip, and a plain

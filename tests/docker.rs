@@ -63,7 +63,7 @@ async fn docker_tick(colony: &Colony, extra: &[(&str, &str)]) -> serde_json::Val
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_cells_record_with_the_env_contract_and_labels_then_stop_and_are_reaped() {
     let colony = Colony::new(Rig::garage(garage()).await);
-    let instance = colony::mothership::observe::instance_id(&colony.rig.pool).await.unwrap().to_string();
+    let instance = mothership::observe::instance_id(&colony.rig.pool).await.unwrap().to_string();
     let source = LiveSource::start().await;
     let media = tokio::task::spawn_blocking(|| media(Container::Ts, Profile::TEST)).await.unwrap();
     source.add("delta", &media, 4);
@@ -155,7 +155,7 @@ async fn docker_cells_record_with_the_env_contract_and_labels_then_stop_and_are_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_image_is_a_failed_action_with_a_clear_reason_and_the_rest_goes_on() {
     let colony = Colony::new(Rig::file().await);
-    let instance = colony::mothership::observe::instance_id(&colony.rig.pool).await.unwrap().to_string();
+    let instance = mothership::observe::instance_id(&colony.rig.pool).await.unwrap().to_string();
     for i in 0..4 {
         let out = colony.run(&["job", "enqueue", "thumbnails", "--args", &format!("{{\"recording_id\": {i}}}")]).await;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

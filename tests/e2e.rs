@@ -113,7 +113,7 @@ async fn one_recording(colony: &Colony, login: &str) -> (i64, String, i64) {
 async fn the_whole_loop_runs_in_containers_from_live_to_post_processed_to_zero() {
     let tag = tokio::task::spawn_blocking(dockerfile_images).await.unwrap();
     let colony = Colony::new(Rig::garage(garage()).await);
-    let instance = colony::mothership::observe::instance_id(&colony.rig.pool).await.unwrap().to_string();
+    let instance = mothership::observe::instance_id(&colony.rig.pool).await.unwrap().to_string();
     let _cleanup = Cleanup(instance.clone());
     let (_events, deaths) = watch_deaths(&instance);
 

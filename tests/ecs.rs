@@ -5,12 +5,12 @@
 
 use std::sync::atomic::Ordering;
 
-use colony::mothership::launcher::ecs::{EcsArgs, EcsLauncher};
-use colony::mothership::launcher::{CellSpec, LaunchError, Launcher};
-use colony::mothership::model::CellKind;
+use colony_planner::model::CellKind;
 use colony_tests::mothership::Colony;
 use colony_tests::moto::{self, Moto, Proxy};
 use colony_tests::observer::Rig;
+use mothership::launcher::ecs::{EcsArgs, EcsLauncher};
+use mothership::launcher::{CellSpec, LaunchError, Launcher};
 use uuid::Uuid;
 
 fn args(endpoint: &str) -> EcsArgs {

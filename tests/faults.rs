@@ -330,8 +330,8 @@ async fn the_harvest_minimum_keeps_its_cells_instead_of_churning() {
 /// pid reused by another of this colony's cells got that healthy cell killed.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_process_launcher_never_signals_another_cell_behind_a_reused_pid() {
-    use colony::mothership::launcher::Launcher;
-    use colony::mothership::launcher::process::{ProcessArgs, ProcessLauncher};
+    use mothership::launcher::Launcher;
+    use mothership::launcher::process::{ProcessArgs, ProcessLauncher};
     let logs = tempfile::tempdir().unwrap();
     let instance = uuid::Uuid::new_v4();
     let (ours, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());

@@ -172,11 +172,7 @@ async fn concurrent_ticks_never_launch_twice() {
 async fn a_tick_that_finds_the_lock_taken_exits_0_and_says_so() {
     let colony = Colony::new(Rig::file().await);
     let mut holder = colony.rig.pool.acquire().await.unwrap();
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(colony::mothership::tick::TICK_LOCK)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(mothership::tick::TICK_LOCK).execute(&mut *holder).await.unwrap();
     let out = colony.run(&["tick"]).await;
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("another tick is running"));

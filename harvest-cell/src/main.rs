@@ -1,4 +1,4 @@
-//! `harvest-cell`: works the job queue. A thin shell over `colony::harvest`.
+//! `harvest-cell`: works the job queue. A thin shell over the `harvest_cell` library.
 
 use std::process::ExitCode;
 
@@ -6,10 +6,10 @@ use anyhow::Context;
 use clap::Parser;
 use colony::config::DatabaseArgs;
 use colony::exit::Exit;
-use colony::harvest::{Ctx, HarvestArgs};
 use colony::queue::Queue;
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
+use harvest_cell::{Ctx, HarvestArgs};
 use tokio_util::sync::CancellationToken;
 
 /// A harvest cell works Colony's job queue: VOD downloads for backfill,
@@ -53,21 +53,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let pool = colony::db::connect(&cli.db).await?;
     let store = colony::storage::open(&cli.storage).await?;
     let cell_id = cli.cell_id.unwrap_or_else(uuid::Uuid::new_v4);
-    match colony::harvest::register(&pool, cell_id).await {
+    match harvest_cell::register(&pool, cell_id).await {
         Ok(()) => {}
-        Err(e @ colony::harvest::CellError::Gone(_)) => {
+        Err(e @ harvest_cell::CellError::Gone(_)) => {
             return Err(Exit { code: colony::exit::FENCED, message: e.to_string() }.into());
         }
         Err(e) => return Err(anyhow::Error::from(e).context("registering the cell")),
     }
-    let stop = CancellationToken::new();
-    tokio::spawn(stop_on_signal(stop.clone()));
+    let stop = colony::signals::stop_token().context("installing the SIGTERM handler")?;
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            tracing::info!("stop requested: no new jobs; running ones get the shutdown deadline");
+        });
+    }
     // A cell whose row the mothership buried stops claiming and leaves.
     let buried = CancellationToken::new();
     let heartbeat = {
         let (pool, stop, buried, every) = (pool.clone(), stop.clone(), buried.clone(), cli.heartbeat.into());
         tokio::spawn(async move {
-            colony::harvest::heartbeat_cell(pool, cell_id, every).await;
+            harvest_cell::heartbeat_cell(pool, cell_id, every).await;
             buried.cancel();
             stop.cancel();
         })
@@ -80,7 +86,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         kinds,
         args: cli.harvest,
     };
-    let done = colony::harvest::run(ctx, stop).await?;
+    let done = harvest_cell::run(ctx, stop).await?;
     heartbeat.abort();
     if buried.is_cancelled() {
         return Err(Exit {
@@ -89,18 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         .into());
     }
-    colony::harvest::mark_exited(&pool, cell_id).await.context("marking the cell exited")?;
+    harvest_cell::mark_exited(&pool, cell_id).await.context("marking the cell exited")?;
     tracing::info!(jobs = done, "harvest cell exiting");
     Ok(())
-}
-
-async fn stop_on_signal(stop: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("stop requested: no new jobs; running ones get the shutdown deadline");
-    stop.cancel();
 }

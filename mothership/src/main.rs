@@ -1,28 +1,21 @@
 //! `mothership`: Colony's control plane. This file parses arguments and
-//! dispatches; the work lives in `colony::mothership`, the printing in `show.rs`.
-
-mod show;
-mod up;
+//! dispatches; the work lives in the `mothership` library (`src/lib.rs`).
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use colony::config::DatabaseArgs;
 use colony::exit::Exit;
-use colony::mothership::admin::{self, AdminError, ChannelUpdate, NewChannel};
-use colony::mothership::launcher::docker::{DockerArgs, DockerLauncher};
-use colony::mothership::launcher::ecs::{EcsArgs, EcsLauncher};
-use colony::mothership::launcher::process::{ProcessArgs, ProcessLauncher};
-use colony::mothership::launcher::{self, Launcher};
-use colony::mothership::policy::{Policy, PolicyArgs};
-use colony::mothership::probe::ProbeArgs;
-use colony::mothership::tick::{TickCtx, TickOutcome};
 use colony::queue::CancelOutcome;
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
+use mothership::admin::{self, AdminError, ChannelUpdate, NewChannel};
+use mothership::setup::{Setup, TickArgs, tick_loop};
+use mothership::show;
+use mothership::tick::TickOutcome;
+use mothership::up;
 
 /// Colony's control plane: starts one observer cell per live channel and a pool
 /// of harvest cells sized to the job queue, and nothing when nothing is live
@@ -250,43 +243,6 @@ enum JobCommand {
     },
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LauncherKind {
-    /// Local processes (the default on one machine).
-    Process,
-    /// Containers on the Docker engine at DOCKER_HOST.
-    Docker,
-    /// AWS ECS tasks.
-    Ecs,
-}
-
-#[derive(Debug, Args)]
-struct TickArgs {
-    #[command(flatten)]
-    db: DatabaseArgs,
-    /// Where cells run.
-    #[arg(long, env = "COLONY_LAUNCHER", value_enum, default_value = "process")]
-    launcher: LauncherKind,
-    /// Extra environment for every cell, KEY=VALUE, repeatable (comma-separated in
-    /// the variable), e.g. a DATABASE_URL as seen from inside containers.
-    #[arg(long, env = "COLONY_CELL_ENV", value_delimiter = ',', value_parser = launcher::parse_env_pair, value_name = "KEY=VALUE")]
-    cell_env: Vec<(String, String)>,
-    /// A tick that takes longer is abandoned and its lock released (each
-    /// statement also has --statement-timeout).
-    #[arg(long, env = "COLONY_TICK_DEADLINE", default_value = "2m", value_name = "DURATION")]
-    tick_deadline: colony::config::NonZeroDuration,
-    #[command(flatten)]
-    policy: PolicyArgs,
-    #[command(flatten)]
-    probe: ProbeArgs,
-    #[command(flatten, next_help_heading = "Process launcher")]
-    process: ProcessArgs,
-    #[command(flatten, next_help_heading = "Docker launcher")]
-    docker: DockerArgs,
-    #[command(flatten, next_help_heading = "ECS launcher")]
-    ecs: EcsArgs,
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli: Cli = match colony::exit::parse("mothership") {
@@ -331,7 +287,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Tick { tick, json } => {
             let setup = Setup::new(&tick).await?;
-            match colony::mothership::tick::tick(&setup.ctx(&tick)).await.context("tick failed")? {
+            match mothership::tick::tick(&setup.ctx(&tick)).await.context("tick failed")? {
                 TickOutcome::Busy => show::busy(json),
                 TickOutcome::Done(report) => {
                     show::tick(&report, json);
@@ -478,59 +434,6 @@ fn queue_error(e: colony::queue::QueueError) -> anyhow::Error {
     }
 }
 
-/// A pool and a launcher, built once per tick (or once for `run`).
-struct Setup {
-    pool: colony::db::Pool,
-    instance: uuid::Uuid,
-    launcher: Arc<dyn Launcher>,
-    policy: Policy,
-    cell_env: Vec<(String, String)>,
-}
-
-impl Setup {
-    async fn new(args: &TickArgs) -> anyhow::Result<Self> {
-        // Validate everything before touching anything.
-        let policy = args.policy.validate().map_err(|e| Exit::config(e.to_string()))?;
-        let pool = colony::db::connect(&args.db).await?;
-        let instance = colony::mothership::observe::instance_id(&pool).await.context("reading the colony's id")?;
-        let launcher: Arc<dyn Launcher> = match args.launcher {
-            LauncherKind::Process => Arc::new(ProcessLauncher::new(instance, &args.process).map_err(launch_setup)?),
-            LauncherKind::Docker => {
-                Arc::new(DockerLauncher::connect(instance, args.docker.clone()).await.map_err(launch_setup)?)
-            }
-            LauncherKind::Ecs => {
-                Arc::new(EcsLauncher::connect(instance, args.ecs.clone()).await.map_err(launch_setup)?)
-            }
-        };
-        let mut cell_env = launcher::inherited_env();
-        cell_env.retain(|(k, _)| k != "DATABASE_URL");
-        cell_env.push(("DATABASE_URL".into(), args.db.database_url.expose().to_owned()));
-        for (k, v) in &args.cell_env {
-            cell_env.retain(|(key, _)| key != k);
-            cell_env.push((k.clone(), v.clone()));
-        }
-        Ok(Self { pool, instance, launcher, policy, cell_env })
-    }
-
-    fn ctx<'a>(&'a self, args: &'a TickArgs) -> TickCtx<'a> {
-        TickCtx {
-            pool: &self.pool,
-            launcher: self.launcher.as_ref(),
-            policy: &self.policy,
-            probe: &args.probe,
-            cell_env: self.cell_env.clone(),
-            deadline: args.tick_deadline.get(),
-        }
-    }
-}
-
-fn launch_setup(e: launcher::LaunchError) -> anyhow::Error {
-    match e {
-        launcher::LaunchError::Refused(why) => Exit::config(why).into(),
-        other => anyhow::Error::from(other),
-    }
-}
-
 async fn run_loop(args: &TickArgs, every: Duration, json: bool) -> anyhow::Result<()> {
     let setup = Setup::new(args).await?;
     tracing::info!(every = %humantime::format_duration(every), launcher = setup.launcher.backend(), "mothership running");
@@ -538,44 +441,8 @@ async fn run_loop(args: &TickArgs, every: Duration, json: bool) -> anyhow::Resul
         TickOutcome::Busy => show::busy(json),
         TickOutcome::Done(report) => show::tick(&report, json),
     };
-    tick_loop(&setup, args, every, show, stop_signal()?).await;
+    tick_loop(&setup, args, every, show, colony::signals::stop_signal().context("installing the SIGTERM handler")?)
+        .await;
     tracing::info!("mothership stopping; the cells keep running");
     Ok(())
-}
-
-/// Resolves at SIGTERM or Ctrl-C.
-fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    })
-}
-
-/// Tick every `every` until `stop` resolves; a stop never cuts a tick short.
-async fn tick_loop(
-    setup: &Setup,
-    args: &TickArgs,
-    every: Duration,
-    mut show: impl FnMut(TickOutcome),
-    stop: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(stop);
-    loop {
-        let started = tokio::time::Instant::now();
-        match colony::mothership::tick::tick(&setup.ctx(args)).await {
-            Ok(outcome) => show(outcome),
-            // A failed tick (Postgres away) is retried at the next one.
-            Err(e) => {
-                tracing::error!(error = %format!("{:#}", anyhow::Error::from(e)), "tick failed; trying again next time")
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep_until(started + every) => {}
-            _ = &mut stop => break,
-        }
-    }
 }

@@ -1,8 +1,8 @@
 //! Printing: readable tables for people, JSON (`--json`) for scripts.
 
+use crate::admin::{CellStatus, ChannelStatus, Decision, JobRow};
+use crate::tick::TickReport;
 use chrono::{DateTime, Utc};
-use colony::mothership::admin::{CellStatus, ChannelStatus, Decision, JobRow};
-use colony::mothership::tick::TickReport;
 use colony::queue::KindStats;
 use comfy_table::Table;
 use comfy_table::presets::ASCII_NO_BORDERS;

@@ -1,16 +1,16 @@
 //! `observer-cell`: records one live channel. A thin shell over
-//! `colony::observer`: parse the contract, connect, record, exit with the
+//! the `observer_cell` library: parse the contract, connect, record, exit with the
 //! code DESIGN.md fixes (0 done, 2 bad configuration, 3 fenced out, 1 other).
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 use colony::config::DatabaseArgs;
 use colony::exit::Exit;
-use colony::observer::{ObserverArgs, Outcome};
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
-use tokio_util::sync::CancellationToken;
+use observer_cell::{ObserverArgs, Outcome};
 
 /// An observer cell records one live channel natively from HLS into object
 /// storage, writing every segment to the ledger and heartbeating while it
@@ -57,9 +57,8 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let pool = colony::db::connect(&cli.db).await?;
     let store = colony::storage::open(&cli.storage).await?;
-    let stop = CancellationToken::new();
-    tokio::spawn(stop_on_signal(stop.clone()));
-    match colony::observer::run(cli.observer, pool, store, stop).await? {
+    let stop = colony::signals::stop_token().context("installing the SIGTERM handler")?;
+    match observer_cell::run(cli.observer, pool, store, stop).await? {
         Outcome::Fenced => Err(Exit {
             code: colony::exit::FENCED,
             message: "fenced out: the recording was handed to a replacement cell".into(),
@@ -70,14 +69,4 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Outcome::Finalized(_) | Outcome::AlreadyClosed(_) => Ok(()),
     }
-}
-
-async fn stop_on_signal(stop: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    stop.cancel();
 }

@@ -1,20 +1,21 @@
-//! Colony's library crate: everything the three binaries share.
+//! What every Colony role uses: the database guard, the job queue and its
+//! typed job kinds, object storage (file and S3), HLS fetching and parsing,
+//! the recording model and its ledger, channels, configuration parsed once
+//! at the boundary, telemetry, signals and exit codes.
 //!
-//! The binaries (`mothership`, `observer-cell`, `harvest-cell`) are thin shells
-//! over this crate. It holds the configuration types parsed once at the
-//! boundary, the database guard, the job queue and the object-store trait with
-//! its file and S3 backends.
+//! The roles live in their own crates: `observer-cell/`, `harvest-cell/`,
+//! `mothership/` and the pure `mothership/planner/`. Nothing here knows
+//! about a launcher or the planner.
 
 pub mod channel;
 pub mod config;
 pub mod db;
 pub mod exit;
-pub mod harvest;
 pub mod hls;
-pub mod mothership;
-pub mod observer;
+pub mod pgcluster;
 pub mod queue;
 pub mod recording;
+pub mod signals;
 pub mod storage;
 pub mod telemetry;
 

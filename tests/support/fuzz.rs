@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use colony::hls::{ParseLimits, parse_media, parse_playlist};
-use colony::observer::{Step, Tracker};
+use observer_cell::{Step, Tracker};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use url::Url;
@@ -253,7 +253,7 @@ pub fn check_parse(input: &[u8]) -> Result<(Option<colony::hls::MediaPlaylist>, 
 /// A run of playlists through one tracker, as a source might serve them.
 pub fn check_tracker(playlists: &[colony::hls::MediaPlaylist], gaps_secs: &[u8]) -> Result<(), TestCaseError> {
     let mut tracker = Tracker::new();
-    let window_bound = ParseLimits::LIVE.max_segments + colony::observer::MAX_IN_FLIGHT + 2048 + 16;
+    let window_bound = ParseLimits::LIVE.max_segments + observer_cell::MAX_IN_FLIGHT + 2048 + 16;
     for (i, playlist) in playlists.iter().enumerate() {
         let since = gaps_secs.get(i).map(|s| Duration::from_secs(u64::from(*s)));
         let steps = tracker.observe(playlist, since);

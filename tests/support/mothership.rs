@@ -5,8 +5,8 @@
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use colony::mothership::launcher::Launcher;
-use colony::mothership::launcher::process::{ProcessArgs, ProcessLauncher};
+use mothership::launcher::Launcher;
+use mothership::launcher::process::{ProcessArgs, ProcessLauncher};
 use tokio::process::Command;
 
 use crate::observer::Rig;
@@ -99,7 +99,7 @@ impl Colony {
 
     /// Kill every process this colony's launcher started (test cleanup).
     pub async fn kill_cells(&self) {
-        let instance = colony::mothership::observe::instance_id(&self.rig.pool).await.unwrap();
+        let instance = mothership::observe::instance_id(&self.rig.pool).await.unwrap();
         let args = ProcessArgs {
             process_observer_bin: None,
             process_harvest_bin: None,

@@ -1,16 +1,17 @@
 //! PostgreSQL for tests: a private cluster under the temp dir, started once per
 //! machine (initdb + pg_ctl on a free loopback port, as the `postgres` user when
 //! run as root, which initdb refuses), unless `DATABASE_URL` names a server.
+//! The commands come from `colony::pgcluster`, as `mothership up`'s do.
 //! Every test gets a fresh database named by a UUID, dropped when it ends.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use colony::config::DatabaseUrl;
+use colony::pgcluster::PgTools;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
-use crate::proc::{find_program, free_port, is_root, lock, port_open, run};
+use crate::proc::{free_port, is_root, lock, port_open, run};
 
 /// Settings tuned for throwaway test data. The benchmark cluster keeps the
 /// durable defaults.
@@ -48,22 +49,14 @@ pub fn start_cluster(dir: &Path, settings: &[&str]) -> String {
             return url;
         }
     }
-    let bin_dir = pg_bin_dir();
+    let tools = pg_tools();
     let data = dir.join("data");
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap();
     if is_root() {
-        run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir));
+        run(&mut colony::pgcluster::chown_to_postgres(dir));
     }
-    run(as_postgres(&bin_dir.join("initdb")).args(["-D"]).arg(&data).args([
-        "-U",
-        "postgres",
-        "--auth=trust",
-        "-E",
-        "UTF8",
-        "--no-sync",
-        "--locale=C",
-    ]));
+    run(&mut tools.initdb(&data, &["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"]));
     let port = free_port();
     let mut options = format!(
         "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=400 -c shared_buffers=256MB",
@@ -72,13 +65,7 @@ pub fn start_cluster(dir: &Path, settings: &[&str]) -> String {
     for s in settings {
         options.push_str(&format!(" -c {s}"));
     }
-    run(as_postgres(&bin_dir.join("pg_ctl"))
-        .arg("-D")
-        .arg(&data)
-        .arg("-l")
-        .arg(dir.join("postgres.log"))
-        .args(["-w", "-t", "60", "-o", &options, "start"])
-        .stdin(Stdio::null()));
+    run(&mut tools.start(&data, &dir.join("postgres.log"), Some(&options)));
     std::fs::write(dir.join("options"), &options).unwrap();
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
     std::fs::write(&url_file, &url).unwrap();
@@ -87,24 +74,13 @@ pub fn start_cluster(dir: &Path, settings: &[&str]) -> String {
 
 /// Stop a private cluster at once (a database outage). Not for the shared one.
 pub fn stop_cluster(dir: &Path) {
-    run(as_postgres(&pg_bin_dir().join("pg_ctl")).arg("-D").arg(dir.join("data")).args([
-        "-m",
-        "immediate",
-        "-w",
-        "stop",
-    ]));
+    run(&mut pg_tools().stop(&dir.join("data"), "immediate"));
 }
 
 /// Start a stopped private cluster again, on the same port and data.
 pub fn restart_cluster(dir: &Path) {
     let options = std::fs::read_to_string(dir.join("options")).unwrap();
-    run(as_postgres(&pg_bin_dir().join("pg_ctl"))
-        .arg("-D")
-        .arg(dir.join("data"))
-        .arg("-l")
-        .arg(dir.join("postgres.log"))
-        .args(["-w", "-t", "60", "-o", &options, "start"])
-        .stdin(Stdio::null()));
+    run(&mut pg_tools().start(&dir.join("data"), &dir.join("postgres.log"), Some(&options)));
 }
 
 /// Put the scram line for `colony_password` members first in `pg_hba.conf`, once.
@@ -117,27 +93,9 @@ fn require_passwords(hba: &Path) {
     }
 }
 
-fn as_postgres(program: &Path) -> Command {
-    if is_root() {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", "postgres", "--"]).arg(program);
-        cmd
-    } else {
-        Command::new(program)
-    }
-}
-
-fn pg_bin_dir() -> PathBuf {
-    if let Some(initdb) = find_program("initdb", &[]) {
-        return initdb.parent().unwrap().to_owned();
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").is_file()).collect()
-        })
-        .unwrap_or_default();
-    versions.sort();
-    versions.pop().expect("PostgreSQL is not installed: `apt-get install postgresql` (the CI script does)")
+/// The server's programs, found as `mothership up` finds them.
+fn pg_tools() -> PgTools {
+    PgTools::find().unwrap_or_else(|e| panic!("{e} (the CI script installs it)"))
 }
 
 /// A database of its own for one test, dropped when the value is dropped.

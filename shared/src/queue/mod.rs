@@ -11,6 +11,7 @@
 //! `fail`, and the job's own writes, are refused.
 
 mod backoff;
+mod kind;
 mod waker;
 
 use std::time::Duration;
@@ -22,6 +23,9 @@ use sqlx::postgres::PgQueryResult;
 use sqlx::{PgExecutor, PgPool};
 
 pub use backoff::Backoff;
+pub use kind::{
+    ArchiveTierArgs, ArgsError, JobArgs, JobKind, RecordingArgs, ReencodeArgs, UnknownKind, VodDownloadArgs,
+};
 pub use waker::{CHANNEL as NOTIFY_CHANNEL, JobWaker, Wake};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type, Serialize)]

@@ -1,0 +1,265 @@
+//! `repair`: check that every ledger segment of a closed recording exists and
+//! decodes; fetch again from the source VOD what is missing or broken where
+//! the recording has one; turn what cannot be recovered into explicit gap
+//! rows; rebuild the VOD playlist and the recording's totals.
+//!
+//! Every change to the ledger is fenced on the job's lease generation in the
+//! same statement, so a run that lost its lease cannot undo what the run
+//! that took over repaired.
+//!
+//! Repair never deletes media. An object is only replaced by a fetched copy
+//! that decodes; a segment ffmpeg decodes with complaints stays as it is and
+//! is flagged (`segments.warning`); one that cannot be decoded and has no
+//! replacement becomes a gap row that still names its object, so nothing an
+//! operator might salvage is thrown away.
+
+use std::path::Path;
+
+use futures::TryStreamExt;
+use serde_json::json;
+use tokio::process::Command;
+use tracing::{info, warn};
+
+use super::{Ctx, JobError, ProgressSink};
+use colony::hls::{FetchPolicy, MediaPlaylist, VariantChoice};
+use colony::queue::{Job, RecordingArgs};
+use colony::recording::{self, Ledger, LedgerRow, RecordingState};
+use colony::storage::{ObjectKey, get_bytes};
+
+/// What ffmpeg made of a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    Clean,
+    /// Decoded to the end, with complaints (the first of them).
+    Warns(String),
+    /// ffmpeg gave up on it.
+    Broken(String),
+}
+
+/// Decode `body` with ffmpeg (`-xerror`: stop at the first decode error).
+async fn decode(body: &[u8]) -> Result<Decoded, JobError> {
+    let dir = tempfile::tempdir().map_err(JobError::transient)?;
+    let path = dir.path().join("segment");
+    tokio::fs::write(&path, body).await.map_err(JobError::transient)?;
+    decode_file(&path).await
+}
+
+pub async fn decode_file(path: &Path) -> Result<Decoded, JobError> {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-xerror", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| JobError::transient(format!("ffmpeg could not start: {e}")))?;
+    let first = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.chars().take(300).collect::<String>());
+    Ok(match (out.status.success(), first) {
+        (true, None) => Decoded::Clean,
+        (true, Some(complaint)) => Decoded::Warns(complaint),
+        (false, why) => Decoded::Broken(why.unwrap_or_else(|| format!("ffmpeg exited with {}", out.status))),
+    })
+}
+
+/// Counts the job reports.
+#[derive(Debug, Default)]
+struct Tally {
+    checked: u64,
+    refetched: u64,
+    gaps: u64,
+    flagged: u64,
+}
+
+impl Tally {
+    fn report(&self, total: i64) -> serde_json::Value {
+        json!({
+            "segments_checked": self.checked,
+            "segments_total": total,
+            "refetched": self.refetched,
+            "gaps": self.gaps,
+            "flagged": self.flagged,
+        })
+    }
+}
+
+pub async fn run(ctx: &Ctx, job: &Job, args: &RecordingArgs, progress: &ProgressSink) -> Result<(), JobError> {
+    let pool = ctx.queue.pool();
+    let id = args.recording_id;
+    let row: Option<(RecordingState, String, Option<String>, i64, i64)> = sqlx::query_as(
+        "SELECT state, storage_prefix, source_url, lease_token, channel_id FROM recordings WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map_err(JobError::transient)?;
+    let (state, prefix, source_url, token, channel_id) =
+        row.ok_or_else(|| JobError::Permanent(format!("recording {id} does not exist")))?;
+    if state.is_open() {
+        return Err(JobError::Transient(format!(
+            "recording {id} is still being recorded; repair runs after it closes"
+        )));
+    }
+    let prefix = ObjectKey::parse(&prefix).map_err(JobError::permanent)?;
+    let ledger = Ledger::new(pool.clone(), id, token);
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM segments WHERE recording_id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .map_err(JobError::transient)?;
+
+    // The source VOD's segments by sequence, if there is a source to ask.
+    let source = match source_url.as_deref().map(url::Url::parse) {
+        Some(Ok(url)) => {
+            let allowed = colony::channel::allowed_hosts(pool, channel_id).await.map_err(JobError::transient)?;
+            let policy = FetchPolicy::for_source(&url, &allowed);
+            let playlist = match ctx.hls.open(&url, &VariantChoice::Best, &policy).await {
+                Ok((_, playlist, _)) => Some(playlist),
+                Err(e) => {
+                    warn!(error = %e, "the source VOD is unavailable; broken segments are kept and marked as gaps");
+                    None
+                }
+            };
+            playlist.map(|p| (p, policy))
+        }
+        _ => None,
+    };
+    let mut tally = Tally::default();
+    let mut rows = ledger.stream();
+    while let Some(row) = rows.try_next().await.map_err(JobError::transient)? {
+        progress.set(tally.report(total));
+        tally.checked += 1;
+        if row.is_gap {
+            continue;
+        }
+        let Some(key) = row.object_key.as_deref() else { continue };
+        let key = ObjectKey::parse(key).map_err(JobError::permanent)?;
+        let found = match get_bytes(ctx.store.as_ref(), &key).await {
+            Ok(body) => Some(body),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(JobError::transient(e)),
+        };
+        let verdict = match &found {
+            None => Decoded::Broken("the object is missing from storage".into()),
+            Some(body) if body.len() as i64 != row.bytes => {
+                Decoded::Broken(format!("the object holds {} bytes, the ledger says {}", body.len(), row.bytes))
+            }
+            // fMP4 media segments do not decode without their init section.
+            Some(_) if row.init_key.is_some() => Decoded::Clean,
+            Some(body) => decode(body).await?,
+        };
+        match verdict {
+            Decoded::Clean => {}
+            Decoded::Warns(complaint) => {
+                warn!(%key, %complaint, "segment decodes with complaints; keeping it and flagging it");
+                set_warning(pool, id, &row, &format!("ffmpeg complains: {complaint}"), job).await?;
+                tally.flagged += 1;
+            }
+            Decoded::Broken(why) => {
+                if let Some(bytes) = refetch(ctx, source.as_ref(), &row, &key).await? {
+                    info!(%key, "segment fetched again from the source");
+                    let update = sqlx::query(
+                        "WITH fence AS (SELECT 1 FROM jobs WHERE id = $5 AND lease_generation = $6 AND state = 'running' FOR SHARE)
+                         UPDATE segments SET bytes = $4, warning = NULL
+                           FROM fence WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3",
+                    )
+                    .bind(id)
+                    .bind(row.epoch)
+                    .bind(row.media_sequence)
+                    .bind(bytes);
+                    fenced(update, job).execute(pool).await.map_err(JobError::transient).and_then(held)?;
+                    tally.refetched += 1;
+                } else {
+                    warn!(%key, %why, "segment is missing or broken and cannot be fetched again; marking it as a gap");
+                    let kept = if found.is_some() { format!("; the object is kept at {key}") } else { String::new() };
+                    let update = sqlx::query(
+                        "WITH fence AS (SELECT 1 FROM jobs WHERE id = $6 AND lease_generation = $7 AND state = 'running' FOR SHARE)
+                         UPDATE segments SET is_gap = true, gap_count = 1, discontinuity = true, gap_reason = $4,
+                                object_key = CASE WHEN $5 THEN object_key END, init_key = CASE WHEN $5 THEN init_key END,
+                                bytes = CASE WHEN $5 THEN bytes ELSE 0 END
+                           FROM fence WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3",
+                    )
+                    .bind(id)
+                    .bind(row.epoch)
+                    .bind(row.media_sequence)
+                    .bind(format!("repair: {why}{kept}"))
+                    .bind(found.is_some());
+                    fenced(update, job).execute(pool).await.map_err(JobError::transient).and_then(held)?;
+                    tally.gaps += 1;
+                }
+            }
+        }
+    }
+    drop(rows);
+    recording::publish_vod(&ledger, ctx.store.as_ref(), &prefix).await?;
+    let p = ledger.totals().await.map_err(|e| JobError::transient(colony::error_chain(&e)))?;
+    let update = sqlx::query(
+        "WITH fence AS (SELECT 1 FROM jobs WHERE id = $6 AND lease_generation = $7 AND state = 'running' FOR SHARE)
+         UPDATE recordings SET segment_count = $2, gap_count = $3, bytes = $4, duration_secs = $5
+           FROM fence WHERE id = $1",
+    )
+    .bind(id)
+    .bind(p.segments)
+    .bind(p.gaps)
+    .bind(p.bytes)
+    .bind(p.duration_secs);
+    fenced(update, job).execute(pool).await.map_err(JobError::transient).and_then(held)?;
+    progress.set(tally.report(total));
+    info!(recording = id, refetched = tally.refetched, gaps = tally.gaps, flagged = tally.flagged, "repair finished");
+    Ok(())
+}
+
+/// Fetch the segment again from the source VOD and store it over the old
+/// object, only if the copy is verified: it decodes (or, for fMP4 media
+/// that needs its init section, is not empty). Returns its size if it did.
+async fn refetch(
+    ctx: &Ctx,
+    source: Option<&(MediaPlaylist, FetchPolicy)>,
+    row: &LedgerRow,
+    key: &ObjectKey,
+) -> Result<Option<i64>, JobError> {
+    let Some((playlist, policy)) = source else { return Ok(None) };
+    let Some(segment) = playlist.segments.iter().find(|s| s.sequence == row.media_sequence as u64) else {
+        return Ok(None);
+    };
+    let cap = ctx.hls.limits().segment_cap(segment.duration);
+    let Ok(body) = ctx.hls.get(&segment.uri, segment.byte_range, policy, cap).await else { return Ok(None) };
+    let verified =
+        if row.init_key.is_some() { !body.is_empty() } else { !matches!(decode(&body).await?, Decoded::Broken(_)) };
+    if !verified {
+        return Ok(None);
+    }
+    let size = body.len() as i64;
+    ctx.store.put(key, body).await.map_err(JobError::transient)?;
+    Ok(Some(size))
+}
+
+async fn set_warning(pool: &sqlx::PgPool, id: i64, row: &LedgerRow, warning: &str, job: &Job) -> Result<(), JobError> {
+    let update = sqlx::query(
+        "WITH fence AS (SELECT 1 FROM jobs WHERE id = $5 AND lease_generation = $6 AND state = 'running' FOR SHARE)
+         UPDATE segments SET warning = $4 FROM fence WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3",
+    )
+    .bind(id)
+    .bind(row.epoch)
+    .bind(row.media_sequence)
+    .bind(warning);
+    fenced(update, job).execute(pool).await.map_err(JobError::transient).and_then(held)
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Bind the job's fence (id, lease generation) as the statement's last two parameters.
+fn fenced<'q>(query: PgQuery<'q>, job: &Job) -> PgQuery<'q> {
+    query.bind(job.id).bind(job.lease_generation)
+}
+
+/// A fenced update that changed nothing: the job is no longer this worker's.
+fn held(done: sqlx::postgres::PgQueryResult) -> Result<(), JobError> {
+    if done.rows_affected() == 0 {
+        Err(JobError::Fenced("repair's lease moved on; stopping without another write".into()))
+    } else {
+        Ok(())
+    }
+}

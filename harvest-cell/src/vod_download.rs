@@ -1,0 +1,234 @@
+//! `vod_download`: an HLS VOD into a recording in ledger form, the backfill
+//! path. Args: `{"url": "...", "channel_id": N}` (or `"channel": "login"`),
+//! and optionally `"resolver": "yt-dlp -g {url}"` to turn a page URL into
+//! the HLS URL first.
+//!
+//! Idempotent and resumable: the recording is found again by (channel, URL);
+//! segments already in the ledger are skipped; media is written first, the
+//! VOD playlist and the recording's final row last. The recording's lease
+//! token is the job's lease generation, which only goes up: a worker that
+//! lost its lease cannot write after the one that took over, whatever
+//! cancels, retries or rescues happened in between. A download that will not
+//! be tried again leaves its recording `failed`, with the error.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::{Ctx, JobError, ProgressSink};
+use colony::hls::{FetchPolicy, HlsError, InitRef, Retry, VariantChoice};
+use colony::queue::{Job, VodDownloadArgs};
+use colony::recording::{self, Ledger, LedgerError, LedgerRow, MediaSource, RecordingState};
+use colony::storage::ObjectKey;
+
+fn hls_error(e: HlsError) -> JobError {
+    if e.is_final() {
+        JobError::Permanent(colony::error_chain(&e))
+    } else {
+        JobError::Transient(colony::error_chain(&e))
+    }
+}
+
+fn ledger_error(e: LedgerError) -> JobError {
+    match e {
+        LedgerError::Fenced { .. } => JobError::Fenced(colony::error_chain(&e)),
+        other => JobError::transient(colony::error_chain(&other)),
+    }
+}
+
+pub async fn run(ctx: &Ctx, job: &Job, args: &VodDownloadArgs, progress: &ProgressSink) -> Result<(), JobError> {
+    let pool = ctx.queue.pool();
+    let url = url::Url::parse(&args.url).map_err(|e| JobError::Permanent(format!("args.url is not a URL: {e}")))?;
+    let channel_id = channel_of(pool, args).await?;
+
+    // Find or open the recording, then take it under this attempt's token.
+    sqlx::query(
+        "INSERT INTO recordings (channel_id, source, state, source_url, storage_prefix)
+         VALUES ($1, 'vod', 'recording', $2, '')
+         ON CONFLICT (channel_id, source_url) WHERE source = 'vod' DO NOTHING",
+    )
+    .bind(channel_id)
+    .bind(url.as_str())
+    .execute(pool)
+    .await
+    .map_err(JobError::transient)?;
+    let token = job.lease_generation;
+    let row: Option<(i64, RecordingState, String, i64)> = sqlx::query_as(
+        "UPDATE recordings r SET lease_token = GREATEST(r.lease_token, $3),
+                storage_prefix = CASE WHEN r.storage_prefix = '' THEN 'channels/' || c.login || '/' || r.id ELSE r.storage_prefix END
+           FROM channels c
+          WHERE r.channel_id = $1 AND r.source_url = $2 AND r.source = 'vod' AND c.id = r.channel_id
+         RETURNING r.id, r.state, r.storage_prefix, r.lease_token",
+    )
+    .bind(channel_id)
+    .bind(url.as_str())
+    .bind(token)
+    .fetch_optional(pool)
+    .await
+    .map_err(JobError::transient)?;
+    let Some((recording_id, state, prefix, current)) = row else {
+        return Err(JobError::Permanent(format!("channel {channel_id} does not exist")));
+    };
+    if current != token {
+        return Err(JobError::Fenced(format!("a later claim of this job holds recording {recording_id}")));
+    }
+    if state == RecordingState::Complete {
+        info!(recording = recording_id, "already downloaded; nothing to do");
+        return Ok(());
+    }
+    let prefix = ObjectKey::parse(&prefix).map_err(JobError::permanent)?;
+    let ledger = Ledger::new(pool.clone(), recording_id, token);
+    let result = download(ctx, args, progress, &url, channel_id, &prefix, &ledger).await;
+    // The last try, or one that can never succeed: the recording says so.
+    let last = matches!(result, Err(JobError::Permanent(_)))
+        || (matches!(result, Err(JobError::Transient(_))) && job.attempt >= job.max_attempts);
+    if let (true, Err(e)) = (last, &result) {
+        let failed = sqlx::query(
+            "UPDATE recordings SET state = 'failed', error = $3, ended_at = now()
+              WHERE id = $1 AND lease_token = $2 AND state IN ('recording', 'standby')",
+        )
+        .bind(recording_id)
+        .bind(token)
+        .bind(e.to_string())
+        .execute(pool)
+        .await;
+        if let Err(db) = failed {
+            warn!(recording = recording_id, error = %db, "could not mark the recording failed");
+        }
+    }
+    result
+}
+
+/// The channel a download is for: by id, or by login for a row written by hand.
+async fn channel_of(pool: &sqlx::PgPool, args: &VodDownloadArgs) -> Result<i64, JobError> {
+    match (args.channel_id, &args.channel) {
+        (Some(id), _) => Ok(id),
+        (None, Some(login)) => sqlx::query_scalar("SELECT id FROM channels WHERE login = $1")
+            .bind(login)
+            .fetch_optional(pool)
+            .await
+            .map_err(JobError::transient)?
+            .ok_or_else(|| JobError::Permanent(format!("channel '{login}' does not exist"))),
+        (None, None) => Err(JobError::Permanent("args need channel_id or channel".into())),
+    }
+}
+
+/// Fetch the VOD into `ledger`'s recording, and publish and close it.
+#[allow(clippy::too_many_arguments)]
+async fn download(
+    ctx: &Ctx,
+    args: &VodDownloadArgs,
+    progress: &ProgressSink,
+    url: &url::Url,
+    channel_id: i64,
+    prefix: &ObjectKey,
+    ledger: &Ledger,
+) -> Result<(), JobError> {
+    let pool = ctx.queue.pool();
+    let recording_id = ledger.recording_id();
+
+    // The playlist: a master resolves to its best variant; it must be a VOD.
+    let hls_url = match args.resolver.as_deref() {
+        Some(resolver) => {
+            ctx.args.resolvers.run(resolver, url.as_str(), Duration::from_secs(120)).await.map_err(|e| match e {
+                colony::channel::SourceError::NotAllowed { .. }
+                | colony::channel::SourceError::RefusedOption { .. }
+                | colony::channel::SourceError::BadUrl(_)
+                | colony::channel::SourceError::BadResolver(_) => JobError::permanent(colony::error_chain(&e)),
+                other => JobError::transient(colony::error_chain(&other)),
+            })?
+        }
+        None => url.clone(),
+    };
+    // The VOD's variants and segments come from its own host or the channel's allowed hosts.
+    let allowed = colony::channel::allowed_hosts(pool, channel_id).await.map_err(JobError::transient)?;
+    let policy = FetchPolicy::for_source(&hls_url, &allowed);
+    let (_, playlist, _) = ctx.hls.open(&hls_url, &VariantChoice::Best, &policy).await.map_err(hls_error)?;
+    if !playlist.ended {
+        return Err(JobError::Permanent(
+            "the URL is a live stream (no EXT-X-ENDLIST); observers record live channels".into(),
+        ));
+    }
+    let existing = ledger.rows().await.map_err(ledger_error)?;
+    let have: BTreeSet<i64> = existing.iter().map(|r| r.media_sequence).collect();
+    let todo: Vec<_> = playlist.segments.iter().filter(|s| !have.contains(&(s.sequence as i64))).cloned().collect();
+    let total = playlist.segments.len() as u64;
+    info!(recording = recording_id, total, already = have.len(), "downloading VOD");
+
+    // Init sections (fMP4) first, once each.
+    let mut inits: HashMap<InitRef, String> = HashMap::new();
+    for init in playlist.segments.iter().filter_map(|s| s.init.clone()) {
+        if inits.contains_key(&init) {
+            continue;
+        }
+        let key = recording::init_key(prefix, 0, inits.len()).map_err(JobError::permanent)?;
+        let body = ctx.hls.init_section(&init.uri, init.byte_range, &policy).await.map_err(hls_error)?;
+        ctx.store.put(&key, body).await.map_err(JobError::transient)?;
+        inits.insert(init, key.to_string());
+    }
+
+    let done = Arc::new(AtomicU64::new(have.len() as u64));
+    let bytes = Arc::new(AtomicU64::new(existing.iter().map(|r| r.bytes as u64).sum()));
+    let inits = Arc::new(inits);
+    let spill = tempfile::Builder::new().prefix("colony-download-").tempdir().map_err(JobError::transient)?;
+    let retry = Retry { attempts: 3, backoff: Duration::from_millis(500) };
+    futures::stream::iter(todo)
+        .map(|segment| {
+            let (ctx, ledger, prefix, inits, done, bytes, policy, spill) = (
+                ctx.clone(),
+                ledger.clone(),
+                prefix.clone(),
+                inits.clone(),
+                done.clone(),
+                bytes.clone(),
+                policy.clone(),
+                spill.path().to_owned(),
+            );
+            async move {
+                let seq = segment.sequence;
+                let body =
+                    ctx.hls.segment(&segment.uri, segment.byte_range, segment.duration, &policy, &spill, retry).await;
+                let row = match body {
+                    Ok(body) => {
+                        let key = recording::segment_key(&prefix, 0, seq, segment.extension())
+                            .map_err(JobError::permanent)?;
+                        body.upload(ctx.store.as_ref(), &key).await.map_err(JobError::transient)?;
+                        bytes.fetch_add(body.len(), Ordering::Relaxed);
+                        let init_key = segment.init.as_ref().and_then(|i| inits.get(i).cloned());
+                        LedgerRow::stored(0, &segment, &key, init_key, body.len(), MediaSource::Vod)
+                    }
+                    Err(e) if e.is_final() => {
+                        warn!(seq, error = %e, "segment cannot be fetched from the source; recording an explicit gap");
+                        LedgerRow::gap(0, seq, 1, segment.duration, MediaSource::Vod).because(colony::error_chain(&e))
+                    }
+                    Err(e) => return Err(hls_error(e)),
+                };
+                ledger.insert(&row).await.map_err(ledger_error)?;
+                done.fetch_add(1, Ordering::Relaxed);
+                Ok::<(), JobError>(())
+            }
+        })
+        .buffer_unordered(ctx.args.download_concurrency.max(1))
+        .inspect(|_| {
+            progress.set(json!({
+                "recording_id": recording_id,
+                "segments_done": done.load(Ordering::Relaxed),
+                "segments_total": total,
+                "bytes": bytes.load(Ordering::Relaxed),
+            }))
+        })
+        .try_collect::<()>()
+        .await?;
+
+    // Playlist and final row last.
+    recording::publish_vod(ledger, ctx.store.as_ref(), prefix).await?;
+    let (jobs, progress_row) =
+        ledger.finalize(uuid::Uuid::nil(), RecordingState::Complete).await.map_err(ledger_error)?;
+    info!(recording = recording_id, segments = progress_row.segments, bytes = progress_row.bytes, jobs = ?jobs, "VOD downloaded");
+    Ok(())
+}

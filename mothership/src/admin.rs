@@ -1,0 +1,448 @@
+//! The operator's commands that are not a tick: channels, jobs, bulk
+//! backfill, and the read-only views behind `status`, `cells` and
+//! `decisions`. Input is validated here, before anything is written.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use url::Url;
+use uuid::Uuid;
+
+use colony::channel::Login;
+use colony::config::{redact_source_url, redact_text};
+use colony::queue::{JobArgs, JobKind, NewJob, Queue, QueueError, VodDownloadArgs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The operator's input was wrong; the message says how.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no channel named '{0}'; `mothership channel list` shows them")]
+    NoChannel(String),
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+    #[error("job queue error")]
+    Queue(#[from] QueueError),
+}
+
+/// A source URL: absolute http(s).
+pub fn parse_source_url(raw: &str) -> Result<Url, AdminError> {
+    let shown = || redact_source_url(raw.trim());
+    let url =
+        Url::parse(raw.trim()).map_err(|e| AdminError::Invalid(format!("'{}' is not a valid URL ({e})", shown())))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(AdminError::Invalid(format!("'{}' is not an http(s) URL with a host", shown())));
+    }
+    Ok(url)
+}
+
+fn parse_resolver(raw: &str) -> Result<String, AdminError> {
+    match shell_words::split(raw) {
+        Ok(words) if !words.is_empty() => Ok(raw.to_owned()),
+        Ok(_) => Err(AdminError::Invalid("the resolver command is empty".into())),
+        Err(e) => Err(AdminError::Invalid(format!("the resolver command '{raw}' cannot be split into words: {e}"))),
+    }
+}
+
+/// `--allow-host` values: host names or `*.suffix` patterns.
+fn parse_allowed_hosts(raw: &[String]) -> Result<Vec<String>, AdminError> {
+    raw.iter()
+        .filter(|h| !h.trim().is_empty())
+        .map(|h| h.parse::<colony::hls::HostPattern>().map(|p| p.to_string()).map_err(AdminError::Invalid))
+        .collect()
+}
+
+/// A channel to add, parsed.
+#[derive(Debug, Clone)]
+pub struct NewChannel {
+    pub login: Login,
+    pub source_url: Url,
+    pub name: Option<String>,
+    pub resolver: Option<String>,
+    pub variant: String,
+    /// Hosts besides the source's own its playlists may name (CDNs).
+    pub allowed_hosts: Vec<String>,
+}
+
+impl NewChannel {
+    pub fn parse(
+        login: &str,
+        source_url: &str,
+        name: Option<String>,
+        resolver: Option<String>,
+        variant: Option<String>,
+        allowed_hosts: &[String],
+    ) -> Result<Self, AdminError> {
+        let login = Login::parse(login).map_err(AdminError::Invalid)?;
+        let source_url = parse_source_url(source_url)?;
+        let resolver = resolver.map(|r| parse_resolver(&r)).transpose()?;
+        let variant = variant.unwrap_or_else(|| "best".into());
+        variant.parse::<colony::hls::VariantChoice>().map_err(AdminError::Invalid)?;
+        let allowed_hosts = parse_allowed_hosts(allowed_hosts)?;
+        Ok(Self { login, source_url, name, resolver, variant, allowed_hosts })
+    }
+}
+
+pub async fn add_channel(pool: &PgPool, c: &NewChannel) -> Result<i64, AdminError> {
+    let kind = if c.resolver.is_some() { "command" } else { "hls" };
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO channels (login, display_name, source_kind, source_url, resolver, variant, allowed_hosts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (login) DO NOTHING RETURNING id",
+    )
+    .bind(c.login.as_str())
+    .bind(c.name.clone().unwrap_or_else(|| c.login.to_string()))
+    .bind(kind)
+    .bind(c.source_url.as_str())
+    .bind(&c.resolver)
+    .bind(&c.variant)
+    .bind(&c.allowed_hosts)
+    .fetch_optional(pool)
+    .await?;
+    id.ok_or_else(|| AdminError::Invalid(format!("a channel named '{}' already exists; use `channel update`", c.login)))
+}
+
+/// Changes to a channel; None leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelUpdate {
+    pub name: Option<String>,
+    pub source_url: Option<String>,
+    /// Some("") clears the resolver (the source becomes a direct HLS URL).
+    pub resolver: Option<String>,
+    pub variant: Option<String>,
+    /// Replaces the allowed hosts when given; `[""]` clears them.
+    pub allowed_hosts: Option<Vec<String>>,
+}
+
+pub async fn update_channel(pool: &PgPool, login: &str, u: &ChannelUpdate) -> Result<(), AdminError> {
+    let login = Login::parse(login).map_err(AdminError::Invalid)?;
+    let url = u.source_url.as_deref().map(parse_source_url).transpose()?;
+    let resolver = match u.resolver.as_deref() {
+        None => None,
+        Some("") => Some(None),
+        Some(r) => Some(Some(parse_resolver(r)?)),
+    };
+    if let Some(v) = &u.variant {
+        v.parse::<colony::hls::VariantChoice>().map_err(AdminError::Invalid)?;
+    }
+    let hosts = u.allowed_hosts.as_deref().map(parse_allowed_hosts).transpose()?;
+    let done = sqlx::query(
+        "UPDATE channels SET
+            display_name = COALESCE($2, display_name),
+            source_url = COALESCE($3, source_url),
+            resolver = CASE WHEN $4 THEN $5 ELSE resolver END,
+            source_kind = CASE WHEN $4 THEN (CASE WHEN $5 IS NULL THEN 'hls' ELSE 'command' END) ELSE source_kind END,
+            variant = COALESCE($6, variant),
+            allowed_hosts = COALESCE($7, allowed_hosts),
+            probed_at = NULL, updated_at = now()
+          WHERE login = $1",
+    )
+    .bind(login.as_str())
+    .bind(&u.name)
+    .bind(url.as_ref().map(Url::as_str))
+    .bind(resolver.is_some())
+    .bind(resolver.flatten())
+    .bind(&u.variant)
+    .bind(&hosts)
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(AdminError::NoChannel(login.to_string()));
+    }
+    Ok(())
+}
+
+pub async fn set_enabled(pool: &PgPool, login: &str, enabled: bool) -> Result<(), AdminError> {
+    let done = sqlx::query("UPDATE channels SET enabled = $2, probed_at = NULL, updated_at = now() WHERE login = $1")
+        .bind(login)
+        .bind(enabled)
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(AdminError::NoChannel(login.to_owned()));
+    }
+    Ok(())
+}
+
+/// Remove a channel that has never been recorded. Recordings are never
+/// deleted by this command: a channel with any is refused (disable it).
+pub async fn remove_channel(pool: &PgPool, login: &str) -> Result<(), AdminError> {
+    let mut tx = pool.begin().await?;
+    let id: Option<i64> = sqlx::query_scalar("SELECT id FROM channels WHERE login = $1 FOR UPDATE")
+        .bind(login)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let id = id.ok_or_else(|| AdminError::NoChannel(login.to_owned()))?;
+    let recordings: i64 = sqlx::query_scalar("SELECT count(*) FROM recordings WHERE channel_id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if recordings > 0 {
+        return Err(AdminError::Invalid(format!(
+            "channel '{login}' has {recordings} recording(s), which are kept; use `mothership channel disable {login}` to stop recording it"
+        )));
+    }
+    sqlx::query("DELETE FROM channels WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A channel as `channel list` and `status` show it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ChannelStatus {
+    pub id: i64,
+    pub login: String,
+    pub display_name: String,
+    pub source_kind: String,
+    pub source_url: String,
+    pub resolver: Option<String>,
+    pub enabled: bool,
+    pub live: bool,
+    pub probed_at: Option<DateTime<Utc>>,
+    pub probe_error: Option<String>,
+    pub observer: Option<Uuid>,
+    pub observer_state: Option<String>,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub recording: Option<i64>,
+    pub recording_state: Option<String>,
+    pub segments: Option<i64>,
+    /// Observer starts that failed in a row, and when the next one is allowed.
+    pub start_failures: i32,
+    pub start_retry_at: Option<DateTime<Utc>>,
+}
+
+pub async fn channel_status(pool: &PgPool) -> Result<Vec<ChannelStatus>, AdminError> {
+    Ok(sqlx::query_as(
+        "SELECT c.id, c.login, c.display_name, c.source_kind, c.source_url, c.resolver, c.enabled, c.live,
+                c.probed_at, c.probe_error, c.start_failures, c.start_retry_at,
+                o.id AS observer, o.state::text AS observer_state, o.last_heartbeat,
+                r.id AS recording, r.state::text AS recording_state, r.segment_count AS segments
+           FROM channels c
+           LEFT JOIN LATERAL (
+                SELECT id, state, last_heartbeat FROM cells
+                 WHERE channel_id = c.id AND kind = 'observer' AND state IN ('starting', 'running', 'stopping')
+                 ORDER BY started_at DESC LIMIT 1) o ON true
+           LEFT JOIN LATERAL (
+                SELECT id, state, segment_count FROM recordings
+                 WHERE channel_id = c.id AND source = 'live' ORDER BY id DESC LIMIT 1) r ON true
+          ORDER BY c.login",
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|mut row: ChannelStatus| {
+        row.source_url = redact_source_url(&row.source_url);
+        row.probe_error = row.probe_error.as_deref().map(redact_text);
+        row
+    })
+    .collect())
+}
+
+/// A cell row as `cells` shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CellStatus {
+    pub id: Uuid,
+    pub kind: String,
+    pub backend: String,
+    pub backend_ref: Option<String>,
+    pub state: String,
+    pub channel: Option<String>,
+    pub recording_id: Option<i64>,
+    pub started_at: DateTime<Utc>,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub exited_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub host: Option<String>,
+    pub running_jobs: i64,
+    pub detail: serde_json::Value,
+}
+
+/// Active cells, or with `all` also the last `limit` finished ones.
+pub async fn cells(pool: &PgPool, all: bool, limit: i64) -> Result<Vec<CellStatus>, AdminError> {
+    Ok(sqlx::query_as(
+        "SELECT x.id, x.kind::text AS kind, x.backend, x.backend_ref, x.state::text AS state, c.login AS channel,
+                x.recording_id, x.started_at, x.last_heartbeat, x.exited_at, x.exit_code, x.host,
+                (SELECT count(*) FROM jobs j WHERE j.state = 'running' AND j.attempted_by = x.id::text) AS running_jobs,
+                x.detail
+           FROM cells x LEFT JOIN channels c ON c.id = x.channel_id
+          WHERE x.state IN ('starting', 'running', 'stopping') OR $1
+          ORDER BY (x.state IN ('starting', 'running', 'stopping')) DESC, x.started_at DESC
+          LIMIT $2",
+    )
+    .bind(all)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Decision {
+    pub id: i64,
+    pub tick_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub action: String,
+    pub subject: String,
+    pub reason: String,
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+pub async fn decisions(pool: &PgPool, limit: i64, failed_only: bool) -> Result<Vec<Decision>, AdminError> {
+    Ok(sqlx::query_as(
+        "SELECT id, tick_id, at, action, subject, reason, outcome, error FROM decisions
+          WHERE outcome = 'failed' OR NOT $2 ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .bind(failed_only)
+    .fetch_all(pool)
+    .await?)
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: i64,
+    pub kind: String,
+    pub state: String,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub run_at: DateTime<Utc>,
+    pub attempted_by: Option<String>,
+    pub last_error: Option<String>,
+    pub args: serde_json::Value,
+    pub progress: Option<serde_json::Value>,
+}
+
+pub async fn jobs(
+    pool: &PgPool,
+    state: Option<&str>,
+    kind: Option<&str>,
+    limit: i64,
+) -> Result<Vec<JobRow>, AdminError> {
+    const STATES: &[&str] = &["available", "running", "retryable", "succeeded", "dead", "cancelled"];
+    if let Some(s) = state.filter(|s| !STATES.contains(s)) {
+        return Err(AdminError::Invalid(format!("'{s}' is not a job state; use one of {}", STATES.join(", "))));
+    }
+    Ok(sqlx::query_as(
+        "SELECT id, kind, state::text AS state, attempt, max_attempts, run_at, attempted_by, last_error, args, progress
+           FROM jobs
+          WHERE ($1::text IS NULL OR state::text = $1) AND ($2::text IS NULL OR kind = $2)
+            AND ($1::text IS NOT NULL OR state <> 'succeeded')
+          ORDER BY id DESC LIMIT $3",
+    )
+    .bind(state)
+    .bind(kind.map(job_kind))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|mut row: JobRow| {
+        redact_json(&mut row.args);
+        row.last_error = row.last_error.as_deref().map(redact_text);
+        row
+    })
+    .collect())
+}
+
+/// Mask every URL's query in a job's arguments (a VOD URL may carry a token).
+fn redact_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) if s.contains("://") => *s = redact_text(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
+        serde_json::Value::Object(map) => map.values_mut().for_each(redact_json),
+        _ => {}
+    }
+}
+
+/// `vod-download` and `vod_download` both name the same kind.
+pub fn job_kind(raw: &str) -> String {
+    raw.trim().replace('-', "_")
+}
+
+async fn channel_id(pool: &PgPool, login: &str) -> Result<i64, AdminError> {
+    sqlx::query_scalar("SELECT id FROM channels WHERE login = $1")
+        .bind(login)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| AdminError::NoChannel(login.to_owned()))
+}
+
+/// A VOD download for `channel`; the unique key makes a repeat a no-op.
+pub fn vod_job(channel_id: i64, url: &Url) -> NewJob {
+    JobArgs::VodDownload(VodDownloadArgs {
+        url: url.as_str().to_owned(),
+        channel_id: Some(channel_id),
+        channel: None,
+        resolver: None,
+    })
+    .job()
+    .unique_key(format!("vod_download:{channel_id}:{url}"))
+}
+
+/// `job enqueue KIND`: vod-download takes --url and --channel; other kinds
+/// take their arguments as JSON, checked against the kind before they are
+/// queued.
+pub async fn enqueue(
+    pool: &PgPool,
+    kind: &str,
+    url: Option<&str>,
+    channel: Option<&str>,
+    args: Option<&str>,
+) -> Result<colony::queue::Enqueued, AdminError> {
+    let kind: JobKind = kind.parse().map_err(|e: colony::queue::UnknownKind| AdminError::Invalid(e.to_string()))?;
+    let job = if kind == JobKind::VodDownload {
+        let (Some(url), Some(channel)) = (url, channel) else {
+            return Err(AdminError::Invalid("vod-download needs --url URL and --channel NAME".into()));
+        };
+        let url = parse_source_url(url)?;
+        vod_job(channel_id(pool, channel).await?, &url)
+    } else {
+        let raw = args
+            .ok_or_else(|| AdminError::Invalid(format!("{kind} needs --args JSON, e.g. '{{\"recording_id\": 7}}'")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(raw).map_err(|e| AdminError::Invalid(format!("--args is not JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(AdminError::Invalid("--args must be a JSON object".into()));
+        }
+        JobArgs::parse(kind.as_str(), &value).map_err(|e| AdminError::Invalid(format!("--args: {e}")))?;
+        NewJob::new(kind.as_str(), value)
+    };
+    Ok(Queue::new(pool.clone()).enqueue(&job).await?)
+}
+
+/// Parse a backfill file: one URL per line; blank lines and `#` comments are
+/// skipped; duplicates are dropped. Any bad line refuses the whole file.
+pub fn parse_url_list(text: &str, source: &str) -> Result<Vec<Url>, AdminError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut urls = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let url = parse_source_url(line).map_err(|e| AdminError::Invalid(format!("{source} line {}: {e}", n + 1)))?;
+        if seen.insert(url.to_string()) {
+            urls.push(url);
+        }
+    }
+    Ok(urls)
+}
+
+/// Enqueue VOD downloads in batches, calling `progress(done)` after each.
+/// Returns how many were new (the rest were already queued or done).
+pub async fn backfill(
+    pool: &PgPool,
+    channel: &str,
+    urls: &[Url],
+    mut progress: impl FnMut(u64),
+) -> Result<u64, AdminError> {
+    let channel_id = channel_id(pool, channel).await?;
+    let queue = Queue::new(pool.clone());
+    let mut created = 0;
+    let mut done = 0;
+    for batch in urls.chunks(500) {
+        let jobs: Vec<NewJob> = batch.iter().map(|u| vod_job(channel_id, u)).collect();
+        created += queue.enqueue_many(&jobs).await?;
+        done += batch.len() as u64;
+        progress(done);
+    }
+    Ok(created)
+}

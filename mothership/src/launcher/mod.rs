@@ -1,0 +1,139 @@
+//! Launchers: one small trait, one implementation per backend (local
+//! processes, Docker through bollard, AWS ECS through aws-sdk-ecs).
+//!
+//! A launcher only starts, lists and stops. Which cells should run is the
+//! planner's business; the cell rows are the tick's. Everything a launcher
+//! starts carries this colony's instance id and the cell's id (as labels,
+//! tags or environment), so `list` finds exactly this colony's cells again.
+
+pub mod docker;
+pub mod ecs;
+pub mod process;
+
+use uuid::Uuid;
+
+use colony_planner::model::{CellKind, Instance};
+
+/// Label (or environment variable, for processes) naming the colony.
+pub const LABEL_INSTANCE: &str = "colony.instance";
+pub const LABEL_KIND: &str = "colony.cell.kind";
+pub const LABEL_CELL: &str = "colony.cell.id";
+pub const LABEL_CHANNEL: &str = "colony.channel";
+
+/// One cell to start.
+#[derive(Debug, Clone)]
+pub struct CellSpec {
+    pub cell_id: Uuid,
+    pub kind: CellKind,
+    /// The channel login, for observers (a label, and part of a name).
+    pub channel: Option<String>,
+    /// The whole environment contract for the cell, `COLONY_CELL_ID` included.
+    pub env: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("the {backend} backend failed to {what}")]
+    Backend {
+        backend: &'static str,
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl LaunchError {
+    pub fn backend(
+        backend: &'static str,
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        LaunchError::Backend { backend, what: what.into(), source: source.into() }
+    }
+}
+
+#[async_trait::async_trait]
+pub trait Launcher: Send + Sync {
+    /// `process`, `docker` or `ecs`, as stored in `cells.backend`.
+    fn backend(&self) -> &'static str;
+    /// Does `list` show a started cell at once? Local processes and Docker
+    /// do; ECS is eventually consistent, so a cell it does not list yet gets
+    /// the start grace.
+    fn lists_at_once(&self) -> bool {
+        true
+    }
+    /// What runs under this colony's labels, running or not.
+    async fn list(&self) -> Result<Vec<Instance>, LaunchError>;
+    /// Start a cell; returns the backend's handle (pid, container id, task ARN).
+    async fn start(&self, spec: &CellSpec) -> Result<String, LaunchError>;
+    /// Ask a cell to finish (it gets its shutdown deadline). With `cell`,
+    /// a launcher that can tell refuses to touch anything that is not that cell.
+    async fn stop(&self, backend_ref: &str, cell: Option<Uuid>, reason: &str) -> Result<(), LaunchError>;
+    /// Get rid of an orphan: stop it if it runs, and remove what is left.
+    async fn reap(&self, backend_ref: &str, cell: Option<Uuid>, reason: &str) -> Result<(), LaunchError> {
+        self.stop(backend_ref, cell, reason).await
+    }
+}
+
+/// Environment variables a cell inherits from the mothership: the colony's
+/// own settings, the cells' tuning and the S3 credentials, but not the
+/// mothership's launcher or policy settings.
+pub fn inherited_env() -> Vec<(String, String)> {
+    const PREFIXES: &[&str] = &["COLONY_", "OBSERVER_", "HARVEST_", "AWS_", "RUST_"];
+    const NOT_FOR_CELLS: &[&str] = &[
+        "COLONY_LAUNCHER",
+        "COLONY_DOCKER_",
+        "COLONY_ECS_",
+        "COLONY_PROCESS_",
+        "COLONY_CELL_",
+        "COLONY_LEASE_TOKEN",
+        "COLONY_HEARTBEAT_TIMEOUT",
+        "COLONY_START_GRACE",
+        "COLONY_JOBS_PER_HARVEST_CELL",
+        "COLONY_MIN_HARVEST",
+        "COLONY_MAX_HARVEST",
+        "COLONY_SCALE_DOWN_WINDOW",
+        "COLONY_IDLE_COOLDOWN",
+        "COLONY_MAX_OBSERVERS",
+        "COLONY_PROBE_",
+        "COLONY_TICK_",
+        "COLONY_HOME",
+        "COLONY_UP_",
+        "AWS_ENDPOINT_URL_ECS",
+        // The mothership's own task credentials and runtime, on ECS: a cell
+        // gets its own from its task role.
+        "AWS_CONTAINER_",
+        "AWS_EXECUTION_ENV",
+    ];
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| PREFIXES.iter().any(|p| k.starts_with(p)))
+        .filter(|(k, _)| !NOT_FOR_CELLS.iter().any(|p| k.starts_with(p)))
+        .collect();
+    env.sort();
+    env
+}
+
+/// Parse the labels (or environment) a launcher reads back into an [`Instance`].
+pub fn instance_from_labels(backend_ref: String, running: bool, get: impl Fn(&str) -> Option<String>) -> Instance {
+    Instance {
+        backend_ref,
+        cell_id: get(LABEL_CELL).and_then(|v| v.parse().ok()),
+        kind: get(LABEL_KIND).and_then(|v| CellKind::parse(&v)),
+        running,
+    }
+}
+
+/// `KEY=VALUE`, for `--cell-env`. A refused entry is never echoed: its
+/// value may be a secret.
+pub fn parse_env_pair(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            Ok((k.to_owned(), v.to_owned()))
+        }
+        _ => Err("an entry is not KEY=VALUE with a plain variable name (A-Z, 0-9, _); it is not shown here, \
+                  as it may hold a secret"
+            .into()),
+    }
+}

@@ -1,0 +1,20 @@
+//! The mothership: Colony's cron-safe control plane.
+//!
+//! A tick observes Postgres and the launcher backend, probes the channels
+//! that are due, asks the pure planner (the `colony-planner` crate, in
+//! `mothership/planner/`) what to do, saves the plan, and carries it out
+//! through a [`launcher::Launcher`]. Everything here is the thin layer of
+//! I/O around that planner; [`up`] is the embedded quickstart.
+
+pub mod admin;
+pub mod launcher;
+pub mod observe;
+pub mod policy;
+pub mod probe;
+pub mod setup;
+pub mod show;
+pub mod tick;
+pub mod up;
+
+pub use colony_planner as planner;
+pub use colony_planner::model;

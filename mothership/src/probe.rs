@@ -1,0 +1,160 @@
+//! Liveness probes: is a channel broadcasting right now?
+//!
+//! A channel is live when its source resolves (directly, or through its
+//! resolver command) to a media playlist that has segments, no
+//! `EXT-X-ENDLIST`, and has moved on within `--probe-frozen-after`: a source
+//! that serves the same playlist forever is frozen, not live. Probes run
+//! concurrently with a bound and a timeout each; results are stored as they
+//! come, a few at a time, so a tick that dies part-way has still stamped the
+//! channels it probed. A panic inside one probe is that channel's error.
+
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use sqlx::PgPool;
+
+use colony::channel::{Channel, Resolvers};
+use colony::hls::{FetchLimits, FetchPolicy, HlsClient, VariantChoice};
+
+/// Results stored per statement while probes come in.
+const STORE_EVERY: usize = 32;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProbeArgs {
+    /// Probe a channel's liveness at most this often.
+    #[arg(long, env = "COLONY_PROBE_EVERY", default_value = "20s", value_name = "DURATION")]
+    pub probe_every: humantime::Duration,
+    /// Give up on one probe (resolver plus playlist fetch) after this long.
+    #[arg(long, env = "COLONY_PROBE_TIMEOUT", default_value = "10s", value_name = "DURATION")]
+    pub probe_timeout: humantime::Duration,
+    /// Probes in flight at once.
+    #[arg(long, env = "COLONY_PROBE_CONCURRENCY", default_value_t = 16, value_name = "N")]
+    pub probe_concurrency: usize,
+    /// A playlist whose last segment has not changed for this long is
+    /// frozen: the channel counts as offline.
+    #[arg(long, env = "COLONY_PROBE_FROZEN_AFTER", default_value = "90s", value_name = "DURATION")]
+    pub probe_frozen_after: humantime::Duration,
+    #[command(flatten)]
+    pub limits: FetchLimits,
+    #[command(flatten)]
+    pub resolvers: Resolvers,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProbeResult {
+    pub channel_id: i64,
+    pub login: String,
+    pub live: bool,
+    pub error: Option<String>,
+    /// The last segment the playlist offered (sequence and URI path), to
+    /// tell a frozen source from a live one.
+    #[serde(skip)]
+    pub fingerprint: Option<String>,
+}
+
+/// Enabled channels whose last probe is older than `every`.
+pub async fn due(pool: &PgPool, every: Duration) -> Result<Vec<Channel>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, login, display_name, source_kind, source_url, resolver, variant, enabled, pipeline, allowed_hosts
+           FROM channels
+          WHERE enabled AND (probed_at IS NULL OR probed_at <= now() - make_interval(secs => $1))
+          ORDER BY probed_at NULLS FIRST, id",
+    )
+    .bind(every.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}
+
+/// Probe one channel.
+pub async fn probe(channel: &Channel, client: &HlsClient, timeout: Duration, resolvers: &Resolvers) -> ProbeResult {
+    let outcome = tokio::time::timeout(timeout, async {
+        let url = channel.resolve(timeout, resolvers).await.map_err(|e| colony::error_chain(&e))?;
+        let policy = FetchPolicy::for_source(&url, &channel.allowed_hosts());
+        let choice: VariantChoice = channel.variant.parse().unwrap_or(VariantChoice::Best);
+        let (_, playlist, _) = client.open(&url, &choice, &policy).await.map_err(|e| colony::error_chain(&e))?;
+        let fingerprint = playlist.segments.last().map(|s| format!("{}:{}", s.sequence, s.uri.path()));
+        Ok::<_, String>((!playlist.segments.is_empty() && !playlist.ended, fingerprint))
+    });
+    let outcome = std::panic::AssertUnwindSafe(outcome).catch_unwind().await;
+    let (live, error, fingerprint) = match outcome {
+        Ok(Ok(Ok((live, fingerprint)))) => (live, None, fingerprint),
+        Ok(Ok(Err(e))) => (false, Some(e), None),
+        Ok(Err(_)) => (false, Some(format!("no answer within {}", humantime::format_duration(timeout))), None),
+        Err(_) => (false, Some("probing this channel panicked; treating it as offline".into()), None),
+    };
+    ProbeResult { channel_id: channel.id, login: channel.login.clone(), live, error, fingerprint }
+}
+
+/// Probe every due channel, `concurrency` at a time, storing the results as
+/// they come in.
+pub async fn probe_due(pool: &PgPool, args: &ProbeArgs) -> Result<Vec<ProbeResult>, sqlx::Error> {
+    let channels = due(pool, args.probe_every.into()).await?;
+    if channels.is_empty() {
+        return Ok(Vec::new());
+    }
+    let timeout: Duration = args.probe_timeout.into();
+    let client = HlsClient::new(timeout, args.limits);
+    let mut batches = futures::stream::iter(channels.iter())
+        .map(|c| probe(c, &client, timeout, &args.resolvers))
+        .buffer_unordered(args.probe_concurrency.max(1))
+        .ready_chunks(STORE_EVERY);
+    let mut results = Vec::with_capacity(channels.len());
+    while let Some(batch) = batches.next().await {
+        let stored = store(pool, &batch, args.probe_frozen_after.into()).await?;
+        results.extend(stored);
+    }
+    Ok(results)
+}
+
+/// Store probe results, and return them as stored: a live result for a
+/// source that has not moved on within `frozen_after` becomes offline.
+pub async fn store(
+    pool: &PgPool,
+    results: &[ProbeResult],
+    frozen_after: Duration,
+) -> Result<Vec<ProbeResult>, sqlx::Error> {
+    let ids: Vec<i64> = results.iter().map(|r| r.channel_id).collect();
+    let live: Vec<bool> = results.iter().map(|r| r.live).collect();
+    let errors: Vec<Option<String>> = results.iter().map(|r| r.error.clone()).collect();
+    let prints: Vec<Option<String>> = results.iter().map(|r| r.fingerprint.clone()).collect();
+    let frozen: Vec<(i64, bool)> = sqlx::query_as(
+        "WITH p AS (
+             SELECT p.id, p.live, p.error, p.print,
+                    COALESCE(p.print IS NOT NULL AND p.print IS NOT DISTINCT FROM c.probe_fingerprint
+                        AND c.progressed_at < now() - make_interval(secs => $5), false) AS frozen
+               FROM UNNEST($1::bigint[], $2::bool[], $3::text[], $4::text[]) AS p(id, live, error, print)
+               JOIN channels c ON c.id = p.id)
+         UPDATE channels c
+            SET live = p.live AND NOT p.frozen,
+                live_since = CASE WHEN p.live AND NOT p.frozen THEN COALESCE(c.live_since, now()) END,
+                progressed_at = CASE WHEN p.print IS DISTINCT FROM c.probe_fingerprint THEN now() ELSE c.progressed_at END,
+                probe_fingerprint = p.print,
+                probed_at = now(),
+                probe_error = CASE WHEN p.frozen
+                    THEN 'the source has served the same playlist since ' || to_char(c.progressed_at, 'YYYY-MM-DD HH24:MI:SS TZ') || '; treating it as offline'
+                    ELSE p.error END,
+                updated_at = now()
+           FROM p
+          WHERE c.id = p.id
+         RETURNING c.id, p.frozen",
+    )
+    .bind(&ids)
+    .bind(&live)
+    .bind(&errors)
+    .bind(&prints)
+    .bind(frozen_after.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    let frozen: std::collections::HashMap<i64, bool> = frozen.into_iter().collect();
+    Ok(results
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if frozen.get(&r.channel_id).copied().unwrap_or(false) {
+                r.live = false;
+                r.error = Some("the source has served the same playlist for too long; treating it as offline".into());
+            }
+            r
+        })
+        .collect())
+}

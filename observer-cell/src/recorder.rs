@@ -1,0 +1,1014 @@
+//! The recorder loop: reload, fetch, store, ledger; offline, standby, finalize.
+//!
+//! Its cost per segment does not grow with the recording: totals are kept
+//! running, the live playlist holds the last `--live-window` rows, and the
+//! VOD playlist is streamed from the ledger once at the end. A replacement
+//! reads the ledger once, as a stream, to pick up where the last cell left.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use futures::{FutureExt, TryStreamExt};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+use url::Url;
+
+use super::adopt::Adopter;
+use super::args::ObserverArgs;
+use super::spool::{self, Spool};
+use super::tracker::{Lost, Step, Tracker};
+use super::writer::{Message, Writer};
+use colony::channel::{self, Channel};
+use colony::exit::Exit;
+use colony::hls::{
+    Body, Clamp, FetchPolicy, HlsClient, HlsError, HostPattern, InitRef, MediaPlaylist, ParseLimits, Retry,
+    SourceSegment, VariantChoice,
+};
+use colony::recording::{self, LedgerError, LedgerRow, LiveWindow, MediaSource, Progress, RecordingState};
+use colony::storage::{ObjectKey, ObjectStore};
+
+/// How the cell ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The recording was finalized in this state.
+    Finalized(RecordingState),
+    /// Another cell holds the recording now; nothing more was written.
+    Fenced,
+    /// The recording was already closed when the cell started.
+    AlreadyClosed(RecordingState),
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Fenced => colony::exit::FENCED,
+            _ => colony::exit::OK,
+        }
+    }
+}
+
+/// What a fetch task reports back.
+enum Fetched {
+    Stored {
+        epoch: u32,
+        seq: u64,
+        row: LedgerRow,
+    },
+    Spooled {
+        epoch: u32,
+        seq: u64,
+    },
+    Failed {
+        epoch: u32,
+        seq: u64,
+        duration: f64,
+        error: String,
+        /// Refused or over the cap: asking again cannot help.
+        lost_for_good: bool,
+    },
+    /// A spooled segment reached storage.
+    Unspooled {
+        row: LedgerRow,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Live,
+    Standby { until: Instant },
+}
+
+/// Where the live playlist stands.
+#[derive(Default)]
+struct LivePlaylist {
+    dirty: bool,
+    written_at: Option<Instant>,
+    writing: Option<JoinHandle<()>>,
+}
+
+struct Recorder {
+    args: ObserverArgs,
+    store: Arc<dyn ObjectStore>,
+    pool: PgPool,
+    hls: HlsClient,
+    channel: Channel,
+    variant: VariantChoice,
+    allowed: Vec<HostPattern>,
+    /// Where this source may send us; set when the source is resolved.
+    policy: FetchPolicy,
+    prefix: ObjectKey,
+    tracker: Tracker,
+    totals: Progress,
+    live: LiveWindow,
+    /// The last error of each sequence waiting for another try: its gap reason if it never succeeds.
+    failures: BTreeMap<u64, String>,
+    /// Init sections stored in the current epoch, and how many.
+    inits: HashMap<InitRef, String>,
+    inits_named: usize,
+    db: mpsc::UnboundedSender<Message>,
+    done_tx: mpsc::UnboundedSender<Fetched>,
+    /// Segments handed out, waiting for one of `--concurrency` fetch tasks.
+    queued: VecDeque<(u32, SourceSegment)>,
+    fetches: JoinSet<()>,
+    spool: Arc<Spool>,
+    uploader: Option<(CancellationToken, JoinHandle<()>)>,
+    media_url: Option<Url>,
+    last_body: u64,
+    last_clamps: Vec<Clamp>,
+    last_new_segment: Instant,
+    last_loaded: Option<Instant>,
+    /// How long after a change to reload: the clamped target duration, or
+    /// less when the segments are shorter.
+    cadence: Duration,
+    playlist: LivePlaylist,
+    state: RecordingState,
+    /// For a replacement: adopts what an earlier cell stored before any gap
+    /// is written, and again at finalize.
+    adopter: Option<Adopter>,
+    /// Still before the first playlist since start: gaps are checked against storage.
+    adopting: bool,
+    adopt_init: Option<String>,
+    /// When Postgres last confirmed this cell's lease (a write that passed the fence).
+    confirmed: Arc<std::sync::Mutex<std::time::Instant>>,
+}
+
+/// The recording row a cell was started for.
+struct Admitted {
+    channel: Channel,
+    prefix: ObjectKey,
+    db_epoch: i32,
+}
+
+/// Check the assignment against the recording row: it must exist, belong to
+/// the channel, carry our token and still be open.
+async fn admit(args: &ObserverArgs, pool: &PgPool) -> anyhow::Result<Result<Admitted, Outcome>> {
+    let row: Option<(i64, RecordingState, i64, i32, String)> =
+        sqlx::query_as("SELECT channel_id, state, lease_token, epoch, storage_prefix FROM recordings WHERE id = $1")
+            .bind(args.recording_id)
+            .fetch_optional(pool)
+            .await
+            .context("loading the recording")?;
+    let Some((channel_id, state, token, db_epoch, storage_prefix)) = row else {
+        return Err(Exit::config(format!("recording {} (OBSERVER_VOD_ID) does not exist", args.recording_id)).into());
+    };
+    if channel_id != args.channel_id {
+        return Err(Exit::config(format!(
+            "recording {} belongs to channel {channel_id}, not OBSERVER_CHANNEL_ID {}",
+            args.recording_id, args.channel_id
+        ))
+        .into());
+    }
+    if token > args.lease_token {
+        warn!(current = token, ours = args.lease_token, "recording already handed to another cell");
+        return Ok(Err(Outcome::Fenced));
+    }
+    if token < args.lease_token {
+        return Err(
+            Exit::config(format!("lease token {} is newer than the recording's {token}", args.lease_token)).into()
+        );
+    }
+    if !state.is_open() {
+        info!(?state, "recording already closed; nothing to do");
+        return Ok(Err(Outcome::AlreadyClosed(state)));
+    }
+    let channel = channel::get(pool, channel_id)
+        .await
+        .context("loading the channel")?
+        .ok_or_else(|| Exit::config(format!("channel {channel_id} does not exist")))?;
+    let prefix = ObjectKey::parse(&storage_prefix).context("the recording's storage prefix")?;
+    Ok(Ok(Admitted { channel, prefix, db_epoch }))
+}
+
+/// What a replacement picks up from the ledger.
+struct Resumed {
+    rows: u64,
+    totals: Progress,
+    live: LiveWindow,
+    epoch: u32,
+    high: Option<u64>,
+    holes: Vec<RangeInclusive<u64>>,
+    /// Holes too far below the last sequence for any live window to offer again.
+    old_holes: Vec<RangeInclusive<u64>>,
+    inits: usize,
+    /// The open epoch's init section and the duration of its last segment,
+    /// for rows adopted from storage.
+    last_init: Option<String>,
+    last_secs: f64,
+}
+
+/// Read the ledger once, as a stream: running totals, the live window, and
+/// the open epoch's highest sequence, holes and init sections.
+async fn resume(ledger: &recording::Ledger, db_epoch: i32, window: usize) -> Result<Resumed, sqlx::Error> {
+    let mut r = Resumed {
+        rows: 0,
+        totals: Progress::default(),
+        live: LiveWindow::new(window),
+        epoch: 0,
+        high: None,
+        holes: Vec::new(),
+        old_holes: Vec::new(),
+        inits: 0,
+        last_init: None,
+        last_secs: 0.0,
+    };
+    let mut current: Option<i32> = None;
+    let mut inits = std::collections::HashSet::new();
+    let mut rows = ledger.stream();
+    while let Some(row) = rows.try_next().await? {
+        r.rows += 1;
+        r.totals.add(&row);
+        if current != Some(row.epoch) {
+            current = Some(row.epoch);
+            r.high = None;
+            r.holes.clear();
+            inits.clear();
+            r.last_init = None;
+        }
+        let first = row.media_sequence.max(0) as u64;
+        let span = if row.is_gap { u64::try_from(row.gap_count).unwrap_or(0).max(1) } else { 1 };
+        let last = first.saturating_add(span - 1);
+        if let Some(high) = r.high
+            && first > high.saturating_add(1)
+        {
+            r.holes.push(high + 1..=first - 1);
+        }
+        r.high = Some(r.high.map_or(last, |h| h.max(last)));
+        if let Some(init) = &row.init_key {
+            inits.insert(init.clone());
+            r.last_init = Some(init.clone());
+        }
+        if !row.is_gap {
+            r.last_secs = row.duration_secs;
+        }
+        r.live.insert(row);
+    }
+    r.inits = inits.len();
+    r.epoch = current.unwrap_or(0).max(db_epoch).max(0) as u32;
+    if current.is_some_and(|c| c.max(0) as u32 != r.epoch) {
+        // The recording moved to an epoch the ledger has no row of yet.
+        (r.high, r.inits, r.last_init) = (None, 0, None);
+        r.holes.clear();
+    }
+    // No live window reaches further back than a playlist's segment limit.
+    if let Some(high) = r.high {
+        let reach = high.saturating_sub(ParseLimits::LIVE.max_segments as u64);
+        let (old, recent): (Vec<_>, Vec<_>) = r.holes.drain(..).partition(|h| *h.end() < reach);
+        (r.old_holes, r.holes) = (old, recent);
+    }
+    Ok(r)
+}
+
+/// Record until the broadcast ends (and the standby window passes), the
+/// cell is told to stop, or it is fenced out.
+pub async fn run(
+    args: ObserverArgs,
+    pool: PgPool,
+    store: Arc<dyn ObjectStore>,
+    stop: CancellationToken,
+) -> anyhow::Result<Outcome> {
+    let Admitted { channel, prefix, db_epoch } = match admit(&args, &pool).await? {
+        Ok(admitted) => admitted,
+        Err(outcome) => return Ok(outcome),
+    };
+    let variant = match &args.variant {
+        Some(v) => v.clone(),
+        None => channel.variant.parse().unwrap_or(VariantChoice::Best),
+    };
+    // A row the mothership already buried stays buried: this cell must not run.
+    let registered: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO cells (id, kind, backend, channel_id, recording_id, lease_token, state, last_heartbeat, host, version)
+         VALUES ($1, 'observer', 'manual', $2, $3, $4, 'running', now(), $5, $6)
+         ON CONFLICT (id) DO UPDATE SET state = 'running', last_heartbeat = now(), host = EXCLUDED.host,
+                version = EXCLUDED.version, recording_id = EXCLUDED.recording_id, lease_token = EXCLUDED.lease_token
+          WHERE cells.state IN ('starting', 'running')
+         RETURNING 1",
+    )
+    .bind(args.cell_id)
+    .bind(channel.id)
+    .bind(args.recording_id)
+    .bind(args.lease_token)
+    .bind(colony::hostname())
+    .bind(colony::VERSION)
+    .fetch_optional(&pool)
+    .await
+    .context("registering the cell")?;
+    if registered.is_none() {
+        warn!(cell = %args.cell_id, "this cell's row was marked dead or stopping by the mothership; not starting");
+        return Ok(Outcome::Fenced);
+    }
+
+    let ledger = recording::Ledger::new(pool.clone(), args.recording_id, args.lease_token);
+    let resumed = resume(&ledger, db_epoch, args.live_window).await.context("loading the ledger")?;
+    let tracker = Tracker::resume(resumed.epoch, resumed.high, resumed.holes.iter().cloned(), None);
+    if resumed.rows > 0 {
+        info!(rows = resumed.rows, epoch = resumed.epoch, "continuing a recording another cell started");
+    }
+    let spool_root = args.spool_dir.clone().unwrap_or_else(spool::default_root);
+    let max_spool = args.spool_max_mib.saturating_mul(1024 * 1024);
+    let spool = Arc::new(
+        Spool::open(&spool_root, args.recording_id, &prefix, max_spool)
+            .await
+            .map_err(|e| match e {
+                spool::SpoolError::NotOwned { .. } | spool::SpoolError::NotADirectory(_) => {
+                    anyhow::Error::from(Exit::config(e.to_string()))
+                }
+                other => anyhow::Error::from(other),
+            })
+            .context("opening the spool")?,
+    );
+    let confirmed = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
+    let (db, mut fenced) = Writer::spawn(ledger, args.cell_id, confirmed.clone());
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let uploader_stop = CancellationToken::new();
+    let uploader = tokio::spawn(upload_spooled(spool.clone(), store.clone(), done_tx.clone(), uploader_stop.clone()));
+
+    let mut r = Recorder {
+        hls: HlsClient::new(args.fetch_timeout.into(), args.limits),
+        queued: VecDeque::new(),
+        allowed: channel.allowed_hosts(),
+        policy: FetchPolicy::any_host(),
+        totals: resumed.totals,
+        live: resumed.live,
+        failures: BTreeMap::new(),
+        inits: HashMap::new(),
+        inits_named: resumed.inits,
+        fetches: JoinSet::new(),
+        uploader: Some((uploader_stop, uploader)),
+        media_url: None,
+        last_body: 0,
+        last_clamps: Vec::new(),
+        last_new_segment: Instant::now(),
+        last_loaded: None,
+        cadence: Duration::from_secs(2),
+        playlist: LivePlaylist::default(),
+        state: RecordingState::Recording,
+        adopter: (resumed.rows > 0).then(|| Adopter {
+            store: store.clone(),
+            prefix: prefix.clone(),
+            limits: args.limits,
+            duration_secs: if resumed.last_secs > 0.0 { resumed.last_secs } else { 2.0 },
+        }),
+        adopting: resumed.rows > 0,
+        adopt_init: resumed.last_init.clone(),
+        confirmed,
+        args,
+        store,
+        pool,
+        channel,
+        variant,
+        prefix,
+        tracker,
+        db,
+        done_tx,
+        spool,
+    };
+    for hole in &resumed.old_holes {
+        r.settle_gap(resumed.epoch, hole.clone(), Lost::LeftWindow, r.cadence.as_secs_f64()).await;
+    }
+    info!(channel = %r.args.channel_login, name = %r.args.channel_name, recording = r.args.recording_id, "observer started");
+
+    let mut phase = Phase::Live;
+    let mut next_reload = Instant::now();
+    let mut heartbeat = tokio::time::interval(r.args.heartbeat.into());
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            _ = fenced.changed() => break Outcome::Fenced,
+            _ = stop.cancelled() => {
+                info!("stop requested; finalizing as interrupted");
+                let deadline = Instant::now() + Duration::from(r.args.shutdown_deadline);
+                break r.finalize(RecordingState::Interrupted, deadline, &mut done_rx, &mut fenced).await;
+            }
+            Some(done) = done_rx.recv() => {
+                r.on_fetched(done);
+                r.pump().await;
+            }
+            _ = heartbeat.tick() => r.heartbeat(),
+            _ = tokio::time::sleep_until(next_reload) => {
+                let started = Instant::now();
+                match phase {
+                    Phase::Live => {
+                        let (wait, offline) = r.reload().await;
+                        next_reload = started + wait;
+                        if let Some(reason) = offline {
+                            let until = Instant::now() + Duration::from(r.args.standby);
+                            info!(%reason, standby = %r.args.standby, "source offline; standing by");
+                            r.state = RecordingState::Standby;
+                            r.heartbeat();
+                            phase = Phase::Standby { until };
+                        }
+                    }
+                    Phase::Standby { until } => {
+                        if let Some(playlist) = r.probe().await {
+                            if r.tracker.continues(&playlist) {
+                                info!(epoch = r.tracker.epoch(), "source is back inside the standby window and continues where it left off");
+                            } else {
+                                r.close_epoch(false);
+                                let epoch = r.tracker.next_epoch();
+                                r.new_epoch();
+                                info!(epoch, "source is back inside the standby window; continuing the recording as a new epoch");
+                            }
+                            r.state = RecordingState::Recording;
+                            r.last_new_segment = Instant::now();
+                            r.last_loaded = None;
+                            r.heartbeat();
+                            phase = Phase::Live;
+                            next_reload = Instant::now();
+                        } else if Instant::now() >= until {
+                            info!("standby window passed; finalizing");
+                            let deadline = Instant::now() + Duration::from(r.args.finalize_deadline);
+                            break r.finalize(RecordingState::Complete, deadline, &mut done_rx, &mut fenced).await;
+                        } else {
+                            next_reload = started + r.cadence.max(Duration::from_secs(1)).min(until - Instant::now());
+                        }
+                    }
+                }
+            }
+        }
+        r.maybe_write_playlist();
+    };
+    r.stop_uploader().await;
+    if outcome == Outcome::Fenced {
+        error!(
+            recording = r.args.recording_id,
+            "this recording was handed to a replacement cell; exiting without another write"
+        );
+    }
+    Ok(outcome)
+}
+
+fn digest(body: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    h.finish()
+}
+
+impl Recorder {
+    /// Load the playlist once. Returns how long to wait before the next load
+    /// and, if the source is now offline, why.
+    async fn reload(&mut self) -> (Duration, Option<String>) {
+        let loaded = match self.media_url.clone() {
+            Some(url) => self.hls.media_playlist(&url, &self.policy).await,
+            None => match self.resolve().await {
+                Ok(loaded) => Ok(loaded),
+                Err(e) => return (self.cadence / 2, self.stalled().or(Some(format!("source unavailable: {e:#}")))),
+            },
+        };
+        match loaded {
+            Ok((playlist, body)) => {
+                let fingerprint = digest(&body);
+                let changed = fingerprint != self.last_body;
+                self.last_body = fingerprint;
+                if playlist.clamps != self.last_clamps {
+                    for clamp in &playlist.clamps {
+                        warn!(%clamp, "the source sent an out-of-range value");
+                    }
+                    self.last_clamps = playlist.clamps.clone();
+                }
+                self.cadence = playlist.reload_interval();
+                let since = self.last_loaded.map(|t| t.elapsed());
+                self.last_loaded = Some(Instant::now());
+                let fresh = self.apply(&playlist, since).await;
+                self.adopting = false;
+                if fresh > 0 {
+                    self.last_new_segment = Instant::now();
+                }
+                if playlist.ended {
+                    return (self.cadence, Some("the playlist carries EXT-X-ENDLIST".into()));
+                }
+                // RFC 8216 §6.3.4: a changed playlist is reloaded after one
+                // target duration, an unchanged one after half of one.
+                let wait = if changed { self.cadence } else { self.cadence / 2 };
+                (wait, self.stalled())
+            }
+            Err(e) if e.is_gone() => {
+                self.media_url = None;
+                (self.cadence, Some(format!("{e}")))
+            }
+            Err(e) => {
+                warn!(error = %colony::error_chain(&e), "playlist reload failed; retrying");
+                if matches!(e, HlsError::Malformed { .. }) {
+                    self.last_body = 0;
+                }
+                (self.cadence / 2, self.stalled())
+            }
+        }
+    }
+
+    /// The source has published nothing new for too long. The target
+    /// duration behind the default is clamped, so this always comes.
+    fn stalled(&self) -> Option<String> {
+        let limit = self
+            .args
+            .offline_after
+            .map(Duration::from)
+            .unwrap_or_else(|| (self.cadence * 3).max(Duration::from_secs(30)));
+        (self.last_new_segment.elapsed() > limit)
+            .then(|| format!("no new segment for {}", humantime::format_duration(limit)))
+    }
+
+    /// Resolve the channel's source to its media playlist, and load it.
+    async fn resolve(&mut self) -> anyhow::Result<(MediaPlaylist, Bytes)> {
+        let source = self.channel.resolve(Duration::from(self.args.fetch_timeout) * 3, &self.args.resolvers).await?;
+        let policy = FetchPolicy::for_source(&source, &self.allowed);
+        let (media, playlist, body) = self.hls.open(&source, &self.variant, &policy).await?;
+        self.policy = policy;
+        self.media_url = Some(media);
+        Ok((playlist, body))
+    }
+
+    /// In standby: is the source live again with something new? Returns its
+    /// playlist if so. A source still serving the playlist it froze on is not.
+    async fn probe(&mut self) -> Option<MediaPlaylist> {
+        self.media_url = None;
+        let (playlist, _) = self.resolve().await.ok()?;
+        (!playlist.ended && self.tracker.offers_news(&playlist)).then_some(playlist)
+    }
+
+    /// A new epoch: init sections and failures of the last one no longer apply.
+    fn new_epoch(&mut self) {
+        self.inits.clear();
+        self.inits_named = 0;
+        self.failures.clear();
+        self.adopt_init = None;
+    }
+
+    /// Record `run` as a gap, unless this replacement finds (some of) it in
+    /// storage, stored by the cell it replaced: that part is adopted.
+    async fn settle_gap(&mut self, epoch: u32, run: RangeInclusive<u64>, lost: Lost, per_segment_secs: f64) {
+        let Some(adopter) = self.adopter.as_ref().filter(|_| self.adopting && epoch == self.tracker.epoch()) else {
+            self.record_gap(epoch, run, lost, per_segment_secs);
+            return;
+        };
+        let (adopted, missing) = adopter.settle(epoch, run, self.adopt_init.as_deref()).await;
+        if !adopted.is_empty() {
+            info!(
+                epoch,
+                segments = adopted.len(),
+                "adopted segments an earlier cell stored but never put in the ledger"
+            );
+        }
+        for row in adopted {
+            self.record(row);
+        }
+        for gap in missing {
+            self.record_gap(epoch, gap, lost, per_segment_secs);
+        }
+    }
+
+    /// Record whatever this epoch could not store as explicit gaps.
+    fn close_epoch(&mut self, abandon_in_flight: bool) {
+        let steps = self.tracker.close_epoch(abandon_in_flight);
+        for step in steps {
+            if let Step::Gap { epoch, first_sequence, count, estimated_secs, lost } = step {
+                let per_segment = estimated_secs / count.max(1) as f64;
+                self.record_gap(epoch, first_sequence..=first_sequence + (count - 1), lost, per_segment);
+            }
+        }
+    }
+
+    /// Why these sequence numbers were lost, in words for the gap row.
+    fn gap_reason(&mut self, run: &RangeInclusive<u64>, lost: Lost) -> String {
+        let count = run.end() - run.start() + 1;
+        let last_error = self.failures.range(run.clone()).next_back().map(|(_, e)| e.clone());
+        let keys: Vec<u64> = self.failures.range(run.clone()).map(|(k, _)| *k).collect();
+        for k in keys {
+            self.failures.remove(&k);
+        }
+        match (lost, last_error) {
+            (_, Some(error)) => format!("fetching failed while the source offered it: {error}"),
+            (Lost::Skipped, None) => format!("the source's window moved past {count} segment(s) between two loads"),
+            (Lost::LeftWindow, None) => "left the source's window before it could be fetched".into(),
+            (Lost::Unfinished, None) => "not stored when the epoch or the recording ended".into(),
+        }
+    }
+
+    fn record_gap(&mut self, epoch: u32, run: RangeInclusive<u64>, lost: Lost, per_segment_secs: f64) {
+        let count = run.end() - run.start() + 1;
+        let reason = self.gap_reason(&run, lost);
+        warn!(epoch, first_sequence = run.start(), count, %reason, "segments lost; recording an explicit gap");
+        let row = LedgerRow::gap(epoch, *run.start(), count, count as f64 * per_segment_secs, MediaSource::Live)
+            .because(reason);
+        self.record(row);
+    }
+
+    /// Act on a playlist: returns how many new segments were handed out.
+    async fn apply(&mut self, playlist: &MediaPlaylist, since: Option<Duration>) -> usize {
+        let mut fresh = 0;
+        for step in self.tracker.observe(playlist, since) {
+            match step {
+                Step::NewEpoch { epoch, reason } => {
+                    info!(epoch, %reason, "new epoch");
+                    self.new_epoch();
+                }
+                Step::Gap { epoch, first_sequence, count, estimated_secs, lost } => {
+                    let per_segment = estimated_secs / count.max(1) as f64;
+                    self.settle_gap(epoch, first_sequence..=first_sequence + (count - 1), lost, per_segment).await;
+                }
+                Step::Fetch { epoch, segment } => {
+                    fresh += 1;
+                    self.queued.push_back((epoch, *segment));
+                }
+            }
+        }
+        self.pump().await;
+        fresh
+    }
+
+    /// Start queued fetches while fewer than `--concurrency` run. Tasks are
+    /// only made for fetches that run, so a backlog costs a queue entry each.
+    async fn pump(&mut self) {
+        while self.fetches.try_join_next().is_some() {}
+        while self.fetches.len() < self.args.concurrency.max(1) {
+            let Some((epoch, segment)) = self.queued.pop_front() else { break };
+            self.spawn_fetch(epoch, segment).await;
+        }
+    }
+
+    async fn spawn_fetch(&mut self, epoch: u32, segment: SourceSegment) {
+        let seq = segment.sequence;
+        let init_key = match &segment.init {
+            Some(init) => match self.store_init(epoch, init).await {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    warn!(seq, error = %format!("{e:#}"), "init section unavailable; will retry");
+                    self.failures.insert(seq, format!("init section unavailable: {e:#}"));
+                    self.tracker.released(seq);
+                    return;
+                }
+            },
+            None => None,
+        };
+        let key = match recording::segment_key(&self.prefix, epoch, seq, segment.extension()) {
+            Ok(k) => k,
+            Err(e) => {
+                error!(seq, error = %e, "cannot name segment");
+                self.tracker.released(seq);
+                return;
+            }
+        };
+        let task = FetchTask {
+            hls: self.hls.clone(),
+            store: self.store.clone(),
+            spool: self.spool.clone(),
+            policy: self.policy.clone(),
+            epoch,
+            key,
+            init_key,
+            segment,
+        };
+        let done = self.done_tx.clone();
+        self.fetches.spawn(async move {
+            let duration = task.segment.duration;
+            // A panic while fetching one segment costs that segment, not the cell.
+            let report = std::panic::AssertUnwindSafe(task.run()).catch_unwind().await.unwrap_or(Fetched::Failed {
+                epoch,
+                seq,
+                duration,
+                error: "fetching the segment panicked".into(),
+                lost_for_good: false,
+            });
+            let _ = done.send(report);
+        });
+    }
+
+    async fn store_init(&mut self, epoch: u32, init: &InitRef) -> anyhow::Result<String> {
+        if let Some(k) = self.inits.get(init) {
+            return Ok(k.clone());
+        }
+        let key = recording::init_key(&self.prefix, epoch, self.inits_named)?;
+        let body = self.hls.init_section(&init.uri, init.byte_range, &self.policy).await?;
+        if let Err(e) = self.store.put(&key, body.clone()).await {
+            warn!(error = %e, "init upload failed; spooling it");
+            self.spool.put(&key, Body::Memory(body), None).await?;
+        }
+        self.inits_named += 1;
+        self.inits.insert(init.clone(), key.to_string());
+        Ok(key.to_string())
+    }
+
+    fn on_fetched(&mut self, done: Fetched) {
+        let current = |epoch: u32, r: &Recorder| epoch == r.tracker.epoch();
+        match done {
+            Fetched::Stored { epoch, seq, row } => {
+                if current(epoch, self) {
+                    self.tracker.stored(seq);
+                    self.failures.remove(&seq);
+                }
+                self.record(row);
+            }
+            Fetched::Spooled { epoch, seq } => {
+                if current(epoch, self) {
+                    self.tracker.stored(seq);
+                    self.failures.remove(&seq);
+                }
+            }
+            Fetched::Unspooled { row } => self.record(row),
+            Fetched::Failed { epoch, seq, duration, error, lost_for_good } => {
+                if lost_for_good {
+                    warn!(epoch, seq, %error, "segment cannot be fetched; recording an explicit gap");
+                    if current(epoch, self) {
+                        self.tracker.lost(seq);
+                    }
+                    self.failures.insert(seq, error);
+                    self.record_gap(epoch, seq..=seq, Lost::LeftWindow, duration);
+                } else if current(epoch, self) {
+                    warn!(epoch, seq, %error, "segment fetch failed; it is retried while the source offers it");
+                    self.failures.insert(seq, error);
+                    self.tracker.released(seq);
+                } else {
+                    // Its epoch is over: nothing will offer it again.
+                    warn!(epoch, seq, %error, "segment of an earlier epoch could not be fetched; recording an explicit gap");
+                    let row = LedgerRow::gap(epoch, seq, 1, duration, MediaSource::Live)
+                        .because(format!("fetching failed after its epoch ended: {error}"));
+                    self.record(row);
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, row: LedgerRow) {
+        debug!(epoch = row.epoch, seq = row.media_sequence, gap = row.is_gap, "ledger row");
+        self.totals.add(&row);
+        self.live.insert(row.clone());
+        let _ = self.db.send(Message::Row(row));
+        self.playlist.dirty = true;
+    }
+
+    fn progress(&self) -> Progress {
+        let mut p = self.totals;
+        p.epoch = p.epoch.max(self.tracker.epoch() as i32);
+        p
+    }
+
+    fn heartbeat(&self) {
+        let _ = self.db.send(Message::Heartbeat(self.progress(), self.state));
+    }
+
+    /// Rewrite the live playlist at most once a second, one write at a time,
+    /// and only while Postgres confirmed this cell's lease within
+    /// `--write-lease`: a cell cut off from Postgres may have been replaced,
+    /// and must not overwrite its replacement's playlist.
+    fn maybe_write_playlist(&mut self) {
+        let confirmed = *self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+        if confirmed.elapsed() > Duration::from(self.args.write_lease) {
+            return;
+        }
+        let p = &mut self.playlist;
+        if !p.dirty || p.written_at.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        if p.writing.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        p.dirty = false;
+        p.written_at = Some(Instant::now());
+        let text = Bytes::from(self.live.render(self.prefix.as_str()));
+        let (store, prefix) = (self.store.clone(), self.prefix.clone());
+        p.writing = Some(tokio::spawn(async move {
+            let written = match recording::playlist_key(&prefix) {
+                Ok(key) => store.put(&key, text).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                warn!(error = %colony::error_chain(&e), "live playlist update failed; will retry");
+            }
+        }));
+    }
+
+    async fn stop_uploader(&mut self) {
+        if let Some((stop, handle)) = self.uploader.take() {
+            stop.cancel();
+            let _ = handle.await;
+        }
+    }
+
+    /// Flush everything and close the recording, within `deadline`.
+    async fn finalize(
+        &mut self,
+        state: RecordingState,
+        deadline: Instant,
+        done_rx: &mut mpsc::UnboundedReceiver<Fetched>,
+        fenced: &mut watch::Receiver<bool>,
+    ) -> Outcome {
+        // Queued and running fetches finish, and the spool drains, or the deadline passes.
+        while !self.fetches.is_empty() || !self.queued.is_empty() || !self.spool.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = fenced.changed() => return Outcome::Fenced,
+                Some(done) = done_rx.recv() => self.on_fetched(done),
+                Some(_) = self.fetches.join_next(), if !self.fetches.is_empty() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            self.pump().await;
+        }
+        self.fetches.abort_all();
+        self.queued.clear();
+        self.stop_uploader().await;
+        while let Ok(done) = done_rx.try_recv() {
+            self.on_fetched(done);
+        }
+        self.close_epoch(true);
+        let mut state = state;
+        if !self.spool.is_empty() {
+            let host = colony::hostname();
+            error!(
+                spooled = self.spool.len(), dir = %self.spool.dir().display(),
+                "object storage did not come back in time; the spooled segments are recorded as gaps and their files stay in the spool"
+            );
+            for entry in self.spool.entries() {
+                let Some(row) = entry.row else { continue };
+                let reason = format!(
+                    "object storage was unavailable until the finalize deadline; the segment is kept in the spool at {} on host {host}",
+                    entry.path.display()
+                );
+                self.record(
+                    LedgerRow::gap(
+                        row.epoch.max(0) as u32,
+                        row.media_sequence.max(0) as u64,
+                        1,
+                        row.duration_secs,
+                        MediaSource::Live,
+                    )
+                    .because(reason),
+                );
+            }
+            state = RecordingState::Interrupted;
+        }
+        if let Some(h) = self.playlist.writing.take() {
+            let _ = h.await;
+        }
+        // Every row in the ledger first: the VOD playlist is rendered from it.
+        loop {
+            let (reply, answer) = oneshot::channel();
+            let _ = self.db.send(Message::Flush { reply });
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
+            match tokio::time::timeout(remaining, answer).await {
+                Ok(Ok(Ok(()))) => break,
+                Ok(Ok(Err(LedgerError::Fenced { .. }))) => return Outcome::Fenced,
+                Ok(Ok(Err(_))) if Instant::now() < deadline => tokio::time::sleep(Duration::from_secs(1)).await,
+                _ => {
+                    error!(
+                        "postgres did not take the final ledger rows in time; the recording stays open for a replacement"
+                    );
+                    return Outcome::Finalized(RecordingState::Failed);
+                }
+            }
+        }
+        self.publish_and_close(state, deadline).await
+    }
+
+    /// Close the recording (fenced), then write its VOD playlist: only the
+    /// cell that still holds the recording may write it, so a cell that was
+    /// replaced never overwrites its replacement's playlist.
+    async fn publish_and_close(&mut self, state: RecordingState, deadline: Instant) -> Outcome {
+        let ledger = recording::Ledger::new(self.pool.clone(), self.args.recording_id, self.args.lease_token);
+        if let Some(adopter) = &self.adopter {
+            match adopter.adopt_into_gaps(&ledger).await {
+                Ok(0) => {}
+                Ok(n) => info!(segments = n, "adopted segments stored after their gap was written"),
+                Err(LedgerError::Fenced { .. }) => return Outcome::Fenced,
+                Err(e) => warn!(error = %colony::error_chain(&e), "could not look for stored segments behind gap rows"),
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        let _ = self.db.send(Message::Finalize { state, reply });
+        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
+        let outcome = match tokio::time::timeout(remaining, answer).await {
+            Ok(Ok(Ok((jobs, progress)))) => {
+                info!(?state, segments = progress.segments, gaps = progress.gaps, bytes = progress.bytes,
+                      duration_secs = format!("{:.1}", progress.duration_secs), jobs = ?jobs, "recording finalized");
+                Outcome::Finalized(state)
+            }
+            Ok(Ok(Err(LedgerError::Fenced { .. }))) => return Outcome::Fenced,
+            Ok(Ok(Err(e))) => {
+                error!(error = %colony::error_chain(&e), "finalizing the recording failed");
+                return Outcome::Finalized(RecordingState::Failed);
+            }
+            _ => {
+                error!(
+                    "postgres did not take the final ledger rows in time; the recording stays open for a replacement"
+                );
+                return Outcome::Finalized(RecordingState::Failed);
+            }
+        };
+        let deadline = deadline.max(Instant::now() + Duration::from_secs(30));
+        loop {
+            match recording::publish_vod(&ledger, self.store.as_ref(), &self.prefix).await {
+                Ok(()) => break,
+                Err(e) if Instant::now() < deadline && e.is_transient() => {
+                    warn!(error = %colony::error_chain(&e), "writing the VOD playlist failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    error!(error = %colony::error_chain(&e), "could not write the VOD playlist; a repair job rebuilds it from the ledger");
+                    let repair = colony::queue::NewJob::new(
+                        "repair",
+                        serde_json::json!({ "recording_id": self.args.recording_id }),
+                    )
+                    .unique_key(format!("repair:recording:{}", self.args.recording_id));
+                    if let Err(e) = colony::queue::Queue::new(self.pool.clone()).enqueue(&repair).await {
+                        error!(error = %colony::error_chain(&e), "could not enqueue the repair job either; run it by hand");
+                    }
+                    break;
+                }
+            }
+        }
+        outcome
+    }
+}
+
+/// One segment to fetch and store, off the recorder's loop.
+struct FetchTask {
+    hls: HlsClient,
+    store: Arc<dyn ObjectStore>,
+    spool: Arc<Spool>,
+    policy: FetchPolicy,
+    epoch: u32,
+    key: ObjectKey,
+    init_key: Option<String>,
+    segment: SourceSegment,
+}
+
+impl FetchTask {
+    async fn run(self) -> Fetched {
+        let FetchTask { hls, store, spool, policy, epoch, key, init_key, segment } = self;
+        let seq = segment.sequence;
+        let retry = Retry { attempts: 3, backoff: Duration::from_millis(250) };
+        let body = match hls
+            .segment(&segment.uri, segment.byte_range, segment.duration, &policy, spool.incoming(), retry)
+            .await
+        {
+            Ok(body) => body,
+            Err(e) => {
+                let lost_for_good = e.is_final() && !e.is_gone();
+                let error = colony::error_chain(&e);
+                return Fetched::Failed { epoch, seq, duration: segment.duration, error, lost_for_good };
+            }
+        };
+        let row = LedgerRow::stored(epoch, &segment, &key, init_key, body.len(), MediaSource::Live);
+        match body.upload(store.as_ref(), &key).await {
+            Ok(()) => Fetched::Stored { epoch, seq, row },
+            Err(e) => {
+                warn!(seq, error = %colony::error_chain(&e), "upload failed; spooling the segment locally");
+                match spool.put(&key, body, Some(row)).await {
+                    Ok(()) => Fetched::Spooled { epoch, seq },
+                    Err(e) => Fetched::Failed {
+                        epoch,
+                        seq,
+                        duration: segment.duration,
+                        error: colony::error_chain(&e),
+                        lost_for_good: false,
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// Upload what the spool holds, oldest first, as storage allows.
+async fn upload_spooled(
+    spool: Arc<Spool>,
+    store: Arc<dyn ObjectStore>,
+    done: mpsc::UnboundedSender<Fetched>,
+    stop: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(500);
+    while !stop.is_cancelled() {
+        let Some(entry) = spool.peek() else {
+            tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_millis(250)) => {} }
+            continue;
+        };
+        let uploaded = async {
+            let path = spool.verified_path(&entry)?;
+            store.put_file(&ObjectKey::parse(&entry.key)?, &path).await?;
+            anyhow::Ok(())
+        }
+        .await;
+        match uploaded {
+            Ok(()) => {
+                info!(key = %entry.key, left = spool.len().saturating_sub(1), "spooled segment uploaded");
+                spool.pop(&entry).await;
+                if let Some(row) = entry.row {
+                    let _ = done.send(Fetched::Unspooled { row });
+                }
+                backoff = Duration::from_millis(500);
+            }
+            Err(e) => {
+                debug!(error = %format!("{e:#}"), "storage still unavailable");
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

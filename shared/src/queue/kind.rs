@@ -1,0 +1,243 @@
+//! The job kinds Colony runs and the arguments each one takes.
+//!
+//! [`JobKind`] is the one list of kinds: the harvest cell dispatches on it,
+//! the admin CLI checks `job enqueue` against it, and `--kinds` is parsed
+//! into it. [`JobArgs`] is the typed form of a job row's `args` column,
+//! tagged by its kind, so a handler gets fields, not `args.get("url")`.
+//! The queue itself stays generic: it stores any kind as text.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Job, NewJob};
+
+/// Every kind of job this build knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    VodDownload,
+    Reencode,
+    Repair,
+    Export,
+    Thumbnails,
+    ArchiveTier,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 6] = [
+        JobKind::VodDownload,
+        JobKind::Reencode,
+        JobKind::Repair,
+        JobKind::Export,
+        JobKind::Thumbnails,
+        JobKind::ArchiveTier,
+    ];
+
+    /// The name stored in `jobs.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::VodDownload => "vod_download",
+            JobKind::Reencode => "reencode",
+            JobKind::Repair => "repair",
+            JobKind::Export => "export",
+            JobKind::Thumbnails => "thumbnails",
+            JobKind::ArchiveTier => "archive_tier",
+        }
+    }
+
+    /// Every kind, comma-separated, as the CLI spells them (`vod-download`).
+    pub fn cli_list() -> String {
+        JobKind::ALL.iter().map(|k| k.as_str().replace('_', "-")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not a job kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{}' is not a job kind; use one of {}", .0.escape_debug(), JobKind::cli_list())]
+pub struct UnknownKind(pub String);
+
+impl FromStr for JobKind {
+    type Err = UnknownKind;
+
+    /// Accepts the stored name and the CLI's spelling: `vod_download` or `vod-download`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let name = s.trim().replace('-', "_");
+        JobKind::ALL.into_iter().find(|k| k.as_str() == name).ok_or_else(|| UnknownKind(s.to_owned()))
+    }
+}
+
+/// A job's arguments, by kind. Unknown fields are ignored, so a row written
+/// by a newer build still runs on an older one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "args", rename_all = "snake_case")]
+pub enum JobArgs {
+    VodDownload(VodDownloadArgs),
+    Reencode(ReencodeArgs),
+    Repair(RecordingArgs),
+    Export(RecordingArgs),
+    Thumbnails(RecordingArgs),
+    ArchiveTier(ArchiveTierArgs),
+}
+
+/// `vod_download`: fetch one VOD into a recording of a channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VodDownloadArgs {
+    /// The VOD's playlist (or, with `resolver`, its page).
+    pub url: String,
+    /// The channel by id, as `job enqueue` and `channel backfill` write it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_id: Option<i64>,
+    /// The channel by login, for rows written by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// A resolver program (from COLONY_RESOLVERS) that turns `url` into a playlist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<String>,
+}
+
+/// `reencode`: an ABR ladder of a recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReencodeArgs {
+    pub recording_id: i64,
+    /// Rung heights; the default ladder without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<Vec<u32>>,
+}
+
+/// `repair`, `export`, `thumbnails`: one recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingArgs {
+    pub recording_id: i64,
+}
+
+/// `archive_tier`: move finished recordings to a colder storage class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchiveTierArgs {
+    /// One recording; without it, every recording older than `older_than`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_id: Option<i64>,
+    /// The S3 storage class (default GLACIER_IR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// How long ago a recording must have ended (default 30d).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub older_than: Option<String>,
+}
+
+/// Arguments that do not fit their kind.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    #[error(transparent)]
+    Kind(#[from] UnknownKind),
+    #[error("the arguments of a {kind} job do not fit it: {source}")]
+    Shape { kind: JobKind, source: serde_json::Error },
+    #[error("the arguments of a {kind} job must be a JSON object")]
+    NotAnObject { kind: JobKind },
+    #[error("a vod_download job needs channel_id or channel")]
+    NoChannel,
+}
+
+impl JobArgs {
+    /// Read a job row's kind and arguments: untrusted, so every field is checked.
+    pub fn parse(kind: &str, args: &Value) -> Result<JobArgs, ArgsError> {
+        let kind: JobKind = kind.parse()?;
+        if !args.is_object() {
+            return Err(ArgsError::NotAnObject { kind });
+        }
+        let tagged = serde_json::json!({ "kind": kind, "args": args });
+        let parsed: JobArgs = serde_json::from_value(tagged).map_err(|source| ArgsError::Shape { kind, source })?;
+        if let JobArgs::VodDownload(VodDownloadArgs { channel_id: None, channel: None, .. }) = parsed {
+            return Err(ArgsError::NoChannel);
+        }
+        Ok(parsed)
+    }
+
+    /// The arguments of a claimed job.
+    pub fn of(job: &Job) -> Result<JobArgs, ArgsError> {
+        Self::parse(&job.kind, &job.args)
+    }
+
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobArgs::VodDownload(_) => JobKind::VodDownload,
+            JobArgs::Reencode(_) => JobKind::Reencode,
+            JobArgs::Repair(_) => JobKind::Repair,
+            JobArgs::Export(_) => JobKind::Export,
+            JobArgs::Thumbnails(_) => JobKind::Thumbnails,
+            JobArgs::ArchiveTier(_) => JobKind::ArchiveTier,
+        }
+    }
+
+    /// The `args` column alone.
+    pub fn to_value(&self) -> Value {
+        let mut tagged = serde_json::to_value(self).unwrap_or(Value::Null);
+        tagged.get_mut("args").map(Value::take).unwrap_or_else(|| Value::Object(Default::default()))
+    }
+
+    /// A job for the queue with these arguments.
+    pub fn job(&self) -> NewJob {
+        NewJob::new(self.kind().as_str(), self.to_value())
+    }
+
+    /// The job for one recording's post-processing step of `kind`.
+    pub fn for_recording(kind: JobKind, recording_id: i64) -> Option<JobArgs> {
+        let one = RecordingArgs { recording_id };
+        Some(match kind {
+            JobKind::Reencode => JobArgs::Reencode(ReencodeArgs { recording_id, ladder: None }),
+            JobKind::Repair => JobArgs::Repair(one),
+            JobKind::Export => JobArgs::Export(one),
+            JobKind::Thumbnails => JobArgs::Thumbnails(one),
+            JobKind::ArchiveTier => JobArgs::ArchiveTier(ArchiveTierArgs {
+                recording_id: Some(recording_id),
+                storage_class: None,
+                older_than: None,
+            }),
+            JobKind::VodDownload => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_kind_round_trips_through_its_name_and_the_cli_spelling() {
+        for kind in JobKind::ALL {
+            assert_eq!(kind.as_str().parse::<JobKind>(), Ok(kind));
+            assert_eq!(kind.as_str().replace('_', "-").parse::<JobKind>(), Ok(kind));
+        }
+        assert_eq!("nope".parse::<JobKind>(), Err(UnknownKind("nope".into())));
+    }
+
+    #[test]
+    fn rows_parse_into_their_kinds_and_back() {
+        let args = JobArgs::parse("vod_download", &json!({ "url": "http://x/v.m3u8", "channel_id": 3 })).unwrap();
+        assert_eq!(args.kind(), JobKind::VodDownload);
+        assert_eq!(args.to_value(), json!({ "url": "http://x/v.m3u8", "channel_id": 3 }));
+        let args = JobArgs::parse("repair", &json!({ "recording_id": 7, "extra": true })).unwrap();
+        assert_eq!(args, JobArgs::Repair(RecordingArgs { recording_id: 7 }));
+        assert_eq!(args.job().kind, "repair");
+    }
+
+    #[test]
+    fn bad_rows_are_refused_with_the_reason() {
+        let e = JobArgs::parse("repair", &json!({})).unwrap_err();
+        assert!(e.to_string().contains("recording_id"), "{e}");
+        let e = JobArgs::parse("repair", &json!({ "recording_id": "7" })).unwrap_err();
+        assert!(matches!(e, ArgsError::Shape { kind: JobKind::Repair, .. }), "{e}");
+        assert!(matches!(JobArgs::parse("export", &json!([1])), Err(ArgsError::NotAnObject { .. })));
+        assert!(matches!(JobArgs::parse("vod_download", &json!({ "url": "u" })), Err(ArgsError::NoChannel)));
+        assert!(matches!(JobArgs::parse("k", &json!({})), Err(ArgsError::Kind(_))));
+    }
+}
