@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
             .env("COLONY_DB_MAX_CONNECTIONS", "2")
             .env("COLONY_STORAGE_URL", format!("file://{}", work.path().join("media").display()))
             .env("COLONY_SPOOL_DIR", work.path().join("spool"))
-            .env("OBSERVER_VOD_ID", a.recording_id.to_string())
+            .env("OBSERVER_RECORDING_ID", a.recording_id.to_string())
             .env("OBSERVER_CHANNEL_ID", channel.to_string())
             .env("OBSERVER_CHANNEL_LOGIN", &name)
             .env("OBSERVER_CHANNEL_NAME", &name)

@@ -192,7 +192,7 @@ async fn main() -> anyhow::Result<()> {
         .env("COLONY_DB_MAX_CONNECTIONS", "2")
         .env("COLONY_STORAGE_URL", format!("file://{}", media_root.display()))
         .env("COLONY_SPOOL_DIR", work.path().join("spool"))
-        .env("OBSERVER_VOD_ID", a.recording_id.to_string())
+        .env("OBSERVER_RECORDING_ID", a.recording_id.to_string())
         .env("OBSERVER_CHANNEL_ID", channel.to_string())
         .env("OBSERVER_CHANNEL_LOGIN", "week")
         .env("OBSERVER_CHANNEL_NAME", "week")

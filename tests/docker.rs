@@ -85,7 +85,7 @@ async fn docker_cells_record_with_the_env_contract_and_labels_then_stop_and_are_
     assert_eq!(labels["colony.instance"], instance);
     let env = docker(&["inspect", "--format", "{{json .Config.Env}}", &container]);
     for var in [
-        "OBSERVER_VOD_ID=",
+        "OBSERVER_RECORDING_ID=",
         "OBSERVER_CHANNEL_ID=",
         "OBSERVER_CHANNEL_LOGIN=delta",
         "OBSERVER_CHANNEL_NAME=delta",

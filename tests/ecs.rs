@@ -39,7 +39,7 @@ fn observer_spec() -> CellSpec {
         channel: Some("echo".into()),
         env: vec![
             ("COLONY_CELL_ID".into(), cell_id.to_string()),
-            ("OBSERVER_VOD_ID".into(), "7".into()),
+            ("OBSERVER_RECORDING_ID".into(), "7".into()),
             ("OBSERVER_CHANNEL_LOGIN".into(), "echo".into()),
             ("COLONY_LEASE_TOKEN".into(), "3".into()),
             ("DATABASE_URL".into(), "postgres://colony:hunter2@db/colony".into()),
@@ -80,7 +80,7 @@ async fn run_list_describe_and_stop_tasks_on_moto() {
     assert_eq!(overrides.name(), Some("observer-cell"));
     let env: Vec<(&str, &str)> =
         overrides.environment().iter().map(|kv| (kv.name().unwrap(), kv.value().unwrap())).collect();
-    assert!(env.contains(&("OBSERVER_VOD_ID", "7")) && env.contains(&("COLONY_LEASE_TOKEN", "3")), "{env:?}");
+    assert!(env.contains(&("OBSERVER_RECORDING_ID", "7")) && env.contains(&("COLONY_LEASE_TOKEN", "3")), "{env:?}");
     assert!(env.contains(&("COLONY_CELL_ID", spec.cell_id.to_string().as_str())));
     // No secret in the overrides (anyone allowed DescribeTasks reads them):
     // the task definition injects DATABASE_URL, and the task role gives AWS access.

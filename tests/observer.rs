@@ -550,7 +550,7 @@ async fn a_missing_or_malformed_assignment_is_one_line_and_exit_2() {
         ("COLONY_LEASE_TOKEN", "1"),
     ];
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
-        (full.iter().filter(|(k, _)| *k != "OBSERVER_VOD_ID").copied().collect(), "OBSERVER_VOD_ID"),
+        (full.iter().filter(|(k, _)| *k != "OBSERVER_VOD_ID").copied().collect(), "OBSERVER_RECORDING_ID"),
         (
             full.iter().map(|(k, v)| if *k == "OBSERVER_CHANNEL_LOGIN" { (*k, "../Evil") } else { (*k, *v) }).collect(),
             "not a safe channel login",
@@ -566,7 +566,13 @@ async fn a_missing_or_malformed_assignment_is_one_line_and_exit_2() {
                 .collect(),
             "OBSERVER_STANDBY",
         ),
-        (full.clone(), "recording 1 (OBSERVER_VOD_ID) does not exist"),
+        (full.clone(), "recording 1 (OBSERVER_RECORDING_ID) does not exist"),
+        (
+            full.iter()
+                .map(|(k, v)| if *k == "OBSERVER_VOD_ID" { ("OBSERVER_RECORDING_ID", *v) } else { (*k, *v) })
+                .collect(),
+            "recording 1 (OBSERVER_RECORDING_ID) does not exist",
+        ),
     ];
     for (env, expect) in cases {
         let out = run(env);

@@ -525,7 +525,7 @@ async fn start_observer(
         ctx,
         cell_id,
         &[
-            ("OBSERVER_VOD_ID", assignment.recording_id.to_string()),
+            ("OBSERVER_RECORDING_ID", assignment.recording_id.to_string()),
             ("OBSERVER_CHANNEL_ID", channel_id.to_string()),
             ("OBSERVER_CHANNEL_LOGIN", login.to_owned()),
             ("OBSERVER_CHANNEL_NAME", name.to_owned()),

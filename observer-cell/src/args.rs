@@ -6,10 +6,31 @@ use std::path::PathBuf;
 use colony::channel::{Login, Resolvers};
 use colony::hls::{FetchLimits, VariantChoice};
 
+/// The variable that carries the recording id.
+pub const RECORDING_ID_VAR: &str = "OBSERVER_RECORDING_ID";
+/// Its old name (the seed article's), still accepted when the new one is unset.
+pub const RECORDING_ID_ALIAS: &str = "OBSERVER_VOD_ID";
+
+/// Accept the old name of the recording-id variable: when only
+/// `OBSERVER_VOD_ID` is set, copy it to `OBSERVER_RECORDING_ID`.
+///
+/// # Safety
+/// Call it before any other thread exists (first thing in `main`), as
+/// [`std::env::set_var`] requires.
+pub unsafe fn accept_old_names() {
+    if std::env::var_os(RECORDING_ID_VAR).is_none()
+        && let Some(old) = std::env::var_os(RECORDING_ID_ALIAS)
+    {
+        // SAFETY: the caller promises no other thread runs yet.
+        unsafe { std::env::set_var(RECORDING_ID_VAR, old) };
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ObserverArgs {
-    /// The recording to write to (the mothership creates it).
-    #[arg(long = "vod-id", env = "OBSERVER_VOD_ID", value_name = "ID")]
+    /// The recording to write to (the mothership creates it). The old
+    /// names --vod-id and OBSERVER_VOD_ID are still accepted.
+    #[arg(long = "recording-id", visible_alias = "vod-id", env = RECORDING_ID_VAR, value_name = "ID")]
     pub recording_id: i64,
 
     /// The channel being recorded.

@@ -36,6 +36,8 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: nothing else runs yet; the runtime starts below.
+    unsafe { observer_cell::accept_old_names() };
     let cli: Cli = match colony::exit::parse("observer-cell") {
         Ok(cli) => cli,
         Err(code) => return code,

@@ -158,7 +158,9 @@ async fn admit(args: &ObserverArgs, pool: &PgPool) -> anyhow::Result<Result<Admi
             .await
             .context("loading the recording")?;
     let Some((channel_id, state, token, db_epoch, storage_prefix)) = row else {
-        return Err(Exit::config(format!("recording {} (OBSERVER_VOD_ID) does not exist", args.recording_id)).into());
+        return Err(
+            Exit::config(format!("recording {} (OBSERVER_RECORDING_ID) does not exist", args.recording_id)).into()
+        );
     };
     if channel_id != args.channel_id {
         return Err(Exit::config(format!(

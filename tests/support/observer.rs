@@ -155,7 +155,7 @@ impl Rig {
         extra: &[&str],
     ) -> Command {
         let mut cmd = self.cell("observer-cell");
-        cmd.env("OBSERVER_VOD_ID", a.recording_id.to_string())
+        cmd.env("OBSERVER_RECORDING_ID", a.recording_id.to_string())
             .env("OBSERVER_CHANNEL_ID", channel_id.to_string())
             .env("OBSERVER_CHANNEL_LOGIN", login)
             .env("OBSERVER_CHANNEL_NAME", format!("{login} (test)"))

@@ -185,6 +185,22 @@ pub fn parse_playlist(bytes: &[u8], base: &Url, limits: ParseLimits) -> Result<P
     }
 }
 
+/// The `#EXT-X-DATERANGE` class that marks an ad break (Twitch's stitched ads).
+const AD_CLASS: &str = "twitch-stitched-ad";
+/// The ID prefix Twitch gives the date range of a stitched ad.
+const AD_ID_PREFIX: &str = "stitched-ad-";
+/// The client attributes Twitch puts on an ad's date range (`X-TV-TWITCH-AD-URL`, …).
+const AD_ATTRIBUTE_PREFIX: &str = "X-TV-TWITCH-AD-";
+/// The `#EXTINF` title Twitch puts on ad segments (`Amazon|…`); content
+/// segments carry `live` or nothing.
+const AD_TITLE_PREFIX: &str = "Amazon|";
+
+fn is_ad_daterange(d: &m3u8_rs::DateRange) -> bool {
+    d.class.as_deref() == Some(AD_CLASS)
+        || d.id.starts_with(AD_ID_PREFIX)
+        || d.x_prefixed.as_ref().is_some_and(|x| x.keys().any(|k| k.starts_with(AD_ATTRIBUTE_PREFIX)))
+}
+
 /// Parse a media playlist, carrying `EXT-X-MAP`, byte-range offsets and
 /// program date-times forward across segments as RFC 8216 says they apply.
 pub fn parse_media(bytes: &[u8], base: &Url, limits: ParseLimits) -> Result<MediaPlaylist, ParseError> {
@@ -252,8 +268,8 @@ pub fn parse_media(bytes: &[u8], base: &Url, limits: ParseLimits) -> Result<Medi
             clamps.push(Clamp::SegmentDuration { sequence, sent });
             MAX_SEGMENT_SECS
         };
-        let daterange_ad = seg.daterange.as_ref().and_then(|d| d.class.as_deref()).is_some_and(|c| c.contains("ad"));
-        let title_ad = seg.title.as_deref().is_some_and(|t| t.contains("Amazon"));
+        let daterange_ad = seg.daterange.as_ref().is_some_and(is_ad_daterange);
+        let title_ad = seg.title.as_deref().is_some_and(|t| t.starts_with(AD_TITLE_PREFIX));
         segments.push(SourceSegment {
             sequence,
             uri,
@@ -411,6 +427,26 @@ mid/index.m3u8
             #EXT-X-PROGRAM-DATE-TIME:9999-12-31T23:59:59.000Z\n#EXTINF:3000,\na.ts\n#EXTINF:2,\nb.ts\n";
         let p = parse_media(end_of_time, &base(), LIVE).unwrap();
         assert_eq!(p.segments.len(), 2);
+    }
+
+    /// Ads are the markers Twitch names, not any class containing "ad"
+    /// (`preload`) or any title mentioning Amazon.
+    #[test]
+    fn only_named_ad_markers_make_an_ad() {
+        let segment = |tags: &str, title: &str| {
+            let text = format!(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:1\n{tags}#EXT-X-PROGRAM-DATE-TIME:2026-11-21T10:00:00.000Z\n#EXTINF:2.000,{title}\nseg1.ts\n"
+            );
+            parse_media(text.as_bytes(), &base(), LIVE).unwrap().segments[0].is_ad
+        };
+        let range = |attrs: &str| format!("#EXT-X-DATERANGE:{attrs},START-DATE=\"2026-11-21T10:00:00Z\"\n");
+        assert!(segment(&range("ID=\"a\",CLASS=\"twitch-stitched-ad\""), ""));
+        assert!(segment(&range("ID=\"stitched-ad-17\""), ""));
+        assert!(segment(&range("ID=\"a\",X-TV-TWITCH-AD-URL=\"https://x\""), ""));
+        assert!(segment("", "Amazon|1234"));
+        assert!(!segment(&range("ID=\"a\",CLASS=\"preload\""), ""));
+        assert!(!segment(&range("ID=\"a\",CLASS=\"twitch-stream-source\""), "live"));
+        assert!(!segment("", "An Amazon rainforest documentary"));
     }
 
     /// Defect: a target duration of 100000 s put the next reload a day away,
