@@ -44,24 +44,11 @@ pub async fn run(ctx: &Ctx, args: &ArchiveTierArgs, progress: &ProgressSink) -> 
         match tier(ctx, prefix, &class).await {
             Ok(n) => {
                 moved += n;
-                sqlx::query(
-                    "UPDATE recordings SET storage_class = $2,
-                            error = CASE WHEN error LIKE 'archive_tier:%' THEN NULL ELSE error END
-                      WHERE id = $1",
-                )
-                .bind(id)
-                .bind(&class)
-                .execute(pool)
-                .await
-                .map_err(JobError::transient)?;
+                colony::recording::rows::set_storage_class(pool, *id, &class).await.map_err(JobError::transient)?;
             }
             Err(Failure::Recording(why)) => {
                 tracing::warn!(recording = id, error = %why, "tiering a recording failed; going on with the others");
-                let _ = sqlx::query("UPDATE recordings SET error = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(format!("archive_tier: {why}"))
-                    .execute(pool)
-                    .await;
+                let _ = colony::recording::rows::note_error(pool, *id, &format!("archive_tier: {why}")).await;
                 failed.push(format!("recording {id}: {why}"));
             }
             Err(Failure::Job(e)) => return Err(e),

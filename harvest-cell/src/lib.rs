@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
+use colony::cells::{self, Registration, Role};
 use colony::hls::HlsClient;
 use colony::queue::{FailOutcome, Failure, Job, JobArgs, JobKind, JobWaker, KindFilter, Lease, Queue, QueueError};
 use colony::storage::ObjectStore;
@@ -472,19 +473,8 @@ pub async fn run(ctx: Ctx, stop: CancellationToken) -> Result<u64, QueueError> {
 /// A row the mothership marked dead, exited or stopping stays so: the cell
 /// must not run, and gets [`CellGone`].
 pub async fn register(pool: &sqlx::PgPool, cell_id: uuid::Uuid) -> Result<(), CellError> {
-    let registered: Option<i32> = sqlx::query_scalar(
-        "INSERT INTO cells (id, kind, backend, state, last_heartbeat, host, version)
-         VALUES ($1, 'harvest', 'manual', 'running', now(), $2, $3)
-         ON CONFLICT (id) DO UPDATE SET state = 'running', last_heartbeat = now(), host = EXCLUDED.host, version = EXCLUDED.version
-          WHERE cells.state IN ('starting', 'running')
-         RETURNING 1",
-    )
-    .bind(cell_id)
-    .bind(colony::hostname())
-    .bind(colony::VERSION)
-    .fetch_optional(pool)
-    .await?;
-    registered.map(|_| ()).ok_or(CellError::Gone(cell_id))
+    let me = Registration { id: cell_id, role: Role::Harvest, channel_id: None, recording_id: None, lease_token: None };
+    if cells::register(pool, me).await? { Ok(()) } else { Err(CellError::Gone(cell_id)) }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -503,13 +493,9 @@ pub async fn heartbeat_cell(pool: sqlx::PgPool, cell_id: uuid::Uuid, every: Dura
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let beat = sqlx::query(
-            "UPDATE cells SET last_heartbeat = now() WHERE id = $1 AND state IN ('starting', 'running', 'stopping')",
-        )
-        .bind(cell_id)
-        .execute(&pool);
+        let beat = cells::heartbeat(&pool, cell_id);
         match tokio::time::timeout(every.max(Duration::from_secs(1)), beat).await {
-            Ok(Ok(done)) if done.rows_affected() == 0 => {
+            Ok(Ok(false)) => {
                 warn!("this cell's row is no longer active (the mothership marked it dead); stopping");
                 return;
             }
@@ -522,12 +508,5 @@ pub async fn heartbeat_cell(pool: sqlx::PgPool, cell_id: uuid::Uuid, every: Dura
 
 /// The cell is leaving of its own accord.
 pub async fn mark_exited(pool: &sqlx::PgPool, cell_id: uuid::Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE cells SET state = 'exited', exited_at = now(), exit_code = 0
-          WHERE id = $1 AND state IN ('starting', 'running', 'stopping')",
-    )
-    .bind(cell_id)
-    .execute(pool)
-    .await
-    .map(|_| ())
+    cells::mark_exited(pool, cell_id).await
 }

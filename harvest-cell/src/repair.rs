@@ -22,8 +22,8 @@ use tracing::{info, warn};
 
 use super::{Ctx, JobError, ProgressSink};
 use colony::hls::{FetchPolicy, MediaPlaylist, VariantChoice};
-use colony::queue::{Job, RecordingArgs};
-use colony::recording::{self, Ledger, LedgerRow, RecordingState};
+use colony::queue::{Job, JobFence, RecordingArgs};
+use colony::recording::{self, Ledger, LedgerRow, RecordingState, SegmentFix};
 use colony::storage::{ObjectKey, get_bytes};
 
 /// What ffmpeg made of a segment.
@@ -154,39 +154,20 @@ pub async fn run(ctx: &Ctx, job: &Job, args: &RecordingArgs, progress: &Progress
             Decoded::Clean => {}
             Decoded::Warns(complaint) => {
                 warn!(%key, %complaint, "segment decodes with complaints; keeping it and flagging it");
-                set_warning(pool, id, &row, &format!("ffmpeg complains: {complaint}"), job).await?;
+                let warning = SegmentFix::Warning(format!("ffmpeg complains: {complaint}"));
+                fix(pool, job, id, &row, &warning).await?;
                 tally.flagged += 1;
             }
             Decoded::Broken(why) => {
                 if let Some(bytes) = refetch(ctx, source.as_ref(), &row, &key).await? {
                     info!(%key, "segment fetched again from the source");
-                    let update = sqlx::query(
-                        "WITH fence AS (SELECT 1 FROM jobs WHERE id = $5 AND lease_generation = $6 AND state = 'running' FOR SHARE)
-                         UPDATE segments SET bytes = $4, warning = NULL
-                           FROM fence WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3",
-                    )
-                    .bind(id)
-                    .bind(row.epoch)
-                    .bind(row.media_sequence)
-                    .bind(bytes);
-                    fenced(update, job).execute(pool).await.map_err(JobError::transient).and_then(held)?;
+                    fix(pool, job, id, &row, &SegmentFix::Refetched { bytes }).await?;
                     tally.refetched += 1;
                 } else {
                     warn!(%key, %why, "segment is missing or broken and cannot be fetched again; marking it as a gap");
                     let kept = if found.is_some() { format!("; the object is kept at {key}") } else { String::new() };
-                    let update = sqlx::query(
-                        "WITH fence AS (SELECT 1 FROM jobs WHERE id = $6 AND lease_generation = $7 AND state = 'running' FOR SHARE)
-                         UPDATE segments SET is_gap = true, gap_count = 1, discontinuity = true, gap_reason = $4,
-                                object_key = CASE WHEN $5 THEN object_key END, init_key = CASE WHEN $5 THEN init_key END,
-                                bytes = CASE WHEN $5 THEN bytes ELSE 0 END
-                           FROM fence WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3",
-                    )
-                    .bind(id)
-                    .bind(row.epoch)
-                    .bind(row.media_sequence)
-                    .bind(format!("repair: {why}{kept}"))
-                    .bind(found.is_some());
-                    fenced(update, job).execute(pool).await.map_err(JobError::transient).and_then(held)?;
+                    let gap = SegmentFix::Gap { reason: format!("repair: {why}{kept}"), keep_object: found.is_some() };
+                    fix(pool, job, id, &row, &gap).await?;
                     tally.gaps += 1;
                 }
             }
@@ -195,17 +176,8 @@ pub async fn run(ctx: &Ctx, job: &Job, args: &RecordingArgs, progress: &Progress
     drop(rows);
     recording::publish_vod(&ledger, ctx.store.as_ref(), &prefix).await?;
     let p = ledger.totals().await.map_err(|e| JobError::transient(colony::error_chain(&e)))?;
-    let update = sqlx::query(
-        "WITH fence AS (SELECT 1 FROM jobs WHERE id = $6 AND lease_generation = $7 AND state = 'running' FOR SHARE)
-         UPDATE recordings SET segment_count = $2, gap_count = $3, bytes = $4, duration_secs = $5
-           FROM fence WHERE id = $1",
-    )
-    .bind(id)
-    .bind(p.segments)
-    .bind(p.gaps)
-    .bind(p.bytes)
-    .bind(p.duration_secs);
-    fenced(update, job).execute(pool).await.map_err(JobError::transient).and_then(held)?;
+    let written = recording::rows::set_totals(pool, JobFence::of(job), id, &p).await.map_err(JobError::transient)?;
+    held(written)?;
     progress.set(tally.report(total));
     info!(recording = id, refetched = tally.refetched, gaps = tally.gaps, flagged = tally.flagged, "repair finished");
     Ok(())
@@ -236,30 +208,19 @@ async fn refetch(
     Ok(Some(size))
 }
 
-async fn set_warning(pool: &sqlx::PgPool, id: i64, row: &LedgerRow, warning: &str, job: &Job) -> Result<(), JobError> {
-    let update = sqlx::query(
-        "WITH fence AS (SELECT 1 FROM jobs WHERE id = $5 AND lease_generation = $6 AND state = 'running' FOR SHARE)
-         UPDATE segments SET warning = $4 FROM fence WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3",
-    )
-    .bind(id)
-    .bind(row.epoch)
-    .bind(row.media_sequence)
-    .bind(warning);
-    fenced(update, job).execute(pool).await.map_err(JobError::transient).and_then(held)
+/// Write a verdict on one segment, fenced on this claim of the job.
+async fn fix(pool: &sqlx::PgPool, job: &Job, id: i64, row: &LedgerRow, fix: &SegmentFix) -> Result<(), JobError> {
+    let written = recording::fix_segment(pool, JobFence::of(job), id, row.epoch, row.media_sequence, fix)
+        .await
+        .map_err(JobError::transient)?;
+    held(written)
 }
 
-type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
-
-/// Bind the job's fence (id, lease generation) as the statement's last two parameters.
-fn fenced<'q>(query: PgQuery<'q>, job: &Job) -> PgQuery<'q> {
-    query.bind(job.id).bind(job.lease_generation)
-}
-
-/// A fenced update that changed nothing: the job is no longer this worker's.
-fn held(done: sqlx::postgres::PgQueryResult) -> Result<(), JobError> {
-    if done.rows_affected() == 0 {
-        Err(JobError::Fenced("repair's lease moved on; stopping without another write".into()))
-    } else {
+/// A fenced write that changed nothing: the job is no longer this worker's.
+fn held(written: bool) -> Result<(), JobError> {
+    if written {
         Ok(())
+    } else {
+        Err(JobError::Fenced("repair's lease moved on; stopping without another write".into()))
     }
 }

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use super::{Ctx, JobError, ProgressSink};
 use colony::hls::{FetchPolicy, HlsError, InitRef, Retry, VariantChoice};
 use colony::queue::{Job, VodDownloadArgs};
-use colony::recording::{self, Ledger, LedgerError, LedgerRow, MediaSource, RecordingState};
+use colony::recording::{self, Ledger, LedgerError, LedgerRow, MediaSource, OpenedVod, RecordingState};
 use colony::storage::ObjectKey;
 
 fn hls_error(e: HlsError) -> JobError {
@@ -47,31 +47,9 @@ pub async fn run(ctx: &Ctx, job: &Job, args: &VodDownloadArgs, progress: &Progre
     let channel_id = channel_of(pool, args).await?;
 
     // Find or open the recording, then take it under this attempt's token.
-    sqlx::query(
-        "INSERT INTO recordings (channel_id, source, state, source_url, storage_prefix)
-         VALUES ($1, 'vod', 'recording', $2, '')
-         ON CONFLICT (channel_id, source_url) WHERE source = 'vod' DO NOTHING",
-    )
-    .bind(channel_id)
-    .bind(url.as_str())
-    .execute(pool)
-    .await
-    .map_err(JobError::transient)?;
     let token = job.lease_generation;
-    let row: Option<(i64, RecordingState, String, i64)> = sqlx::query_as(
-        "UPDATE recordings r SET lease_token = GREATEST(r.lease_token, $3),
-                storage_prefix = CASE WHEN r.storage_prefix = '' THEN 'channels/' || c.login || '/' || r.id ELSE r.storage_prefix END
-           FROM channels c
-          WHERE r.channel_id = $1 AND r.source_url = $2 AND r.source = 'vod' AND c.id = r.channel_id
-         RETURNING r.id, r.state, r.storage_prefix, r.lease_token",
-    )
-    .bind(channel_id)
-    .bind(url.as_str())
-    .bind(token)
-    .fetch_optional(pool)
-    .await
-    .map_err(JobError::transient)?;
-    let Some((recording_id, state, prefix, current)) = row else {
+    let opened = recording::rows::open_vod(pool, channel_id, url.as_str(), token).await.map_err(JobError::transient)?;
+    let Some(OpenedVod { recording_id, state, storage_prefix: prefix, lease_token: current }) = opened else {
         return Err(JobError::Permanent(format!("channel {channel_id} does not exist")));
     };
     if current != token {
@@ -88,16 +66,7 @@ pub async fn run(ctx: &Ctx, job: &Job, args: &VodDownloadArgs, progress: &Progre
     let last = matches!(result, Err(JobError::Permanent(_)))
         || (matches!(result, Err(JobError::Transient(_))) && job.attempt >= job.max_attempts);
     if let (true, Err(e)) = (last, &result) {
-        let failed = sqlx::query(
-            "UPDATE recordings SET state = 'failed', error = $3, ended_at = now()
-              WHERE id = $1 AND lease_token = $2 AND state IN ('recording', 'standby')",
-        )
-        .bind(recording_id)
-        .bind(token)
-        .bind(e.to_string())
-        .execute(pool)
-        .await;
-        if let Err(db) = failed {
+        if let Err(db) = recording::rows::fail(pool, recording_id, token, &e.to_string()).await {
             warn!(recording = recording_id, error = %db, "could not mark the recording failed");
         }
     }
@@ -227,8 +196,7 @@ async fn download(
 
     // Playlist and final row last.
     recording::publish_vod(ledger, ctx.store.as_ref(), prefix).await?;
-    let (jobs, progress_row) =
-        ledger.finalize(uuid::Uuid::nil(), RecordingState::Complete).await.map_err(ledger_error)?;
+    let (jobs, progress_row) = ledger.finalize(RecordingState::Complete).await.map_err(ledger_error)?;
     info!(recording = recording_id, segments = progress_row.segments, bytes = progress_row.bytes, jobs = ?jobs, "VOD downloaded");
     Ok(())
 }

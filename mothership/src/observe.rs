@@ -109,17 +109,8 @@ pub async fn cells(pool: &PgPool) -> Result<Vec<CellView>, sqlx::Error> {
 }
 
 pub async fn queue(pool: &PgPool) -> Result<QueueView, sqlx::Error> {
-    let (ready, running, delayed, dead, oldest_ready_secs): (i64, i64, i64, i64, Option<f64>) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE state IN ('available', 'retryable') AND run_at <= now()),
-                count(*) FILTER (WHERE state = 'running'),
-                count(*) FILTER (WHERE state IN ('available', 'retryable') AND run_at > now()),
-                count(*) FILTER (WHERE state = 'dead'),
-                EXTRACT(EPOCH FROM now() - min(run_at) FILTER (
-                    WHERE state IN ('available', 'retryable') AND run_at <= now()))::float8
-           FROM jobs WHERE state IN ('available', 'retryable', 'running', 'dead')",
-    )
-    .fetch_one(pool)
-    .await?;
+    let colony::queue::KindStats { ready, running, delayed, dead, oldest_ready_secs, .. } =
+        colony::queue::totals(pool).await?;
     let expired: Vec<(i64, Option<String>)> = sqlx::query_as(
         "SELECT id, attempted_by FROM jobs WHERE state = 'running' AND lease_until < now() ORDER BY id LIMIT 10000",
     )

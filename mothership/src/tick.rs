@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::launcher::{CellSpec, LaunchError, Launcher};
 use super::probe::{self, ProbeArgs, ProbeResult};
+use colony::cells;
 use colony::queue::Queue;
 use colony_planner::model::{CellKind, Observed};
 use colony_planner::policy::Policy;
@@ -382,10 +383,7 @@ async fn act(ctx: &TickCtx<'_>, action: &Action, reason: &str) -> Result<serde_j
                 )));
             };
             ctx.launcher.stop(backend_ref, Some(*cell), reason).await?;
-            sqlx::query("UPDATE cells SET state = 'stopping' WHERE id = $1 AND state IN ('starting', 'running')")
-                .bind(cell)
-                .execute(ctx.pool)
-                .await?;
+            cells::mark_stopping(ctx.pool, *cell).await?;
             Ok(json!({ "cell": cell, "backend_ref": backend_ref }))
         }
         Action::MarkDead { cell, backend_ref, .. } => {
@@ -431,14 +429,7 @@ async fn cell_backend(ctx: &TickCtx<'_>, cell: Uuid) -> String {
 /// whether the backend confirmed it is gone. The database write comes first:
 /// a replacement must never wait on a backend that does not answer.
 async fn retire(ctx: &TickCtx<'_>, cell: Uuid, backend_ref: Option<&str>, reason: &str) -> Result<bool, ActError> {
-    let backend: Option<String> = sqlx::query_scalar(
-        "UPDATE cells SET state = 'dead', exited_at = now(), detail = detail || jsonb_build_object('dead_because', $2::text)
-          WHERE id = $1 AND state IN ('starting', 'running', 'stopping') RETURNING backend",
-    )
-    .bind(cell)
-    .bind(reason)
-    .fetch_optional(ctx.pool)
-    .await?;
+    let backend = cells::mark_dead(ctx.pool, cell, reason).await?;
     let Some(backend_ref) = backend_ref.filter(|_| backend.as_deref() == Some(ctx.launcher.backend())) else {
         return Ok(false);
     };
@@ -458,18 +449,11 @@ async fn insert_cell(
     kind: CellKind,
     channel_id: Option<i64>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO cells (id, kind, backend, channel_id, state, host, version)
-         VALUES ($1, $2::cell_kind, $3, $4, 'starting', NULL, $5)",
-    )
-    .bind(cell_id)
-    .bind(kind.as_str())
-    .bind(ctx.launcher.backend())
-    .bind(channel_id)
-    .bind(colony::VERSION)
-    .execute(ctx.pool)
-    .await
-    .map(|_| ())
+    let role = match kind {
+        CellKind::Observer => cells::Role::Observer,
+        CellKind::Harvest => cells::Role::Harvest,
+    };
+    cells::insert_starting(ctx.pool, cell_id, role, ctx.launcher.backend(), channel_id).await
 }
 
 fn cell_env(ctx: &TickCtx<'_>, cell_id: Uuid, extra: &[(&str, String)]) -> Vec<(String, String)> {
@@ -483,23 +467,12 @@ fn cell_env(ctx: &TickCtx<'_>, cell_id: Uuid, extra: &[(&str, String)]) -> Vec<(
 async fn launch(ctx: &TickCtx<'_>, spec: &CellSpec) -> Result<String, ActError> {
     match ctx.launcher.start(spec).await {
         Ok(backend_ref) => {
-            sqlx::query("UPDATE cells SET backend_ref = $2 WHERE id = $1")
-                .bind(spec.cell_id)
-                .bind(&backend_ref)
-                .execute(ctx.pool)
-                .await?;
+            cells::set_backend_ref(ctx.pool, spec.cell_id, &backend_ref).await?;
             Ok(backend_ref)
         }
         Err(e) => {
             let why = colony::error_chain(&e);
-            sqlx::query(
-                "UPDATE cells SET state = 'dead', exited_at = now(), detail = detail || jsonb_build_object('launch_error', $2::text)
-                  WHERE id = $1",
-            )
-            .bind(spec.cell_id)
-            .bind(&why)
-            .execute(ctx.pool)
-            .await?;
+            cells::mark_launch_failed(ctx.pool, spec.cell_id, &why).await?;
             Err(e.into())
         }
     }
@@ -515,12 +488,7 @@ async fn start_observer(
     insert_cell(ctx, cell_id, CellKind::Observer, Some(channel_id)).await?;
     // Bumps the lease token of an open recording: its previous holder is fenced out.
     let assignment = colony::recording::assign_live(ctx.pool, channel_id, cell_id).await?;
-    sqlx::query("UPDATE cells SET recording_id = $2, lease_token = $3 WHERE id = $1")
-        .bind(cell_id)
-        .bind(assignment.recording_id)
-        .bind(assignment.lease_token)
-        .execute(ctx.pool)
-        .await?;
+    cells::assign(ctx.pool, cell_id, assignment.recording_id, assignment.lease_token).await?;
     let env = cell_env(
         ctx,
         cell_id,
@@ -539,12 +507,7 @@ async fn start_observer(
             // A recording opened for this launch and never written stays no
             // trace; an existing one keeps waiting for its next observer.
             if assignment.created {
-                let _ = sqlx::query(
-                    "DELETE FROM recordings r WHERE r.id = $1 AND NOT EXISTS (SELECT 1 FROM segments WHERE recording_id = r.id)",
-                )
-                .bind(assignment.recording_id)
-                .execute(ctx.pool)
-                .await;
+                let _ = colony::recording::rows::delete_if_unwritten(ctx.pool, assignment.recording_id).await;
             }
             return Err(e);
         }

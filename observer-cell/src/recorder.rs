@@ -286,24 +286,19 @@ pub async fn run(
         None => channel.variant.parse().unwrap_or(VariantChoice::Best),
     };
     // A row the mothership already buried stays buried: this cell must not run.
-    let registered: Option<i32> = sqlx::query_scalar(
-        "INSERT INTO cells (id, kind, backend, channel_id, recording_id, lease_token, state, last_heartbeat, host, version)
-         VALUES ($1, 'observer', 'manual', $2, $3, $4, 'running', now(), $5, $6)
-         ON CONFLICT (id) DO UPDATE SET state = 'running', last_heartbeat = now(), host = EXCLUDED.host,
-                version = EXCLUDED.version, recording_id = EXCLUDED.recording_id, lease_token = EXCLUDED.lease_token
-          WHERE cells.state IN ('starting', 'running')
-         RETURNING 1",
+    let registered = colony::cells::register(
+        &pool,
+        colony::cells::Registration {
+            id: args.cell_id,
+            role: colony::cells::Role::Observer,
+            channel_id: Some(channel.id),
+            recording_id: Some(args.recording_id),
+            lease_token: Some(args.lease_token),
+        },
     )
-    .bind(args.cell_id)
-    .bind(channel.id)
-    .bind(args.recording_id)
-    .bind(args.lease_token)
-    .bind(colony::hostname())
-    .bind(colony::VERSION)
-    .fetch_optional(&pool)
     .await
     .context("registering the cell")?;
-    if registered.is_none() {
+    if !registered {
         warn!(cell = %args.cell_id, "this cell's row was marked dead or stopping by the mothership; not starting");
         return Ok(Outcome::Fenced);
     }

@@ -210,12 +210,28 @@ impl Writer {
                 Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             }
         }
-        loop {
-            match timed(self.ledger.finalize(self.cell_id, state)).await {
+        let closed = loop {
+            match timed(self.ledger.finalize(state)).await {
                 Err(LedgerError::Db(_) | LedgerError::TimedOut(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
-                other => return other,
+                other => break other?,
             }
+        };
+        // The recording is closed; now the cell leaves. If Postgres will not
+        // take it, the mothership buries the silent cell later: nothing is lost.
+        for _ in 0..10 {
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                colony::cells::mark_exited(self.ledger.pool(), self.cell_id),
+            )
+            .await
+            {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => warn!(error = %e, "could not mark the cell exited; retrying"),
+                Err(_) => warn!("marking the cell exited got no answer; retrying"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        Ok(closed)
     }
 }
 

@@ -7,6 +7,7 @@
 //! `mothership/` and the pure `mothership/planner/`. Nothing here knows
 //! about a launcher or the planner.
 
+pub mod cells;
 pub mod channel;
 pub mod config;
 pub mod db;

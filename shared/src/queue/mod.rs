@@ -160,6 +160,22 @@ pub struct Rescued {
     pub state: JobState,
 }
 
+/// The queue's figures, as the columns of [`KindStats`].
+const COUNTS: &str = "count(*) FILTER (WHERE state IN ('available', 'retryable') AND run_at <= now()) AS ready,
+        count(*) FILTER (WHERE state = 'running') AS running,
+        count(*) FILTER (WHERE state IN ('available', 'retryable') AND run_at > now()) AS delayed,
+        count(*) FILTER (WHERE state = 'dead') AS dead,
+        EXTRACT(EPOCH FROM now() - min(run_at) FILTER (
+            WHERE state IN ('available', 'retryable') AND run_at <= now()))::float8 AS oldest_ready_secs
+   FROM jobs
+  WHERE state IN ('available', 'retryable', 'running', 'dead')";
+
+/// The figures of [`Queue::stats`] over every kind at once (`kind` is `*`):
+/// what the mothership sizes the harvest pool by.
+pub async fn totals<'e>(db: impl sqlx::PgExecutor<'e>) -> Result<KindStats, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT '*' AS kind, {COUNTS}")).fetch_one(db).await
+}
+
 /// Queue figures for one job kind.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize)]
 pub struct KindStats {
@@ -206,6 +222,26 @@ impl KindFilter {
             KindFilter::All => None,
             KindFilter::Only(kinds) => Some(kinds.clone()),
         }
+    }
+}
+
+/// A claimed job's fence: its id and the lease generation of this claim.
+/// A write that carries it lands only while the claim still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobFence {
+    pub job_id: i64,
+    pub generation: i64,
+}
+
+impl JobFence {
+    pub fn of(job: &Job) -> Self {
+        Self { job_id: job.id, generation: job.lease_generation }
+    }
+
+    /// A CTE body that yields one row while the claim holds, with the job id
+    /// bound at `$n` and the generation at `$n+1`.
+    pub fn cte(n: usize) -> String {
+        format!("SELECT 1 FROM jobs WHERE id = ${n} AND lease_generation = ${} AND state = 'running' FOR SHARE", n + 1)
     }
 }
 
@@ -530,21 +566,7 @@ impl Queue {
     /// Ready, running, delayed and dead counts per kind, and how long the
     /// oldest ready job has waited.
     pub async fn stats(&self) -> Result<Vec<KindStats>, QueueError> {
-        Ok(sqlx::query_as(
-            "SELECT kind,
-                    count(*) FILTER (WHERE state IN ('available', 'retryable') AND run_at <= now()) AS ready,
-                    count(*) FILTER (WHERE state = 'running') AS running,
-                    count(*) FILTER (WHERE state IN ('available', 'retryable') AND run_at > now()) AS delayed,
-                    count(*) FILTER (WHERE state = 'dead') AS dead,
-                    EXTRACT(EPOCH FROM now() - min(run_at) FILTER (
-                        WHERE state IN ('available', 'retryable') AND run_at <= now()))::float8 AS oldest_ready_secs
-               FROM jobs
-              WHERE state IN ('available', 'retryable', 'running', 'dead')
-              GROUP BY kind
-              ORDER BY kind",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(&format!("SELECT kind, {COUNTS} GROUP BY kind ORDER BY kind")).fetch_all(&self.pool).await?)
     }
 
     async fn fenced(&self, lease: Lease, result: PgQueryResult) -> Result<(), QueueError> {

@@ -220,14 +220,7 @@ impl Ledger {
             return Err(self.fenced());
         }
         // Never revive a cell the mothership is stopping or has buried.
-        sqlx::query(
-            "UPDATE cells SET last_heartbeat = now(),
-                    state = CASE WHEN state = 'starting' THEN 'running'::cell_state ELSE state END
-              WHERE id = $1 AND state IN ('starting', 'running', 'stopping')",
-        )
-        .bind(cell_id)
-        .execute(&mut *tx)
-        .await?;
+        crate::cells::heartbeat(&mut *tx, cell_id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -282,15 +275,12 @@ impl Ledger {
         Ok(totals(&self.pool, self.recording_id).await?)
     }
 
-    /// Close the recording with the totals its ledger holds, enqueue the
-    /// channel's post-processing and mark the cell exited, in one
-    /// transaction. The media and the VOD playlist must already be in storage.
+    /// Close the recording with the totals its ledger holds and enqueue the
+    /// channel's post-processing, in one transaction. The media and the VOD
+    /// playlist must already be in storage. The cell that held it leaves
+    /// through [`crate::cells::mark_exited`].
     #[instrument(skip_all, fields(recording = self.recording_id), err)]
-    pub async fn finalize(
-        &self,
-        cell_id: uuid::Uuid,
-        state: RecordingState,
-    ) -> Result<(Vec<i64>, Progress), LedgerError> {
+    pub async fn finalize(&self, state: RecordingState) -> Result<(Vec<i64>, Progress), LedgerError> {
         let mut tx = self.pool.begin().await?;
         let progress = totals(&mut *tx, self.recording_id).await?;
         let pipeline = sqlx::query_scalar(
@@ -323,14 +313,6 @@ impl Ledger {
                 );
             }
         }
-        // A cell the mothership buried stays buried.
-        sqlx::query(
-            "UPDATE cells SET state = 'exited', exited_at = now(), exit_code = 0
-              WHERE id = $1 AND state IN ('starting', 'running', 'stopping')",
-        )
-        .bind(cell_id)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok((jobs, progress))
     }
@@ -360,4 +342,54 @@ fn bind_progress<'q, O>(
     p: &Progress,
 ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
     query.bind(p.segments).bind(p.gaps).bind(p.bytes).bind(p.duration_secs).bind(p.last_sequence).bind(p.epoch)
+}
+
+/// What a repair found out about one stored segment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SegmentFix {
+    /// Fetched again from the source and stored over the old object.
+    Refetched { bytes: i64 },
+    /// Beyond saving: a gap now, with why; the object stays referenced when
+    /// it still exists (`keep_object`), for a human to look at.
+    Gap { reason: String, keep_object: bool },
+    /// It decodes, with complaints worth a look.
+    Warning(String),
+}
+
+/// Write a repair's verdict on segment (`epoch`, `sequence`) of a recording,
+/// while the repair job's `fence` holds. False when the lease moved on.
+pub async fn fix_segment(
+    pool: &PgPool,
+    fence: crate::queue::JobFence,
+    recording_id: i64,
+    epoch: i32,
+    sequence: i64,
+    fix: &SegmentFix,
+) -> Result<bool, sqlx::Error> {
+    let at = "FROM fence WHERE recording_id = $1 AND epoch = $2 AND media_sequence = $3";
+    let query = match fix {
+        SegmentFix::Refetched { .. } => {
+            format!(
+                "WITH fence AS ({}) UPDATE segments SET bytes = $4, warning = NULL {at}",
+                crate::queue::JobFence::cte(5)
+            )
+        }
+        SegmentFix::Gap { .. } => format!(
+            "WITH fence AS ({}) UPDATE segments SET is_gap = true, gap_count = 1, discontinuity = true, gap_reason = $4,
+                    object_key = CASE WHEN $5 THEN object_key END, init_key = CASE WHEN $5 THEN init_key END,
+                    bytes = CASE WHEN $5 THEN bytes ELSE 0 END {at}",
+            crate::queue::JobFence::cte(6)
+        ),
+        SegmentFix::Warning(_) => {
+            format!("WITH fence AS ({}) UPDATE segments SET warning = $4 {at}", crate::queue::JobFence::cte(5))
+        }
+    };
+    let q = sqlx::query(&query).bind(recording_id).bind(epoch).bind(sequence);
+    let q = match fix {
+        SegmentFix::Refetched { bytes } => q.bind(*bytes),
+        SegmentFix::Gap { reason, keep_object } => q.bind(reason.as_str()).bind(*keep_object),
+        SegmentFix::Warning(text) => q.bind(text.as_str()),
+    };
+    let done = q.bind(fence.job_id).bind(fence.generation).execute(pool).await?;
+    Ok(done.rows_affected() > 0)
 }

@@ -5,16 +5,21 @@
 mod ledger;
 mod playlist;
 mod publish;
+mod recordings;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 
-use crate::storage::{ObjectKey, StorageError, safe_segment};
+use crate::storage::{ObjectKey, StorageError};
 
-pub use ledger::{Ledger, LedgerError, Progress};
+pub use ledger::{Ledger, LedgerError, Progress, SegmentFix, fix_segment};
 pub use playlist::{Continuity, Header, LiveWindow, PlaylistKind, relative_to, render, render_with};
 pub use publish::{PublishError, publish_vod};
+pub use recordings::{Assignment, OpenedVod, assign_live};
+/// Writes to the `recordings` table outside the ledger; nothing else writes it.
+pub mod rows {
+    pub use super::recordings::{delete_if_unwritten, fail, note_error, open_vod, set_storage_class, set_totals};
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize, Deserialize)]
 #[sqlx(type_name = "recording_state", rename_all = "lowercase")]
@@ -143,11 +148,6 @@ impl LedgerRow {
     }
 }
 
-/// `channels/{login}/{recording}`: where a recording's media and playlists live.
-pub fn recording_prefix(login: &str, recording_id: i64) -> Result<ObjectKey, StorageError> {
-    ObjectKey::parse(&format!("channels/{}/{recording_id}", safe_segment(login)))
-}
-
 /// `{prefix}/e{epoch}/{seq}.{ext}`
 pub fn segment_key(prefix: &ObjectKey, epoch: u32, sequence: u64, extension: &str) -> Result<ObjectKey, StorageError> {
     prefix.join(&format!("e{epoch}/{sequence:08}.{extension}"))
@@ -161,52 +161,4 @@ pub fn init_key(prefix: &ObjectKey, epoch: u32, n: usize) -> Result<ObjectKey, S
 /// `{prefix}/playlist.m3u8`: the EVENT playlist while live, the VOD one after.
 pub fn playlist_key(prefix: &ObjectKey) -> Result<ObjectKey, StorageError> {
     prefix.join("playlist.m3u8")
-}
-
-/// A recording handed to a cell: the cell presents `lease_token` with every write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Assignment {
-    pub recording_id: i64,
-    pub lease_token: i64,
-    /// False when an open recording was handed over to a replacement.
-    pub created: bool,
-}
-
-/// Open a live recording for a channel, or hand its open one to `cell_id`
-/// with a bumped token, which fences out the previous holder.
-pub async fn assign_live(pool: &PgPool, channel_id: i64, cell_id: uuid::Uuid) -> Result<Assignment, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let open: Option<(i64, i64)> = sqlx::query_as(
-        "UPDATE recordings SET lease_token = lease_token + 1, holder_cell_id = $2
-          WHERE channel_id = $1 AND source = 'live' AND state IN ('recording', 'standby')
-         RETURNING id, lease_token",
-    )
-    .bind(channel_id)
-    .bind(cell_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let assignment = match open {
-        Some((recording_id, lease_token)) => Assignment { recording_id, lease_token, created: false },
-        None => {
-            let (recording_id, lease_token): (i64, i64) = sqlx::query_as(
-                "INSERT INTO recordings (channel_id, source, holder_cell_id, storage_prefix)
-                 VALUES ($1, 'live', $2, '') RETURNING id, lease_token",
-            )
-            .bind(channel_id)
-            .bind(cell_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            // The login is checked by the database to be a safe key segment.
-            sqlx::query(
-                "UPDATE recordings r SET storage_prefix = 'channels/' || c.login || '/' || r.id
-                   FROM channels c WHERE r.id = $1 AND c.id = r.channel_id",
-            )
-            .bind(recording_id)
-            .execute(&mut *tx)
-            .await?;
-            Assignment { recording_id, lease_token, created: true }
-        }
-    };
-    tx.commit().await?;
-    Ok(assignment)
 }
