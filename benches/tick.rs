@@ -17,7 +17,7 @@ use colony_planner::policy::Policy;
 use colony_tests::pg::TestDb;
 use mothership::launcher::{CellSpec, LaunchError, Launcher};
 use mothership::probe::ProbeArgs;
-use mothership::tick::{TickCtx, observe_plan_save};
+use mothership::tick::{SavedPlan, TickCtx, observe_plan_save};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -158,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     // Warm the caches once, as a running mothership would have.
-    let (observed, plan, _, _) = observe_plan_save(&ctx, Utc::now()).await?;
+    let SavedPlan { observed, plan, .. } = observe_plan_save(&ctx, Utc::now()).await?;
     let mut tick_times = Vec::new();
     for _ in 0..args.rounds {
         let started = Instant::now();

@@ -23,7 +23,7 @@ pub async fn run(ctx: &Ctx, args: &ArchiveTierArgs, progress: &ProgressSink) -> 
             .await,
         None => {
             let age = args.older_than.as_deref().unwrap_or("30d");
-            let age: Duration = humantime::parse_duration(age).map_err(|e| JobError::Permanent(format!("older_than '{age}': {e}")))?;
+            let age: Duration = humantime::parse_duration(age).map_err(|e| JobError::permanent(format!("older_than '{age}': {e}")))?;
             // A recording that failed to tier before goes last, so it never
             // holds up the others.
             sqlx::query_as(
@@ -61,7 +61,7 @@ pub async fn run(ctx: &Ctx, args: &ArchiveTierArgs, progress: &ProgressSink) -> 
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(JobError::Transient(format!(
+        Err(JobError::transient(format!(
             "{} of {} recording(s) could not be tiered: {}",
             failed.len(),
             recordings.len(),
@@ -90,7 +90,7 @@ async fn tier(ctx: &Ctx, prefix: &str, class: &str) -> Result<u64, Failure> {
         }
         ctx.store.set_storage_class(&object.key, object.size, class).await.map_err(|e| match e {
             StorageError::Unsupported { .. } => {
-                Failure::Job(JobError::Permanent(format!("{e}; archive_tier needs S3 storage")))
+                Failure::Job(JobError::permanent(format!("{e}; archive_tier needs S3 storage")))
             }
             e => Failure::Recording(colony::error_chain(&e)),
         })?;

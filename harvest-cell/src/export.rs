@@ -41,7 +41,7 @@ pub async fn run(ctx: &Ctx, args: &RecordingArgs, progress: &ProgressSink) -> Re
     ffmpeg(&ffmpeg_args(&rec.playlist, &output), rec.duration_secs, progress).await?;
     let size = tokio::fs::metadata(&output).await.map(|m| m.len()).unwrap_or(0);
     if size < MIN_EXPORT_BYTES {
-        return Err(JobError::Permanent(format!(
+        return Err(JobError::permanent(format!(
             "the export is only {size} bytes (a header without media); not saving it"
         )));
     }

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
 use colony::cells::{self, Registration, Role};
+use colony::exit::{Classify, ErrorClass};
 use colony::hls::HlsClient;
 use colony::queue::{FailOutcome, Failure, Job, JobArgs, JobKind, JobWaker, KindFilter, Lease, Queue, QueueError};
 use colony::storage::ObjectStore;
@@ -148,34 +149,64 @@ pub struct Ctx {
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     /// Will never succeed (a VOD that answers 404, media ffmpeg cannot decode).
-    #[error("{0}")]
-    Permanent(String),
+    #[error("{}", colony::error_chain(.0.as_ref()))]
+    Permanent(Cause),
     /// Worth another attempt after a backoff (timeouts, 5xx, storage hiccups).
-    #[error("{0}")]
-    Transient(String),
+    #[error("{}", colony::error_chain(.0.as_ref()))]
+    Transient(Cause),
     /// The job is no longer this worker's (a fenced write was refused):
     /// stop, and report nothing.
-    #[error("the job's lease was lost: {0}")]
-    Fenced(String),
+    #[error("the job's lease was lost: {}", colony::error_chain(.0.as_ref()))]
+    Fenced(Cause),
 }
 
+/// Why a job failed: the error itself, with its chain (a message is one too).
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 impl JobError {
-    pub fn transient(e: impl std::fmt::Display) -> Self {
-        JobError::Transient(e.to_string())
+    pub fn transient(e: impl Into<Cause>) -> Self {
+        JobError::Transient(e.into())
     }
 
-    pub fn permanent(e: impl std::fmt::Display) -> Self {
-        JobError::Permanent(e.to_string())
+    pub fn permanent(e: impl Into<Cause>) -> Self {
+        JobError::Permanent(e.into())
+    }
+
+    pub fn fenced(e: impl Into<Cause>) -> Self {
+        JobError::Fenced(e.into())
+    }
+
+    /// By what the error says it is. Inside a job, a configuration problem
+    /// (a resolver the host does not allow) will not pass by retrying: permanent.
+    pub fn classified<E: Classify + std::error::Error + Send + Sync + 'static>(e: E) -> Self {
+        match e.class() {
+            ErrorClass::Config | ErrorClass::Permanent => JobError::Permanent(Box::new(e)),
+            ErrorClass::Transient => JobError::Transient(Box::new(e)),
+            ErrorClass::Fenced => JobError::Fenced(Box::new(e)),
+        }
+    }
+
+    /// The error the job failed with.
+    pub fn cause(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        match self {
+            JobError::Permanent(c) | JobError::Transient(c) | JobError::Fenced(c) => c.as_ref(),
+        }
+    }
+}
+
+impl Classify for JobError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            JobError::Permanent(_) => ErrorClass::Permanent,
+            JobError::Transient(_) => ErrorClass::Transient,
+            JobError::Fenced(_) => ErrorClass::Fenced,
+        }
     }
 }
 
 impl From<colony::recording::PublishError> for JobError {
     fn from(e: colony::recording::PublishError) -> Self {
-        if e.is_transient() {
-            JobError::transient(colony::error_chain(&e))
-        } else {
-            JobError::permanent(colony::error_chain(&e))
-        }
+        JobError::classified(e)
     }
 }
 
@@ -202,8 +233,9 @@ impl ProgressSink {
     }
 }
 
+/// What one turn of a worker loop did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Turn {
     /// A job ran; how it ended.
     Did { job: i64, kind: String, result: JobResult },
     /// Nothing ready.
@@ -231,14 +263,14 @@ async fn answered<T>(query: impl Future<Output = Result<T, QueueError>>) -> Resu
 }
 
 /// Claim and run one job.
-pub async fn work_once(ctx: &Ctx, stop: &CancellationToken) -> Result<Outcome, QueueError> {
+pub async fn work_once(ctx: &Ctx, stop: &CancellationToken) -> Result<Turn, QueueError> {
     let claim = ctx.queue.claim(&ctx.worker, &ctx.kinds, 1, ctx.args.lease.into());
     let Some(job) = answered(claim).await?.pop() else {
-        return Ok(Outcome::Idle);
+        return Ok(Turn::Idle);
     };
     let span = tracing::info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempt);
     let result = run_claimed(ctx, &job, stop).instrument(span).await?;
-    Ok(Outcome::Did { job: job.id, kind: job.kind, result })
+    Ok(Turn::Did { job: job.id, kind: job.kind, result })
 }
 
 async fn run_claimed(ctx: &Ctx, job: &Job, stop: &CancellationToken) -> Result<JobResult, QueueError> {
@@ -256,7 +288,7 @@ async fn run_claimed(ctx: &Ctx, job: &Job, stop: &CancellationToken) -> Result<J
     // Dropping the job's future (lease lost, shutdown) kills its ffmpeg.
     let outcome = tokio::select! {
         r = tokio::time::timeout(timeout, execute(ctx, job, &progress)) => Some(r.unwrap_or_else(|_| {
-            Err(JobError::Transient(format!(
+            Err(JobError::transient(format!(
                 "the job ran longer than its timeout ({}; HARVEST_JOB_TIMEOUT, HARVEST_JOB_TIMEOUTS)",
                 humantime::format_duration(timeout)
             )))
@@ -394,7 +426,7 @@ async fn execute(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), Jo
     std::panic::AssertUnwindSafe(handler)
         .catch_unwind()
         .await
-        .unwrap_or_else(|_| Err(JobError::Permanent("the job's handler panicked; see the cell's log".into())))
+        .unwrap_or_else(|_| Err(JobError::permanent("the job's handler panicked; see the cell's log")))
 }
 
 /// Run a job by its kind. Its row is untrusted: arguments that do not fit
@@ -437,11 +469,11 @@ pub async fn run(ctx: Ctx, stop: CancellationToken) -> Result<u64, QueueError> {
                     }
                 };
                 match outcome {
-                    Outcome::Did { .. } => {
+                    Turn::Did { .. } => {
                         done += 1;
                         *last_activity.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
                     }
-                    Outcome::Idle => {
+                    Turn::Idle => {
                         // Cheap and idempotent: put back jobs of workers that died.
                         for r in answered(ctx.queue.rescue_expired()).await.unwrap_or_default() {
                             info!(job = r.id, worker = ?r.attempted_by, "rescued a job whose lease expired");
@@ -483,6 +515,15 @@ pub enum CellError {
     Gone(uuid::Uuid),
     #[error("database error")]
     Db(#[from] sqlx::Error),
+}
+
+impl Classify for CellError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            CellError::Gone(_) => ErrorClass::Fenced,
+            CellError::Db(_) => ErrorClass::Transient,
+        }
+    }
 }
 
 /// Keep the cell row's heartbeat fresh so the mothership counts this cell

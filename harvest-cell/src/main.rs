@@ -56,7 +56,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match harvest_cell::register(&pool, cell_id).await {
         Ok(()) => {}
         Err(e @ harvest_cell::CellError::Gone(_)) => {
-            return Err(Exit { code: colony::exit::FENCED, message: e.to_string() }.into());
+            return Err(colony::exit::classified(e));
         }
         Err(e) => return Err(anyhow::Error::from(e).context("registering the cell")),
     }
@@ -89,11 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let done = harvest_cell::run(ctx, stop).await?;
     heartbeat.abort();
     if buried.is_cancelled() {
-        return Err(Exit {
-            code: colony::exit::FENCED,
-            message: "the mothership marked this cell dead; it stopped without claiming more".into(),
-        }
-        .into());
+        return Err(Exit::fenced("the mothership marked this cell dead; it stopped without claiming more").into());
     }
     harvest_cell::mark_exited(&pool, cell_id).await.context("marking the cell exited")?;
     tracing::info!(jobs = done, "harvest cell exiting");

@@ -33,14 +33,14 @@ pub async fn local_recording(ctx: &Ctx, pool: &PgPool, id: i64) -> Result<LocalR
         .fetch_optional(pool)
         .await
         .map_err(JobError::transient)?;
-    let prefix = prefix.ok_or_else(|| JobError::Permanent(format!("recording {id} does not exist")))?;
+    let prefix = prefix.ok_or_else(|| JobError::permanent(format!("recording {id} does not exist")))?;
     let prefix = ObjectKey::parse(&prefix).map_err(JobError::permanent)?;
     let rows = Ledger::new(pool.clone(), id, 0)
         .rows()
         .await
         .map_err(|e| JobError::transient(format!("{:#}", anyhow::Error::from(e))))?;
     if rows.iter().all(|r| r.is_gap) {
-        return Err(JobError::Permanent(format!("recording {id} has no stored segments")));
+        return Err(JobError::permanent(format!("recording {id} has no stored segments")));
     }
     let work = tempfile::Builder::new().prefix("colony-job-").tempdir().map_err(JobError::transient)?;
     // Every key the playlist names, resolved to a local file.
@@ -58,7 +58,7 @@ pub async fn local_recording(ctx: &Ctx, pool: &PgPool, id: i64) -> Result<LocalR
                 }
                 let body = colony::storage::get_bytes(ctx.store.as_ref(), &object).await.map_err(|e| {
                     if e.is_not_found() {
-                        JobError::Permanent(format!("{e}; run a repair job"))
+                        JobError::permanent(format!("{e}; run a repair job"))
                     } else {
                         JobError::transient(e)
                     }
@@ -96,14 +96,14 @@ pub async fn probe(input: &Path) -> Result<(u32, u32, bool), JobError> {
         .await
         .map_err(|e| JobError::transient(format!("ffprobe could not start: {e}")))?;
     if !out.status.success() {
-        return Err(JobError::Permanent(format!("ffprobe cannot read the media: {}", last_line(&out.stderr))));
+        return Err(JobError::permanent(format!("ffprobe cannot read the media: {}", last_line(&out.stderr))));
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(JobError::permanent)?;
     let streams = v["streams"].as_array().cloned().unwrap_or_default();
     let video = streams
         .iter()
         .find(|s| s["codec_type"] == "video")
-        .ok_or_else(|| JobError::Permanent("the media has no video stream".into()))?;
+        .ok_or_else(|| JobError::permanent("the media has no video stream"))?;
     let audio = streams.iter().any(|s| s["codec_type"] == "audio");
     Ok((video["width"].as_u64().unwrap_or(0) as u32, video["height"].as_u64().unwrap_or(0) as u32, audio))
 }
@@ -165,7 +165,7 @@ pub async fn ffmpeg(args: &[String], total_secs: f64, progress: &ProgressSink) -
         || why.contains("no video")
         || why.contains("does not contain any stream")
     {
-        Err(JobError::Permanent(format!("ffmpeg cannot decode the media: {why}")))
+        Err(JobError::permanent(format!("ffmpeg cannot decode the media: {why}")))
     } else {
         Err(JobError::transient(format!("ffmpeg failed ({status}): {why}")))
     }

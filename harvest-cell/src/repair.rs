@@ -96,9 +96,9 @@ pub async fn run(ctx: &Ctx, job: &Job, args: &RecordingArgs, progress: &Progress
     .await
     .map_err(JobError::transient)?;
     let (state, prefix, source_url, token, channel_id) =
-        row.ok_or_else(|| JobError::Permanent(format!("recording {id} does not exist")))?;
+        row.ok_or_else(|| JobError::permanent(format!("recording {id} does not exist")))?;
     if state.is_open() {
-        return Err(JobError::Transient(format!(
+        return Err(JobError::transient(format!(
             "recording {id} is still being recorded; repair runs after it closes"
         )));
     }
@@ -218,9 +218,5 @@ async fn fix(pool: &sqlx::PgPool, job: &Job, id: i64, row: &LedgerRow, fix: &Seg
 
 /// A fenced write that changed nothing: the job is no longer this worker's.
 fn held(written: bool) -> Result<(), JobError> {
-    if written {
-        Ok(())
-    } else {
-        Err(JobError::Fenced("repair's lease moved on; stopping without another write".into()))
-    }
+    if written { Ok(()) } else { Err(JobError::fenced("repair's lease moved on; stopping without another write")) }
 }

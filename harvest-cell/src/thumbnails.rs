@@ -34,7 +34,7 @@ pub fn storyboard_vtt(duration: f64, interval: f64, tiles: u32, tile_w: u32, til
 pub async fn run(ctx: &Ctx, args: &RecordingArgs, progress: &ProgressSink) -> Result<(), JobError> {
     let rec = local_recording(ctx, ctx.queue.pool(), args.recording_id).await?;
     let first = rec.rows.iter().find_map(|r| r.object_key.clone()).unwrap_or_default();
-    let (w, h, _) = probe(&rec.playlist).await.or(Err(JobError::Permanent(format!("cannot probe {first}"))))?;
+    let (w, h, _) = probe(&rec.playlist).await.or(Err(JobError::permanent(format!("cannot probe {first}"))))?;
     let tile_h = ((f64::from(TILE_WIDTH) * f64::from(h) / f64::from(w.max(1))).round() as u32 / 2 * 2).max(2);
     let interval = (rec.duration_secs / MAX_TILES).max(1.0).ceil();
     let tiles = (rec.duration_secs / interval).ceil().max(1.0) as u32;

@@ -27,33 +27,31 @@ use colony::recording::{self, Ledger, LedgerError, LedgerRow, MediaSource, Opene
 use colony::storage::ObjectKey;
 
 fn hls_error(e: HlsError) -> JobError {
-    if e.is_final() {
-        JobError::Permanent(colony::error_chain(&e))
-    } else {
-        JobError::Transient(colony::error_chain(&e))
-    }
+    JobError::classified(e)
 }
 
+/// A refused row is retried like a database error here: a VOD download
+/// writes rows it made itself.
 fn ledger_error(e: LedgerError) -> JobError {
     match e {
-        LedgerError::Fenced { .. } => JobError::Fenced(colony::error_chain(&e)),
-        other => JobError::transient(colony::error_chain(&other)),
+        LedgerError::Fenced { .. } => JobError::classified(e),
+        other => JobError::transient(other),
     }
 }
 
 pub async fn run(ctx: &Ctx, job: &Job, args: &VodDownloadArgs, progress: &ProgressSink) -> Result<(), JobError> {
     let pool = ctx.queue.pool();
-    let url = url::Url::parse(&args.url).map_err(|e| JobError::Permanent(format!("args.url is not a URL: {e}")))?;
+    let url = url::Url::parse(&args.url).map_err(|e| JobError::permanent(format!("args.url is not a URL: {e}")))?;
     let channel_id = channel_of(pool, args).await?;
 
     // Find or open the recording, then take it under this attempt's token.
     let token = job.lease_generation;
     let opened = recording::rows::open_vod(pool, channel_id, url.as_str(), token).await.map_err(JobError::transient)?;
     let Some(OpenedVod { recording_id, state, storage_prefix: prefix, lease_token: current }) = opened else {
-        return Err(JobError::Permanent(format!("channel {channel_id} does not exist")));
+        return Err(JobError::permanent(format!("channel {channel_id} does not exist")));
     };
     if current != token {
-        return Err(JobError::Fenced(format!("a later claim of this job holds recording {recording_id}")));
+        return Err(JobError::fenced(format!("a later claim of this job holds recording {recording_id}")));
     }
     if state == RecordingState::Complete {
         info!(recording = recording_id, "already downloaded; nothing to do");
@@ -82,8 +80,8 @@ async fn channel_of(pool: &sqlx::PgPool, args: &VodDownloadArgs) -> Result<i64, 
             .fetch_optional(pool)
             .await
             .map_err(JobError::transient)?
-            .ok_or_else(|| JobError::Permanent(format!("channel '{login}' does not exist"))),
-        (None, None) => Err(JobError::Permanent("args need channel_id or channel".into())),
+            .ok_or_else(|| JobError::permanent(format!("channel '{login}' does not exist"))),
+        (None, None) => Err(JobError::permanent("args need channel_id or channel")),
     }
 }
 
@@ -103,15 +101,12 @@ async fn download(
 
     // The playlist: a master resolves to its best variant; it must be a VOD.
     let hls_url = match args.resolver.as_deref() {
-        Some(resolver) => {
-            ctx.args.resolvers.run(resolver, url.as_str(), Duration::from_secs(120)).await.map_err(|e| match e {
-                colony::channel::SourceError::NotAllowed { .. }
-                | colony::channel::SourceError::RefusedOption { .. }
-                | colony::channel::SourceError::BadUrl(_)
-                | colony::channel::SourceError::BadResolver(_) => JobError::permanent(colony::error_chain(&e)),
-                other => JobError::transient(colony::error_chain(&other)),
-            })?
-        }
+        Some(resolver) => ctx
+            .args
+            .resolvers
+            .run(resolver, url.as_str(), Duration::from_secs(120))
+            .await
+            .map_err(JobError::classified)?,
         None => url.clone(),
     };
     // The VOD's variants and segments come from its own host or the channel's allowed hosts.

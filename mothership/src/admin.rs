@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use colony::channel::Login;
 use colony::config::{redact_source_url, redact_text};
+use colony::exit::{Classify, ErrorClass};
 use colony::queue::{JobArgs, JobKind, NewJob, Queue, QueueError, VodDownloadArgs};
 
 #[derive(Debug, thiserror::Error)]
@@ -445,4 +446,15 @@ pub async fn backfill(
         progress(done);
     }
     Ok(created)
+}
+
+/// Operator mistakes exit 2 with their one line; the rest are failures.
+impl Classify for AdminError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            AdminError::Invalid(_) | AdminError::NoChannel(_) => ErrorClass::Config,
+            AdminError::Db(_) => ErrorClass::Transient,
+            AdminError::Queue(e) => e.class(),
+        }
+    }
 }

@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use colony::config::DatabaseArgs;
-use colony::exit::Exit;
+use colony::exit::{Exit, classified};
 use colony::queue::CancelOutcome;
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
-use mothership::admin::{self, AdminError, ChannelUpdate, NewChannel};
+use mothership::admin::{self, ChannelUpdate, NewChannel};
 use mothership::setup::{Setup, TickArgs, tick_loop};
 use mothership::show;
 use mothership::tick::TickOutcome;
@@ -258,14 +258,6 @@ async fn main() -> ExitCode {
     colony::exit::finish("mothership", run(cli.command).await)
 }
 
-/// Operator mistakes exit 2 with their one line; the rest are failures.
-fn admin(e: AdminError) -> anyhow::Error {
-    match e {
-        AdminError::Invalid(_) | AdminError::NoChannel(_) => Exit::config(e.to_string()).into(),
-        other => anyhow::Error::from(other),
-    }
-}
-
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Migrate { db } => {
@@ -292,13 +284,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 TickOutcome::Done(report) => {
                     show::tick(&report, json);
                     if report.failed_actions > 0 {
-                        return Err(Exit {
-                            code: colony::exit::ACTIONS_FAILED,
-                            message: format!(
-                                "{} action(s) failed; `mothership decisions --failed` says why",
-                                report.failed_actions
-                            ),
-                        }
+                        return Err(colony::exit::PartlyFailed(format!(
+                            "{} action(s) failed; `mothership decisions --failed` says why",
+                            report.failed_actions
+                        ))
                         .into());
                     }
                 }
@@ -308,8 +297,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Run { tick, every, json } => run_loop(&tick, every.into(), json).await?,
         Command::Status { db, json } => {
             let pool = colony::db::connect(&db).await?;
-            let channels = admin::channel_status(&pool).await.map_err(admin)?;
-            let cells = admin::cells(&pool, false, 1000).await.map_err(admin)?;
+            let channels = admin::channel_status(&pool).await.map_err(classified)?;
+            let cells = admin::cells(&pool, false, 1000).await.map_err(classified)?;
             let queue = colony::queue::Queue::new(pool.clone()).stats().await?;
             show::status(&channels, &cells, &queue, json);
         }
@@ -322,14 +311,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 std::fs::read_to_string(&urls_from)
                     .map_err(|e| Exit::config(format!("cannot read {}: {e}", urls_from.display())))?
             };
-            let urls = admin::parse_url_list(&text, &urls_from.display().to_string()).map_err(admin)?;
+            let urls = admin::parse_url_list(&text, &urls_from.display().to_string()).map_err(classified)?;
             if urls.is_empty() {
                 return Err(Exit::config(format!("{} holds no URLs", urls_from.display())).into());
             }
             let pool = colony::db::connect(&db).await?;
             let bar = show::progress(urls.len() as u64, "enqueueing");
             let created =
-                admin::backfill(&pool, &channel, &urls, |done| bar.set_position(done)).await.map_err(admin)?;
+                admin::backfill(&pool, &channel, &urls, |done| bar.set_position(done)).await.map_err(classified)?;
             bar.finish_and_clear();
             println!(
                 "enqueued {created} VOD download(s) for {channel}; {} already queued or done",
@@ -338,11 +327,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Cells { db, all, limit, json } => {
             let pool = colony::db::connect(&db).await?;
-            show::cells(&admin::cells(&pool, all, limit).await.map_err(admin)?, json);
+            show::cells(&admin::cells(&pool, all, limit).await.map_err(classified)?, json);
         }
         Command::Decisions { db, limit, failed, json } => {
             let pool = colony::db::connect(&db).await?;
-            show::decisions(&admin::decisions(&pool, limit, failed).await.map_err(admin)?, json);
+            show::decisions(&admin::decisions(&pool, limit, failed).await.map_err(classified)?, json);
         }
     }
     Ok(())
@@ -351,34 +340,35 @@ async fn run(command: Command) -> anyhow::Result<()> {
 async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
     match command {
         ChannelCommand::Add { db, login, source_url, name, resolver, variant, allow_host } => {
-            let new = NewChannel::parse(&login, &source_url, name, resolver, variant, &allow_host).map_err(admin)?;
+            let new =
+                NewChannel::parse(&login, &source_url, name, resolver, variant, &allow_host).map_err(classified)?;
             let pool = colony::db::connect(&db).await?;
-            println!("{}", admin::add_channel(&pool, &new).await.map_err(admin)?);
+            println!("{}", admin::add_channel(&pool, &new).await.map_err(classified)?);
         }
         ChannelCommand::List { db, json } => {
             let pool = colony::db::connect(&db).await?;
-            show::channels(&admin::channel_status(&pool).await.map_err(admin)?, json);
+            show::channels(&admin::channel_status(&pool).await.map_err(classified)?, json);
         }
         ChannelCommand::Update { db, login, name, source_url, resolver, variant, allow_host } => {
             let pool = colony::db::connect(&db).await?;
             let allowed_hosts = (!allow_host.is_empty()).then_some(allow_host);
             let update = ChannelUpdate { name, source_url, resolver, variant, allowed_hosts };
-            admin::update_channel(&pool, &login, &update).await.map_err(admin)?;
+            admin::update_channel(&pool, &login, &update).await.map_err(classified)?;
             println!("channel {login} updated");
         }
         ChannelCommand::Remove { db, login } => {
             let pool = colony::db::connect(&db).await?;
-            admin::remove_channel(&pool, &login).await.map_err(admin)?;
+            admin::remove_channel(&pool, &login).await.map_err(classified)?;
             println!("channel {login} removed");
         }
         ChannelCommand::Enable { db, login } => {
             let pool = colony::db::connect(&db).await?;
-            admin::set_enabled(&pool, &login, true).await.map_err(admin)?;
+            admin::set_enabled(&pool, &login, true).await.map_err(classified)?;
             println!("channel {login} enabled: the next tick records it when it is live");
         }
         ChannelCommand::Disable { db, login } => {
             let pool = colony::db::connect(&db).await?;
-            admin::set_enabled(&pool, &login, false).await.map_err(admin)?;
+            admin::set_enabled(&pool, &login, false).await.map_err(classified)?;
             println!("channel {login} disabled: the next tick stops its observer, which finalizes the recording");
         }
     }
@@ -391,7 +381,7 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
             let pool = colony::db::connect(&db).await?;
             match admin::enqueue(&pool, &kind, url.as_deref(), channel.as_deref(), args.as_deref())
                 .await
-                .map_err(admin)?
+                .map_err(classified)?
             {
                 colony::queue::Enqueued::Created(id) => println!("{id}"),
                 colony::queue::Enqueued::Duplicate(id) => println!("{id} (already queued or done)"),
@@ -399,11 +389,11 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
         }
         JobCommand::List { db, state, kind, limit, json } => {
             let pool = colony::db::connect(&db).await?;
-            show::jobs(&admin::jobs(&pool, state.as_deref(), kind.as_deref(), limit).await.map_err(admin)?, json);
+            show::jobs(&admin::jobs(&pool, state.as_deref(), kind.as_deref(), limit).await.map_err(classified)?, json);
         }
         JobCommand::Retry { db, id } => {
             let pool = colony::db::connect(&db).await?;
-            match colony::queue::Queue::new(pool).retry(id).await.map_err(queue_error)? {
+            match colony::queue::Queue::new(pool).retry(id).await.map_err(classified)? {
                 None => println!("job {id} will run again"),
                 Some(until) => println!(
                     "job {id} will run again once its cancelled run has stopped (at {} at the latest, when its lease ends)",
@@ -413,7 +403,7 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
         }
         JobCommand::Cancel { db, id } => {
             let pool = colony::db::connect(&db).await?;
-            match colony::queue::Queue::new(pool).cancel(id).await.map_err(queue_error)? {
+            match colony::queue::Queue::new(pool).cancel(id).await.map_err(classified)? {
                 CancelOutcome::Cancelled => {
                     println!("job {id} cancelled; a worker running it stops at its next lease renewal")
                 }
@@ -425,13 +415,6 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn queue_error(e: colony::queue::QueueError) -> anyhow::Error {
-    match e {
-        colony::queue::QueueError::NotFound(id) => Exit::config(format!("there is no job {id}")).into(),
-        other => anyhow::Error::from(other),
-    }
 }
 
 async fn run_loop(args: &TickArgs, every: Duration, json: bool) -> anyhow::Result<()> {

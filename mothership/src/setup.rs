@@ -71,12 +71,14 @@ impl Setup {
         let pool = colony::db::connect(&args.db).await?;
         let instance = crate::observe::instance_id(&pool).await.context("reading the colony's id")?;
         let launcher: Arc<dyn Launcher> = match args.launcher {
-            LauncherKind::Process => Arc::new(ProcessLauncher::new(instance, &args.process).map_err(launch_setup)?),
-            LauncherKind::Docker => {
-                Arc::new(DockerLauncher::connect(instance, args.docker.clone()).await.map_err(launch_setup)?)
+            LauncherKind::Process => {
+                Arc::new(ProcessLauncher::new(instance, &args.process).map_err(colony::exit::classified)?)
             }
+            LauncherKind::Docker => Arc::new(
+                DockerLauncher::connect(instance, args.docker.clone()).await.map_err(colony::exit::classified)?,
+            ),
             LauncherKind::Ecs => {
-                Arc::new(EcsLauncher::connect(instance, args.ecs.clone()).await.map_err(launch_setup)?)
+                Arc::new(EcsLauncher::connect(instance, args.ecs.clone()).await.map_err(colony::exit::classified)?)
             }
         };
         let mut cell_env = launcher::inherited_env();
@@ -98,13 +100,6 @@ impl Setup {
             cell_env: self.cell_env.clone(),
             deadline: args.tick_deadline.get(),
         }
-    }
-}
-
-pub fn launch_setup(e: launcher::LaunchError) -> anyhow::Error {
-    match e {
-        launcher::LaunchError::Refused(why) => Exit::config(why).into(),
-        other => anyhow::Error::from(other),
     }
 }
 

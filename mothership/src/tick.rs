@@ -112,10 +112,18 @@ pub enum TickError {
 
 /// Observe, plan and save, without acting: the part of a tick the benchmark
 /// times. Returns the observed state, the plan and the tick id it was saved under.
-pub async fn observe_plan_save(
-    ctx: &TickCtx<'_>,
-    now: DateTime<Utc>,
-) -> Result<(Observed, Plan, Uuid, bool), TickError> {
+/// A plan as saved in `ticks`, with what it was made from.
+pub struct SavedPlan {
+    pub observed: Observed,
+    pub plan: Plan,
+    /// The `ticks` row; every decision of this pass refers to it.
+    pub tick_id: Uuid,
+    /// Whether the launcher listed its instances (false: it did not answer,
+    /// so orphan and liveness checks were skipped).
+    pub listed: bool,
+}
+
+pub async fn observe_plan_save(ctx: &TickCtx<'_>, now: DateTime<Utc>) -> Result<SavedPlan, TickError> {
     // List the backend before reading cells: a cell row is written before its
     // launch, so every instance listed has its row visible by now.
     let instances = match ctx.launcher.list().await {
@@ -139,7 +147,7 @@ pub async fn observe_plan_save(
         .bind(sqlx::types::Json(&plan))
         .execute(ctx.pool)
         .await?;
-    Ok((observed, plan, tick_id, listed))
+    Ok(SavedPlan { observed, plan, tick_id, listed })
 }
 
 /// One whole reconcile pass.
@@ -172,7 +180,7 @@ async fn locked_tick(ctx: &TickCtx<'_>, started: Instant) -> Result<TickReport, 
         info!(channel = %p.login, error = p.error.as_deref().unwrap_or_default(), "probe failed; treating the channel as offline");
     }
     let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(ctx.pool).await?;
-    let (_observed, plan, tick_id, listed) = observe_plan_save(ctx, now).await?;
+    let SavedPlan { plan, tick_id, listed, .. } = observe_plan_save(ctx, now).await?;
 
     let outcomes: Vec<ActionOutcome> = futures::stream::iter(plan.actions.iter())
         .map(|planned| act_and_record(ctx, tick_id, planned))

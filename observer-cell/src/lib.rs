@@ -17,5 +17,5 @@ mod tracker;
 mod writer;
 
 pub use args::{ObserverArgs, RECORDING_ID_ALIAS, RECORDING_ID_VAR, accept_old_names};
-pub use recorder::{Outcome, run};
+pub use recorder::{RecordingEnd, run};
 pub use tracker::{EpochReason, Lost, MAX_IN_FLIGHT, Step, Tracker};

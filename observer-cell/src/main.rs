@@ -10,7 +10,7 @@ use colony::config::DatabaseArgs;
 use colony::exit::Exit;
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
-use observer_cell::{ObserverArgs, Outcome};
+use observer_cell::{ObserverArgs, RecordingEnd};
 
 /// An observer cell records one live channel natively from HLS into object
 /// storage, writing every segment to the ledger and heartbeating while it
@@ -61,14 +61,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let store = colony::storage::open(&cli.storage).await?;
     let stop = colony::signals::stop_token().context("installing the SIGTERM handler")?;
     match observer_cell::run(cli.observer, pool, store, stop).await? {
-        Outcome::Fenced => Err(Exit {
-            code: colony::exit::FENCED,
-            message: "fenced out: the recording was handed to a replacement cell".into(),
-        }
-        .into()),
-        Outcome::Finalized(colony::recording::RecordingState::Failed) => {
+        RecordingEnd::Fenced => Err(Exit::fenced("fenced out: the recording was handed to a replacement cell").into()),
+        RecordingEnd::NotFinalized => {
             anyhow::bail!("the recording could not be finalized; see the log above")
         }
-        Outcome::Finalized(_) | Outcome::AlreadyClosed(_) => Ok(()),
+        RecordingEnd::Finalized(_) | RecordingEnd::AlreadyClosed(_) => Ok(()),
     }
 }

@@ -28,7 +28,7 @@ use super::spool::{self, Spool};
 use super::tracker::{Lost, Step, Tracker};
 use super::writer::{Message, Writer};
 use colony::channel::{self, Channel};
-use colony::exit::Exit;
+use colony::exit::{Classify, ErrorClass};
 use colony::hls::{
     Body, Clamp, FetchPolicy, HlsClient, HlsError, HostPattern, InitRef, MediaPlaylist, ParseLimits, Retry,
     SourceSegment, VariantChoice,
@@ -36,24 +36,18 @@ use colony::hls::{
 use colony::recording::{self, LedgerError, LedgerRow, LiveWindow, MediaSource, Progress, RecordingState};
 use colony::storage::{ObjectKey, ObjectStore};
 
-/// How the cell ended.
+/// How the cell's recording ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RecordingEnd {
     /// The recording was finalized in this state.
     Finalized(RecordingState),
     /// Another cell holds the recording now; nothing more was written.
     Fenced,
     /// The recording was already closed when the cell started.
     AlreadyClosed(RecordingState),
-}
-
-impl Outcome {
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Outcome::Fenced => colony::exit::FENCED,
-            _ => colony::exit::OK,
-        }
-    }
+    /// Postgres would not take the end in time: the recording stays open,
+    /// for a replacement to continue and close.
+    NotFinalized,
 }
 
 /// What a fetch task reports back.
@@ -148,45 +142,64 @@ struct Admitted {
     db_epoch: i32,
 }
 
+/// An assignment that cannot be recorded: the launcher's configuration is
+/// wrong (exit 2), or Postgres could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    #[error("recording {0} (OBSERVER_RECORDING_ID) does not exist")]
+    NoRecording(i64),
+    #[error("recording {recording} belongs to channel {owner}, not OBSERVER_CHANNEL_ID {channel}")]
+    OtherChannel { recording: i64, owner: i64, channel: i64 },
+    #[error("lease token {ours} is newer than the recording's {current}")]
+    FutureToken { ours: i64, current: i64 },
+    #[error("channel {0} does not exist")]
+    NoChannel(i64),
+    #[error("the recording's storage prefix")]
+    BadPrefix(#[source] colony::storage::StorageError),
+    #[error("loading the assignment")]
+    Db(#[from] sqlx::Error),
+}
+
+impl Classify for AdmitError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            AdmitError::Db(_) => ErrorClass::Transient,
+            _ => ErrorClass::Config,
+        }
+    }
+}
+
 /// Check the assignment against the recording row: it must exist, belong to
 /// the channel, carry our token and still be open.
-async fn admit(args: &ObserverArgs, pool: &PgPool) -> anyhow::Result<Result<Admitted, Outcome>> {
+async fn admit(args: &ObserverArgs, pool: &PgPool) -> Result<Result<Admitted, RecordingEnd>, AdmitError> {
     let row: Option<(i64, RecordingState, i64, i32, String)> =
         sqlx::query_as("SELECT channel_id, state, lease_token, epoch, storage_prefix FROM recordings WHERE id = $1")
             .bind(args.recording_id)
             .fetch_optional(pool)
-            .await
-            .context("loading the recording")?;
+            .await?;
     let Some((channel_id, state, token, db_epoch, storage_prefix)) = row else {
-        return Err(
-            Exit::config(format!("recording {} (OBSERVER_RECORDING_ID) does not exist", args.recording_id)).into()
-        );
+        return Err(AdmitError::NoRecording(args.recording_id));
     };
     if channel_id != args.channel_id {
-        return Err(Exit::config(format!(
-            "recording {} belongs to channel {channel_id}, not OBSERVER_CHANNEL_ID {}",
-            args.recording_id, args.channel_id
-        ))
-        .into());
+        return Err(AdmitError::OtherChannel {
+            recording: args.recording_id,
+            owner: channel_id,
+            channel: args.channel_id,
+        });
     }
     if token > args.lease_token {
         warn!(current = token, ours = args.lease_token, "recording already handed to another cell");
-        return Ok(Err(Outcome::Fenced));
+        return Ok(Err(RecordingEnd::Fenced));
     }
     if token < args.lease_token {
-        return Err(
-            Exit::config(format!("lease token {} is newer than the recording's {token}", args.lease_token)).into()
-        );
+        return Err(AdmitError::FutureToken { ours: args.lease_token, current: token });
     }
     if !state.is_open() {
         info!(?state, "recording already closed; nothing to do");
-        return Ok(Err(Outcome::AlreadyClosed(state)));
+        return Ok(Err(RecordingEnd::AlreadyClosed(state)));
     }
-    let channel = channel::get(pool, channel_id)
-        .await
-        .context("loading the channel")?
-        .ok_or_else(|| Exit::config(format!("channel {channel_id} does not exist")))?;
-    let prefix = ObjectKey::parse(&storage_prefix).context("the recording's storage prefix")?;
+    let channel = channel::get(pool, channel_id).await?.ok_or(AdmitError::NoChannel(channel_id))?;
+    let prefix = ObjectKey::parse(&storage_prefix).map_err(AdmitError::BadPrefix)?;
     Ok(Ok(Admitted { channel, prefix, db_epoch }))
 }
 
@@ -276,8 +289,8 @@ pub async fn run(
     pool: PgPool,
     store: Arc<dyn ObjectStore>,
     stop: CancellationToken,
-) -> anyhow::Result<Outcome> {
-    let Admitted { channel, prefix, db_epoch } = match admit(&args, &pool).await? {
+) -> anyhow::Result<RecordingEnd> {
+    let Admitted { channel, prefix, db_epoch } = match admit(&args, &pool).await.map_err(colony::exit::classified)? {
         Ok(admitted) => admitted,
         Err(outcome) => return Ok(outcome),
     };
@@ -300,7 +313,7 @@ pub async fn run(
     .context("registering the cell")?;
     if !registered {
         warn!(cell = %args.cell_id, "this cell's row was marked dead or stopping by the mothership; not starting");
-        return Ok(Outcome::Fenced);
+        return Ok(RecordingEnd::Fenced);
     }
 
     let ledger = recording::Ledger::new(pool.clone(), args.recording_id, args.lease_token);
@@ -314,13 +327,7 @@ pub async fn run(
     let spool = Arc::new(
         Spool::open(&spool_root, args.recording_id, &prefix, max_spool)
             .await
-            .map_err(|e| match e {
-                spool::SpoolError::NotOwned { .. } | spool::SpoolError::NotADirectory(_) => {
-                    anyhow::Error::from(Exit::config(e.to_string()))
-                }
-                other => anyhow::Error::from(other),
-            })
-            .context("opening the spool")?,
+            .map_err(|e| colony::exit::classified(e).context("opening the spool"))?,
     );
     let confirmed = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
     let (db, mut fenced) = Writer::spawn(ledger, args.cell_id, confirmed.clone());
@@ -380,7 +387,7 @@ pub async fn run(
     let outcome = loop {
         tokio::select! {
             biased;
-            _ = fenced.changed() => break Outcome::Fenced,
+            _ = fenced.changed() => break RecordingEnd::Fenced,
             _ = stop.cancelled() => {
                 info!("stop requested; finalizing as interrupted");
                 let deadline = Instant::now() + Duration::from(r.args.shutdown_deadline);
@@ -435,7 +442,7 @@ pub async fn run(
         r.maybe_write_playlist();
     };
     r.stop_uploader().await;
-    if outcome == Outcome::Fenced {
+    if outcome == RecordingEnd::Fenced {
         error!(
             recording = r.args.recording_id,
             "this recording was handed to a replacement cell; exiting without another write"
@@ -797,12 +804,12 @@ impl Recorder {
         deadline: Instant,
         done_rx: &mut mpsc::UnboundedReceiver<Fetched>,
         fenced: &mut watch::Receiver<bool>,
-    ) -> Outcome {
+    ) -> RecordingEnd {
         // Queued and running fetches finish, and the spool drains, or the deadline passes.
         while !self.fetches.is_empty() || !self.queued.is_empty() || !self.spool.is_empty() {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
-                _ = fenced.changed() => return Outcome::Fenced,
+                _ = fenced.changed() => return RecordingEnd::Fenced,
                 Some(done) = done_rx.recv() => self.on_fetched(done),
                 Some(_) = self.fetches.join_next(), if !self.fetches.is_empty() => {}
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -852,13 +859,13 @@ impl Recorder {
             let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
             match tokio::time::timeout(remaining, answer).await {
                 Ok(Ok(Ok(()))) => break,
-                Ok(Ok(Err(LedgerError::Fenced { .. }))) => return Outcome::Fenced,
+                Ok(Ok(Err(LedgerError::Fenced { .. }))) => return RecordingEnd::Fenced,
                 Ok(Ok(Err(_))) if Instant::now() < deadline => tokio::time::sleep(Duration::from_secs(1)).await,
                 _ => {
                     error!(
                         "postgres did not take the final ledger rows in time; the recording stays open for a replacement"
                     );
-                    return Outcome::Finalized(RecordingState::Failed);
+                    return RecordingEnd::NotFinalized;
                 }
             }
         }
@@ -868,13 +875,13 @@ impl Recorder {
     /// Close the recording (fenced), then write its VOD playlist: only the
     /// cell that still holds the recording may write it, so a cell that was
     /// replaced never overwrites its replacement's playlist.
-    async fn publish_and_close(&mut self, state: RecordingState, deadline: Instant) -> Outcome {
+    async fn publish_and_close(&mut self, state: RecordingState, deadline: Instant) -> RecordingEnd {
         let ledger = recording::Ledger::new(self.pool.clone(), self.args.recording_id, self.args.lease_token);
         if let Some(adopter) = &self.adopter {
             match adopter.adopt_into_gaps(&ledger).await {
                 Ok(0) => {}
                 Ok(n) => info!(segments = n, "adopted segments stored after their gap was written"),
-                Err(LedgerError::Fenced { .. }) => return Outcome::Fenced,
+                Err(LedgerError::Fenced { .. }) => return RecordingEnd::Fenced,
                 Err(e) => warn!(error = %colony::error_chain(&e), "could not look for stored segments behind gap rows"),
             }
         }
@@ -885,25 +892,25 @@ impl Recorder {
             Ok(Ok(Ok((jobs, progress)))) => {
                 info!(?state, segments = progress.segments, gaps = progress.gaps, bytes = progress.bytes,
                       duration_secs = format!("{:.1}", progress.duration_secs), jobs = ?jobs, "recording finalized");
-                Outcome::Finalized(state)
+                RecordingEnd::Finalized(state)
             }
-            Ok(Ok(Err(LedgerError::Fenced { .. }))) => return Outcome::Fenced,
+            Ok(Ok(Err(LedgerError::Fenced { .. }))) => return RecordingEnd::Fenced,
             Ok(Ok(Err(e))) => {
                 error!(error = %colony::error_chain(&e), "finalizing the recording failed");
-                return Outcome::Finalized(RecordingState::Failed);
+                return RecordingEnd::NotFinalized;
             }
             _ => {
                 error!(
                     "postgres did not take the final ledger rows in time; the recording stays open for a replacement"
                 );
-                return Outcome::Finalized(RecordingState::Failed);
+                return RecordingEnd::NotFinalized;
             }
         };
         let deadline = deadline.max(Instant::now() + Duration::from_secs(30));
         loop {
             match recording::publish_vod(&ledger, self.store.as_ref(), &self.prefix).await {
                 Ok(()) => break,
-                Err(e) if Instant::now() < deadline && e.is_transient() => {
+                Err(e) if Instant::now() < deadline && e.class() == ErrorClass::Transient => {
                     warn!(error = %colony::error_chain(&e), "writing the VOD playlist failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }

@@ -51,6 +51,17 @@ pub enum SpoolError {
     NotADirectory(PathBuf),
 }
 
+/// A spool the operator pointed at the wrong place is configuration; a full
+/// or failing disk may clear.
+impl colony::exit::Classify for SpoolError {
+    fn class(&self) -> colony::exit::ErrorClass {
+        match self {
+            SpoolError::NotOwned { .. } | SpoolError::NotADirectory(_) => colony::exit::ErrorClass::Config,
+            SpoolError::Full { .. } | SpoolError::Io(..) => colony::exit::ErrorClass::Transient,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,

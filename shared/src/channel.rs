@@ -269,6 +269,24 @@ async fn run_resolver_command(program: &str, args: &[String], timeout: Duration)
         })
 }
 
+/// A resolver that is not allowed, or a template or URL that cannot work,
+/// is the operator's to fix; a resolver that fails or says nothing may do
+/// better next time.
+impl crate::exit::Classify for SourceError {
+    fn class(&self) -> crate::exit::ErrorClass {
+        use crate::exit::ErrorClass;
+        match self {
+            SourceError::BadUrl(_)
+            | SourceError::BadResolver(_)
+            | SourceError::NotAllowed { .. }
+            | SourceError::RefusedOption { .. } => ErrorClass::Config,
+            SourceError::Spawn { .. } | SourceError::Timeout { .. } | SourceError::NoUrl { .. } => {
+                ErrorClass::Transient
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

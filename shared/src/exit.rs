@@ -2,6 +2,12 @@
 //! input, 3 fenced out by a replacement, 4 a tick that carried out its plan
 //! but some actions failed, 1 anything else. And the one-line error report
 //! that goes with them.
+//!
+//! Every error type answers one question, [`Classify::class`]: is it the
+//! operator's configuration, a passing failure worth another try, a
+//! permanent one, or a sign that this process was fenced out? The mapping
+//! from that answer to an exit code is [`ErrorClass::exit_code`], and
+//! [`code_for`] is the one place that finds the answer in an error chain.
 
 use std::process::ExitCode;
 
@@ -15,38 +21,121 @@ pub const BAD_CONFIG: u8 = 2;
 pub const FENCED: u8 = 3;
 pub const ACTIONS_FAILED: u8 = 4;
 
-/// An error the binary wants to exit with a specific code.
+/// What an error means for whoever meets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The operator fixes it by changing configuration or input.
+    Config,
+    /// It may pass: a database or network away, a timeout. Worth another try.
+    Transient,
+    /// Trying again will not help (a 404, media ffmpeg cannot decode).
+    Permanent,
+    /// This process no longer holds what it was writing: a replacement does.
+    Fenced,
+}
+
+impl ErrorClass {
+    /// The one mapping from an error's class to a process's exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorClass::Config => BAD_CONFIG,
+            ErrorClass::Fenced => FENCED,
+            ErrorClass::Transient | ErrorClass::Permanent => FAILURE,
+        }
+    }
+}
+
+/// Every error type of Colony says which class it is.
+pub trait Classify {
+    fn class(&self) -> ErrorClass;
+}
+
+/// An error whose class is known, carried through `anyhow` so that
+/// [`code_for`] can find it: the boundary wraps a role's own error types
+/// with [`classified`].
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct Exit {
-    pub code: u8,
+    pub class: ErrorClass,
     pub message: String,
 }
 
 impl Exit {
+    /// A configuration or input mistake, in one line that says how to fix it.
     pub fn config(message: impl Into<String>) -> Self {
-        Self { code: BAD_CONFIG, message: message.into() }
+        Self { class: ErrorClass::Config, message: message.into() }
+    }
+
+    /// This process was fenced out: a replacement holds its work.
+    pub fn fenced(message: impl Into<String>) -> Self {
+        Self { class: ErrorClass::Fenced, message: message.into() }
     }
 }
 
-/// The exit code for an error: the first cause in the chain that knows it is
-/// a configuration problem decides.
-pub fn code_for(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if let Some(exit) = cause.downcast_ref::<Exit>() {
-            return exit.code;
-        }
-        if cause.downcast_ref::<InvalidDatabaseUrl>().is_some() {
-            return BAD_CONFIG;
-        }
-        if let Some(db) = cause.downcast_ref::<DbError>() {
-            return if db.is_configuration() { BAD_CONFIG } else { FAILURE };
-        }
-        if let Some(storage) = cause.downcast_ref::<StorageError>() {
-            return if storage.is_configuration() { BAD_CONFIG } else { FAILURE };
+impl Classify for Exit {
+    fn class(&self) -> ErrorClass {
+        self.class
+    }
+}
+
+/// An error with its class and its whole chain, as one value `anyhow`
+/// carries: how a binary hands a classified error to [`finish`].
+pub fn classified<E: Classify + std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
+    let class = e.class();
+    anyhow::Error::from(Exit { class, message: crate::error_chain(&e) })
+}
+
+impl Classify for InvalidDatabaseUrl {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Config
+    }
+}
+
+impl Classify for DbError {
+    fn class(&self) -> ErrorClass {
+        if self.is_configuration() { ErrorClass::Config } else { ErrorClass::Transient }
+    }
+}
+
+impl Classify for StorageError {
+    fn class(&self) -> ErrorClass {
+        if self.is_configuration() {
+            ErrorClass::Config
+        } else if self.is_transient() {
+            ErrorClass::Transient
+        } else {
+            ErrorClass::Permanent
         }
     }
-    FAILURE
+}
+
+/// A run that did its work but not all of it: a tick whose plan was carried
+/// out while some actions failed (exit 4).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PartlyFailed(pub String);
+
+/// The class of one cause, for the types the shared crate knows.
+fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
+    if let Some(e) = cause.downcast_ref::<Exit>() {
+        return Some(e.class());
+    }
+    if let Some(e) = cause.downcast_ref::<InvalidDatabaseUrl>() {
+        return Some(e.class());
+    }
+    if let Some(e) = cause.downcast_ref::<DbError>() {
+        return Some(e.class());
+    }
+    cause.downcast_ref::<StorageError>().map(Classify::class)
+}
+
+/// The exit code for an error: the first cause in the chain whose class is
+/// known decides; anything else is a failure (1).
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<PartlyFailed>().is_some() {
+        return ACTIONS_FAILED;
+    }
+    err.chain().find_map(class_of).map_or(FAILURE, ErrorClass::exit_code)
 }
 
 /// Print `program: error: what happened: why` on one line and pick the code.

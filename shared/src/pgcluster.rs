@@ -144,3 +144,12 @@ pub async fn run(what: &str, cmd: Command) -> Result<(), ClusterError> {
 pub fn run_blocking(what: &str, mut cmd: Command) -> Result<(), ClusterError> {
     checked(what, cmd.output())
 }
+
+impl crate::exit::Classify for ClusterError {
+    fn class(&self) -> crate::exit::ErrorClass {
+        match self {
+            ClusterError::NotInstalled => crate::exit::ErrorClass::Config,
+            ClusterError::Spawn { .. } | ClusterError::Failed { .. } => crate::exit::ErrorClass::Permanent,
+        }
+    }
+}

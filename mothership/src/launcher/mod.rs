@@ -137,3 +137,14 @@ pub fn parse_env_pair(raw: &str) -> Result<(String, String), String> {
             .into()),
     }
 }
+
+/// A launcher refused by its configuration is the operator's to fix; a
+/// backend that failed may answer next time.
+impl colony::exit::Classify for LaunchError {
+    fn class(&self) -> colony::exit::ErrorClass {
+        match self {
+            LaunchError::Refused(_) => colony::exit::ErrorClass::Config,
+            LaunchError::Backend { .. } => colony::exit::ErrorClass::Transient,
+        }
+    }
+}

@@ -407,3 +407,10 @@ impl<'a> Sink<'a> {
         }
     }
 }
+
+/// Gone, refused and too large are final at once; the rest may pass.
+impl crate::exit::Classify for HlsError {
+    fn class(&self) -> crate::exit::ErrorClass {
+        if self.is_final() { crate::exit::ErrorClass::Permanent } else { crate::exit::ErrorClass::Transient }
+    }
+}

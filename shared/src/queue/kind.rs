@@ -206,6 +206,19 @@ impl JobArgs {
     }
 }
 
+impl crate::exit::Classify for UnknownKind {
+    fn class(&self) -> crate::exit::ErrorClass {
+        crate::exit::ErrorClass::Config
+    }
+}
+
+/// A job row whose arguments do not fit will never run: permanent.
+impl crate::exit::Classify for ArgsError {
+    fn class(&self) -> crate::exit::ErrorClass {
+        crate::exit::ErrorClass::Permanent
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -196,7 +196,7 @@ pub enum QueueError {
     LostLease { id: i64, attempt: i32 },
     #[error("job {id} was cancelled")]
     Cancelled { id: i64 },
-    #[error("job {0} not found")]
+    #[error("there is no job {0}")]
     NotFound(i64),
     #[error("job {id} is {state:?}; only dead or cancelled jobs can be retried")]
     NotRetryable { id: i64, state: JobState },
@@ -587,4 +587,15 @@ impl Queue {
 async fn notify(pool: &PgPool) -> Result<(), QueueError> {
     sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(pool).await?;
     Ok(())
+}
+
+impl crate::exit::Classify for QueueError {
+    fn class(&self) -> crate::exit::ErrorClass {
+        use crate::exit::ErrorClass;
+        match self {
+            QueueError::LostLease { .. } | QueueError::Cancelled { .. } => ErrorClass::Fenced,
+            QueueError::NotFound(_) | QueueError::NotRetryable { .. } => ErrorClass::Config,
+            QueueError::Db(_) | QueueError::NoAnswer(_) => ErrorClass::Transient,
+        }
+    }
 }

@@ -393,3 +393,14 @@ pub async fn fix_segment(
     let done = q.bind(fence.job_id).bind(fence.generation).execute(pool).await?;
     Ok(done.rows_affected() > 0)
 }
+
+impl crate::exit::Classify for LedgerError {
+    fn class(&self) -> crate::exit::ErrorClass {
+        use crate::exit::ErrorClass;
+        match self {
+            LedgerError::Fenced { .. } => ErrorClass::Fenced,
+            LedgerError::Refused(_) => ErrorClass::Permanent,
+            LedgerError::Db(_) | LedgerError::TimedOut(_) => ErrorClass::Transient,
+        }
+    }
+}

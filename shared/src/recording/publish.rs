@@ -21,12 +21,13 @@ pub enum PublishError {
     Storage(#[from] StorageError),
 }
 
-impl PublishError {
-    /// Storage or Postgres away for a moment: worth another try.
-    pub fn is_transient(&self) -> bool {
+/// Storage or Postgres away for a moment is worth another try; storage
+/// that refuses for good is not.
+impl crate::exit::Classify for PublishError {
+    fn class(&self) -> crate::exit::ErrorClass {
         match self {
-            PublishError::Storage(e) => e.is_transient(),
-            _ => true,
+            PublishError::Storage(e) => e.class(),
+            PublishError::Db(_) | PublishError::Io(_) => crate::exit::ErrorClass::Transient,
         }
     }
 }
