@@ -63,10 +63,10 @@ pub async fn run(ctx: &Ctx, job: &Job, args: &VodDownloadArgs, progress: &Progre
     // The last try, or one that can never succeed: the recording says so.
     let last = matches!(result, Err(JobError::Permanent(_)))
         || (matches!(result, Err(JobError::Transient(_))) && job.attempt >= job.max_attempts);
-    if let (true, Err(e)) = (last, &result) {
-        if let Err(db) = recording::rows::fail(pool, recording_id, token, &e.to_string()).await {
-            warn!(recording = recording_id, error = %db, "could not mark the recording failed");
-        }
+    if let (true, Err(e)) = (last, &result)
+        && let Err(db) = recording::rows::fail(pool, recording_id, token, &e.to_string()).await
+    {
+        warn!(recording = recording_id, error = %db, "could not mark the recording failed");
     }
     result
 }

@@ -75,10 +75,23 @@ enum Fetched {
     },
 }
 
-#[derive(Debug, Clone, Copy)]
+/// The whole state machine of a recording cell: recording the live
+/// source, or standing by after it went offline until `until`. Whether it
+/// ends (finalized, fenced, stopped) is the loop's return value, not a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Live,
     Standby { until: Instant },
+}
+
+impl Phase {
+    /// The recording's state as Postgres shows it in this phase.
+    fn recording_state(self) -> RecordingState {
+        match self {
+            Phase::Live => RecordingState::Recording,
+            Phase::Standby { .. } => RecordingState::Standby,
+        }
+    }
 }
 
 /// Where the live playlist stands.
@@ -124,7 +137,7 @@ struct Recorder {
     /// less when the segments are shorter.
     cadence: Duration,
     playlist: LivePlaylist,
-    state: RecordingState,
+    phase: Phase,
     /// For a replacement: adopts what an earlier cell stored before any gap
     /// is written, and again at finalize.
     adopter: Option<Adopter>,
@@ -290,10 +303,41 @@ pub async fn run(
     store: Arc<dyn ObjectStore>,
     stop: CancellationToken,
 ) -> anyhow::Result<RecordingEnd> {
-    let Admitted { channel, prefix, db_epoch } = match admit(&args, &pool).await.map_err(colony::exit::classified)? {
+    let admitted = match admit(&args, &pool).await.map_err(colony::exit::classified)? {
         Ok(admitted) => admitted,
-        Err(outcome) => return Ok(outcome),
+        Err(end) => return Ok(end),
     };
+    let Some(started) = start(args, pool, store, admitted).await? else {
+        return Ok(RecordingEnd::Fenced);
+    };
+    let Started { mut recorder, mut done_rx, mut fenced } = started;
+    let end = recorder.record_until_end(&mut done_rx, &mut fenced, &stop).await;
+    recorder.stop_uploader().await;
+    if end == RecordingEnd::Fenced {
+        error!(
+            recording = recorder.args.recording_id,
+            "this recording was handed to a replacement cell; exiting without another write"
+        );
+    }
+    Ok(end)
+}
+
+/// A recorder ready to record, with the channels its tasks report on.
+struct Started {
+    recorder: Recorder,
+    done_rx: mpsc::UnboundedReceiver<Fetched>,
+    fenced: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Register the cell, pick up what the ledger holds, open the spool and
+/// start the writer and the uploader. None when the mothership already
+/// buried this cell's row: it must not run.
+async fn start(
+    args: ObserverArgs,
+    pool: PgPool,
+    store: Arc<dyn ObjectStore>,
+    Admitted { channel, prefix, db_epoch }: Admitted,
+) -> anyhow::Result<Option<Started>> {
     let variant = match &args.variant {
         Some(v) => v.clone(),
         None => channel.variant.parse().unwrap_or(VariantChoice::Best),
@@ -313,7 +357,7 @@ pub async fn run(
     .context("registering the cell")?;
     if !registered {
         warn!(cell = %args.cell_id, "this cell's row was marked dead or stopping by the mothership; not starting");
-        return Ok(RecordingEnd::Fenced);
+        return Ok(None);
     }
 
     let ledger = recording::Ledger::new(pool.clone(), args.recording_id, args.lease_token);
@@ -330,8 +374,8 @@ pub async fn run(
             .map_err(|e| colony::exit::classified(e).context("opening the spool"))?,
     );
     let confirmed = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
-    let (db, mut fenced) = Writer::spawn(ledger, args.cell_id, confirmed.clone());
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let (db, fenced) = Writer::spawn(ledger, args.cell_id, confirmed.clone());
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
     let uploader_stop = CancellationToken::new();
     let uploader = tokio::spawn(upload_spooled(spool.clone(), store.clone(), done_tx.clone(), uploader_stop.clone()));
 
@@ -354,7 +398,7 @@ pub async fn run(
         last_loaded: None,
         cadence: Duration::from_secs(2),
         playlist: LivePlaylist::default(),
-        state: RecordingState::Recording,
+        phase: Phase::Live,
         adopter: (resumed.rows > 0).then(|| Adopter {
             store: store.clone(),
             prefix: prefix.clone(),
@@ -379,76 +423,15 @@ pub async fn run(
         r.settle_gap(resumed.epoch, hole.clone(), Lost::LeftWindow, r.cadence.as_secs_f64()).await;
     }
     info!(channel = %r.args.channel_login, name = %r.args.channel_name, recording = r.args.recording_id, "observer started");
+    Ok(Some(Started { recorder: r, done_rx, fenced }))
+}
 
-    let mut phase = Phase::Live;
-    let mut next_reload = Instant::now();
-    let mut heartbeat = tokio::time::interval(r.args.heartbeat.into());
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let outcome = loop {
-        tokio::select! {
-            biased;
-            _ = fenced.changed() => break RecordingEnd::Fenced,
-            _ = stop.cancelled() => {
-                info!("stop requested; finalizing as interrupted");
-                let deadline = Instant::now() + Duration::from(r.args.shutdown_deadline);
-                break r.finalize(RecordingState::Interrupted, deadline, &mut done_rx, &mut fenced).await;
-            }
-            Some(done) = done_rx.recv() => {
-                r.on_fetched(done);
-                r.pump().await;
-            }
-            _ = heartbeat.tick() => r.heartbeat(),
-            _ = tokio::time::sleep_until(next_reload) => {
-                let started = Instant::now();
-                match phase {
-                    Phase::Live => {
-                        let (wait, offline) = r.reload().await;
-                        next_reload = started + wait;
-                        if let Some(reason) = offline {
-                            let until = Instant::now() + Duration::from(r.args.standby);
-                            info!(%reason, standby = %r.args.standby, "source offline; standing by");
-                            r.state = RecordingState::Standby;
-                            r.heartbeat();
-                            phase = Phase::Standby { until };
-                        }
-                    }
-                    Phase::Standby { until } => {
-                        if let Some(playlist) = r.probe().await {
-                            if r.tracker.continues(&playlist) {
-                                info!(epoch = r.tracker.epoch(), "source is back inside the standby window and continues where it left off");
-                            } else {
-                                r.close_epoch(false);
-                                let epoch = r.tracker.next_epoch();
-                                r.new_epoch();
-                                info!(epoch, "source is back inside the standby window; continuing the recording as a new epoch");
-                            }
-                            r.state = RecordingState::Recording;
-                            r.last_new_segment = Instant::now();
-                            r.last_loaded = None;
-                            r.heartbeat();
-                            phase = Phase::Live;
-                            next_reload = Instant::now();
-                        } else if Instant::now() >= until {
-                            info!("standby window passed; finalizing");
-                            let deadline = Instant::now() + Duration::from(r.args.finalize_deadline);
-                            break r.finalize(RecordingState::Complete, deadline, &mut done_rx, &mut fenced).await;
-                        } else {
-                            next_reload = started + r.cadence.max(Duration::from_secs(1)).min(until - Instant::now());
-                        }
-                    }
-                }
-            }
-        }
-        r.maybe_write_playlist();
-    };
-    r.stop_uploader().await;
-    if outcome == RecordingEnd::Fenced {
-        error!(
-            recording = r.args.recording_id,
-            "this recording was handed to a replacement cell; exiting without another write"
-        );
-    }
-    Ok(outcome)
+/// What the loop does next after a playlist load or a standby probe.
+enum Next {
+    /// Load (or probe) again at this instant.
+    ReloadAt(Instant),
+    /// The standby window passed: finalize as complete.
+    Finish,
 }
 
 fn digest(body: &[u8]) -> u64 {
@@ -458,6 +441,91 @@ fn digest(body: &[u8]) -> u64 {
 }
 
 impl Recorder {
+    /// The loop: reload on the playlist's cadence in the current [`Phase`],
+    /// take fetch reports, heartbeat, until the recording ends.
+    async fn record_until_end(
+        &mut self,
+        done_rx: &mut mpsc::UnboundedReceiver<Fetched>,
+        fenced: &mut tokio::sync::watch::Receiver<bool>,
+        stop: &CancellationToken,
+    ) -> RecordingEnd {
+        let mut next_reload = Instant::now();
+        let mut heartbeat = tokio::time::interval(self.args.heartbeat.into());
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = fenced.changed() => return RecordingEnd::Fenced,
+                _ = stop.cancelled() => {
+                    info!("stop requested; finalizing as interrupted");
+                    let deadline = Instant::now() + Duration::from(self.args.shutdown_deadline);
+                    return self.finalize(RecordingState::Interrupted, deadline, done_rx, fenced).await;
+                }
+                Some(done) = done_rx.recv() => {
+                    self.on_fetched(done);
+                    self.pump().await;
+                }
+                _ = heartbeat.tick() => self.heartbeat(),
+                _ = tokio::time::sleep_until(next_reload) => {
+                    let next = match self.phase {
+                        Phase::Live => self.live_step().await,
+                        Phase::Standby { until } => self.standby_step(until).await,
+                    };
+                    match next {
+                        Next::ReloadAt(at) => next_reload = at,
+                        Next::Finish => {
+                            info!("standby window passed; finalizing");
+                            let deadline = Instant::now() + Duration::from(self.args.finalize_deadline);
+                            return self.finalize(RecordingState::Complete, deadline, done_rx, fenced).await;
+                        }
+                    }
+                }
+            }
+            self.maybe_write_playlist();
+        }
+    }
+
+    /// Live: load the playlist; an offline source starts the standby window.
+    async fn live_step(&mut self) -> Next {
+        let started = Instant::now();
+        let (wait, offline) = self.reload().await;
+        if let Some(reason) = offline {
+            let until = Instant::now() + Duration::from(self.args.standby);
+            info!(%reason, standby = %self.args.standby, "source offline; standing by");
+            self.phase = Phase::Standby { until };
+            self.heartbeat();
+        }
+        Next::ReloadAt(started + wait)
+    }
+
+    /// Standby: probe the source; back inside the window continues the
+    /// recording (the same epoch if it carries on, a new one if not).
+    async fn standby_step(&mut self, until: Instant) -> Next {
+        let started = Instant::now();
+        let Some(playlist) = self.probe().await else {
+            if Instant::now() >= until {
+                return Next::Finish;
+            }
+            return Next::ReloadAt(started + self.cadence.max(Duration::from_secs(1)).min(until - Instant::now()));
+        };
+        if self.tracker.continues(&playlist) {
+            info!(
+                epoch = self.tracker.epoch(),
+                "source is back inside the standby window and continues where it left off"
+            );
+        } else {
+            self.close_epoch(false);
+            let epoch = self.tracker.next_epoch();
+            self.new_epoch();
+            info!(epoch, "source is back inside the standby window; continuing the recording as a new epoch");
+        }
+        self.phase = Phase::Live;
+        self.last_new_segment = Instant::now();
+        self.last_loaded = None;
+        self.heartbeat();
+        Next::ReloadAt(Instant::now())
+    }
+
     /// Load the playlist once. Returns how long to wait before the next load
     /// and, if the source is now offline, why.
     async fn reload(&mut self) -> (Duration, Option<String>) {
@@ -756,7 +824,7 @@ impl Recorder {
     }
 
     fn heartbeat(&self) {
-        let _ = self.db.send(Message::Heartbeat(self.progress(), self.state));
+        let _ = self.db.send(Message::Heartbeat(self.progress(), self.phase.recording_state()));
     }
 
     /// Rewrite the live playlist at most once a second, one write at a time,
