@@ -243,6 +243,23 @@ fn plan_observers(
     plan: &mut Plan,
     dead_marked: &mut HashSet<Uuid>,
 ) {
+    let by_channel = observers_by_channel(observed, health_of, plan, dead_marked);
+    let wanted = judge_channels(observed, by_channel, health_of, plan, dead_marked);
+    plan.report.observers_healthy = wanted.healthy;
+    let mut budget = policy.max_observers.saturating_sub(wanted.healthy);
+    schedule_replacements(wanted.replacements, policy, now, &mut budget, plan, dead_marked);
+    schedule_starts(wanted.starts, policy, now, &mut budget, plan);
+}
+
+/// The observers that belong to a configured channel, by channel. The
+/// others (their channel removed, or stopping and unhealthy) are stopped or
+/// buried here.
+fn observers_by_channel<'a>(
+    observed: &'a Observed,
+    health_of: &dyn Fn(&CellView) -> Health,
+    plan: &mut Plan,
+    dead_marked: &mut HashSet<Uuid>,
+) -> HashMap<i64, Vec<&'a CellView>> {
     let mut by_channel: HashMap<i64, Vec<&CellView>> = HashMap::new();
     for cell in observed.cells.iter().filter(|c| c.kind == CellKind::Observer) {
         match (cell.channel_id, cell.state) {
@@ -257,11 +274,31 @@ fn plan_observers(
             _ => stop_or_bury(plan, dead_marked, cell, health_of(cell), "its channel was removed".into()),
         }
     }
+    by_channel
+}
 
-    let mut healthy_total = 0u32;
-    // Replacements continue recordings already under way, so they come before new starts.
-    let mut replacements: Vec<(&ChannelView, &CellView, String)> = Vec::new();
-    let mut starts: Vec<(&ChannelView, String)> = Vec::new();
+/// What the channels want after each one's cells were judged.
+struct Wanted<'a> {
+    /// Channels with a healthy observer.
+    healthy: u32,
+    /// Dead observers to replace (the replacement continues the same
+    /// recording), each with why; they come before new starts.
+    replacements: Vec<(&'a ChannelView, &'a CellView, String)>,
+    /// Channels to start an observer for, each with why.
+    starts: Vec<(&'a ChannelView, String)>,
+}
+
+/// Judge each channel's observers once: keep the newest healthy one and
+/// stop the extras, bury the unhealthy, and say which channels want a
+/// replacement or a start. Channels that went live first come first.
+fn judge_channels<'a>(
+    observed: &'a Observed,
+    mut by_channel: HashMap<i64, Vec<&'a CellView>>,
+    health_of: &dyn Fn(&CellView) -> Health,
+    plan: &mut Plan,
+    dead_marked: &mut HashSet<Uuid>,
+) -> Wanted<'a> {
+    let mut wanted = Wanted { healthy: 0, replacements: Vec::new(), starts: Vec::new() };
     let mut channels: Vec<&ChannelView> = observed.channels.iter().collect();
     channels.sort_by_key(|c| (c.live_since.is_none(), c.live_since, c.id));
     for channel in channels {
@@ -291,7 +328,7 @@ fn plan_observers(
             }
         }
         if let Some((keep, extra)) = healthy.split_first() {
-            healthy_total += 1;
+            wanted.healthy += 1;
             for cell in extra {
                 plan.report.observers_to_stop += 1;
                 plan.actions.push(Planned {
@@ -304,19 +341,19 @@ fn plan_observers(
             }
             continue;
         }
-        let wanted = channel.live || channel.open_recording.is_some();
+        let recording_wanted = channel.live || channel.open_recording.is_some();
         let mut unhealthy = unhealthy.into_iter();
         match unhealthy.next() {
-            Some((newest, why)) if wanted => replacements.push((channel, newest, why)),
+            Some((newest, why)) if recording_wanted => wanted.replacements.push((channel, newest, why)),
             Some((newest, why)) => {
                 mark_dead(plan, dead_marked, newest, format!("{why}; channel {} is offline", channel.login));
             }
             None if channel.live => {
-                starts.push((channel, format!("channel {} is live with no observer", channel.login)))
+                wanted.starts.push((channel, format!("channel {} is live with no observer", channel.login)))
             }
             None => {
                 if let Some(recording) = channel.open_recording {
-                    starts.push((
+                    wanted.starts.push((
                         channel,
                         format!(
                             "recording {recording} of channel {} was left open by a dead cell; an observer will finish it",
@@ -330,9 +367,19 @@ fn plan_observers(
             mark_dead(plan, dead_marked, cell, format!("{why}; superseded"));
         }
     }
-    plan.report.observers_healthy = healthy_total;
+    wanted
+}
 
-    let mut budget = policy.max_observers.saturating_sub(healthy_total);
+/// Replace dead observers while the observer budget lasts and the
+/// channel's start backoff allows; the dead cell is buried either way.
+fn schedule_replacements(
+    replacements: Vec<(&ChannelView, &CellView, String)>,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    budget: &mut u32,
+    plan: &mut Plan,
+    dead_marked: &mut HashSet<Uuid>,
+) {
     for (channel, old, why) in replacements {
         if let Some(wait) = backing_off(channel.start_failures, channel.start_retry_at, now) {
             // The dead cell is buried now; the channel gets its observer when the backoff ends.
@@ -340,14 +387,14 @@ fn plan_observers(
             plan.report.skipped.push(Skipped { subject: format!("channel {}", channel.login), reason: wait });
             continue;
         }
-        if budget == 0 {
+        if *budget == 0 {
             plan.report.skipped.push(Skipped {
                 subject: format!("channel {}", channel.login),
                 reason: format!("replacement waits: max observers ({}) reached", policy.max_observers),
             });
             continue;
         }
-        budget -= 1;
+        *budget -= 1;
         dead_marked.insert(old.id);
         plan.report.observers_to_replace += 1;
         plan.actions.push(Planned {
@@ -361,19 +408,30 @@ fn plan_observers(
             reason: format!("observer {} {why}; the replacement continues the same recording", old.id),
         });
     }
+}
+
+/// Start observers for the channels that want one, while the budget lasts
+/// and each channel's start backoff allows.
+fn schedule_starts(
+    starts: Vec<(&ChannelView, String)>,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    budget: &mut u32,
+    plan: &mut Plan,
+) {
     for (channel, reason) in starts {
         if let Some(wait) = backing_off(channel.start_failures, channel.start_retry_at, now) {
             plan.report.skipped.push(Skipped { subject: format!("channel {}", channel.login), reason: wait });
             continue;
         }
-        if budget == 0 {
+        if *budget == 0 {
             plan.report.skipped.push(Skipped {
                 subject: format!("channel {}", channel.login),
                 reason: format!("not started: max observers ({}) reached", policy.max_observers),
             });
             continue;
         }
-        budget -= 1;
+        *budget -= 1;
         plan.report.observers_to_start += 1;
         plan.actions.push(Planned {
             action: Action::StartObserver {
