@@ -21,7 +21,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::{Ctx, JobError, ProgressSink};
-use colony::hls::{FetchPolicy, HlsError, InitRef, Retry, VariantChoice};
+use colony::hls::{FetchPolicy, HlsError, InitRef, MediaPlaylist, Retry, SourceSegment, VariantChoice};
 use colony::queue::{Job, VodDownloadArgs};
 use colony::recording::{self, Ledger, LedgerError, LedgerRow, MediaSource, OpenedVod, RecordingState};
 use colony::storage::ObjectKey;
@@ -85,6 +85,82 @@ async fn channel_of(pool: &sqlx::PgPool, args: &VodDownloadArgs) -> Result<i64, 
     }
 }
 
+/// The VOD's media playlist: through the resolver when the job names one, a
+/// master resolved to its best variant, and it must have ended. Its
+/// variants and segments come from its own host or the channel's allowed hosts.
+async fn open_playlist(
+    ctx: &Ctx,
+    args: &VodDownloadArgs,
+    url: &url::Url,
+    channel_id: i64,
+) -> Result<(MediaPlaylist, FetchPolicy), JobError> {
+    let hls_url = match args.resolver.as_deref() {
+        Some(resolver) => ctx
+            .args
+            .resolvers
+            .run(resolver, url.as_str(), Duration::from_secs(120))
+            .await
+            .map_err(JobError::classified)?,
+        None => url.clone(),
+    };
+    let allowed = colony::channel::allowed_hosts(ctx.queue.pool(), channel_id).await.map_err(JobError::transient)?;
+    let policy = FetchPolicy::for_source(&hls_url, &allowed);
+    let (_, playlist, _) = ctx.hls.open(&hls_url, &VariantChoice::Best, &policy).await.map_err(hls_error)?;
+    if !playlist.ended {
+        return Err(JobError::permanent("the URL is a live stream (no EXT-X-ENDLIST); observers record live channels"));
+    }
+    Ok((playlist, policy))
+}
+
+/// Init sections (fMP4) first, once each; their keys by reference.
+async fn store_inits(
+    ctx: &Ctx,
+    playlist: &MediaPlaylist,
+    prefix: &ObjectKey,
+    policy: &FetchPolicy,
+) -> Result<HashMap<InitRef, String>, JobError> {
+    let mut inits: HashMap<InitRef, String> = HashMap::new();
+    for init in playlist.segments.iter().filter_map(|s| s.init.clone()) {
+        if inits.contains_key(&init) {
+            continue;
+        }
+        let key = recording::init_key(prefix, 0, inits.len()).map_err(JobError::permanent)?;
+        let body = ctx.hls.init_section(&init.uri, init.byte_range, policy).await.map_err(hls_error)?;
+        ctx.store.put(&key, body).await.map_err(JobError::transient)?;
+        inits.insert(init, key.to_string());
+    }
+    Ok(inits)
+}
+
+/// One segment into storage, as its ledger row: stored, or an explicit gap
+/// when the source can never give it.
+async fn fetch_segment(
+    ctx: &Ctx,
+    segment: &SourceSegment,
+    prefix: &ObjectKey,
+    inits: &HashMap<InitRef, String>,
+    policy: &FetchPolicy,
+    spill: &std::path::Path,
+    bytes: &AtomicU64,
+) -> Result<LedgerRow, JobError> {
+    let seq = segment.sequence;
+    let retry = Retry { attempts: 3, backoff: Duration::from_millis(500) };
+    match ctx.hls.segment(&segment.uri, segment.byte_range, segment.duration, policy, spill, retry).await {
+        Ok(body) => {
+            let key = recording::segment_key(prefix, 0, seq, segment.extension()).map_err(JobError::permanent)?;
+            body.upload(ctx.store.as_ref(), &key).await.map_err(JobError::transient)?;
+            bytes.fetch_add(body.len(), Ordering::Relaxed);
+            let init_key = segment.init.as_ref().and_then(|i| inits.get(i).cloned());
+            Ok(LedgerRow::stored(0, segment, &key, init_key, body.len(), MediaSource::Vod))
+        }
+        Err(e) if e.is_final() => {
+            warn!(seq, error = %e, "segment cannot be fetched from the source; recording an explicit gap");
+            Ok(LedgerRow::gap(0, seq, 1, segment.duration, MediaSource::Vod).because(colony::error_chain(&e)))
+        }
+        Err(e) => Err(hls_error(e)),
+    }
+}
+
 /// Fetch the VOD into `ledger`'s recording, and publish and close it.
 #[allow(clippy::too_many_arguments)]
 async fn download(
@@ -96,51 +172,19 @@ async fn download(
     prefix: &ObjectKey,
     ledger: &Ledger,
 ) -> Result<(), JobError> {
-    let pool = ctx.queue.pool();
     let recording_id = ledger.recording_id();
-
-    // The playlist: a master resolves to its best variant; it must be a VOD.
-    let hls_url = match args.resolver.as_deref() {
-        Some(resolver) => ctx
-            .args
-            .resolvers
-            .run(resolver, url.as_str(), Duration::from_secs(120))
-            .await
-            .map_err(JobError::classified)?,
-        None => url.clone(),
-    };
-    // The VOD's variants and segments come from its own host or the channel's allowed hosts.
-    let allowed = colony::channel::allowed_hosts(pool, channel_id).await.map_err(JobError::transient)?;
-    let policy = FetchPolicy::for_source(&hls_url, &allowed);
-    let (_, playlist, _) = ctx.hls.open(&hls_url, &VariantChoice::Best, &policy).await.map_err(hls_error)?;
-    if !playlist.ended {
-        return Err(JobError::Permanent(
-            "the URL is a live stream (no EXT-X-ENDLIST); observers record live channels".into(),
-        ));
-    }
+    let (playlist, policy) = open_playlist(ctx, args, url, channel_id).await?;
     let existing = ledger.rows().await.map_err(ledger_error)?;
     let have: BTreeSet<i64> = existing.iter().map(|r| r.media_sequence).collect();
     let todo: Vec<_> = playlist.segments.iter().filter(|s| !have.contains(&(s.sequence as i64))).cloned().collect();
     let total = playlist.segments.len() as u64;
     info!(recording = recording_id, total, already = have.len(), "downloading VOD");
 
-    // Init sections (fMP4) first, once each.
-    let mut inits: HashMap<InitRef, String> = HashMap::new();
-    for init in playlist.segments.iter().filter_map(|s| s.init.clone()) {
-        if inits.contains_key(&init) {
-            continue;
-        }
-        let key = recording::init_key(prefix, 0, inits.len()).map_err(JobError::permanent)?;
-        let body = ctx.hls.init_section(&init.uri, init.byte_range, &policy).await.map_err(hls_error)?;
-        ctx.store.put(&key, body).await.map_err(JobError::transient)?;
-        inits.insert(init, key.to_string());
-    }
-
+    let inits = store_inits(ctx, &playlist, prefix, &policy).await?;
     let done = Arc::new(AtomicU64::new(have.len() as u64));
     let bytes = Arc::new(AtomicU64::new(existing.iter().map(|r| r.bytes as u64).sum()));
     let inits = Arc::new(inits);
     let spill = tempfile::Builder::new().prefix("colony-download-").tempdir().map_err(JobError::transient)?;
-    let retry = Retry { attempts: 3, backoff: Duration::from_millis(500) };
     futures::stream::iter(todo)
         .map(|segment| {
             let (ctx, ledger, prefix, inits, done, bytes, policy, spill) = (
@@ -154,24 +198,7 @@ async fn download(
                 spill.path().to_owned(),
             );
             async move {
-                let seq = segment.sequence;
-                let body =
-                    ctx.hls.segment(&segment.uri, segment.byte_range, segment.duration, &policy, &spill, retry).await;
-                let row = match body {
-                    Ok(body) => {
-                        let key = recording::segment_key(&prefix, 0, seq, segment.extension())
-                            .map_err(JobError::permanent)?;
-                        body.upload(ctx.store.as_ref(), &key).await.map_err(JobError::transient)?;
-                        bytes.fetch_add(body.len(), Ordering::Relaxed);
-                        let init_key = segment.init.as_ref().and_then(|i| inits.get(i).cloned());
-                        LedgerRow::stored(0, &segment, &key, init_key, body.len(), MediaSource::Vod)
-                    }
-                    Err(e) if e.is_final() => {
-                        warn!(seq, error = %e, "segment cannot be fetched from the source; recording an explicit gap");
-                        LedgerRow::gap(0, seq, 1, segment.duration, MediaSource::Vod).because(colony::error_chain(&e))
-                    }
-                    Err(e) => return Err(hls_error(e)),
-                };
+                let row = fetch_segment(&ctx, &segment, &prefix, &inits, &policy, &spill, &bytes).await?;
                 ledger.insert(&row).await.map_err(ledger_error)?;
                 done.fetch_add(1, Ordering::Relaxed);
                 Ok::<(), JobError>(())
