@@ -381,20 +381,15 @@ fn schedule_replacements(
     dead_marked: &mut HashSet<Uuid>,
 ) {
     for (channel, old, why) in replacements {
-        if let Some(wait) = backing_off(channel.start_failures, channel.start_retry_at, now) {
-            // The dead cell is buried now; the channel gets its observer when the backoff ends.
-            mark_dead(plan, dead_marked, old, format!("{why}; its replacement waits"));
-            plan.report.skipped.push(Skipped { subject: format!("channel {}", channel.login), reason: wait });
-            continue;
+        match may_start(channel, policy, now, budget, plan, "replacement waits") {
+            Admission::Go => {}
+            Admission::BackingOff => {
+                // The dead cell is buried now; the channel gets its observer when the backoff ends.
+                mark_dead(plan, dead_marked, old, format!("{why}; its replacement waits"));
+                continue;
+            }
+            Admission::NoBudget => continue,
         }
-        if *budget == 0 {
-            plan.report.skipped.push(Skipped {
-                subject: format!("channel {}", channel.login),
-                reason: format!("replacement waits: max observers ({}) reached", policy.max_observers),
-            });
-            continue;
-        }
-        *budget -= 1;
         dead_marked.insert(old.id);
         plan.report.observers_to_replace += 1;
         plan.actions.push(Planned {
@@ -410,6 +405,41 @@ fn schedule_replacements(
     }
 }
 
+/// Whether a channel may get an observer now.
+#[derive(Debug, PartialEq, Eq)]
+enum Admission {
+    /// Yes: one unit of the observer budget is taken.
+    Go,
+    /// Its last starts failed; the backoff has not run out.
+    BackingOff,
+    /// `--max-observers` are running or planned.
+    NoBudget,
+}
+
+/// Check a channel's start backoff and the observer budget, saying in the
+/// report why a channel waits (`waits` begins the budget reason).
+fn may_start(
+    channel: &ChannelView,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    budget: &mut u32,
+    plan: &mut Plan,
+    waits: &str,
+) -> Admission {
+    let subject = format!("channel {}", channel.login);
+    if let Some(wait) = backing_off(channel.start_failures, channel.start_retry_at, now) {
+        plan.report.skipped.push(Skipped { subject, reason: wait });
+        return Admission::BackingOff;
+    }
+    if *budget == 0 {
+        let reason = format!("{waits}: max observers ({}) reached", policy.max_observers);
+        plan.report.skipped.push(Skipped { subject, reason });
+        return Admission::NoBudget;
+    }
+    *budget -= 1;
+    Admission::Go
+}
+
 /// Start observers for the channels that want one, while the budget lasts
 /// and each channel's start backoff allows.
 fn schedule_starts(
@@ -420,18 +450,9 @@ fn schedule_starts(
     plan: &mut Plan,
 ) {
     for (channel, reason) in starts {
-        if let Some(wait) = backing_off(channel.start_failures, channel.start_retry_at, now) {
-            plan.report.skipped.push(Skipped { subject: format!("channel {}", channel.login), reason: wait });
+        if may_start(channel, policy, now, budget, plan, "not started") != Admission::Go {
             continue;
         }
-        if *budget == 0 {
-            plan.report.skipped.push(Skipped {
-                subject: format!("channel {}", channel.login),
-                reason: format!("not started: max observers ({}) reached", policy.max_observers),
-            });
-            continue;
-        }
-        *budget -= 1;
         plan.report.observers_to_start += 1;
         plan.actions.push(Planned {
             action: Action::StartObserver {
