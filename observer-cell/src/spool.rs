@@ -313,23 +313,10 @@ mod tests {
     use super::*;
     use colony::recording::MediaSource;
 
+    /// A row naming `key` as it is, even a key storage would refuse.
     fn row(key: &str) -> LedgerRow {
-        LedgerRow {
-            epoch: 0,
-            media_sequence: 1,
-            duration_secs: 2.0,
-            bytes: 5,
-            object_key: Some(key.into()),
-            init_key: None,
-            program_date_time: None,
-            source: MediaSource::Live,
-            is_gap: false,
-            gap_count: 0,
-            is_ad: false,
-            discontinuity: false,
-            gap_reason: None,
-            warning: None,
-        }
+        let any = colony::storage::ObjectKey::parse("any").unwrap();
+        LedgerRow { object_key: Some(key.into()), ..LedgerRow::object(0, 1, 2.0, &any, None, 5, MediaSource::Live) }
     }
 
     /// Defect: `Spool::open` imported every `*.json` it found, followed

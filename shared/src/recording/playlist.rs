@@ -270,22 +270,8 @@ mod tests {
     use crate::recording::MediaSource;
 
     fn row(epoch: i32, seq: i64) -> LedgerRow {
-        LedgerRow {
-            epoch,
-            media_sequence: seq,
-            duration_secs: 2.0,
-            bytes: 100,
-            object_key: Some(format!("channels/a/1/e{epoch}/{seq:08}.ts")),
-            init_key: None,
-            program_date_time: None,
-            source: MediaSource::Live,
-            is_gap: false,
-            gap_count: 0,
-            is_ad: false,
-            discontinuity: false,
-            gap_reason: None,
-            warning: None,
-        }
+        let key = crate::storage::ObjectKey::parse(&format!("channels/a/1/e{epoch}/{seq:08}.ts")).unwrap();
+        LedgerRow::object(epoch as u32, seq as u64, 2.0, &key, None, 100, MediaSource::Live)
     }
 
     #[test]
