@@ -153,7 +153,7 @@ async fn main() -> anyhow::Result<()> {
         launcher: &launcher,
         policy: &policy,
         probe: &probe,
-        cell_env: Vec::new(),
+        cell_env: Default::default(),
         deadline: Duration::from_secs(120),
     };
 

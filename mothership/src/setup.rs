@@ -61,7 +61,7 @@ pub struct Setup {
     pub instance: uuid::Uuid,
     pub launcher: Arc<dyn Launcher>,
     pub policy: Policy,
-    pub cell_env: Vec<(String, String)>,
+    pub cell_env: launcher::CellEnv,
 }
 
 impl Setup {
@@ -81,13 +81,7 @@ impl Setup {
                 Arc::new(EcsLauncher::connect(instance, args.ecs.clone()).await.map_err(colony::exit::classified)?)
             }
         };
-        let mut cell_env = launcher::inherited_env();
-        cell_env.retain(|(k, _)| k != "DATABASE_URL");
-        cell_env.push(("DATABASE_URL".into(), args.db.database_url.expose().to_owned()));
-        for (k, v) in &args.cell_env {
-            cell_env.retain(|(key, _)| key != k);
-            cell_env.push((k.clone(), v.clone()));
-        }
+        let cell_env = launcher::CellEnv::new(args.db.database_url.expose(), &args.cell_env);
         Ok(Self { pool, instance, launcher, policy, cell_env })
     }
 

@@ -19,7 +19,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::launcher::{CellSpec, LaunchError, Launcher};
+use super::launcher::{CellEnv, CellSpec, LaunchError, Launcher, ObserverAssignment};
 use super::probe::{self, ProbeArgs, ProbeResult};
 use colony::cells;
 use colony::queue::Queue;
@@ -40,7 +40,7 @@ pub struct TickCtx<'a> {
     pub policy: &'a Policy,
     pub probe: &'a ProbeArgs,
     /// The environment every cell gets (DATABASE_URL, storage, tuning).
-    pub cell_env: Vec<(String, String)>,
+    pub cell_env: CellEnv,
     /// A pass that takes longer is abandoned and its lock released.
     pub deadline: Duration,
 }
@@ -403,11 +403,7 @@ async fn act(ctx: &TickCtx<'_>, action: &Action, reason: &str) -> Result<serde_j
             insert_cell(ctx, cell_id, CellKind::Harvest, None).await?;
             // With a minimum pool, cells stay when idle and the mothership
             // alone shrinks the pool: no cell leaves only to be started again.
-            let mut env = cell_env(ctx, cell_id, &[]);
-            if ctx.policy.min_harvest > 0 {
-                env.retain(|(k, _)| k != "HARVEST_STAY");
-                env.push(("HARVEST_STAY".into(), "true".into()));
-            }
+            let env = ctx.cell_env.harvest(cell_id, ctx.policy.min_harvest > 0);
             let spec = CellSpec { cell_id, kind: CellKind::Harvest, channel: None, env };
             let backend_ref = launch(ctx, &spec).await?;
             Ok(json!({ "cell": cell_id, "backend_ref": backend_ref }))
@@ -464,13 +460,6 @@ async fn insert_cell(
     cells::insert_starting(ctx.pool, cell_id, role, ctx.launcher.backend(), channel_id).await
 }
 
-fn cell_env(ctx: &TickCtx<'_>, cell_id: Uuid, extra: &[(&str, String)]) -> Vec<(String, String)> {
-    let mut env = ctx.cell_env.clone();
-    env.push(("COLONY_CELL_ID".into(), cell_id.to_string()));
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    env
-}
-
 /// Launch, and record the handle, or mark the cell dead with why it failed.
 async fn launch(ctx: &TickCtx<'_>, spec: &CellSpec) -> Result<String, ActError> {
     match ctx.launcher.start(spec).await {
@@ -497,16 +486,15 @@ async fn start_observer(
     // Bumps the lease token of an open recording: its previous holder is fenced out.
     let assignment = colony::recording::assign_live(ctx.pool, channel_id, cell_id).await?;
     cells::assign(ctx.pool, cell_id, assignment.recording_id, assignment.lease_token).await?;
-    let env = cell_env(
-        ctx,
+    let env = ctx.cell_env.observer(
         cell_id,
-        &[
-            ("OBSERVER_RECORDING_ID", assignment.recording_id.to_string()),
-            ("OBSERVER_CHANNEL_ID", channel_id.to_string()),
-            ("OBSERVER_CHANNEL_LOGIN", login.to_owned()),
-            ("OBSERVER_CHANNEL_NAME", name.to_owned()),
-            ("COLONY_LEASE_TOKEN", assignment.lease_token.to_string()),
-        ],
+        &ObserverAssignment {
+            recording_id: assignment.recording_id,
+            lease_token: assignment.lease_token,
+            channel_id,
+            login,
+            name,
+        },
     );
     let spec = CellSpec { cell_id, kind: CellKind::Observer, channel: Some(login.to_owned()), env };
     let backend_ref = match launch(ctx, &spec).await {

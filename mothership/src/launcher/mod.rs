@@ -115,6 +115,65 @@ pub fn inherited_env() -> Vec<(String, String)> {
     env
 }
 
+/// The cell environment contract (docs/ARCHITECTURE.md §2), assembled here
+/// and nowhere else: what every cell inherits, then the database URL, then
+/// the operator's `--cell-env` overrides. [`CellEnv::observer`] and
+/// [`CellEnv::harvest`] add what one cell gets.
+#[derive(Debug, Clone, Default)]
+pub struct CellEnv(Vec<(String, String)>);
+
+impl CellEnv {
+    /// [`inherited_env`], `DATABASE_URL` set to the mothership's own, then
+    /// each `--cell-env KEY=VALUE`, replacing what it names.
+    pub fn new(database_url: &str, overrides: &[(String, String)]) -> Self {
+        let mut env = CellEnv(inherited_env());
+        env.set("DATABASE_URL", database_url);
+        for (k, v) in overrides {
+            env.set(k, v);
+        }
+        env
+    }
+
+    /// Set `key`, replacing an earlier value.
+    pub fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.0.retain(|(k, _)| k != key);
+        self.0.push((key.to_owned(), value.into()));
+    }
+
+    /// An observer's: its cell id, its assignment and the recording's lease token.
+    pub fn observer(&self, cell_id: Uuid, assignment: &ObserverAssignment<'_>) -> Vec<(String, String)> {
+        let mut env = self.clone();
+        env.set("COLONY_CELL_ID", cell_id.to_string());
+        env.set("OBSERVER_RECORDING_ID", assignment.recording_id.to_string());
+        env.set("OBSERVER_CHANNEL_ID", assignment.channel_id.to_string());
+        env.set("OBSERVER_CHANNEL_LOGIN", assignment.login);
+        env.set("OBSERVER_CHANNEL_NAME", assignment.name);
+        env.set("COLONY_LEASE_TOKEN", assignment.lease_token.to_string());
+        env.0
+    }
+
+    /// A harvest cell's: its cell id, and `HARVEST_STAY` when the pool keeps
+    /// a minimum (the mothership alone shrinks it then).
+    pub fn harvest(&self, cell_id: Uuid, stay: bool) -> Vec<(String, String)> {
+        let mut env = self.clone();
+        env.set("COLONY_CELL_ID", cell_id.to_string());
+        if stay {
+            env.set("HARVEST_STAY", "true");
+        }
+        env.0
+    }
+}
+
+/// What an observer is started for.
+#[derive(Debug, Clone, Copy)]
+pub struct ObserverAssignment<'a> {
+    pub recording_id: i64,
+    pub lease_token: i64,
+    pub channel_id: i64,
+    pub login: &'a str,
+    pub name: &'a str,
+}
+
 /// Parse the labels (or environment) a launcher reads back into an [`Instance`].
 pub fn instance_from_labels(backend_ref: String, running: bool, get: impl Fn(&str) -> Option<String>) -> Instance {
     Instance {
@@ -146,5 +205,37 @@ impl colony::exit::Classify for LaunchError {
             LaunchError::Refused(_) => colony::exit::ErrorClass::Config,
             LaunchError::Backend { .. } => colony::exit::ErrorClass::Transient,
         }
+    }
+}
+
+#[cfg(test)]
+mod cell_env_tests {
+    use super::*;
+
+    /// The contract in one place: the database URL is the mothership's,
+    /// `--cell-env` replaces what it names, and each cell gets its own id
+    /// and (for an observer) its assignment, each variable once.
+    #[test]
+    fn a_cell_gets_the_contract_each_variable_once() {
+        let env = CellEnv::new("postgres://m/db", &[("DATABASE_URL".into(), "postgres://cells/db".into())]);
+        let cell = Uuid::nil();
+        let observer = env.observer(
+            cell,
+            &ObserverAssignment { recording_id: 7, lease_token: 3, channel_id: 2, login: "mike", name: "Mike" },
+        );
+        let get = |env: &[(String, String)], key: &str| {
+            let found: Vec<&str> = env.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect();
+            assert_eq!(found.len(), 1, "{key} in {env:?}");
+            found[0].to_owned()
+        };
+        assert_eq!(get(&observer, "DATABASE_URL"), "postgres://cells/db");
+        assert_eq!(get(&observer, "OBSERVER_RECORDING_ID"), "7");
+        assert_eq!(get(&observer, "COLONY_LEASE_TOKEN"), "3");
+        assert_eq!(get(&observer, "OBSERVER_CHANNEL_LOGIN"), "mike");
+        assert_eq!(get(&observer, "COLONY_CELL_ID"), cell.to_string());
+        let harvest = env.harvest(cell, true);
+        assert_eq!(get(&harvest, "HARVEST_STAY"), "true");
+        assert!(!harvest.iter().any(|(k, _)| k.starts_with("OBSERVER_CHANNEL")));
+        assert!(!env.harvest(cell, false).iter().any(|(k, v)| k == "HARVEST_STAY" && v == "true"));
     }
 }
