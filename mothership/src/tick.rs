@@ -50,12 +50,37 @@ pub struct ActionOutcome {
     pub action: &'static str,
     pub subject: String,
     pub reason: String,
-    /// `ok`, `failed` or `skipped`.
-    pub outcome: &'static str,
+    pub outcome: Carried,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "serde_json::Value::is_null")]
     pub detail: serde_json::Value,
+}
+
+/// How an action went, as `decisions.outcome` stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Carried {
+    Ok,
+    Failed,
+    /// Not this launcher's to do (a cell another backend runs).
+    Skipped,
+}
+
+impl Carried {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Carried::Ok => "ok",
+            Carried::Failed => "failed",
+            Carried::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::fmt::Display for Carried {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -188,7 +213,7 @@ async fn locked_tick(ctx: &TickCtx<'_>, started: Instant) -> Result<TickReport, 
         .collect()
         .await;
 
-    let count = |name: &str| outcomes.iter().filter(|o| o.action == name && o.outcome == "ok").count() as u32;
+    let count = |name: &str| outcomes.iter().filter(|o| o.action == name && o.outcome == Carried::Ok).count() as u32;
     let report = TickReport {
         tick_id,
         at: now,
@@ -202,14 +227,14 @@ async fn locked_tick(ctx: &TickCtx<'_>, started: Instant) -> Result<TickReport, 
         observers_replaced: count("replace_observer"),
         observers_stopped: outcomes
             .iter()
-            .filter(|o| o.action == "stop_cell" && o.outcome == "ok" && o.subject.starts_with("observer"))
+            .filter(|o| o.action == "stop_cell" && o.outcome == Carried::Ok && o.subject.starts_with("observer"))
             .count() as u32,
         harvest_wanted: plan.report.harvest_want,
         harvest_running: plan.report.harvest_running,
         harvest_started: count("start_harvest"),
         harvest_stopped: outcomes
             .iter()
-            .filter(|o| o.action == "stop_cell" && o.outcome == "ok" && o.subject.starts_with("harvest"))
+            .filter(|o| o.action == "stop_cell" && o.outcome == Carried::Ok && o.subject.starts_with("harvest"))
             .count() as u32,
         cells_marked_dead: count("mark_dead"),
         jobs_ready: plan.report.jobs_ready,
@@ -222,7 +247,7 @@ async fn locked_tick(ctx: &TickCtx<'_>, started: Instant) -> Result<TickReport, 
             .filter_map(|o| o.detail.get("rescued").and_then(|n| n.as_u64()))
             .sum::<u64>() as u32,
         orphans_reaped: count("reap_orphan"),
-        failed_actions: outcomes.iter().filter(|o| o.outcome == "failed").count() as u32,
+        failed_actions: outcomes.iter().filter(|o| o.outcome == Carried::Failed).count() as u32,
         plan: plan.report.clone(),
         actions: outcomes,
     };
@@ -258,14 +283,15 @@ enum ActError {
 }
 
 async fn act_and_record(ctx: &TickCtx<'_>, tick_id: Uuid, planned: &Planned) -> ActionOutcome {
-    let result = act(ctx, &planned.action, &planned.reason).await;
+    let reason = planned.reason.to_string();
+    let result = act(ctx, &planned.action, &reason).await;
     let (outcome, mut error, detail) = match result {
-        Ok(detail) => ("ok", None, detail),
-        Err(ActError::Skipped(why)) => ("skipped", Some(why), serde_json::Value::Null),
-        Err(e) => ("failed", Some(colony::error_chain(&e)), serde_json::Value::Null),
+        Ok(detail) => (Carried::Ok, None, detail),
+        Err(ActError::Skipped(why)) => (Carried::Skipped, Some(why), serde_json::Value::Null),
+        Err(e) => (Carried::Failed, Some(colony::error_chain(&e)), serde_json::Value::Null),
     };
-    if outcome != "skipped" {
-        match record_start(ctx, &planned.action, outcome == "ok").await {
+    if outcome != Carried::Skipped {
+        match record_start(ctx, &planned.action, outcome == Carried::Ok).await {
             Ok(Some(next)) => {
                 let next = next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                 error = error.map(|e| format!("{e}; next try at {next}"));
@@ -277,17 +303,17 @@ async fn act_and_record(ctx: &TickCtx<'_>, tick_id: Uuid, planned: &Planned) -> 
     let outcome = ActionOutcome {
         action: planned.action.name(),
         subject: planned.action.subject(),
-        reason: planned.reason.clone(),
+        reason,
         outcome,
         error,
         detail,
     };
     match outcome.outcome {
-        "failed" => {
+        Carried::Failed => {
             warn!(action = outcome.action, subject = %outcome.subject, error = outcome.error.as_deref().unwrap_or_default(), "action failed")
         }
         _ => {
-            info!(action = outcome.action, subject = %outcome.subject, outcome = outcome.outcome, reason = %outcome.reason, "action")
+            info!(action = outcome.action, subject = %outcome.subject, outcome = outcome.outcome.as_str(), reason = %outcome.reason, "action")
         }
     }
     let saved = sqlx::query(
@@ -298,7 +324,7 @@ async fn act_and_record(ctx: &TickCtx<'_>, tick_id: Uuid, planned: &Planned) -> 
     .bind(outcome.action)
     .bind(&outcome.subject)
     .bind(&outcome.reason)
-    .bind(outcome.outcome)
+    .bind(outcome.outcome.as_str())
     .bind(&outcome.error)
     .bind(if outcome.detail.is_null() { json!({}) } else { outcome.detail.clone() })
     .execute(ctx.pool)

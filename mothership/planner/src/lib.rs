@@ -7,6 +7,7 @@
 
 pub mod model;
 pub mod policy;
+pub mod reason;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use uuid::Uuid;
 
 use crate::model::{ActiveState, CellKind, CellView, ChannelView, Instance, Observed};
 use crate::policy::Policy;
+pub use crate::reason::{Reason, Sickness};
 
 /// One step toward the desired state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -96,14 +98,14 @@ impl Action {
 pub struct Planned {
     #[serde(flatten)]
     pub action: Action,
-    pub reason: String,
+    pub reason: Reason,
 }
 
 /// Something the planner chose not to do, and why (shown in the report).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
     pub subject: String,
-    pub reason: String,
+    pub reason: Reason,
 }
 
 /// The numbers behind the plan.
@@ -143,7 +145,7 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Health {
     Healthy,
-    Unhealthy(String),
+    Unhealthy(Sickness),
 }
 
 fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> Duration {
@@ -167,9 +169,9 @@ fn health(
         && cell.backend_ref.is_some()
     {
         match listed.get(&cell.id) {
-            Some(i) if !i.running => return Health::Unhealthy(format!("its {backend} backend reports it exited")),
+            Some(i) if !i.running => return Health::Unhealthy(Sickness::BackendExited { backend: backend.clone() }),
             None if observed.lists_at_once || age(now, cell.started_at) > policy.start_grace => {
-                return Health::Unhealthy(format!("its {backend} backend no longer runs it"));
+                return Health::Unhealthy(Sickness::BackendLostIt { backend: backend.clone() });
             }
             _ => {}
         }
@@ -183,19 +185,18 @@ fn health(
             if age(now, since) <= policy.heartbeat_timeout {
                 return Health::Healthy;
             }
-            let silent = humantime::format_duration(trim(age(now, since)));
-            let timeout = humantime::format_duration(policy.heartbeat_timeout);
-            Health::Unhealthy(if since > beat {
-                format!("no heartbeat in the {silent} since Postgres came back (timeout {timeout})")
-            } else {
-                format!("no heartbeat for {silent} (timeout {timeout})")
+            Health::Unhealthy(Sickness::Silent {
+                silent: trim(age(now, since)),
+                timeout: policy.heartbeat_timeout,
+                since_restart: since > beat,
             })
         }
-        None if age(now, counted_from(cell.started_at)) > policy.start_grace => Health::Unhealthy(format!(
-            "no first heartbeat {} after start (grace {})",
-            humantime::format_duration(trim(age(now, cell.started_at))),
-            humantime::format_duration(policy.start_grace)
-        )),
+        None if age(now, counted_from(cell.started_at)) > policy.start_grace => {
+            Health::Unhealthy(Sickness::NoFirstHeartbeat {
+                after: trim(age(now, cell.started_at)),
+                grace: policy.start_grace,
+            })
+        }
         None => Health::Healthy,
     }
 }
@@ -227,12 +228,9 @@ pub fn start_backoff(base: Duration, failures: u32) -> Duration {
 }
 
 /// Why a start must wait, if it must.
-fn backing_off(failures: u32, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<String> {
-    let at = retry_at.filter(|at| *at > now)?;
-    Some(format!(
-        "backing off after {failures} failed start(s); next try at {}",
-        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    ))
+fn backing_off(failures: u32, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<Reason> {
+    let retry_at = retry_at.filter(|at| *at > now)?;
+    Some(Reason::BackingOff { failures, retry_at })
 }
 
 fn plan_observers(
@@ -265,13 +263,13 @@ fn observers_by_channel<'a>(
         match (cell.channel_id, cell.state) {
             (_, ActiveState::Stopping) => {
                 if let Health::Unhealthy(why) = health_of(cell) {
-                    mark_dead(plan, dead_marked, cell, format!("it was stopping and {why}"));
+                    mark_dead(plan, dead_marked, cell, Reason::StoppingAndUnhealthy(why));
                 }
             }
             (Some(channel), _) if observed.channels.iter().any(|c| c.id == channel) => {
                 by_channel.entry(channel).or_default().push(cell)
             }
-            _ => stop_or_bury(plan, dead_marked, cell, health_of(cell), "its channel was removed".into()),
+            _ => stop_or_bury(plan, dead_marked, cell, health_of(cell), Reason::ChannelRemoved),
         }
     }
     by_channel
@@ -283,9 +281,9 @@ struct Wanted<'a> {
     healthy: u32,
     /// Dead observers to replace (the replacement continues the same
     /// recording), each with why; they come before new starts.
-    replacements: Vec<(&'a ChannelView, &'a CellView, String)>,
+    replacements: Vec<(&'a ChannelView, &'a CellView, Sickness)>,
     /// Channels to start an observer for, each with why.
-    starts: Vec<(&'a ChannelView, String)>,
+    starts: Vec<(&'a ChannelView, Reason)>,
 }
 
 /// Judge each channel's observers once: keep the newest healthy one and
@@ -313,14 +311,14 @@ fn judge_channels<'a>(
                     dead_marked,
                     cell,
                     health_of(cell),
-                    format!("channel {} is disabled", channel.login),
+                    Reason::ChannelDisabled { login: channel.login.clone() },
                 );
             }
             continue;
         }
         // Judge each cell once; the unhealthy keep their reason.
         let mut healthy: Vec<&CellView> = Vec::new();
-        let mut unhealthy: Vec<(&CellView, String)> = Vec::new();
+        let mut unhealthy: Vec<(&CellView, Sickness)> = Vec::new();
         for cell in cells {
             match health_of(cell) {
                 Health::Healthy => healthy.push(cell),
@@ -333,11 +331,11 @@ fn judge_channels<'a>(
                 plan.report.observers_to_stop += 1;
                 plan.actions.push(Planned {
                     action: Action::StopCell { cell: cell.id, kind: cell.kind, backend_ref: cell.backend_ref.clone() },
-                    reason: format!("channel {} already has observer {}", channel.login, keep.id),
+                    reason: Reason::DuplicateObserver { login: channel.login.clone(), keep: keep.id },
                 });
             }
             for (cell, why) in unhealthy {
-                mark_dead(plan, dead_marked, cell, why);
+                mark_dead(plan, dead_marked, cell, Reason::unhealthy(why));
             }
             continue;
         }
@@ -346,25 +344,20 @@ fn judge_channels<'a>(
         match unhealthy.next() {
             Some((newest, why)) if recording_wanted => wanted.replacements.push((channel, newest, why)),
             Some((newest, why)) => {
-                mark_dead(plan, dead_marked, newest, format!("{why}; channel {} is offline", channel.login));
+                let offline = Reason::ChannelOffline { login: channel.login.clone() };
+                mark_dead(plan, dead_marked, newest, Reason::unhealthy_and(why, offline));
             }
             None if channel.live => {
-                wanted.starts.push((channel, format!("channel {} is live with no observer", channel.login)))
+                wanted.starts.push((channel, Reason::LiveWithoutObserver { login: channel.login.clone() }))
             }
             None => {
                 if let Some(recording) = channel.open_recording {
-                    wanted.starts.push((
-                        channel,
-                        format!(
-                            "recording {recording} of channel {} was left open by a dead cell; an observer will finish it",
-                            channel.login
-                        ),
-                    ));
+                    wanted.starts.push((channel, Reason::LeftOpen { recording, login: channel.login.clone() }));
                 }
             }
         }
         for (cell, why) in unhealthy {
-            mark_dead(plan, dead_marked, cell, format!("{why}; superseded"));
+            mark_dead(plan, dead_marked, cell, Reason::unhealthy_and(why, Reason::Superseded));
         }
     }
     wanted
@@ -373,7 +366,7 @@ fn judge_channels<'a>(
 /// Replace dead observers while the observer budget lasts and the
 /// channel's start backoff allows; the dead cell is buried either way.
 fn schedule_replacements(
-    replacements: Vec<(&ChannelView, &CellView, String)>,
+    replacements: Vec<(&ChannelView, &CellView, Sickness)>,
     policy: &Policy,
     now: DateTime<Utc>,
     budget: &mut u32,
@@ -381,11 +374,11 @@ fn schedule_replacements(
     dead_marked: &mut HashSet<Uuid>,
 ) {
     for (channel, old, why) in replacements {
-        match may_start(channel, policy, now, budget, plan, "replacement waits") {
+        match may_start(channel, policy, now, budget, plan, true) {
             Admission::Go => {}
             Admission::BackingOff => {
                 // The dead cell is buried now; the channel gets its observer when the backoff ends.
-                mark_dead(plan, dead_marked, old, format!("{why}; its replacement waits"));
+                mark_dead(plan, dead_marked, old, Reason::unhealthy_and(why, Reason::ReplacementWaits));
                 continue;
             }
             Admission::NoBudget => continue,
@@ -400,7 +393,7 @@ fn schedule_replacements(
                 login: channel.login.clone(),
                 name: channel.name.clone(),
             },
-            reason: format!("observer {} {why}; the replacement continues the same recording", old.id),
+            reason: Reason::Replace { old: old.id, why },
         });
     }
 }
@@ -417,14 +410,14 @@ enum Admission {
 }
 
 /// Check a channel's start backoff and the observer budget, saying in the
-/// report why a channel waits (`waits` begins the budget reason).
+/// report why a channel waits (a replacement's or a start's).
 fn may_start(
     channel: &ChannelView,
     policy: &Policy,
     now: DateTime<Utc>,
     budget: &mut u32,
     plan: &mut Plan,
-    waits: &str,
+    replacement: bool,
 ) -> Admission {
     let subject = format!("channel {}", channel.login);
     if let Some(wait) = backing_off(channel.start_failures, channel.start_retry_at, now) {
@@ -432,7 +425,7 @@ fn may_start(
         return Admission::BackingOff;
     }
     if *budget == 0 {
-        let reason = format!("{waits}: max observers ({}) reached", policy.max_observers);
+        let reason = Reason::MaxObservers { max: policy.max_observers, replacement };
         plan.report.skipped.push(Skipped { subject, reason });
         return Admission::NoBudget;
     }
@@ -443,14 +436,14 @@ fn may_start(
 /// Start observers for the channels that want one, while the budget lasts
 /// and each channel's start backoff allows.
 fn schedule_starts(
-    starts: Vec<(&ChannelView, String)>,
+    starts: Vec<(&ChannelView, Reason)>,
     policy: &Policy,
     now: DateTime<Utc>,
     budget: &mut u32,
     plan: &mut Plan,
 ) {
     for (channel, reason) in starts {
-        if may_start(channel, policy, now, budget, plan, "not started") != Admission::Go {
+        if may_start(channel, policy, now, budget, plan, false) != Admission::Go {
             continue;
         }
         plan.report.observers_to_start += 1;
@@ -466,7 +459,7 @@ fn schedule_starts(
 }
 
 /// Stop a cell that should not run; one that stopped answering is buried instead.
-fn stop_or_bury(plan: &mut Plan, dead_marked: &mut HashSet<Uuid>, cell: &CellView, health: Health, reason: String) {
+fn stop_or_bury(plan: &mut Plan, dead_marked: &mut HashSet<Uuid>, cell: &CellView, health: Health, reason: Reason) {
     match health {
         Health::Healthy => {
             plan.report.observers_to_stop += 1;
@@ -475,11 +468,11 @@ fn stop_or_bury(plan: &mut Plan, dead_marked: &mut HashSet<Uuid>, cell: &CellVie
                 reason,
             });
         }
-        Health::Unhealthy(why) => mark_dead(plan, dead_marked, cell, format!("{why}; {reason}")),
+        Health::Unhealthy(why) => mark_dead(plan, dead_marked, cell, Reason::unhealthy_and(why, reason)),
     }
 }
 
-fn mark_dead(plan: &mut Plan, dead_marked: &mut HashSet<Uuid>, cell: &CellView, reason: String) {
+fn mark_dead(plan: &mut Plan, dead_marked: &mut HashSet<Uuid>, cell: &CellView, reason: Reason) {
     if dead_marked.insert(cell.id) {
         plan.actions.push(Planned {
             action: Action::MarkDead { cell: cell.id, kind: cell.kind, backend_ref: cell.backend_ref.clone() },
@@ -512,7 +505,7 @@ fn plan_harvest(
     let mut alive: Vec<&CellView> = Vec::new();
     for cell in observed.cells.iter().filter(|c| c.kind == CellKind::Harvest) {
         match health_of(cell) {
-            Health::Unhealthy(why) => mark_dead(plan, dead_marked, cell, why),
+            Health::Unhealthy(why) => mark_dead(plan, dead_marked, cell, Reason::unhealthy(why)),
             Health::Healthy if cell.state != ActiveState::Stopping => alive.push(cell),
             Health::Healthy => {}
         }
@@ -539,10 +532,14 @@ fn plan_harvest(
         for _ in 0..start {
             plan.actions.push(Planned {
                 action: Action::StartHarvest,
-                reason: format!(
-                    "{} ready job(s) want {want} harvest cell(s) at {} per cell (min {}, max {}); {running} running",
-                    queue.ready, policy.jobs_per_harvest_cell, policy.min_harvest, policy.max_harvest
-                ),
+                reason: Reason::HarvestWanted {
+                    ready: queue.ready,
+                    want,
+                    per_cell: policy.jobs_per_harvest_cell,
+                    min: policy.min_harvest,
+                    max: policy.max_harvest,
+                    running,
+                },
             });
         }
     } else if running > floor {
@@ -551,18 +548,15 @@ fn plan_harvest(
             alive.iter().filter(|c| c.running_jobs == 0 && c.backend == observed.backend).collect();
         idle.sort_by_key(|c| (c.started_at, c.id));
         let why = if floor == 0 {
-            format!("the queue has been idle for the cooldown ({})", humantime::format_duration(policy.idle_cooldown))
+            Reason::IdleCooldown { cooldown: policy.idle_cooldown }
         } else {
-            format!(
-                "the pool may shrink to {floor} (largest want over the last {})",
-                humantime::format_duration(policy.scale_down_window)
-            )
+            Reason::IdleWindow { floor, window: policy.scale_down_window }
         };
         for cell in idle.into_iter().take((running - floor) as usize) {
             report.harvest_to_stop += 1;
             plan.actions.push(Planned {
                 action: Action::StopCell { cell: cell.id, kind: cell.kind, backend_ref: cell.backend_ref.clone() },
-                reason: format!("idle; {why}"),
+                reason: why.clone(),
             });
         }
     }
@@ -579,7 +573,7 @@ fn plan_leases(observed: &Observed, plan: &mut Plan) {
     plan.report.leases_to_rescue = expired.len() as u32;
     plan.actions.push(Planned {
         action: Action::RescueLeases { jobs: expired.iter().map(|l| l.job_id).collect() },
-        reason: "their lease expired: the worker stopped renewing it".into(),
+        reason: Reason::LeaseExpired,
     });
 }
 
@@ -591,9 +585,9 @@ fn plan_orphans(observed: &Observed, plan: &mut Plan) {
             continue;
         }
         let reason = match (instance.cell_id, instance.running) {
-            (None, _) => "it carries this colony's labels but no readable cell id".to_string(),
-            (Some(id), true) => format!("cell {id} is not active in the database (exited, dead or unknown)"),
-            (Some(id), false) => format!("cell {id} has finished; removing what is left of it"),
+            (None, _) => Reason::OrphanWithoutId,
+            (Some(cell), true) => Reason::OrphanInactive { cell },
+            (Some(cell), false) => Reason::OrphanFinished { cell },
         };
         plan.report.orphans_to_reap += 1;
         plan.actions.push(Planned {

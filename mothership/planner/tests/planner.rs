@@ -5,7 +5,7 @@ use colony_planner::model::{
     ActiveState, CellKind, CellView, ChannelView, ExpiredLease, History, Instance, Observed, QueueView,
 };
 use colony_planner::policy::Policy;
-use colony_planner::{Action, Plan, plan};
+use colony_planner::{Action, Plan, Reason, Sickness, plan};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -96,7 +96,7 @@ fn a_live_channel_without_an_observer_gets_one() {
     let p = plan(&observed(vec![channel(1, true), channel(2, false)], vec![]), &policy(), now());
     assert_eq!(names(&p), ["start_observer"]);
     assert!(matches!(&p.actions[0].action, Action::StartObserver { channel_id: 1, .. }));
-    assert!(p.actions[0].reason.contains("live with no observer"), "{}", p.actions[0].reason);
+    assert_eq!(p.actions[0].reason, Reason::LiveWithoutObserver { login: "ch1".into() });
 }
 
 #[test]
@@ -112,7 +112,13 @@ fn an_observer_with_a_stale_heartbeat_is_replaced_on_the_same_channel() {
     assert_eq!(names(&p), ["replace_observer"]);
     let Action::ReplaceObserver { old, channel_id, .. } = &p.actions[0].action else { unreachable!() };
     assert_eq!((*old, *channel_id), (id(10), 1));
-    assert!(p.actions[0].reason.contains("no heartbeat for 1m 1s"), "{}", p.actions[0].reason);
+    let silent = Sickness::Silent {
+        silent: std::time::Duration::from_secs(61),
+        timeout: std::time::Duration::from_secs(60),
+        since_restart: false,
+    };
+    assert_eq!(p.actions[0].reason, Reason::Replace { old: id(10), why: silent });
+    assert!(p.actions[0].reason.to_string().contains("no heartbeat for 1m 1s"), "{}", p.actions[0].reason);
 }
 
 #[test]
@@ -121,7 +127,11 @@ fn an_observer_its_backend_no_longer_runs_is_replaced_without_waiting_for_the_he
     o.instances = Some(vec![]);
     let p = plan(&o, &policy(), now());
     assert_eq!(names(&p), ["replace_observer"]);
-    assert!(p.actions[0].reason.contains("backend no longer runs it"));
+    assert!(
+        matches!(&p.actions[0].reason, Reason::Replace { why: Sickness::BackendLostIt { .. }, .. }),
+        "{}",
+        p.actions[0].reason
+    );
 }
 
 #[test]
@@ -142,8 +152,8 @@ fn observers_of_disabled_or_removed_channels_are_stopped() {
     let gone_channel = observer(12, 99, 5);
     let p = plan(&observed(vec![disabled], vec![observer(10, 1, 5), orphaned, gone_channel]), &policy(), now());
     assert_eq!(names(&p), ["stop_cell", "stop_cell", "stop_cell"]);
-    assert!(p.actions.iter().any(|a| a.reason.contains("disabled")));
-    assert_eq!(p.actions.iter().filter(|a| a.reason.contains("removed")).count(), 2);
+    assert!(p.actions.iter().any(|a| matches!(a.reason, Reason::ChannelDisabled { .. })));
+    assert_eq!(p.actions.iter().filter(|a| a.reason == Reason::ChannelRemoved).count(), 2);
     assert_eq!(p.report.observers_to_stop, 3);
 }
 
@@ -157,7 +167,7 @@ fn a_dead_observer_of_an_offline_channel_is_buried_unless_its_recording_is_open(
     assert_eq!(names(&p), ["replace_observer"], "an open recording must be finished by a replacement");
     let p = plan(&observed(vec![open], vec![]), &policy(), now());
     assert_eq!(names(&p), ["start_observer"]);
-    assert!(p.actions[0].reason.contains("left open"));
+    assert!(matches!(p.actions[0].reason, Reason::LeftOpen { .. }), "{}", p.actions[0].reason);
 }
 
 #[test]
@@ -170,7 +180,11 @@ fn max_observers_caps_starts_and_replacements_go_first() {
     let p = plan(&observed(channels, cells), &pol, now());
     assert_eq!(names(&p), ["replace_observer"]);
     assert_eq!(p.report.skipped.len(), 2);
-    assert!(p.report.skipped[0].reason.contains("max observers (2)"));
+    assert!(
+        matches!(p.report.skipped[0].reason, Reason::MaxObservers { max: 2, .. }),
+        "{}",
+        p.report.skipped[0].reason
+    );
 }
 
 #[test]
@@ -210,7 +224,7 @@ fn the_pool_shrinks_only_after_the_stabilization_window_and_to_zero_after_the_co
     o.history = History { max_want_in_window: 0, last_busy_at: Some(now() - Ago::seconds(121)) };
     let p = plan(&o, &policy(), now());
     assert_eq!(names(&p), ["stop_cell", "stop_cell", "stop_cell"]);
-    assert!(p.actions[0].reason.contains("idle for the cooldown"));
+    assert!(matches!(p.actions[0].reason, Reason::IdleCooldown { .. }), "{}", p.actions[0].reason);
 }
 
 #[test]
@@ -254,7 +268,11 @@ fn a_cell_the_backend_reports_exited_is_replaced_at_once_grace_or_not() {
     o.instances.as_mut().unwrap()[0].running = false;
     let p = plan(&o, &policy(), now());
     assert_eq!(names(&p), ["replace_observer"], "{:?}", p.actions);
-    assert!(p.actions[0].reason.contains("reports it exited"), "{}", p.actions[0].reason);
+    assert!(
+        matches!(&p.actions[0].reason, Reason::Replace { why: Sickness::BackendExited { .. }, .. }),
+        "{}",
+        p.actions[0].reason
+    );
     // A backend that lists at once (process, docker) and no longer shows it: gone too.
     let mut o = observed(vec![channel(1, true)], vec![young.clone()]);
     o.instances = Some(vec![]);
@@ -274,7 +292,12 @@ fn a_start_that_keeps_failing_backs_off_and_says_until_when() {
     let p = plan(&observed(vec![ch.clone()], vec![]), &policy(), now());
     assert!(p.actions.is_empty(), "{:?}", p.actions);
     assert_eq!(p.report.skipped[0].subject, "channel ch1");
-    assert!(p.report.skipped[0].reason.contains("backing off after 3 failed start(s); next try at"));
+    assert!(
+        matches!(p.report.skipped[0].reason, Reason::BackingOff { failures: 3, .. }),
+        "{}",
+        p.report.skipped[0].reason
+    );
+    assert!(p.report.skipped[0].reason.to_string().starts_with("backing off after 3 failed start(s); next try at"));
     // When the backoff has passed, it is tried again.
     ch.start_retry_at = Some(now() - Ago::seconds(1));
     assert_eq!(names(&plan(&observed(vec![ch.clone()], vec![]), &policy(), now())), ["start_observer"]);
@@ -507,7 +530,11 @@ fn heartbeats_are_judged_only_over_the_time_postgres_was_up() {
     o.database_up_since = Some(now() - Ago::seconds(75));
     let p = plan(&o, &policy(), now());
     assert_eq!(names(&p), ["replace_observer"]);
-    assert!(p.actions[0].reason.contains("since Postgres came back"), "{}", p.actions[0].reason);
+    assert!(
+        matches!(&p.actions[0].reason, Reason::Replace { why: Sickness::Silent { since_restart: true, .. }, .. }),
+        "{}",
+        p.actions[0].reason
+    );
     // A restart before its last heartbeat changes nothing.
     let mut o = quiet();
     o.database_up_since = Some(now() - Ago::days(3));
