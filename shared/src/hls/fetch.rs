@@ -312,8 +312,10 @@ impl HlsClient {
     }
 
     /// GET a media segment under the cap its duration allows, spilling into
-    /// `spill_dir` when it is large, retrying timeouts, network errors and
-    /// 5xx as `retry` says. Gone, refused and too large are final at once.
+    /// `spill_dir` when it is large, retrying as `retry` says every error that
+    /// is not final: timeouts, network errors and any status but 404 and 410,
+    /// 401 and 403 included (signed-URL CDNs answer them while a token
+    /// rotates). Gone (404, 410), refused and too large are final at once.
     pub async fn segment(
         &self,
         url: &Url,
