@@ -142,7 +142,7 @@ fn cloudformation_template_passes_cfn_lint() {
 /// task definitions must use those names.
 #[test]
 fn ecs_container_names_match_the_launcher_defaults() {
-    let launcher = std::fs::read_to_string(repo().join("shared/src/mothership/launcher/ecs.rs")).unwrap();
+    let launcher = std::fs::read_to_string(repo().join("mothership/src/launcher/ecs.rs")).unwrap();
     let template = read("aws/colony.yaml");
     for (var, name) in
         [("COLONY_ECS_OBSERVER_CONTAINER", "observer-cell"), ("COLONY_ECS_HARVEST_CONTAINER", "harvest-cell")]
