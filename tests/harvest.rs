@@ -248,6 +248,30 @@ async fn two_cells_never_run_the_same_job() {
     assert_eq!(segments, 36);
 }
 
+/// A job row is untrusted: arguments that do not fit the kind (written by
+/// hand, or by another build) fail the job for good, with the reason, and
+/// never reach the handler.
+#[tokio::test]
+async fn a_row_whose_arguments_do_not_fit_its_kind_is_dead_with_the_reason() {
+    let rig = Rig::file().await;
+    let q = Queue::new(rig.pool.clone());
+    let no_recording = q.enqueue(&NewJob::new("export", json!({ "recording": 7 }))).await.unwrap().id();
+    let not_a_number = q.enqueue(&NewJob::new("repair", json!({ "recording_id": "7" }))).await.unwrap().id();
+    let no_channel = q.enqueue(&NewJob::new("vod_download", json!({ "url": "http://x/v.m3u8" }))).await.unwrap().id();
+    let (code, stderr) = wait_exit(rig.harvest(&["--drain"]), SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    for (id, why) in [
+        (no_recording, "missing field `recording_id`"),
+        (not_a_number, "arguments of a repair job do not fit it"),
+        (no_channel, "needs channel_id or channel"),
+    ] {
+        let (state, attempt, error, _) = job(&rig, id).await;
+        assert_eq!((state.as_str(), attempt), ("dead", 1), "job {id}");
+        let error = error.unwrap_or_default();
+        assert!(error.contains(why), "job {id}: {error}");
+    }
+}
+
 #[tokio::test]
 async fn a_kind_this_build_cannot_run_is_refused_at_start() {
     let rig = Rig::file().await;

@@ -217,6 +217,9 @@ async fn bad_input_is_one_line_a_non_zero_exit_and_nothing_written() {
         (&["channel", "add", "--login", "ok", "--source-url", "file:///etc/passwd"], "not an http(s) URL"),
         (&["job", "enqueue", "mine-bitcoin"], "not a job kind"),
         (&["job", "enqueue", "vod-download", "--url", "http://x/v.m3u8", "--channel", "nobody"], "no channel named"),
+        // Arguments are checked against the kind before anything is queued.
+        (&["job", "enqueue", "repair", "--args", "{}"], "missing field `recording_id`"),
+        (&["job", "enqueue", "reencode", "--args", r#"{"recording_id": "7"}"#], "arguments of a reencode job"),
     ];
     for (args, want) in cases {
         let out = colony.run(args).await;
