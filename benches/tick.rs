@@ -147,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
         probe_frozen_after: "90s".parse().unwrap(),
         limits: Default::default(),
         resolvers: Default::default(),
+        platforms: Default::default(),
     };
     let ctx = TickCtx {
         pool: &pool,

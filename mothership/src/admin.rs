@@ -11,6 +11,7 @@ use uuid::Uuid;
 use colony::channel::Login;
 use colony::config::{redact_source_url, redact_text};
 use colony::exit::{Classify, ErrorClass};
+use colony::platform::{self, Platform, PlatformChannel, PlatformError};
 use colony::queue::{JobArgs, JobKind, NewJob, Queue, QueueError, VodDownloadArgs};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,9 @@ fn parse_allowed_hosts(raw: &[String]) -> Result<Vec<String>, AdminError> {
 pub struct NewChannel {
     pub login: Login,
     pub source_url: Url,
+    /// The platform channel it is, when the URL is a platform page or
+    /// `--platform` named one.
+    pub platform: Option<PlatformChannel>,
     pub name: Option<String>,
     pub resolver: Option<String>,
     pub variant: String,
@@ -80,15 +84,107 @@ impl NewChannel {
         let variant = variant.unwrap_or_else(|| "best".into());
         variant.parse::<colony::hls::VariantChoice>().map_err(AdminError::Invalid)?;
         let allowed_hosts = parse_allowed_hosts(allowed_hosts)?;
-        Ok(Self { login, source_url, name, resolver, variant, allowed_hosts })
+        let platform = platform::recognise(&source_url).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        // A platform channel's segments come from its CDNs.
+        let mut allowed_hosts = allowed_hosts;
+        for host in platform.iter().flat_map(|p| p.platform.cdn_hosts()) {
+            if !allowed_hosts.iter().any(|h| h == host) {
+                allowed_hosts.push((*host).to_owned());
+            }
+        }
+        Ok(Self { login, source_url, platform, name, resolver, variant, allowed_hosts })
+    }
+
+    /// `channel add [URL] [--login NAME] [--source-url URL] [--platform P]`:
+    /// a platform page names the channel (its handle is the default login),
+    /// `--platform P --login NAME` names it explicitly, and any other URL is
+    /// a plain HLS source, which needs `--login`.
+    pub fn from_cli(
+        url: Option<&str>,
+        login: Option<&str>,
+        platform: Option<&str>,
+        extra: ChannelExtras,
+    ) -> Result<Self, AdminError> {
+        let invalid = |e: PlatformError| AdminError::Invalid(e.to_string());
+        let ChannelExtras { name, resolver, variant, allowed_hosts } = extra;
+        let (source_url, login) = match (platform, url, login) {
+            (Some(p), None, Some(handle)) => {
+                let p: Platform = p.parse().map_err(invalid)?;
+                let handle = platform::handle(p, handle).map_err(invalid)?;
+                let channel = PlatformChannel { platform: p, handle };
+                (channel.page_url(), channel.suggested_login())
+            }
+            (Some(_), Some(_), _) => {
+                return Err(AdminError::Invalid(
+                    "give either a channel URL or --platform with --login, not both".into(),
+                ));
+            }
+            (Some(p), None, None) => {
+                return Err(AdminError::Invalid(format!(
+                    "--platform {p} needs --login NAME (the channel's name there)"
+                )));
+            }
+            (None, Some(url), login) => {
+                let parsed = parse_source_url(url)?;
+                match (platform::recognise(&parsed).map_err(invalid)?, login) {
+                    (Some(_), Some(login)) => (url.to_owned(), login.to_owned()),
+                    (Some(channel), None) => (url.to_owned(), channel.suggested_login()),
+                    (None, Some(login)) => (url.to_owned(), login.to_owned()),
+                    (None, None) => {
+                        return Err(AdminError::Invalid(format!(
+                            "{} is not a Twitch, YouTube or Kick channel page; an HLS source needs --login NAME",
+                            redact_source_url(url)
+                        )));
+                    }
+                }
+            }
+            (None, None, _) => {
+                return Err(AdminError::Invalid(
+                    "give the channel's URL (a Twitch, YouTube or Kick page, or an HLS playlist), or --platform with --login"
+                        .into(),
+                ));
+            }
+        };
+        Self::parse(&login, &source_url, name, resolver, variant, &allowed_hosts)
     }
 }
 
+/// What `channel add` takes besides the channel itself.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelExtras {
+    pub name: Option<String>,
+    pub resolver: Option<String>,
+    pub variant: Option<String>,
+    pub allowed_hosts: Vec<String>,
+}
+
 pub async fn add_channel(pool: &PgPool, c: &NewChannel) -> Result<i64, AdminError> {
-    let kind = if c.resolver.is_some() { "command" } else { "hls" };
+    let kind = match (&c.platform, &c.resolver) {
+        (Some(_), _) => "platform",
+        (None, Some(_)) => "command",
+        (None, None) => "hls",
+    };
+    let (handle, platform_id) = c.platform.as_ref().map(PlatformChannel::stored).unwrap_or_default();
+    let taken: Option<String> = match &c.platform {
+        Some(p) => {
+            sqlx::query_scalar(
+                "SELECT login FROM channels WHERE platform = $1 AND (platform_handle = $2 OR platform_id = $3)",
+            )
+            .bind(p.platform.as_str())
+            .bind(&handle)
+            .bind(&platform_id)
+            .fetch_optional(pool)
+            .await?
+        }
+        None => None,
+    };
+    if let Some(login) = taken {
+        return Err(AdminError::Invalid(format!("that channel is already in the archive as '{login}'")));
+    }
     let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO channels (login, display_name, source_kind, source_url, resolver, variant, allowed_hosts)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (login) DO NOTHING RETURNING id",
+        "INSERT INTO channels (login, display_name, source_kind, source_url, resolver, variant, allowed_hosts,
+                               platform, platform_handle, platform_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (login) DO NOTHING RETURNING id",
     )
     .bind(c.login.as_str())
     .bind(c.name.clone().unwrap_or_else(|| c.login.to_string()))
@@ -97,6 +193,9 @@ pub async fn add_channel(pool: &PgPool, c: &NewChannel) -> Result<i64, AdminErro
     .bind(&c.resolver)
     .bind(&c.variant)
     .bind(&c.allowed_hosts)
+    .bind(c.platform.as_ref().map(|p| p.platform.as_str()))
+    .bind(&handle)
+    .bind(&platform_id)
     .fetch_optional(pool)
     .await?;
     id.ok_or_else(|| AdminError::Invalid(format!("a channel named '{}' already exists; use `channel update`", c.login)))
@@ -196,6 +295,11 @@ pub struct ChannelStatus {
     pub source_kind: String,
     pub source_url: String,
     pub resolver: Option<String>,
+    /// The streaming platform, for a platform channel.
+    pub platform: Option<String>,
+    /// What the platform says the broadcast is, while it is live.
+    pub stream_title: Option<String>,
+    pub stream_category: Option<String>,
     pub enabled: bool,
     pub live: bool,
     pub probed_at: Option<DateTime<Utc>>,
@@ -213,7 +317,8 @@ pub struct ChannelStatus {
 
 pub async fn channel_status(pool: &PgPool) -> Result<Vec<ChannelStatus>, AdminError> {
     Ok(sqlx::query_as(
-        "SELECT c.id, c.login, c.display_name, c.source_kind, c.source_url, c.resolver, c.enabled, c.live,
+        "SELECT c.id, c.login, c.display_name, c.source_kind, c.source_url, c.resolver, c.platform,
+                c.stream_title, c.stream_category, c.enabled, c.live,
                 c.probed_at, c.probe_error, c.start_failures, c.start_retry_at,
                 o.id AS observer, o.state::text AS observer_state, o.last_heartbeat,
                 r.id AS recording, r.state::text AS recording_state, r.segment_count AS segments

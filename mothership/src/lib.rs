@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod launcher;
 pub mod observe;
+pub mod platform;
 pub mod policy;
 pub mod probe;
 pub mod setup;

@@ -11,7 +11,7 @@ use colony::exit::{Exit, classified};
 use colony::queue::CancelOutcome;
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
-use mothership::admin::{self, ChannelUpdate, NewChannel};
+use mothership::admin::{self, ChannelExtras, ChannelUpdate, NewChannel};
 use mothership::setup::{Setup, TickArgs, tick_loop};
 use mothership::show;
 use mothership::tick::TickOutcome;
@@ -79,6 +79,8 @@ enum Command {
     Status {
         #[command(flatten)]
         db: DatabaseArgs,
+        #[command(flatten, next_help_heading = "Platforms")]
+        platforms: mothership::platform::PlatformArgs,
         #[arg(long)]
         json: bool,
     },
@@ -127,16 +129,36 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ChannelCommand {
-    /// Add a channel; prints its id.
+    /// Add a channel; prints its id. Give its page on Twitch, YouTube or Kick
+    /// (https://www.twitch.tv/NAME, https://www.youtube.com/@handle,
+    /// https://www.youtube.com/channel/UC…, https://kick.com/NAME), or
+    /// --platform with --login, or a live HLS playlist URL with --login.
+    #[command(after_help = "Examples:\n  \
+        mothership channel add https://www.twitch.tv/somestreamer\n  \
+        mothership channel add --platform twitch --login somestreamer\n  \
+        mothership channel add https://cdn.example.com/live/index.m3u8 --login mycam\n\n\
+        A platform channel is probed through the platform's API when its credentials are set \
+        (COLONY_TWITCH_CLIENT_ID and COLONY_TWITCH_CLIENT_SECRET), else with its resolver \
+        (COLONY_RESOLVER_TWITCH, default `streamlink --stream-url {url} best`, whose program must be \
+        on COLONY_RESOLVERS).")]
     Add {
         #[command(flatten)]
         db: DatabaseArgs,
-        /// Its name in storage and commands: 1-64 of a-z, 0-9, '_', '-'.
+        /// The channel's page on Twitch, YouTube or Kick, or an HLS playlist URL.
+        #[arg(value_name = "URL", conflicts_with = "source_url")]
+        url: Option<String>,
+        /// Its name in storage and commands: 1-64 of a-z, 0-9, '_', '-'. For a
+        /// platform channel it defaults to the handle; with --platform it is
+        /// the handle.
         #[arg(long, value_name = "NAME")]
-        login: String,
-        /// A live HLS playlist URL, or the page a --resolver turns into one.
+        login: Option<String>,
+        /// The platform of a channel named by --login: twitch, youtube or kick.
+        #[arg(long, value_name = "PLATFORM")]
+        platform: Option<String>,
+        /// A live HLS playlist URL, or the page a --resolver turns into one
+        /// (the same as the URL argument).
         #[arg(long, value_name = "URL")]
-        source_url: String,
+        source_url: Option<String>,
         /// Display name (default: the login).
         #[arg(long, value_name = "DISPLAY")]
         name: Option<String>,
@@ -295,12 +317,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Up(args) => up::up(args).await?,
         Command::Run { tick, every, json } => run_loop(&tick, every.into(), json).await?,
-        Command::Status { db, json } => {
+        Command::Status { db, platforms, json } => {
             let pool = colony::db::connect(&db).await?;
             let channels = admin::channel_status(&pool).await.map_err(classified)?;
             let cells = admin::cells(&pool, false, 1000).await.map_err(classified)?;
             let queue = colony::queue::Queue::new(pool.clone()).stats().await?;
-            show::status(&channels, &cells, &queue, json);
+            let detection = mothership::platform::detection(&platforms, &channels);
+            show::status(&channels, &cells, &queue, &detection, json);
         }
         Command::Channel(c) => channel(c).await?,
         Command::Job(j) => job(j).await?,
@@ -339,9 +362,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
 async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
     match command {
-        ChannelCommand::Add { db, login, source_url, name, resolver, variant, allow_host } => {
-            let new =
-                NewChannel::parse(&login, &source_url, name, resolver, variant, &allow_host).map_err(classified)?;
+        ChannelCommand::Add { db, url, login, platform, source_url, name, resolver, variant, allow_host } => {
+            let extras = ChannelExtras { name, resolver, variant, allowed_hosts: allow_host };
+            let url = url.or(source_url);
+            let new = NewChannel::from_cli(url.as_deref(), login.as_deref(), platform.as_deref(), extras)
+                .map_err(classified)?;
             let pool = colony::db::connect(&db).await?;
             println!("{}", admin::add_channel(&pool, &new).await.map_err(classified)?);
         }

@@ -14,6 +14,11 @@ use futures::{FutureExt, StreamExt};
 use sqlx::PgPool;
 
 use colony::channel::{Channel, Resolvers};
+use colony::platform::Platform;
+use tokio::time::Instant;
+
+use crate::platform::twitch::Helix;
+use crate::platform::{PlatformArgs, StreamInfo};
 use colony::hls::{FetchLimits, FetchPolicy, HlsClient, VariantChoice};
 
 /// Results stored per statement while probes come in.
@@ -38,6 +43,8 @@ pub struct ProbeArgs {
     pub limits: FetchLimits,
     #[command(flatten)]
     pub resolvers: Resolvers,
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -50,16 +57,19 @@ pub struct ProbeResult {
     /// tell a frozen source from a live one.
     #[serde(skip)]
     pub fingerprint: Option<String>,
+    /// What the platform's API says of the broadcast, for a channel probed that way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamInfo>,
 }
 
 /// Enabled channels whose last probe is older than `every`.
 pub async fn due(pool: &PgPool, every: Duration) -> Result<Vec<Channel>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, login, display_name, source_kind, source_url, resolver, variant, enabled, pipeline, allowed_hosts
-           FROM channels
+    sqlx::query_as(&format!(
+        "SELECT {} FROM channels
           WHERE enabled AND (probed_at IS NULL OR probed_at <= now() - make_interval(secs => $1))
           ORDER BY probed_at NULLS FIRST, id",
-    )
+        colony::channel::COLUMNS
+    ))
     .bind(every.as_secs_f64())
     .fetch_all(pool)
     .await
@@ -82,7 +92,7 @@ pub async fn probe(channel: &Channel, client: &HlsClient, timeout: Duration, res
         Ok(Err(_)) => (false, Some(format!("no answer within {}", humantime::format_duration(timeout))), None),
         Err(_) => (false, Some("probing this channel panicked; treating it as offline".into()), None),
     };
-    ProbeResult { channel_id: channel.id, login: channel.login.clone(), live, error, fingerprint }
+    ProbeResult { channel_id: channel.id, login: channel.login.clone(), live, error, fingerprint, stream: None }
 }
 
 /// Probe every due channel, `concurrency` at a time, storing the results as
@@ -93,17 +103,59 @@ pub async fn probe_due(pool: &PgPool, args: &ProbeArgs) -> Result<Vec<ProbeResul
         return Ok(Vec::new());
     }
     let timeout: Duration = args.probe_timeout.into();
+    let helix = Helix::new(&args.platforms.twitch, pool, timeout);
+    let (by_api, by_source): (Vec<&Channel>, Vec<&Channel>) =
+        channels.iter().partition(|c| helix.is_some() && c.platform() == Some(Platform::Twitch));
+    let mut results = Vec::with_capacity(channels.len());
+    if let Some(helix) = &helix
+        && !by_api.is_empty()
+    {
+        let probed = probe_twitch(helix, &by_api, Instant::now() + timeout).await;
+        for batch in probed.chunks(STORE_EVERY * 8) {
+            results.extend(store(pool, batch, args.probe_frozen_after.into()).await?);
+        }
+    }
     let client = HlsClient::new(timeout, args.limits);
-    let mut batches = futures::stream::iter(channels.iter())
+    let mut batches = futures::stream::iter(by_source)
         .map(|c| probe(c, &client, timeout, &args.resolvers))
         .buffer_unordered(args.probe_concurrency.max(1))
         .ready_chunks(STORE_EVERY);
-    let mut results = Vec::with_capacity(channels.len());
     while let Some(batch) = batches.next().await {
         let stored = store(pool, &batch, args.probe_frozen_after.into()).await?;
         results.extend(stored);
     }
     Ok(results)
+}
+
+/// Ask Helix about Twitch channels, 100 a request. If Helix cannot answer,
+/// each channel says why and counts as offline, as a failed resolver probe does.
+async fn probe_twitch(helix: &Helix, channels: &[&Channel], deadline: Instant) -> Vec<ProbeResult> {
+    let logins: Vec<String> = channels.iter().filter_map(|c| c.platform_handle.clone()).collect();
+    let answer = helix.live_streams(&logins, deadline).await;
+    let mut live: std::collections::HashMap<String, StreamInfo> = std::collections::HashMap::new();
+    let error = match answer {
+        Ok(streams) => {
+            for s in streams {
+                live.insert(s.user_login.to_ascii_lowercase(), StreamInfo::from(s));
+            }
+            None
+        }
+        Err(e) => Some(format!("Twitch API: {}", colony::error_chain(&e))),
+    };
+    channels
+        .iter()
+        .map(|c| {
+            let stream = c.platform_handle.as_deref().and_then(|h| live.get(&h.to_ascii_lowercase())).cloned();
+            ProbeResult {
+                channel_id: c.id,
+                login: c.login.clone(),
+                live: stream.is_some(),
+                error: error.clone(),
+                fingerprint: None,
+                stream,
+            }
+        })
+        .collect()
 }
 
 /// Store probe results, and return them as stored: a live result for a
@@ -117,18 +169,30 @@ pub async fn store(
     let live: Vec<bool> = results.iter().map(|r| r.live).collect();
     let errors: Vec<Option<String>> = results.iter().map(|r| r.error.clone()).collect();
     let prints: Vec<Option<String>> = results.iter().map(|r| r.fingerprint.clone()).collect();
+    let stream = |f: fn(&StreamInfo) -> String| -> Vec<Option<String>> {
+        results.iter().map(|r| r.stream.as_ref().map(f)).collect()
+    };
+    let (stream_ids, titles, categories) =
+        (stream(|s| s.id.clone()), stream(|s| s.title.clone()), stream(|s| s.category.clone()));
+    let started: Vec<Option<chrono::DateTime<chrono::Utc>>> =
+        results.iter().map(|r| r.stream.as_ref().map(|s| s.started_at)).collect();
     let frozen: Vec<(i64, bool)> = sqlx::query_as(
         "WITH p AS (
-             SELECT p.id, p.live, p.error, p.print,
+             SELECT p.id, p.live, p.error, p.print, p.stream_id, p.title, p.category, p.started,
                     COALESCE(p.print IS NOT NULL AND p.print IS NOT DISTINCT FROM c.probe_fingerprint
                         AND c.progressed_at < now() - make_interval(secs => $5), false) AS frozen
-               FROM UNNEST($1::bigint[], $2::bool[], $3::text[], $4::text[]) AS p(id, live, error, print)
+               FROM UNNEST($1::bigint[], $2::bool[], $3::text[], $4::text[], $6::text[], $7::text[], $8::text[],
+                           $9::timestamptz[]) AS p(id, live, error, print, stream_id, title, category, started)
                JOIN channels c ON c.id = p.id)
          UPDATE channels c
             SET live = p.live AND NOT p.frozen,
                 live_since = CASE WHEN p.live AND NOT p.frozen THEN COALESCE(c.live_since, now()) END,
                 progressed_at = CASE WHEN p.print IS DISTINCT FROM c.probe_fingerprint THEN now() ELSE c.progressed_at END,
                 probe_fingerprint = p.print,
+                stream_id = CASE WHEN p.live AND NOT p.frozen THEN p.stream_id END,
+                stream_title = CASE WHEN p.live AND NOT p.frozen THEN p.title END,
+                stream_category = CASE WHEN p.live AND NOT p.frozen THEN p.category END,
+                stream_started_at = CASE WHEN p.live AND NOT p.frozen THEN p.started END,
                 probed_at = now(),
                 probe_error = CASE WHEN p.frozen
                     THEN 'the source has served the same playlist since ' || to_char(c.progressed_at, 'YYYY-MM-DD HH24:MI:SS TZ') || '; treating it as offline'
@@ -143,8 +207,13 @@ pub async fn store(
     .bind(&errors)
     .bind(&prints)
     .bind(frozen_after.as_secs_f64())
+    .bind(&stream_ids)
+    .bind(&titles)
+    .bind(&categories)
+    .bind(&started)
     .fetch_all(pool)
     .await?;
+    colony::recording::rows::note_broadcast(pool, &ids, &stream_ids, &titles, &categories, &started).await?;
     let frozen: std::collections::HashMap<i64, bool> = frozen.into_iter().collect();
     Ok(results
         .iter()

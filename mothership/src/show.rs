@@ -1,6 +1,7 @@
 //! Printing: readable tables for people, JSON (`--json`) for scripts.
 
 use crate::admin::{CellStatus, ChannelStatus, Decision, JobRow};
+use crate::platform::Detection;
 use crate::tick::TickReport;
 use chrono::{DateTime, Utc};
 use colony::queue::KindStats;
@@ -149,13 +150,24 @@ pub fn queue(stats: &[KindStats]) -> Table {
     t
 }
 
-pub fn status(channels_: &[ChannelStatus], cells_: &[CellStatus], stats: &[KindStats], as_json: bool) {
+pub fn status(
+    channels_: &[ChannelStatus],
+    cells_: &[CellStatus],
+    stats: &[KindStats],
+    detection: &[Detection],
+    as_json: bool,
+) {
     if as_json {
-        return json(&serde_json::json!({ "channels": channels_, "cells": cells_, "queue": stats }));
+        return json(
+            &serde_json::json!({ "channels": channels_, "cells": cells_, "queue": stats, "detection": detection }),
+        );
     }
     let live = channels_.iter().filter(|c| c.live).count();
     println!("CHANNELS ({} total, {live} live)", channels_.len());
     channels(channels_, false);
+    for d in detection {
+        println!("{}: {} channel(s); {}", d.platform, d.channels, d.how);
+    }
     println!("\nCELLS ({} active)", cells_.len());
     cells(cells_, false);
     println!("\nQUEUE");

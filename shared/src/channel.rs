@@ -68,20 +68,18 @@ pub struct Channel {
     pub pipeline: serde_json::Value,
     /// Hosts besides the source's own that its playlists may name (CDNs).
     pub allowed_hosts: Vec<String>,
+    /// The streaming platform of a `platform` channel (`twitch`, `youtube`, `kick`).
+    pub platform: Option<String>,
+    /// Its handle there (a Twitch login, a YouTube handle, a Kick slug).
+    pub platform_handle: Option<String>,
 }
 
 /// The columns a [`Channel`] is read from.
-pub const COLUMNS: &str =
-    "id, login, display_name, source_kind, source_url, resolver, variant, enabled, pipeline, allowed_hosts";
+pub const COLUMNS: &str = "id, login, display_name, source_kind, source_url, resolver, variant, enabled, pipeline, \
+                           allowed_hosts, platform, platform_handle";
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<Option<Channel>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, login, display_name, source_kind, source_url, resolver, variant, enabled, pipeline, allowed_hosts
-           FROM channels WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM channels WHERE id = $1")).bind(id).fetch_optional(pool).await
 }
 
 /// A channel's extra allowed hosts (for jobs that fetch on its behalf);
@@ -121,9 +119,26 @@ impl Channel {
     pub async fn resolve(&self, timeout: Duration, resolvers: &Resolvers) -> Result<Url, SourceError> {
         match (&self.source_kind[..], &self.resolver) {
             ("command", Some(template)) => resolvers.run(template, &self.source_url, timeout).await,
+            // A platform channel: its own resolver if it has one, else the
+            // platform's template on this host (COLONY_RESOLVER_TWITCH, …).
+            ("platform", own) => {
+                let template = match (own, self.platform()) {
+                    (Some(own), _) => own.clone(),
+                    (None, Some(platform)) => platform.resolver_template(),
+                    (None, None) => {
+                        return Err(SourceError::BadResolver("a platform channel without a platform".into()));
+                    }
+                };
+                resolvers.run(&template, &self.source_url, timeout).await
+            }
             _ => Url::parse(&self.source_url)
                 .map_err(|_| SourceError::BadUrl(crate::config::redact_source_url(&self.source_url))),
         }
+    }
+
+    /// The platform a `platform` channel lives on.
+    pub fn platform(&self) -> Option<crate::platform::Platform> {
+        self.platform.as_deref().and_then(|p| p.parse().ok())
     }
 
     /// The channel's extra allowed hosts; a malformed entry is skipped.

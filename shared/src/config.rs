@@ -72,6 +72,31 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// A secret from a flag or the environment (an API client secret): never
+/// printed, in logs, errors or `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one request that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().is_empty() { Err("it is empty".into()) } else { Ok(Secret(s.trim().to_owned())) }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 /// Replace the password of any URL with `***`; leave anything unparseable as a
 /// fixed placeholder rather than risk printing it.
 pub fn redact_url(raw: &str) -> String {

@@ -14,6 +14,7 @@ pub mod db;
 pub mod exit;
 pub mod hls;
 pub mod pgcluster;
+pub mod platform;
 pub mod queue;
 pub mod recording;
 pub mod signals;

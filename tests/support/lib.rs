@@ -22,6 +22,7 @@ pub mod observer;
 pub mod pg;
 mod proc;
 pub mod proxy;
+pub mod twitch;
 
 use std::time::{Duration, Instant};
 

@@ -100,6 +100,8 @@ pub fn inherited_env() -> Vec<(String, String)> {
         "COLONY_PROBE_",
         "COLONY_TICK_",
         "COLONY_HOME",
+        // Platform API credentials: only the mothership asks the APIs.
+        "COLONY_TWITCH_",
         "COLONY_UP_",
         "AWS_ENDPOINT_URL_ECS",
         // The mothership's own task credentials and runtime, on ECS: a cell

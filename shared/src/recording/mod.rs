@@ -18,7 +18,9 @@ pub use publish::{PublishError, publish_vod};
 pub use recordings::{Assignment, OpenedVod, assign_live};
 /// Writes to the `recordings` table outside the ledger; nothing else writes it.
 pub mod rows {
-    pub use super::recordings::{delete_if_unwritten, fail, note_error, open_vod, set_storage_class, set_totals};
+    pub use super::recordings::{
+        delete_if_unwritten, fail, note_broadcast, note_error, open_vod, set_storage_class, set_totals,
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize, Deserialize)]

@@ -38,9 +38,14 @@ pub async fn assign_live(pool: &PgPool, channel_id: i64, cell_id: uuid::Uuid) ->
     let assignment = match open {
         Some((recording_id, lease_token)) => Assignment { recording_id, lease_token, created: false },
         None => {
+            // The broadcast the platform reports, if the channel is on one:
+            // its id, title and category, and the first chapter.
             let (recording_id, lease_token): (i64, i64) = sqlx::query_as(
-                "INSERT INTO recordings (channel_id, source, holder_cell_id, storage_prefix)
-                 VALUES ($1, 'live', $2, '') RETURNING id, lease_token",
+                "INSERT INTO recordings (channel_id, source, holder_cell_id, storage_prefix,
+                                         stream_id, title, category, stream_started_at)
+                 SELECT $1, 'live', $2, '', stream_id, stream_title, stream_category, stream_started_at
+                   FROM channels WHERE id = $1
+                 RETURNING id, lease_token",
             )
             .bind(channel_id)
             .bind(cell_id)
@@ -53,11 +58,64 @@ pub async fn assign_live(pool: &PgPool, channel_id: i64, cell_id: uuid::Uuid) ->
             .bind(recording_id)
             .execute(&mut *tx)
             .await?;
+            sqlx::query(
+                "INSERT INTO chapters (recording_id, at, title, category)
+                 SELECT id, started_at, title, category FROM recordings
+                  WHERE id = $1 AND (title IS NOT NULL OR category IS NOT NULL)",
+            )
+            .bind(recording_id)
+            .execute(&mut *tx)
+            .await?;
             Assignment { recording_id, lease_token, created: true }
         }
     };
     tx.commit().await?;
     Ok(assignment)
+}
+
+/// What a platform says of the broadcasts of `channel_ids` (one entry each;
+/// None where a channel is not live or not probed through an API), noted on
+/// their open live recordings: the broadcast's id, title and category where
+/// still unknown, and a new chapter when the title or category changed.
+pub async fn note_broadcast(
+    pool: &PgPool,
+    channel_ids: &[i64],
+    stream_ids: &[Option<String>],
+    titles: &[Option<String>],
+    categories: &[Option<String>],
+    started: &[Option<chrono::DateTime<chrono::Utc>>],
+) -> Result<(), sqlx::Error> {
+    if stream_ids.iter().all(Option::is_none) {
+        return Ok(());
+    }
+    sqlx::query(
+        "WITH s AS (
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+                        AS s(channel_id, stream_id, title, category, started)
+              WHERE stream_id IS NOT NULL),
+         open AS (
+             SELECT r.id, s.* FROM recordings r JOIN s ON s.channel_id = r.channel_id
+              WHERE r.source = 'live' AND r.state IN ('recording', 'standby')),
+         noted AS (
+             UPDATE recordings r SET stream_id = COALESCE(r.stream_id, o.stream_id),
+                    title = COALESCE(r.title, o.title), category = COALESCE(r.category, o.category),
+                    stream_started_at = COALESCE(r.stream_started_at, o.started)
+               FROM open o WHERE r.id = o.id)
+         INSERT INTO chapters (recording_id, at, title, category)
+         SELECT o.id, now(), o.title, o.category FROM open o
+          WHERE NOT EXISTS (
+                SELECT 1 FROM (SELECT title, category FROM chapters WHERE recording_id = o.id ORDER BY at DESC LIMIT 1) last
+                 WHERE last.title IS NOT DISTINCT FROM o.title AND last.category IS NOT DISTINCT FROM o.category)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(channel_ids)
+    .bind(stream_ids)
+    .bind(titles)
+    .bind(categories)
+    .bind(started)
+    .execute(pool)
+    .await
+    .map(|_| ())
 }
 
 /// A VOD download's recording, found (by channel and URL) or opened, and

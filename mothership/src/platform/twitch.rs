@@ -1,0 +1,373 @@
+//! Twitch live detection through Helix: one `GET /helix/streams` for up to
+//! 100 channels, with an app access token from the client-credentials flow.
+//!
+//! - The token is cached in Postgres (`platform_tokens`), so a tick run by
+//!   cron every minute does not ask for a new one each time; it is renewed
+//!   when it nears expiry or Helix answers 401 (revoked, secret rotated).
+//! - `Ratelimit-Remaining` and `Ratelimit-Reset` are honoured: an empty
+//!   bucket waits for its reset, and a 429 waits and tries again, both within
+//!   the probe's deadline. The bucket is 800 points a minute; a request
+//!   costs one, so 10,000 channels at a 15 s interval cost 400 a minute.
+//! - Every answer is untrusted: bodies are read under a cap, and fields are
+//!   checked before they are stored.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use url::Url;
+
+use colony::config::Secret;
+
+/// Channels one Helix request may ask about.
+pub const BATCH: usize = 100;
+/// The largest Helix answer read (100 streams are about 100 KiB).
+const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Renew a cached token this long before it expires.
+const RENEW_BEFORE: Duration = Duration::from_secs(600);
+
+/// The Twitch application Colony asks Helix as.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TwitchArgs {
+    /// The client id of a Twitch application (dev.twitch.tv/console). With
+    /// the secret, live detection asks Helix about 100 Twitch channels a
+    /// request; without, each Twitch channel is probed with its resolver.
+    #[arg(long = "twitch-client-id", env = "COLONY_TWITCH_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
+    /// The application's client secret.
+    #[arg(
+        long = "twitch-client-secret",
+        env = "COLONY_TWITCH_CLIENT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub client_secret: Option<Secret>,
+    /// Helix's base URL (a test fake's, in tests).
+    #[arg(
+        long = "twitch-api-url",
+        env = "COLONY_TWITCH_API_URL",
+        default_value = "https://api.twitch.tv/helix",
+        value_name = "URL"
+    )]
+    pub api_url: Url,
+    /// The OAuth token endpoint.
+    #[arg(
+        long = "twitch-auth-url",
+        env = "COLONY_TWITCH_AUTH_URL",
+        default_value = "https://id.twitch.tv/oauth2/token",
+        value_name = "URL"
+    )]
+    pub auth_url: Url,
+}
+
+impl Default for TwitchArgs {
+    /// No credentials, Twitch's own endpoints.
+    fn default() -> Self {
+        Self {
+            client_id: None,
+            client_secret: None,
+            api_url: Url::parse("https://api.twitch.tv/helix").expect("a valid URL"),
+            auth_url: Url::parse("https://id.twitch.tv/oauth2/token").expect("a valid URL"),
+        }
+    }
+}
+
+impl TwitchArgs {
+    pub fn configured(&self) -> bool {
+        self.client_id.as_deref().is_some_and(|c| !c.trim().is_empty()) && self.client_secret.is_some()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HelixError {
+    #[error("Twitch refused the application's credentials ({status}): {message}")]
+    Credentials { status: u16, message: String },
+    #[error("Helix answered {status} to {what}: {message}")]
+    Status { what: &'static str, status: u16, message: String },
+    #[error("Helix kept answering 429 (rate limited) until the probe's deadline")]
+    RateLimited,
+    #[error("Helix did not answer {what} within the probe's deadline")]
+    Deadline { what: &'static str },
+    #[error("asking Helix for {what} failed")]
+    Http {
+        what: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("Helix's answer to {what} is not what its reference describes: {why}")]
+    Malformed { what: &'static str, why: String },
+    #[error("caching the token failed")]
+    Db(#[from] sqlx::Error),
+}
+
+/// A live stream as Helix reports it (`GET /helix/streams`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Stream {
+    pub id: String,
+    pub user_id: String,
+    pub user_login: String,
+    #[serde(default)]
+    pub game_name: String,
+    #[serde(default)]
+    pub title: String,
+    pub started_at: DateTime<Utc>,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Page<T> {
+    data: Vec<T>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: u64,
+}
+
+/// What the bucket said last.
+#[derive(Debug, Default)]
+struct Bucket {
+    remaining: Option<u32>,
+    reset_at: Option<DateTime<Utc>>,
+}
+
+/// A Helix client for one tick.
+pub struct Helix {
+    http: reqwest::Client,
+    client_id: String,
+    secret: Secret,
+    api: Url,
+    auth: Url,
+    pool: PgPool,
+    token: Mutex<Option<String>>,
+    bucket: std::sync::Mutex<Bucket>,
+}
+
+impl Helix {
+    /// A client, if the application's credentials are configured.
+    pub fn new(args: &TwitchArgs, pool: &PgPool, timeout: Duration) -> Option<Self> {
+        if !args.configured() {
+            return None;
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("colony/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .ok()?;
+        Some(Self {
+            http,
+            client_id: args.client_id.clone()?.trim().to_owned(),
+            secret: args.client_secret.clone()?,
+            api: args.api_url.clone(),
+            auth: args.auth_url.clone(),
+            pool: pool.clone(),
+            token: Mutex::new(None),
+            bucket: std::sync::Mutex::default(),
+        })
+    }
+
+    /// The app token: this tick's, the one cached in Postgres, or a new one.
+    async fn token(&self, renew: bool) -> Result<String, HelixError> {
+        let mut held = self.token.lock().await;
+        if !renew && let Some(t) = held.as_ref() {
+            return Ok(t.clone());
+        }
+        if !renew {
+            let cached: Option<String> = sqlx::query_scalar(
+                "SELECT access_token FROM platform_tokens
+                  WHERE platform = 'twitch' AND client_id = $1 AND expires_at > now() + make_interval(secs => $2)",
+            )
+            .bind(&self.client_id)
+            .bind(RENEW_BEFORE.as_secs_f64())
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(t) = cached {
+                *held = Some(t.clone());
+                return Ok(t);
+            }
+        }
+        let answer = self
+            .http
+            .post(self.auth.clone())
+            .form(&[
+                ("client_id", self.client_id.as_str()),
+                ("client_secret", self.secret.expose()),
+                ("grant_type", "client_credentials"),
+            ])
+            .send()
+            .await
+            .map_err(|source| HelixError::Http { what: "an app token", source })?;
+        let status = answer.status().as_u16();
+        let body = read_capped(answer, "an app token").await?;
+        if !(200..300).contains(&status) {
+            return Err(HelixError::Credentials { status, message: message_of(&body) });
+        }
+        let token: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|e| HelixError::Malformed { what: "an app token", why: e.to_string() })?;
+        if token.access_token.is_empty() || token.access_token.len() > 512 {
+            return Err(HelixError::Malformed { what: "an app token", why: "the token is empty or too long".into() });
+        }
+        let lifetime = token.expires_in.min(100 * 24 * 3600);
+        sqlx::query(
+            "INSERT INTO platform_tokens (platform, client_id, access_token, expires_at)
+             VALUES ('twitch', $1, $2, now() + make_interval(secs => $3))
+             ON CONFLICT (platform) DO UPDATE SET client_id = EXCLUDED.client_id,
+                    access_token = EXCLUDED.access_token, expires_at = EXCLUDED.expires_at, updated_at = now()",
+        )
+        .bind(&self.client_id)
+        .bind(&token.access_token)
+        .bind(lifetime as f64)
+        .execute(&self.pool)
+        .await?;
+        info!(expires_in = lifetime, "got a Twitch app access token");
+        *held = Some(token.access_token.clone());
+        Ok(token.access_token)
+    }
+
+    /// Wait while the bucket is empty, until its reset (or the deadline).
+    async fn wait_for_bucket(&self, deadline: Instant) -> Result<(), HelixError> {
+        let wait = {
+            let b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+            match (b.remaining, b.reset_at) {
+                (Some(0), Some(reset)) => (reset - Utc::now()).to_std().ok(),
+                _ => None,
+            }
+        };
+        if let Some(wait) = wait {
+            let wait = wait.min(Duration::from_secs(60));
+            if Instant::now() + wait > deadline {
+                return Err(HelixError::RateLimited);
+            }
+            debug!(?wait, "Helix bucket is empty; waiting for its reset");
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    }
+
+    fn note_bucket(&self, headers: &reqwest::header::HeaderMap) {
+        let number =
+            |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = number("ratelimit-remaining") {
+            b.remaining = Some(r.clamp(0, u32::MAX as i64) as u32);
+        }
+        if let Some(at) = number("ratelimit-reset").and_then(|s| DateTime::from_timestamp(s, 0)) {
+            // A reset far in the future is not believed: at most a minute.
+            b.reset_at = Some(at.min(Utc::now() + chrono::TimeDelta::seconds(60)));
+        }
+    }
+
+    /// GET a Helix resource, riding out an empty bucket, 429s, a revoked
+    /// token and 5xx answers until `deadline`.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        path: &str,
+        query: &[(&str, String)],
+        deadline: Instant,
+    ) -> Result<Page<T>, HelixError> {
+        let mut url = self.api.clone();
+        url.path_segments_mut().map_err(|_| HelixError::Malformed { what, why: "bad API URL".into() })?.push(path);
+        let mut renewed = false;
+        let mut failures = 0u32;
+        loop {
+            self.wait_for_bucket(deadline).await?;
+            let token = self.token(false).await?;
+            let send =
+                self.http.get(url.clone()).query(query).header("Client-Id", &self.client_id).bearer_auth(&token).send();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let answer = match tokio::time::timeout(left, send).await {
+                Err(_) => return Err(HelixError::Deadline { what }),
+                Ok(Err(source)) if failures < 3 && (source.is_timeout() || source.is_connect()) => {
+                    failures += 1;
+                    warn!(error = %source, "asking Helix failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(250 * u64::from(failures))).await;
+                    continue;
+                }
+                Ok(Err(source)) => return Err(HelixError::Http { what, source }),
+                Ok(Ok(answer)) => answer,
+            };
+            self.note_bucket(answer.headers());
+            let status = answer.status().as_u16();
+            match status {
+                200..=299 => {
+                    let body = read_capped(answer, what).await?;
+                    return serde_json::from_slice(&body)
+                        .map_err(|e| HelixError::Malformed { what, why: e.to_string() });
+                }
+                401 if !renewed => {
+                    info!("Helix refused the app token (401); getting a new one");
+                    *self.token.lock().await = None;
+                    self.token(true).await?;
+                    renewed = true;
+                }
+                429 => {
+                    // The bucket headers of the 429 say when it refills; if they
+                    // did not, wait a second.
+                    {
+                        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+                        b.remaining = Some(0);
+                        if b.reset_at.is_none_or(|at| at <= Utc::now()) {
+                            b.reset_at = Some(Utc::now() + chrono::TimeDelta::seconds(1));
+                        }
+                    }
+                    debug!("Helix answered 429; waiting for the bucket");
+                }
+                500..=599 if failures < 3 => {
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(failures))).await;
+                }
+                _ => {
+                    let body = read_capped(answer, what).await.unwrap_or_default();
+                    return Err(HelixError::Status { what, status, message: message_of(&body) });
+                }
+            }
+        }
+    }
+
+    /// The live streams among `logins`, one request per 100.
+    pub async fn live_streams(&self, logins: &[String], deadline: Instant) -> Result<Vec<Stream>, HelixError> {
+        let mut live = Vec::new();
+        for batch in logins.chunks(BATCH) {
+            let mut query: Vec<(&str, String)> = vec![("first", BATCH.to_string())];
+            query.extend(batch.iter().map(|l| ("user_login", l.clone())));
+            let page: Page<Stream> = self.get("live streams", "streams", &query, deadline).await?;
+            live.extend(page.data.into_iter().filter(|s| s.kind.is_empty() || s.kind == "live"));
+        }
+        Ok(live)
+    }
+}
+
+async fn read_capped(mut answer: reqwest::Response, what: &'static str) -> Result<Vec<u8>, HelixError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = answer.chunk().await.map_err(|source| HelixError::Http { what, source })? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(HelixError::Malformed { what, why: format!("the answer is larger than {MAX_BODY} bytes") });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The `message` of a Twitch error body, shortened; never the whole body.
+fn message_of(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "no message".into())
+        .chars()
+        .take(200)
+        .collect()
+}
+
+/// A field as stored: trimmed to `max` characters, without control characters.
+pub fn clean(raw: &str, max: usize) -> String {
+    raw.chars().filter(|c| !c.is_control()).take(max).collect()
+}

@@ -1,0 +1,336 @@
+//! Platform channels (issue 14): channels named by their Twitch, YouTube or
+//! Kick page, live detection through Helix in batches, and the recording of a
+//! Twitch channel with its title and chapters.
+//!
+//! The Twitch API cannot be reached from here: these tests run against
+//! `colony_tests::twitch::FakeTwitch`, a local fake that follows the Helix
+//! reference (token grant, `/helix/streams`, rate-limit headers, 401 and 429
+//! answers). The stream itself comes from the live test source, and the
+//! platform's resolver template points at it (`live-source resolve`), as
+//! `streamlink --stream-url` would.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use colony_tests::live::{Container, LiveSource, Profile, media};
+use colony_tests::mothership::Colony;
+use colony_tests::observer::Rig;
+use colony_tests::twitch::FakeTwitch;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn one_line(out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+    err
+}
+
+/// `mothership tick --json` against the fake, with `extra` flags.
+async fn tick(colony: &Colony, twitch: &FakeTwitch, env: &[(&str, &str)]) -> serde_json::Value {
+    let mut cmd = colony.command(&["tick", "--json"]);
+    for (k, v) in twitch.env() {
+        cmd.env(k, v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        matches!(out.status.code(), Some(0 | 4)),
+        "tick failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
+}
+
+/// Twitch channels straight into the database, as `channel add` writes them.
+async fn add_twitch_channels(colony: &Colony, logins: &[String]) {
+    sqlx::query(
+        "INSERT INTO channels (login, display_name, source_kind, source_url, platform, platform_handle)
+         SELECT l, l, 'platform', 'https://www.twitch.tv/' || l, 'twitch', l FROM UNNEST($1::text[]) AS l",
+    )
+    .bind(logins)
+    .execute(&colony.rig.pool)
+    .await
+    .unwrap();
+}
+
+async fn live_logins(colony: &Colony) -> BTreeSet<String> {
+    sqlx::query_scalar::<_, String>("SELECT login FROM channels WHERE live")
+        .fetch_all(&colony.rig.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test]
+async fn platform_channels_are_recognised_from_their_pages_and_bad_ones_refused() {
+    let colony = Colony::new(Rig::file().await);
+    for args in [
+        vec!["channel", "add", "https://www.twitch.tv/SomeStreamer"],
+        vec!["channel", "add", "--platform", "twitch", "--login", "other_one"],
+        vec!["channel", "add", "https://www.youtube.com/@Some.Handle"],
+        vec!["channel", "add", "https://www.youtube.com/channel/UCabcdefghijklmnopqrstuv", "--login", "yt2"],
+        vec!["channel", "add", "https://kick.com/kicker"],
+        vec!["channel", "add", "http://127.0.0.1:9/live/index.m3u8", "--login", "plain"],
+        vec!["channel", "add", "--login", "old-style", "--source-url", "http://127.0.0.1:9/x.m3u8"],
+    ] {
+        let out = colony.run(&args).await;
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    type Row = (String, String, Option<String>, Option<String>, Option<String>, String);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT login, source_kind, platform, platform_handle, platform_id, source_url FROM channels ORDER BY id",
+    )
+    .fetch_all(&colony.rig.pool)
+    .await
+    .unwrap();
+    let s = |v: &str| Some(v.to_owned());
+    assert_eq!(
+        rows[0],
+        (
+            "somestreamer".into(),
+            "platform".into(),
+            s("twitch"),
+            s("somestreamer"),
+            None,
+            "https://www.twitch.tv/SomeStreamer".into()
+        )
+    );
+    assert_eq!(rows[1].0, "other_one");
+    assert_eq!(
+        (rows[1].2.clone(), rows[1].3.clone(), rows[1].5.clone()),
+        (s("twitch"), s("other_one"), "https://www.twitch.tv/other_one".into())
+    );
+    assert_eq!((rows[2].0.as_str(), rows[2].3.clone()), ("some-handle", s("some.handle")));
+    assert_eq!((rows[3].0.as_str(), rows[3].4.clone()), ("yt2", s("UCabcdefghijklmnopqrstuv")));
+    assert_eq!((rows[4].0.as_str(), rows[4].2.clone()), ("kicker", s("kick")));
+    assert_eq!((rows[5].1.as_str(), rows[5].2.clone()), ("hls", None));
+    assert_eq!((rows[6].1.as_str(), rows[6].2.clone()), ("hls", None));
+
+    let cases: &[(&[&str], &str)] = &[
+        (&["channel", "add", "https://www.twitch.tv/videos/123456"], "is a twitch page but not a channel's"),
+        (&["channel", "add", "https://www.youtube.com/watch?v=abc"], "a video"),
+        (&["channel", "add", "https://www.twitch.tv/has-a-dash"], "not a valid twitch channel name"),
+        (&["channel", "add", "--platform", "myspace", "--login", "x"], "not a platform Colony knows"),
+        (&["channel", "add", "--platform", "twitch"], "needs --login"),
+        (&["channel", "add", "http://127.0.0.1:9/live/index.m3u8"], "needs --login NAME"),
+        (
+            &["channel", "add", "https://www.twitch.tv/somestreamer", "--login", "again"],
+            "already in the archive as 'somestreamer'",
+        ),
+        (&["channel", "add"], "give the channel's URL"),
+    ];
+    for (args, want) in cases {
+        let out = colony.run(args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let line = one_line(&out);
+        assert!(line.contains(want), "{args:?}: {line}");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM channels").fetch_one(&colony.rig.pool).await.unwrap();
+    assert_eq!(count, 7, "nothing was written by the refused commands");
+}
+
+/// 1,000 Twitch channels, 50 of them live: one probe costs ceil(1000/100) =
+/// 10 Helix requests and one token, which the next tick (a new process, as
+/// under cron) takes from Postgres instead of asking again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_twitch_channels_cost_ten_helix_requests_a_probe() {
+    let twitch = FakeTwitch::start().await;
+    let colony = Colony::new(Rig::file().await);
+    let logins: Vec<String> = (0..1000).map(|i| format!("streamer{i:04}")).collect();
+    for l in &logins {
+        twitch.add_user(l);
+    }
+    add_twitch_channels(&colony, &logins).await;
+    let live: BTreeSet<String> = logins.iter().step_by(20).cloned().collect();
+    for l in &live {
+        twitch.go_live(l, &format!("{l} plays"), "Just Chatting");
+    }
+    // No observer is started: this test is about detection.
+    let quiet = [("COLONY_MAX_OBSERVERS", "0")];
+    let report = tick(&colony, &twitch, &quiet).await;
+    assert_eq!(twitch.requests("/helix/streams"), 10, "{report:#}");
+    assert_eq!(twitch.requests("/oauth2/token"), 1);
+    assert_eq!(live_logins(&colony).await, live);
+    let (title, category): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT stream_title, stream_category FROM channels WHERE login = 'streamer0000'")
+            .fetch_one(&colony.rig.pool)
+            .await
+            .unwrap();
+    assert_eq!((title.as_deref(), category.as_deref()), (Some("streamer0000 plays"), Some("Just Chatting")));
+
+    // Ten go offline, five others go live.
+    let gone: Vec<String> = live.iter().take(10).cloned().collect();
+    for l in &gone {
+        twitch.go_offline(l);
+    }
+    let new: Vec<String> = logins.iter().skip(1).step_by(200).cloned().collect();
+    for l in &new {
+        twitch.go_live(l, "hello", "Music");
+    }
+    tick(&colony, &twitch, &quiet).await;
+    assert_eq!(twitch.requests("/helix/streams"), 20);
+    assert_eq!(twitch.requests("/oauth2/token"), 1, "the second tick used the token cached in Postgres");
+    let want: BTreeSet<String> =
+        live.iter().filter(|l| !gone.contains(l)).cloned().chain(new.iter().cloned()).collect();
+    assert_eq!(live_logins(&colony).await, want);
+    let offline_title: Option<String> = sqlx::query_scalar("SELECT stream_title FROM channels WHERE login = $1")
+        .bind(&gone[0])
+        .fetch_one(&colony.rig.pool)
+        .await
+        .unwrap();
+    assert_eq!(offline_title, None, "an offline channel has no broadcast");
+}
+
+/// A 429 storm is waited out within the probe, and a revoked token is
+/// replaced once: the probe still gives the right answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_storm_and_a_revoked_token_are_ridden_out() {
+    let twitch = FakeTwitch::start().await;
+    let colony = Colony::new(Rig::file().await);
+    let logins: Vec<String> = (0..250).map(|i| format!("ch{i:03}")).collect();
+    for l in &logins {
+        twitch.add_user(l);
+    }
+    add_twitch_channels(&colony, &logins).await;
+    let live: BTreeSet<String> = ["ch001", "ch120", "ch249"].iter().map(|s| s.to_string()).collect();
+    for l in &live {
+        twitch.go_live(l, "t", "c");
+    }
+    let quiet = [("COLONY_MAX_OBSERVERS", "0"), ("COLONY_PROBE_TIMEOUT", "15s")];
+    twitch.storm(4);
+    tick(&colony, &twitch, &quiet).await;
+    assert_eq!(live_logins(&colony).await, live, "the storm was waited out");
+    assert_eq!(twitch.requests("/helix/streams"), 3 + 4, "three batches, four of the answers 429");
+    let error: Option<String> = sqlx::query_scalar("SELECT probe_error FROM channels WHERE login = 'ch001'")
+        .fetch_one(&colony.rig.pool)
+        .await
+        .unwrap();
+    assert_eq!(error, None);
+
+    twitch.revoke_tokens();
+    twitch.go_offline("ch120");
+    tick(&colony, &twitch, &quiet).await;
+    assert_eq!(twitch.requests("/oauth2/token"), 2, "a revoked token is replaced once");
+    let want: BTreeSet<String> = ["ch001", "ch249"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(live_logins(&colony).await, want);
+
+    // Credentials Twitch refuses: every Twitch channel says why, one line each,
+    // and the tick itself still runs.
+    let mut cmd = colony.command(&["tick", "--json"]);
+    for (k, v) in twitch.env() {
+        cmd.env(k, v);
+    }
+    cmd.env("COLONY_TWITCH_CLIENT_SECRET", "wrong").env("COLONY_MAX_OBSERVERS", "0");
+    sqlx::query("DELETE FROM platform_tokens").execute(&colony.rig.pool).await.unwrap();
+    let out = cmd.output().await.unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 4)), "{}", String::from_utf8_lossy(&out.stderr));
+    let error: Option<String> = sqlx::query_scalar("SELECT probe_error FROM channels WHERE login = 'ch001'")
+        .fetch_one(&colony.rig.pool)
+        .await
+        .unwrap();
+    let error = error.unwrap_or_default();
+    assert!(error.contains("Twitch refused the application's credentials (403)"), "{error}");
+    assert!(!error.contains("wrong"), "the secret is never shown: {error}");
+}
+
+/// A live Twitch channel under `mothership run`: one observer, which turns
+/// the channel page into its HLS URL with the platform's resolver template;
+/// the recording carries the stream's id, title and category, and a title
+/// change during the broadcast becomes a second chapter.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_twitch_channel_is_recorded_with_its_title_and_chapters() {
+    let twitch = FakeTwitch::start().await;
+    let source = LiveSource::start().await;
+    let media = tokio::task::spawn_blocking(|| media(Container::Ts, Profile::TEST)).await.unwrap();
+    let colony = Colony::new(Rig::file().await);
+    for name in ["alpha", "beta"] {
+        twitch.add_user(name);
+        let out = colony.run(&["channel", "add", &format!("https://www.twitch.tv/{name}")]).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        source.add(name, &media, 6);
+        twitch.go_live(name, &format!("{name} live"), "Science & Technology");
+    }
+    let resolver = colony_tests::bins::bin("live-source");
+    let template = format!("{} resolve http://{} {{url}}", resolver.display(), source.addr);
+    let mut cmd = colony.command(&["run", "--every", "1s"]);
+    for (k, v) in twitch.env() {
+        cmd.env(k, v);
+    }
+    cmd.env("COLONY_RESOLVER_TWITCH", &template)
+        .env("COLONY_RESOLVERS", resolver.display().to_string())
+        .stderr(std::process::Stdio::piped());
+    let mut run = cmd.spawn().unwrap();
+
+    let recording = |login: &'static str| {
+        let pool = colony.rig.pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64, i64)>(
+                "SELECT r.id, r.segment_count FROM recordings r JOIN channels c ON c.id = r.channel_id
+                  WHERE c.login = $1 AND r.source = 'live'",
+            )
+            .bind(login)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    for login in ["alpha", "beta"] {
+        colony_tests::eventually(&format!("{login} recording segments"), SECS(60), || async {
+            recording(login).await.filter(|(_, n)| *n >= 2).map(|_| ())
+        })
+        .await;
+    }
+    twitch.retitle("alpha", "alpha: part two", "Science & Technology");
+    let (alpha, _) = recording("alpha").await.unwrap();
+    colony_tests::eventually("a second chapter", SECS(30), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM chapters WHERE recording_id = $1")
+            .bind(alpha)
+            .fetch_one(&colony.rig.pool)
+            .await
+            .unwrap();
+        (n >= 2).then_some(())
+    })
+    .await;
+    for login in ["alpha", "beta"] {
+        twitch.go_offline(login);
+        source.end(login);
+    }
+    for login in ["alpha", "beta"] {
+        let (id, _) = recording(login).await.unwrap();
+        colony_tests::eventually(&format!("{login} complete"), SECS(60), || async {
+            (colony.rig.recording_state(id).await == "complete").then_some(())
+        })
+        .await;
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.id().unwrap() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let _ = tokio::time::timeout(SECS(30), run.wait()).await;
+    colony.kill_cells().await;
+
+    let (stream_id, title, category): (Option<String>, Option<String>, Option<String>) =
+        sqlx::query_as("SELECT stream_id, title, category FROM recordings WHERE id = $1")
+            .bind(alpha)
+            .fetch_one(&colony.rig.pool)
+            .await
+            .unwrap();
+    assert!(stream_id.is_some_and(|s| s.len() > 5));
+    assert_eq!((title.as_deref(), category.as_deref()), (Some("alpha live"), Some("Science & Technology")));
+    let chapters: Vec<String> = sqlx::query_scalar("SELECT title FROM chapters WHERE recording_id = $1 ORDER BY at")
+        .bind(alpha)
+        .fetch_all(&colony.rig.pool)
+        .await
+        .unwrap();
+    assert_eq!(chapters, ["alpha live", "alpha: part two"]);
+    // One observer per live channel (a cell the mothership had to replace
+    // under load would say why in its detail).
+    let observers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM cells WHERE kind = 'observer' AND NOT (detail ? 'dead_because')")
+            .fetch_one(&colony.rig.pool)
+            .await
+            .unwrap();
+    assert_eq!(observers, 2, "one observer per live channel");
+}
