@@ -334,3 +334,96 @@ async fn a_live_twitch_channel_is_recorded_with_its_title_and_chapters() {
             .unwrap();
     assert_eq!(observers, 2, "one observer per live channel");
 }
+
+/// `backfill --from-platform`: 250 past broadcasts, listed 100 a page
+/// through Helix's cursor, become 250 downloads keyed by the video id; a
+/// second run queues none; the one that was also recorded live carries that
+/// recording's id; `--since` and `--limit` bound the listing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_platform_backfill_queues_each_past_broadcast_once() {
+    use colony_tests::twitch::Video;
+    let twitch = FakeTwitch::start().await;
+    let colony = Colony::new(Rig::file().await);
+    let user = twitch.add_user("archivist");
+    let out = colony.run(&["channel", "add", "https://www.twitch.tv/archivist"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let now = chrono::Utc::now();
+    let videos: Vec<Video> = (0..250u64)
+        .map(|i| Video {
+            id: (2_000_000_000 - i).to_string(),
+            stream_id: Some((40_000_000_000 - i).to_string()),
+            title: format!("broadcast {i}"),
+            created_at: (now - chrono::TimeDelta::days(i as i64)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            duration: "1h2m3s".into(),
+        })
+        .collect();
+    twitch.set_videos("archivist", videos);
+    let live: i64 = sqlx::query_scalar(
+        "INSERT INTO recordings (channel_id, source, state, storage_prefix, stream_id)
+         SELECT id, 'live', 'complete', 'channels/archivist/x', '40000000000' FROM channels WHERE login = 'archivist'
+         RETURNING id",
+    )
+    .fetch_one(&colony.rig.pool)
+    .await
+    .unwrap();
+    let backfill = |extra: &[&str], with_credentials: bool| {
+        let mut args = vec!["backfill", "--channel", "archivist", "--from-platform"];
+        args.extend_from_slice(extra);
+        let mut cmd = colony.command(&args);
+        if with_credentials {
+            for (k, v) in twitch.env() {
+                cmd.env(k, v);
+            }
+        }
+        cmd.stderr(std::process::Stdio::piped()).output()
+    };
+    let out = backfill(&[], true).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("250 past broadcast(s) of archivist: enqueued 250 VOD download(s)"), "{stdout}");
+    assert!(stdout.contains("1 were also recorded live"), "{stdout}");
+    assert_eq!(twitch.requests("/helix/videos"), 3, "250 broadcasts, 100 a page");
+    assert_eq!(twitch.requests("/helix/users"), 1);
+    let platform_id: Option<String> = sqlx::query_scalar("SELECT platform_id FROM channels WHERE login = 'archivist'")
+        .fetch_one(&colony.rig.pool)
+        .await
+        .unwrap();
+    assert_eq!(platform_id, Some(user));
+    let newest: serde_json::Value =
+        sqlx::query_scalar("SELECT args FROM jobs WHERE unique_key = 'vod_download:twitch:2000000000'")
+            .fetch_one(&colony.rig.pool)
+            .await
+            .unwrap();
+    assert_eq!(newest["url"], "https://www.twitch.tv/videos/2000000000");
+    assert_eq!(newest["stream_id"], "40000000000");
+    assert_eq!(newest["live_recording_id"], live);
+    assert!(newest["resolver"].as_str().unwrap_or_default().starts_with("yt-dlp "), "{newest}");
+
+    let out = backfill(&[], true).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("enqueued 0 VOD download(s), 250 already queued or done"), "{stdout}");
+    assert_eq!(twitch.requests("/helix/users"), 1, "the channel's Twitch id was kept");
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&colony.rig.pool).await.unwrap();
+    assert_eq!(jobs, 250);
+
+    let since = (now - chrono::TimeDelta::hours(9 * 24 + 12)).to_rfc3339();
+    let out = backfill(&["--since", &since], true).await.unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("10 past broadcast(s)"), "{out:?}");
+    let out = backfill(&["--limit", "5"], true).await.unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("5 past broadcast(s)"), "{out:?}");
+
+    let out = backfill(&[], false).await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line(&out).contains("set COLONY_TWITCH_CLIENT_ID"));
+    let out = colony.run(&["channel", "add", "http://127.0.0.1:9/x.m3u8", "--login", "plain"]).await;
+    assert!(out.status.success());
+    let mut cmd = colony.command(&["backfill", "--channel", "plain", "--from-platform"]);
+    for (k, v) in twitch.env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.stderr(std::process::Stdio::piped()).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line(&out).contains("is not on a platform"));
+    let out = colony.run(&["backfill", "--channel", "archivist"]).await;
+    assert_eq!(out.status.code(), Some(2), "neither --urls-from nor --from-platform");
+}

@@ -46,7 +46,10 @@ pub async fn run(ctx: &Ctx, job: &Job, args: &VodDownloadArgs, progress: &Progre
 
     // Find or open the recording, then take it under this attempt's token.
     let token = job.lease_generation;
-    let opened = recording::rows::open_vod(pool, channel_id, url.as_str(), token).await.map_err(JobError::transient)?;
+    let broadcast = (args.stream_id.as_deref(), args.title.as_deref());
+    let opened = recording::rows::open_vod(pool, channel_id, url.as_str(), token, broadcast)
+        .await
+        .map_err(JobError::transient)?;
     let Some(OpenedVod { recording_id, state, storage_prefix: prefix, lease_token: current }) = opened else {
         return Err(JobError::permanent(format!("channel {channel_id} does not exist")));
     };

@@ -478,6 +478,9 @@ pub fn vod_job(channel_id: i64, url: &Url) -> NewJob {
         channel_id: Some(channel_id),
         channel: None,
         resolver: None,
+        stream_id: None,
+        title: None,
+        live_recording_id: None,
     })
     .job()
     .unique_key(format!("vod_download:{channel_id}:{url}"))
@@ -551,6 +554,112 @@ pub async fn backfill(
         progress(done);
     }
     Ok(created)
+}
+
+/// What `backfill --from-platform` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformBackfill {
+    /// Past broadcasts the platform listed (within --since and --limit).
+    pub listed: u64,
+    /// New downloads queued (the rest were queued or done before).
+    pub created: u64,
+    /// Of those listed, the ones that were also recorded live.
+    pub recorded_live: u64,
+}
+
+/// `backfill --channel NAME --from-platform`: list the channel's past
+/// broadcasts on its platform and queue one `vod_download` each, keyed by
+/// the platform's video id, so running it again queues nothing new. Each
+/// is resolved with the platform's VOD resolver (`COLONY_VOD_RESOLVER_TWITCH`,
+/// yt-dlp by default) on the harvest cell.
+pub async fn backfill_from_platform(
+    pool: &PgPool,
+    channel: &str,
+    helix: Option<&crate::platform::twitch::Helix>,
+    since: Option<DateTime<Utc>>,
+    limit: usize,
+    mut listed: impl FnMut(usize),
+    mut progress: impl FnMut(u64),
+) -> Result<PlatformBackfill, AdminError> {
+    let row: Option<(i64, Option<String>, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT id, platform, platform_handle, platform_id FROM channels WHERE login = $1")
+            .bind(channel)
+            .fetch_optional(pool)
+            .await?;
+    let Some((channel_id, platform, handle, mut platform_id)) = row else {
+        return Err(AdminError::NoChannel(channel.to_owned()));
+    };
+    let platform: Platform = match platform.as_deref().map(str::parse) {
+        Some(Ok(p)) => p,
+        _ => {
+            return Err(AdminError::Invalid(format!(
+                "channel {channel} is not on a platform; --from-platform needs a Twitch channel"
+            )));
+        }
+    };
+    if platform != Platform::Twitch {
+        return Err(AdminError::Invalid(format!(
+            "--from-platform lists Twitch channels in this build; {channel} is on {platform}: use --urls-from"
+        )));
+    }
+    let Some(helix) = helix else {
+        return Err(AdminError::Invalid(
+            "--from-platform asks Helix: set COLONY_TWITCH_CLIENT_ID and COLONY_TWITCH_CLIENT_SECRET".into(),
+        ));
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
+    let helix_error = |e: crate::platform::twitch::HelixError| AdminError::Invalid(colony::error_chain(&e));
+    if platform_id.is_none() {
+        let login = handle.clone().unwrap_or_default();
+        let id = helix.user_id(&login, deadline).await.map_err(helix_error)?;
+        let Some(id) = id else {
+            return Err(AdminError::Invalid(format!("Twitch has no channel named '{login}'")));
+        };
+        sqlx::query("UPDATE channels SET platform_id = $2 WHERE id = $1 AND platform_id IS NULL")
+            .bind(channel_id)
+            .bind(&id)
+            .execute(pool)
+            .await?;
+        platform_id = Some(id);
+    }
+    let user_id = platform_id.unwrap_or_default();
+    let videos = helix.archives(&user_id, since, limit, deadline, &mut listed).await.map_err(helix_error)?;
+    let stream_ids: Vec<String> = videos.iter().filter_map(|v| v.stream_id.clone()).collect();
+    let live: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT stream_id, id FROM recordings WHERE channel_id = $1 AND source = 'live' AND stream_id = ANY($2)",
+    )
+    .bind(channel_id)
+    .bind(&stream_ids)
+    .fetch_all(pool)
+    .await?;
+    let live: std::collections::HashMap<String, i64> = live.into_iter().collect();
+    let resolver = platform.vod_resolver_template();
+    let jobs: Vec<NewJob> = videos
+        .iter()
+        .map(|v| {
+            let id = crate::platform::twitch::clean(&v.id, 64);
+            JobArgs::VodDownload(VodDownloadArgs {
+                url: format!("https://www.twitch.tv/videos/{id}"),
+                channel_id: Some(channel_id),
+                channel: None,
+                resolver: Some(resolver.clone()),
+                stream_id: v.stream_id.as_deref().map(|s| crate::platform::twitch::clean(s, 64)),
+                title: Some(crate::platform::twitch::clean(&v.title, 300)),
+                live_recording_id: v.stream_id.as_ref().and_then(|s| live.get(s).copied()),
+            })
+            .job()
+            .unique_key(format!("vod_download:twitch:{id}"))
+        })
+        .collect();
+    let queue = Queue::new(pool.clone());
+    let (mut created, mut done) = (0, 0);
+    for batch in jobs.chunks(500) {
+        created += queue.enqueue_many(batch).await?;
+        done += batch.len() as u64;
+        progress(done);
+    }
+    let recorded_live = videos.iter().filter(|v| v.stream_id.as_ref().is_some_and(|s| live.contains_key(s))).count();
+    Ok(PlatformBackfill { listed: videos.len() as u64, created, recorded_live: recorded_live as u64 })
 }
 
 /// Operator mistakes exit 2 with their one line; the rest are failures.

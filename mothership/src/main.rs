@@ -99,8 +99,21 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         channel: String,
         /// The file of URLs, or - for standard input.
-        #[arg(long, value_name = "FILE")]
-        urls_from: std::path::PathBuf,
+        #[arg(long, value_name = "FILE", required_unless_present = "from_platform", conflicts_with = "from_platform")]
+        urls_from: Option<std::path::PathBuf>,
+        /// List the channel's past broadcasts on its platform (Twitch, through
+        /// Helix) and queue each once; running it again queues nothing new.
+        #[arg(long)]
+        from_platform: bool,
+        /// With --from-platform: only broadcasts from this date on (2026-11-01,
+        /// or an RFC 3339 time).
+        #[arg(long, value_name = "DATE", requires = "from_platform")]
+        since: Option<String>,
+        /// With --from-platform: at most this many, newest first.
+        #[arg(long, value_name = "N", requires = "from_platform", default_value_t = 10_000)]
+        limit: usize,
+        #[command(flatten, next_help_heading = "Platforms")]
+        platforms: mothership::platform::PlatformArgs,
     },
     /// The cells that run (with --all, also recently finished ones).
     Cells {
@@ -327,7 +340,38 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Channel(c) => channel(c).await?,
         Command::Job(j) => job(j).await?,
-        Command::Backfill { db, channel, urls_from } => {
+        Command::Backfill { db, channel, urls_from: None, since, limit, platforms, .. } => {
+            let since = since.as_deref().map(parse_since).transpose()?;
+            let pool = colony::db::connect(&db).await?;
+            let helix = mothership::platform::twitch::Helix::new(&platforms.twitch, &pool, Duration::from_secs(30));
+            let listing = show::spinner("listing past broadcasts");
+            let bar = show::progress(0, "enqueueing");
+            let done = admin::backfill_from_platform(
+                &pool,
+                &channel,
+                helix.as_ref(),
+                since,
+                limit,
+                |n| listing.set_message(format!("listing past broadcasts: {n}")),
+                |n| {
+                    bar.set_length(n.max(bar.length().unwrap_or(0)));
+                    bar.set_position(n)
+                },
+            )
+            .await
+            .map_err(classified)?;
+            listing.finish_and_clear();
+            bar.finish_and_clear();
+            println!(
+                "{} past broadcast(s) of {channel}: enqueued {} VOD download(s), {} already queued or done; \
+                 {} were also recorded live",
+                done.listed,
+                done.created,
+                done.listed - done.created,
+                done.recorded_live
+            );
+        }
+        Command::Backfill { db, channel, urls_from: Some(urls_from), .. } => {
             let text = if urls_from.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading URLs from standard input")?
             } else {
@@ -440,6 +484,16 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--since`: a date (midnight UTC) or an RFC 3339 time.
+fn parse_since(raw: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw.trim()) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+        .map_err(|_| Exit::config(format!("--since '{raw}' is not a date (2026-11-01) or an RFC 3339 time")).into())
 }
 
 async fn run_loop(args: &TickArgs, every: Duration, json: bool) -> anyhow::Result<()> {

@@ -220,6 +220,13 @@ pub fn jobs(rows: &[JobRow], as_json: bool) {
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).
+/// A line that says what a step of unknown length is doing.
+pub fn spinner(what: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner().with_message(what.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
 pub fn progress(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(

@@ -45,6 +45,22 @@ impl Platform {
         }
     }
 
+    /// The variable naming the resolver template for this platform's past
+    /// broadcasts (`backfill --from-platform`), and its default.
+    pub fn vod_resolver_var(self) -> (&'static str, &'static str) {
+        match self {
+            Platform::Twitch => ("COLONY_VOD_RESOLVER_TWITCH", "yt-dlp --get-url --format best {url}"),
+            Platform::YouTube => ("COLONY_VOD_RESOLVER_YOUTUBE", "yt-dlp --get-url --format best {url}"),
+            Platform::Kick => ("COLONY_VOD_RESOLVER_KICK", "yt-dlp --get-url --format best {url}"),
+        }
+    }
+
+    /// The VOD resolver template on this host.
+    pub fn vod_resolver_template(self) -> String {
+        let (var, default) = self.vod_resolver_var();
+        std::env::var(var).ok().filter(|t| !t.trim().is_empty()).unwrap_or_else(|| default.to_owned())
+    }
+
     /// The hosts a platform's playlists send segments from (its CDNs),
     /// allowed for its channels besides the resolved playlist's own host.
     pub fn cdn_hosts(self) -> &'static [&'static str] {

@@ -122,6 +122,34 @@ pub struct Stream {
 #[derive(Debug, Deserialize)]
 struct Page<T> {
     data: Vec<T>,
+    #[serde(default)]
+    pagination: Pagination,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Pagination {
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// A user (a channel) as Helix reports it (`GET /helix/users`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub login: String,
+}
+
+/// A past broadcast as Helix reports it (`GET /helix/videos?type=archive`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Video {
+    pub id: String,
+    #[serde(default)]
+    pub stream_id: Option<String>,
+    #[serde(default)]
+    pub title: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(rename = "type", default)]
+    pub kind: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -328,6 +356,52 @@ impl Helix {
                     let body = read_capped(answer, what).await.unwrap_or_default();
                     return Err(HelixError::Status { what, status, message: message_of(&body) });
                 }
+            }
+        }
+    }
+
+    /// The id of the user (channel) `login`, if it exists.
+    pub async fn user_id(&self, login: &str, deadline: Instant) -> Result<Option<String>, HelixError> {
+        let page: Page<User> = self.get("a user", "users", &[("login", login.to_owned())], deadline).await?;
+        Ok(page.data.into_iter().find(|u| u.login.eq_ignore_ascii_case(login)).map(|u| clean(&u.id, 64)))
+    }
+
+    /// A channel's past broadcasts, newest first, 100 a request, following
+    /// the cursor: those created after `since`, at most `limit`.
+    pub async fn archives(
+        &self,
+        user_id: &str,
+        since: Option<DateTime<Utc>>,
+        limit: usize,
+        deadline: Instant,
+        mut listed: impl FnMut(usize),
+    ) -> Result<Vec<Video>, HelixError> {
+        let mut videos: Vec<Video> = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut query =
+                vec![("user_id", user_id.to_owned()), ("type", "archive".to_owned()), ("first", BATCH.to_string())];
+            if let Some(c) = &cursor {
+                query.push(("after", c.clone()));
+            }
+            let page: Page<Video> = self.get("past broadcasts", "videos", &query, deadline).await?;
+            let before = videos.len();
+            let mut older = false;
+            for v in page.data.into_iter().filter(|v| v.kind.is_empty() || v.kind == "archive") {
+                if since.is_some_and(|s| v.created_at < s) {
+                    older = true;
+                    continue;
+                }
+                if videos.len() < limit && !videos.iter().any(|seen| seen.id == v.id) {
+                    videos.push(v);
+                }
+            }
+            listed(videos.len());
+            // Newest first: once one is older than `since`, the rest are too.
+            let next = page.pagination.cursor.filter(|c| !c.is_empty() && Some(c) != cursor.as_ref());
+            match next {
+                Some(c) if !older && videos.len() < limit && videos.len() > before => cursor = Some(c),
+                _ => return Ok(videos),
             }
         }
     }

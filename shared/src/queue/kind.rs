@@ -102,6 +102,15 @@ pub struct VodDownloadArgs {
     /// A resolver program (from COLONY_RESOLVERS) that turns `url` into a playlist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolver: Option<String>,
+    /// For a platform's past broadcast: the platform's id of the broadcast
+    /// (shared with a live recording of it), and its title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The live recording of the same broadcast, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_recording_id: Option<i64>,
 }
 
 /// `reencode`: an ABR ladder of a recording.

@@ -130,8 +130,16 @@ pub struct OpenedVod {
 }
 
 /// Find or open the VOD recording of `url` on `channel_id`, and raise its
-/// lease token to `token` (tokens only go up). None if the channel does not exist.
-pub async fn open_vod(pool: &PgPool, channel_id: i64, url: &str, token: i64) -> Result<Option<OpenedVod>, sqlx::Error> {
+/// lease token to `token` (tokens only go up). A platform's broadcast id and
+/// title are noted when given (the id links it to a live recording of the
+/// same broadcast). None if the channel does not exist.
+pub async fn open_vod(
+    pool: &PgPool,
+    channel_id: i64,
+    url: &str,
+    token: i64,
+    broadcast: (Option<&str>, Option<&str>),
+) -> Result<Option<OpenedVod>, sqlx::Error> {
     sqlx::query(
         "INSERT INTO recordings (channel_id, source, state, source_url, storage_prefix)
          VALUES ($1, 'vod', 'recording', $2, '')
@@ -143,7 +151,8 @@ pub async fn open_vod(pool: &PgPool, channel_id: i64, url: &str, token: i64) -> 
     .await?;
     let row: Option<(i64, RecordingState, String, i64)> = sqlx::query_as(&format!(
         "UPDATE recordings r SET lease_token = GREATEST(r.lease_token, $3),
-                storage_prefix = CASE WHEN r.storage_prefix = '' THEN {PREFIX} ELSE r.storage_prefix END
+                storage_prefix = CASE WHEN r.storage_prefix = '' THEN {PREFIX} ELSE r.storage_prefix END,
+                stream_id = COALESCE(r.stream_id, $4), title = COALESCE(r.title, $5)
            FROM channels c
           WHERE r.channel_id = $1 AND r.source_url = $2 AND r.source = 'vod' AND c.id = r.channel_id
          RETURNING r.id, r.state, r.storage_prefix, r.lease_token"
@@ -151,6 +160,8 @@ pub async fn open_vod(pool: &PgPool, channel_id: i64, url: &str, token: i64) -> 
     .bind(channel_id)
     .bind(url)
     .bind(token)
+    .bind(broadcast.0)
+    .bind(broadcast.1)
     .fetch_optional(pool)
     .await?;
     Ok(row.map(|(recording_id, state, storage_prefix, lease_token)| OpenedVod {
