@@ -581,7 +581,8 @@ pub async fn backfill_from_platform(
     mut listed: impl FnMut(usize),
     mut progress: impl FnMut(u64),
 ) -> Result<PlatformBackfill, AdminError> {
-    let row: Option<(i64, Option<String>, Option<String>, Option<String>)> =
+    type PlatformRow = (i64, Option<String>, Option<String>, Option<String>);
+    let row: Option<PlatformRow> =
         sqlx::query_as("SELECT id, platform, platform_handle, platform_id FROM channels WHERE login = $1")
             .bind(channel)
             .fetch_optional(pool)
