@@ -427,3 +427,46 @@ async fn a_platform_backfill_queues_each_past_broadcast_once() {
     let out = colony.run(&["backfill", "--channel", "archivist"]).await;
     assert_eq!(out.status.code(), Some(2), "neither --urls-from nor --from-platform");
 }
+
+/// Twitch's stitched ads, in playlists shaped like Twitch's (a date range of
+/// class `twitch-stitched-ad`, `Amazon|…` titles, a discontinuity on each
+/// side of the break): recorded and ledgered as ads, and left out of the VOD
+/// playlist with a discontinuity where the break was; `COLONY_KEEP_ADS`
+/// keeps them.
+#[tokio::test(flavor = "multi_thread")]
+async fn stitched_ads_are_recorded_as_ads_and_left_out_of_the_vod() {
+    use colony::storage::{ObjectKey, get_bytes};
+    let media = tokio::task::spawn_blocking(|| media(Container::Ts, Profile::TEST)).await.unwrap();
+    for keep in [false, true] {
+        let source = LiveSource::start().await;
+        source.add("adbreak", &media, 6);
+        source.ads("adbreak", 8..11);
+        let rig = Rig::file().await;
+        let channel = rig.channel("adbreak", &source.media_url("adbreak")).await;
+        let (cell, a) = rig.assign(channel).await;
+        let mut cmd = rig.observer_command(channel, "adbreak", cell, a, &[]);
+        if keep {
+            cmd.env("COLONY_KEEP_ADS", "true");
+        }
+        let child = cmd.spawn().unwrap();
+        rig.wait_segments(a.recording_id, 14, SECS(60)).await;
+        source.end("adbreak");
+        let (code, stderr) = colony_tests::observer::wait_exit(child, SECS(60)).await;
+        assert_eq!(code, Some(0), "{stderr}");
+        let rows = rig.rows(a.recording_id).await;
+        let ads: BTreeSet<i64> = rows.iter().filter(|r| r.is_ad).map(|r| r.media_sequence).collect();
+        assert_eq!(ads, (8..11).collect(), "the break is ledgered as ads");
+        let key = ObjectKey::parse(&format!("channels/adbreak/{}/playlist.m3u8", a.recording_id)).unwrap();
+        let vod = String::from_utf8(get_bytes(rig.store.as_ref(), &key).await.unwrap().to_vec()).unwrap();
+        let names = |seq: i64| format!("e0/{seq:08}.ts");
+        if keep {
+            assert!((8..11).all(|s| vod.contains(&names(s))), "{vod}");
+            assert_eq!(vod.matches("#EXT-X-DISCONTINUITY\n").count(), 2, "{vod}");
+        } else {
+            assert!((8..11).all(|s| !vod.contains(&names(s))), "{vod}");
+            assert!(vod.contains(&names(7)) && vod.contains(&names(11)), "{vod}");
+            assert!(vod.contains("## ad break left out: 3 segment(s)"), "{vod}");
+            assert_eq!(vod.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{vod}");
+        }
+    }
+}

@@ -92,6 +92,9 @@ pub struct HarvestArgs {
     pub limits: colony::hls::FetchLimits,
 
     #[command(flatten)]
+    pub vod: colony::recording::VodArgs,
+
+    #[command(flatten)]
     pub resolvers: colony::channel::Resolvers,
 }
 

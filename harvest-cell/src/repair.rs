@@ -174,7 +174,7 @@ pub async fn run(ctx: &Ctx, job: &Job, args: &RecordingArgs, progress: &Progress
         }
     }
     drop(rows);
-    recording::publish_vod(&ledger, ctx.store.as_ref(), &prefix).await?;
+    recording::publish_vod(&ledger, ctx.store.as_ref(), &prefix, ctx.args.vod).await?;
     let p = ledger.totals().await.map_err(|e| JobError::transient(colony::error_chain(&e)))?;
     let written = recording::rows::set_totals(pool, JobFence::of(job), id, &p).await.map_err(JobError::transient)?;
     held(written)?;

@@ -220,7 +220,7 @@ async fn download(
         .await?;
 
     // Playlist and final row last.
-    recording::publish_vod(ledger, ctx.store.as_ref(), prefix).await?;
+    recording::publish_vod(ledger, ctx.store.as_ref(), prefix, ctx.args.vod).await?;
     let (jobs, progress_row) = ledger.finalize(RecordingState::Complete).await.map_err(ledger_error)?;
     info!(recording = recording_id, segments = progress_row.segments, bytes = progress_row.bytes, jobs = ?jobs, "VOD downloaded");
     Ok(())

@@ -121,5 +121,8 @@ pub struct ObserverArgs {
     pub limits: FetchLimits,
 
     #[command(flatten)]
+    pub vod: colony::recording::VodArgs,
+
+    #[command(flatten)]
     pub resolvers: Resolvers,
 }

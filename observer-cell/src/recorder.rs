@@ -976,7 +976,7 @@ impl Recorder {
         };
         let deadline = deadline.max(Instant::now() + Duration::from_secs(30));
         loop {
-            match recording::publish_vod(&ledger, self.store.as_ref(), &self.prefix).await {
+            match recording::publish_vod(&ledger, self.store.as_ref(), &self.prefix, self.args.vod).await {
                 Ok(()) => break,
                 Err(e) if Instant::now() < deadline && e.class() == ErrorClass::Transient => {
                     warn!(error = %colony::error_chain(&e), "writing the VOD playlist failed; retrying");

@@ -144,6 +144,8 @@ struct Channel {
     segment_delay: Duration,
     /// When each segment request arrived.
     segment_requests: Vec<Instant>,
+    /// Sequences served as Twitch serves its stitched ads.
+    ads: HashSet<u64>,
 }
 
 impl Channel {
@@ -196,14 +198,27 @@ impl Channel {
         }
         let mut prev: Option<u64> = None;
         for (session, seq, index, at) in window {
-            if prev.is_some_and(|p| p + 1 != *seq) {
+            let ad = *session == 0 && self.ads.contains(seq);
+            let was_ad = prev.is_some_and(|p| *session == 0 && self.ads.contains(&p));
+            if prev.is_some_and(|p| p + 1 != *seq) || (prev.is_some() && ad != was_ad) {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
             let dur = self.media.segments[*index].1;
             let pdt = chrono::DateTime::<chrono::Utc>::from(*at - Duration::from_secs_f64(dur));
+            let pdt = pdt.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            // Twitch's shape (as streamlink's Twitch plugin reads it): a date
+            // range of class twitch-stitched-ad, and an "Amazon|…" title.
+            let title = if ad {
+                out.push_str(&format!(
+                    "#EXT-X-DATERANGE:ID=\"stitched-ad-{seq}\",CLASS=\"twitch-stitched-ad\",START-DATE=\"{pdt}\",\
+                     DURATION={dur:.3},X-TV-TWITCH-AD-ROLL-TYPE=\"MIDROLL\"\n"
+                ));
+                format!("Amazon|{seq}")
+            } else {
+                "live".to_owned()
+            };
             out.push_str(&format!(
-                "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{dur:.3},\nseg/{session}-{seq}.{ext}?token=t{seq}\n",
-                pdt.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                "#EXT-X-PROGRAM-DATE-TIME:{pdt}\n#EXTINF:{dur:.3},{title}\nseg/{session}-{seq}.{ext}?token=t{seq}\n"
             ));
             prev = Some(*seq);
         }
@@ -269,6 +284,7 @@ impl LiveSource {
             truncate_next_playlists: 0,
             segment_delay: Duration::ZERO,
             segment_requests: Vec::new(),
+            ads: HashSet::new(),
         };
         for _ in 0..window.saturating_sub(1) {
             ch.publish();
@@ -316,6 +332,11 @@ impl LiveSource {
             c.stalled = false;
             c.next_publish = Instant::now();
         });
+    }
+
+    /// Serve these sequences as Twitch serves a stitched ad break.
+    pub fn ads(&self, name: &str, seqs: impl IntoIterator<Item = u64>) {
+        self.with(name, |c| c.ads.extend(seqs))
     }
 
     /// The broadcast is over: `EXT-X-ENDLIST`.

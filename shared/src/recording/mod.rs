@@ -14,7 +14,7 @@ use crate::storage::{ObjectKey, StorageError};
 
 pub use ledger::{Ledger, LedgerError, Progress, SegmentFix, fix_segment};
 pub use playlist::{Continuity, Header, LiveWindow, PlaylistKind, relative_to, render, render_with};
-pub use publish::{PublishError, publish_vod};
+pub use publish::{PublishError, VodArgs, publish_vod};
 pub use recordings::{Assignment, OpenedVod, assign_live};
 /// Writes to the `recordings` table outside the ledger; nothing else writes it.
 pub mod rows {

@@ -85,13 +85,27 @@ pub struct Continuity {
     previous_epoch: Option<i32>,
     after_gap: bool,
     current_init: Option<String>,
+    /// Whether the last segment written was an ad: a switch between ads and
+    /// the programme is a discontinuity.
+    previous_ad: bool,
+    /// Leave ad segments out (a VOD playlist, unless `--keep-ads`), and what
+    /// was left out since the last segment written: count and seconds.
+    skip_ads: bool,
+    skipped: (u64, f64),
 }
 
 impl Continuity {
+    /// A renderer that leaves ad segments out, with a discontinuity and a
+    /// comment where an ad break was.
+    pub fn without_ads() -> Self {
+        Self { skip_ads: true, ..Self::default() }
+    }
+
     /// Would `row` (a segment) open with `EXT-X-DISCONTINUITY` after what came before?
     pub fn breaks_before(&self, row: &LedgerRow) -> bool {
         let new_epoch = self.previous_epoch.is_some_and(|e| e != row.epoch);
-        self.previous_epoch.is_some() && (row.discontinuity || new_epoch || self.after_gap)
+        self.previous_epoch.is_some()
+            && (row.discontinuity || new_epoch || self.after_gap || self.previous_ad != row.is_ad)
     }
 
     /// Move past `row` without writing it.
@@ -102,6 +116,7 @@ impl Continuity {
             self.previous_epoch = Some(row.epoch);
             self.after_gap = false;
             self.current_init = row.init_key.clone();
+            self.previous_ad = row.is_ad;
         }
     }
 
@@ -120,6 +135,16 @@ impl Continuity {
             );
             self.pass(row);
             return;
+        }
+        if row.is_ad && self.skip_ads {
+            // What follows the break starts a new discontinuity.
+            self.skipped = (self.skipped.0 + 1, self.skipped.1 + row.duration_secs);
+            self.after_gap = true;
+            return;
+        }
+        if self.skipped.0 > 0 {
+            let (n, secs) = std::mem::take(&mut self.skipped);
+            let _ = writeln!(out, "## ad break left out: {n} segment(s), about {secs:.1}s (--keep-ads keeps them)");
         }
         let new_epoch = self.previous_epoch.is_some_and(|e| e != row.epoch);
         if tag_break && self.breaks_before(row) {
@@ -272,6 +297,33 @@ mod tests {
     fn row(epoch: i32, seq: i64) -> LedgerRow {
         let key = crate::storage::ObjectKey::parse(&format!("channels/a/1/e{epoch}/{seq:08}.ts")).unwrap();
         LedgerRow::object(epoch as u32, seq as u64, 2.0, &key, None, 100, MediaSource::Live)
+    }
+
+    /// Twitch's stitched ads: a VOD playlist leaves them out by default,
+    /// with a discontinuity where the break was; kept, they stand between
+    /// discontinuities of their own.
+    #[test]
+    fn ad_breaks_are_left_out_of_a_vod_or_kept_between_discontinuities() {
+        let ad = |seq| LedgerRow { is_ad: true, ..row(0, seq) };
+        let rows = [row(0, 1), ad(2), ad(3), row(0, 4), row(0, 5)];
+        let render = |mut state: Continuity| {
+            let mut out = String::new();
+            for r in &rows {
+                state.write(&mut out, r, &|k| k.to_owned(), true);
+            }
+            out
+        };
+        let without = render(Continuity::without_ads());
+        assert!(!without.contains("00000002.ts") && !without.contains("00000003.ts"), "{without}");
+        assert!(without.contains("## ad break left out: 2 segment(s), about 4.0s"), "{without}");
+        assert_eq!(without.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{without}");
+        let pos = |text: &str, what: &str| text.find(what).unwrap();
+        assert!(pos(&without, "#EXT-X-DISCONTINUITY") < pos(&without, "00000004.ts"));
+        let kept = render(Continuity::default());
+        assert!(kept.contains("00000002.ts") && kept.contains("00000003.ts"));
+        assert_eq!(kept.matches("#EXT-X-DISCONTINUITY\n").count(), 2, "{kept}");
+        assert!(pos(&kept, "00000001.ts") < pos(&kept, "#EXT-X-DISCONTINUITY"));
+        assert!(pos(&kept, "#EXT-X-DISCONTINUITY") < pos(&kept, "00000002.ts"));
     }
 
     #[test]

@@ -32,8 +32,23 @@ impl crate::exit::Classify for PublishError {
     }
 }
 
+/// What a VOD playlist does with the segments a source marked as ads.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct VodArgs {
+    /// Keep ad segments (Twitch's stitched ads) in VOD playlists. By default
+    /// they are left out, with a discontinuity where each break was; they are
+    /// recorded and ledgered either way.
+    #[arg(long = "keep-ads", env = "COLONY_KEEP_ADS")]
+    pub keep_ads: bool,
+}
+
 /// Render the VOD playlist of `ledger`'s recording to `prefix/playlist.m3u8`.
-pub async fn publish_vod(ledger: &Ledger, store: &dyn ObjectStore, prefix: &ObjectKey) -> Result<(), PublishError> {
+pub async fn publish_vod(
+    ledger: &Ledger,
+    store: &dyn ObjectStore,
+    prefix: &ObjectKey,
+    vod: VodArgs,
+) -> Result<(), PublishError> {
     let (longest, fmp4): (Option<f64>, Option<bool>) = sqlx::query_as(
         "SELECT max(duration_secs) FILTER (WHERE NOT is_gap), bool_or(init_key IS NOT NULL)
            FROM segments WHERE recording_id = $1",
@@ -53,7 +68,7 @@ pub async fn publish_vod(ledger: &Ledger, store: &dyn ObjectStore, prefix: &Obje
     let file = tempfile::Builder::new().prefix("colony-playlist-").tempfile()?;
     let mut out = tokio::fs::File::from_std(file.reopen()?);
     let uri = relative_to(prefix.as_str());
-    let mut state = Continuity::default();
+    let mut state = if vod.keep_ads { Continuity::default() } else { Continuity::without_ads() };
     let mut rows = ledger.stream();
     while let Some(row) = rows.try_next().await? {
         state.write(&mut text, &row, &uri, true);
