@@ -470,3 +470,42 @@ async fn stitched_ads_are_recorded_as_ads_and_left_out_of_the_vod() {
         }
     }
 }
+
+/// A platform's signed playlist URL expires mid-broadcast (403): the
+/// observer resolves the channel again and goes on, with no gap and no
+/// standby; every published segment is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_playlist_url_is_resolved_again_without_losing_a_segment() {
+    let media = tokio::task::spawn_blocking(|| media(Container::Ts, Profile::TEST)).await.unwrap();
+    let source = LiveSource::start().await;
+    source.add("signed", &media, 6);
+    source.rotate_token("signed");
+    let rig = Rig::file().await;
+    let channel: i64 = sqlx::query_scalar(
+        "INSERT INTO channels (login, display_name, source_kind, source_url, platform, platform_handle)
+         VALUES ('signed', 'signed', 'platform', 'https://www.twitch.tv/signed', 'twitch', 'signed') RETURNING id",
+    )
+    .fetch_one(&rig.pool)
+    .await
+    .unwrap();
+    let (cell, a) = rig.assign(channel).await;
+    let resolver = colony_tests::bins::bin("live-source");
+    let mut cmd = rig.observer_command(channel, "signed", cell, a, &[]);
+    cmd.env("COLONY_RESOLVER_TWITCH", format!("{} resolve http://{} {{url}}", resolver.display(), source.addr))
+        .env("COLONY_RESOLVERS", resolver.display().to_string());
+    let child = cmd.spawn().unwrap();
+    rig.wait_segments(a.recording_id, 4, SECS(60)).await;
+    source.rotate_token("signed");
+    let before = rig.rows(a.recording_id).await.len();
+    rig.wait_segments(a.recording_id, before + 4, SECS(60)).await;
+    assert_eq!(rig.recording_state(a.recording_id).await, "recording", "no standby");
+    source.end("signed");
+    let (code, stderr) = colony_tests::observer::wait_exit(child, SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("resolving the channel again"), "{stderr}");
+    let rows = rig.rows(a.recording_id).await;
+    assert!(rows.iter().all(|r| !r.is_gap && r.epoch == 0), "no gap, one epoch");
+    let published: BTreeSet<i64> = source.published("signed").iter().map(|p| p.0 as i64).collect();
+    let stored: BTreeSet<i64> = rows.iter().map(|r| r.media_sequence).collect();
+    assert_eq!(stored, published);
+}

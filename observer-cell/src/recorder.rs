@@ -530,7 +530,25 @@ impl Recorder {
     /// and, if the source is now offline, why.
     async fn reload(&mut self) -> (Duration, Option<String>) {
         let loaded = match self.media_url.clone() {
-            Some(url) => self.hls.media_playlist(&url, &self.policy).await,
+            Some(url) => match self.hls.media_playlist(&url, &self.policy).await {
+                // A signed playlist URL that expired (401, 403) or moved (404,
+                // 410): resolve the channel again before counting it offline.
+                Err(e) if e.is_gone() || e.is_denied() => {
+                    info!(error = %e, "the playlist URL stopped working; resolving the channel again");
+                    self.media_url = None;
+                    match self.resolve().await {
+                        Ok(loaded) => Ok(loaded),
+                        Err(again) if e.is_gone() => {
+                            return (self.cadence, Some(format!("{e}; resolving again: {again:#}")));
+                        }
+                        Err(again) => {
+                            warn!(error = %format!("{again:#}"), "resolving the channel again failed; retrying");
+                            return (self.cadence / 2, self.stalled());
+                        }
+                    }
+                }
+                other => other,
+            },
             None => match self.resolve().await {
                 Ok(loaded) => Ok(loaded),
                 Err(e) => return (self.cadence / 2, self.stalled().or(Some(format!("source unavailable: {e:#}")))),

@@ -146,6 +146,9 @@ struct Channel {
     segment_requests: Vec<Instant>,
     /// Sequences served as Twitch serves its stitched ads.
     ads: HashSet<u64>,
+    /// With Some, the playlist answers 403 unless asked with `?token=` this
+    /// value, as a platform's signed playlist URLs do once they expire.
+    token: Option<u64>,
 }
 
 impl Channel {
@@ -255,6 +258,7 @@ impl LiveSource {
         let app = Router::new()
             .route("/{name}/master.m3u8", get(master))
             .route("/{name}/index.m3u8", get(playlist))
+            .route("/{name}/token", get(token))
             .route("/{name}/init.mp4", get(init))
             .route("/{name}/seg/{file}", get(segment))
             .with_state(channels.clone());
@@ -285,6 +289,7 @@ impl LiveSource {
             segment_delay: Duration::ZERO,
             segment_requests: Vec::new(),
             ads: HashSet::new(),
+            token: None,
         };
         for _ in 0..window.saturating_sub(1) {
             ch.publish();
@@ -332,6 +337,13 @@ impl LiveSource {
             c.stalled = false;
             c.next_publish = Instant::now();
         });
+    }
+
+    /// Sign the playlist URL: only `?token=N` (the current one, which
+    /// `GET /{name}/token` tells a resolver) is served; any other gets 403.
+    /// Calling it again rotates the token.
+    pub fn rotate_token(&self, name: &str) {
+        self.with(name, |c| c.token = Some(c.token.map_or(1, |t| t + 1)))
     }
 
     /// Serve these sequences as Twitch serves a stitched ad break.
@@ -419,9 +431,17 @@ async fn master(State(channels): State<Channels>, UrlPath(name): UrlPath<String>
     ([(header::CONTENT_TYPE, "application/vnd.apple.mpegurl")], body).into_response()
 }
 
-async fn playlist(State(channels): State<Channels>, UrlPath(name): UrlPath<String>) -> Response {
+async fn playlist(
+    State(channels): State<Channels>,
+    UrlPath(name): UrlPath<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let given: Option<u64> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "token")
+        .and_then(|(_, v)| v.parse().ok());
     let result = match channels.lock().unwrap().get_mut(&name) {
         None => Err(StatusCode::NOT_FOUND),
+        Some(ch) if ch.token.is_some() && ch.token != given => Err(StatusCode::FORBIDDEN),
         Some(ch) => ch.playlist(),
     };
     match result {
@@ -430,6 +450,14 @@ async fn playlist(State(channels): State<Channels>, UrlPath(name): UrlPath<Strin
                 .into_response()
         }
         Err(code) => code.into_response(),
+    }
+}
+
+/// The current playlist token of a channel (for `live-source resolve`).
+async fn token(State(channels): State<Channels>, UrlPath(name): UrlPath<String>) -> Response {
+    match channels.lock().unwrap().get(&name) {
+        None => StatusCode::NOT_FOUND.into_response(),
+        Some(ch) => ch.token.map(|t| t.to_string()).unwrap_or_default().into_response(),
     }
 }
 

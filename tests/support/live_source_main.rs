@@ -18,7 +18,18 @@ async fn main() {
             std::process::exit(2);
         };
         let name = page.trim_end_matches('/').rsplit('/').next().unwrap_or_default().trim_start_matches('@');
-        println!("{}/{name}/index.m3u8", base.trim_end_matches('/'));
+        let base = base.trim_end_matches('/');
+        // A signed URL, as a platform hands out: the source's current token.
+        let token = reqwest::get(format!("{base}/{name}/token")).await.ok().map(|r| r.text());
+        let token = match token {
+            Some(text) => text.await.unwrap_or_default(),
+            None => String::new(),
+        };
+        if token.trim().is_empty() {
+            println!("{base}/{name}/index.m3u8");
+        } else {
+            println!("{base}/{name}/index.m3u8?token={}", token.trim());
+        }
         return;
     }
     let channels: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(1);

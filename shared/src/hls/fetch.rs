@@ -77,6 +77,12 @@ impl HlsError {
     }
 
     /// Asking again cannot help: gone, refused by policy, over the cap.
+    /// 401 or 403: a signed URL that expired, or a token the source no
+    /// longer takes. Resolving the channel again may give a fresh one.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, HlsError::Status { status: 401 | 403, .. })
+    }
+
     pub fn is_final(&self) -> bool {
         matches!(self, HlsError::Gone { .. } | HlsError::Refused { .. } | HlsError::TooLarge { .. })
     }
