@@ -25,6 +25,8 @@ use colony::config::Secret;
 
 /// Channels one Helix request may ask about.
 pub const BATCH: usize = 100;
+/// Helix requests in flight at once during a probe.
+const IN_FLIGHT: usize = 8;
 /// The largest Helix answer read (100 streams are about 100 KiB).
 const MAX_BODY: usize = 4 * 1024 * 1024;
 /// Renew a cached token this long before it expires.
@@ -202,25 +204,42 @@ impl Helix {
     }
 
     /// The app token: this tick's, the one cached in Postgres, or a new one.
-    async fn token(&self, renew: bool) -> Result<String, HelixError> {
+    async fn token(&self) -> Result<String, HelixError> {
         let mut held = self.token.lock().await;
-        if !renew && let Some(t) = held.as_ref() {
+        if let Some(t) = held.as_ref() {
             return Ok(t.clone());
         }
-        if !renew {
-            let cached: Option<String> = sqlx::query_scalar(
-                "SELECT access_token FROM platform_tokens
-                  WHERE platform = 'twitch' AND client_id = $1 AND expires_at > now() + make_interval(secs => $2)",
-            )
-            .bind(&self.client_id)
-            .bind(RENEW_BEFORE.as_secs_f64())
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(t) = cached {
-                *held = Some(t.clone());
-                return Ok(t);
-            }
+        let cached: Option<String> = sqlx::query_scalar(
+            "SELECT access_token FROM platform_tokens
+              WHERE platform = 'twitch' AND client_id = $1 AND expires_at > now() + make_interval(secs => $2)",
+        )
+        .bind(&self.client_id)
+        .bind(RENEW_BEFORE.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?;
+        let token = match cached {
+            Some(t) => t,
+            None => self.new_token().await?,
+        };
+        *held = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Helix refused `stale`: get a new token, once, however many requests
+    /// in flight were refused with it.
+    async fn renew(&self, stale: &str) -> Result<String, HelixError> {
+        let mut held = self.token.lock().await;
+        if let Some(t) = held.as_ref().filter(|t| *t != stale) {
+            return Ok(t.clone());
         }
+        info!("Helix refused the app token (401); getting a new one");
+        let token = self.new_token().await?;
+        *held = Some(token.clone());
+        Ok(token)
+    }
+
+    /// A new app token by the client-credentials grant, cached in Postgres.
+    async fn new_token(&self) -> Result<String, HelixError> {
         let answer = self
             .http
             .post(self.auth.clone())
@@ -255,7 +274,6 @@ impl Helix {
         .execute(&self.pool)
         .await?;
         info!(expires_in = lifetime, "got a Twitch app access token");
-        *held = Some(token.access_token.clone());
         Ok(token.access_token)
     }
 
@@ -307,7 +325,7 @@ impl Helix {
         let mut failures = 0u32;
         loop {
             self.wait_for_bucket(deadline).await?;
-            let token = self.token(false).await?;
+            let token = self.token().await?;
             let send =
                 self.http.get(url.clone()).query(query).header("Client-Id", &self.client_id).bearer_auth(&token).send();
             let left = deadline.saturating_duration_since(Instant::now());
@@ -331,9 +349,7 @@ impl Helix {
                         .map_err(|e| HelixError::Malformed { what, why: e.to_string() });
                 }
                 401 if !renewed => {
-                    info!("Helix refused the app token (401); getting a new one");
-                    *self.token.lock().await = None;
-                    self.token(true).await?;
+                    self.renew(&token).await?;
                     renewed = true;
                 }
                 429 => {
@@ -406,16 +422,23 @@ impl Helix {
         }
     }
 
-    /// The live streams among `logins`, one request per 100.
+    /// The live streams among `logins`, one request per 100, a few requests
+    /// in flight at once (10,000 channels are 100 requests: one after the
+    /// other they would not fit in a 15 s probe interval).
     pub async fn live_streams(&self, logins: &[String], deadline: Instant) -> Result<Vec<Stream>, HelixError> {
-        let mut live = Vec::new();
-        for batch in logins.chunks(BATCH) {
-            let mut query: Vec<(&str, String)> = vec![("first", BATCH.to_string())];
-            query.extend(batch.iter().map(|l| ("user_login", l.clone())));
-            let page: Page<Stream> = self.get("live streams", "streams", &query, deadline).await?;
-            live.extend(page.data.into_iter().filter(|s| s.kind.is_empty() || s.kind == "live"));
-        }
-        Ok(live)
+        use futures::{StreamExt, TryStreamExt};
+        // Get the token once, before the requests race for it.
+        self.token().await?;
+        let pages: Vec<Page<Stream>> = futures::stream::iter(logins.chunks(BATCH))
+            .map(|batch| {
+                let mut query: Vec<(&str, String)> = vec![("first", BATCH.to_string())];
+                query.extend(batch.iter().map(|l| ("user_login", l.clone())));
+                async move { self.get("live streams", "streams", &query, deadline).await }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect()
+            .await?;
+        Ok(pages.into_iter().flat_map(|p| p.data).filter(|s| s.kind.is_empty() || s.kind == "live").collect())
     }
 }
 
