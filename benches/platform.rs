@@ -1,0 +1,173 @@
+//! Platform detection benchmark (issue 14), against the local fake of Helix
+//! (`colony_tests::twitch::FakeTwitch`: the real API cannot be reached from
+//! here) and the live test source:
+//!
+//! 1. **Cost.** N Twitch channels (10,000 by default, 5% of them live): the
+//!    Helix requests one probe of all of them takes, and the time of a
+//!    `mothership tick` that probes them all, as cron runs it.
+//! 2. **Go-live to first segment.** Under `mothership run --every 1s` with
+//!    polling every `--probe-every` (5 s), channels go live one after the
+//!    other at random moments; from the moment a channel is live on the
+//!    platform to its first segment stored.
+//!
+//! It runs the release binaries: `cargo build --release --workspace`, then
+//! `target/release/platform-bench`.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::Parser;
+use colony_tests::live::{Container, LiveSource, Profile, media};
+use colony_tests::mothership::Colony;
+use colony_tests::observer::Rig;
+use colony_tests::twitch::FakeTwitch;
+use rand::Rng;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Twitch channels in the cost part.
+    #[arg(long, default_value_t = 10_000)]
+    channels: usize,
+    /// Timed ticks in the cost part.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Channels that go live in the latency part.
+    #[arg(long, default_value_t = 7)]
+    go_lives: usize,
+    /// The probe interval in the latency part.
+    #[arg(long, default_value = "5s")]
+    probe_every: humantime::Duration,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    cost(&args).await?;
+    go_live(&args).await?;
+    Ok(())
+}
+
+async fn cost(args: &Args) -> anyhow::Result<()> {
+    let twitch = FakeTwitch::start().await;
+    let colony = Colony::new(Rig::file().await);
+    let logins: Vec<String> = (0..args.channels).map(|i| format!("bench{i:06}")).collect();
+    for l in &logins {
+        twitch.add_user(l);
+    }
+    for l in logins.iter().step_by(20) {
+        twitch.go_live(l, "a benchmark", "Software and Game Development");
+    }
+    sqlx::query(
+        "INSERT INTO channels (login, display_name, source_kind, source_url, platform, platform_handle)
+         SELECT l, l, 'platform', 'https://www.twitch.tv/' || l, 'twitch', l FROM UNNEST($1::text[]) AS l",
+    )
+    .bind(&logins)
+    .execute(&colony.rig.pool)
+    .await?;
+    let (mut times, mut requests) = (Vec::new(), Vec::new());
+    for round in 0..args.rounds {
+        twitch.clear_requests();
+        let mut cmd = colony.command(&["tick", "--json"]);
+        for (k, v) in twitch.env() {
+            cmd.env(k, v);
+        }
+        cmd.env("COLONY_MAX_OBSERVERS", "0").env("COLONY_PROBE_TIMEOUT", "60s");
+        let started = Instant::now();
+        let out = cmd.output().await?;
+        let took = started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            matches!(out.status.code(), Some(0 | 4)),
+            "tick failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let live: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM channels WHERE live").fetch_one(&colony.rig.pool).await?;
+        let r = twitch.requests("/helix/streams");
+        println!("round {round}: tick {took:.2}s, {r} Helix requests, {live} live");
+        times.push(took);
+        requests.push(r as f64);
+    }
+    let per_probe = median(requests);
+    println!(
+        "cost: {} Twitch channels, {} live: {per_probe:.0} Helix requests a probe (ceil(N/100) = {}), \
+         median tick {:.2}s; at a 15 s probe interval {:.0} requests a minute of the 800-point bucket",
+        args.channels,
+        args.channels.div_ceil(20),
+        args.channels.div_ceil(100),
+        median(times),
+        per_probe * 4.0
+    );
+    Ok(())
+}
+
+async fn go_live(args: &Args) -> anyhow::Result<()> {
+    let twitch = FakeTwitch::start().await;
+    let source = LiveSource::start().await;
+    let media = tokio::task::spawn_blocking(|| media(Container::Ts, Profile::TEST)).await?;
+    let colony = Colony::new(Rig::file().await);
+    let names: Vec<String> = (0..args.go_lives).map(|i| format!("golive{i}")).collect();
+    for name in &names {
+        twitch.add_user(name);
+        let out = colony.run(&["channel", "add", &format!("https://www.twitch.tv/{name}")]).await;
+        anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let resolver = colony_tests::bins::bin("live-source");
+    let mut cmd = colony.command(&["run", "--every", "1s"]);
+    for (k, v) in twitch.env() {
+        cmd.env(k, v);
+    }
+    cmd.env("COLONY_PROBE_EVERY", args.probe_every.to_string())
+        .env("COLONY_RESOLVER_TWITCH", format!("{} resolve http://{} {{url}}", resolver.display(), source.addr))
+        .env("COLONY_RESOLVERS", resolver.display().to_string())
+        .env("COLONY_HEARTBEAT_TIMEOUT", "30s")
+        .env("COLONY_START_GRACE", "30s")
+        .stderr(std::process::Stdio::null());
+    let mut run = cmd.spawn()?;
+    let probe_every: Duration = args.probe_every.into();
+    let mut latencies = Vec::new();
+    for name in &names {
+        let wait = rand::rng().random_range(0.0..probe_every.as_secs_f64());
+        tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        let live_at: chrono::DateTime<chrono::Utc> = SystemTime::now().into();
+        source.add(name, &media, 3);
+        twitch.go_live(name, "going live", "Just Chatting");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let first = loop {
+            let first: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+                "SELECT min(s.stored_at) FROM segments s JOIN recordings r ON r.id = s.recording_id
+                   JOIN channels c ON c.id = r.channel_id WHERE c.login = $1 AND NOT s.is_gap",
+            )
+            .bind(name)
+            .fetch_one(&colony.rig.pool)
+            .await?;
+            if let Some(first) = first {
+                break first;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "{name}: no segment within 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let latency = (first - live_at).num_milliseconds() as f64 / 1000.0;
+        println!(
+            "{name}: live on the platform to first segment stored: {latency:.2}s (went live {wait:.1}s into a probe interval)"
+        );
+        latencies.push(latency);
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id().unwrap_or(0) as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    let _ = tokio::time::timeout(Duration::from_secs(30), run.wait()).await;
+    colony.kill_cells().await;
+    let (min, max) = latencies.iter().fold((f64::MAX, 0f64), |(a, b), l| (a.min(*l), b.max(*l)));
+    println!(
+        "go-live: polling every {}, {} channels: median {:.2}s, min {min:.2}s, max {max:.2}s",
+        args.probe_every,
+        latencies.len(),
+        median(latencies.clone())
+    );
+    Ok(())
+}
