@@ -60,12 +60,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Err(e) => return Err(anyhow::Error::from(e).context("registering the cell")),
     }
-    let stop = colony::signals::stop_token().context("installing the SIGTERM handler")?;
+    let stop = CancellationToken::new();
+    let signal = colony::signals::stop_signal().context("installing the SIGTERM handler")?;
     {
         let stop = stop.clone();
         tokio::spawn(async move {
-            stop.cancelled().await;
+            signal.await;
             tracing::info!("stop requested: no new jobs; running ones get the shutdown deadline");
+            stop.cancel();
         });
     }
     // A cell whose row the mothership buried stops claiming and leaves.
