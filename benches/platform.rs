@@ -152,7 +152,7 @@ async fn go_live(args: &Args) -> anyhow::Result<()> {
         };
         let latency = (first - live_at).num_milliseconds() as f64 / 1000.0;
         println!(
-            "{name}: live on the platform to first segment stored: {latency:.2}s (went live {wait:.1}s into a probe interval)"
+            "{name}: live on the platform to first segment stored: {latency:.2}s (after a random wait of {wait:.1}s)"
         );
         latencies.push(latency);
     }
