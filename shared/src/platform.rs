@@ -57,8 +57,7 @@ impl Platform {
 
     /// The VOD resolver template on this host.
     pub fn vod_resolver_template(self) -> String {
-        let (var, default) = self.vod_resolver_var();
-        std::env::var(var).ok().filter(|t| !t.trim().is_empty()).unwrap_or_else(|| default.to_owned())
+        template_from_env(self.vod_resolver_var())
     }
 
     /// The hosts a platform's playlists send segments from (its CDNs),
@@ -73,8 +72,7 @@ impl Platform {
 
     /// The resolver template for this platform on this host.
     pub fn resolver_template(self) -> String {
-        let (var, default) = self.resolver_var();
-        std::env::var(var).ok().filter(|t| !t.trim().is_empty()).unwrap_or_else(|| default.to_owned())
+        template_from_env(self.resolver_var())
     }
 
     /// The channel's page: what a resolver is given.
@@ -89,6 +87,11 @@ impl Platform {
             (Platform::Kick, Handle::Id(id)) => format!("https://kick.com/{id}"),
         }
     }
+}
+
+/// A resolver template: the variable's value when set and not blank, else the default.
+fn template_from_env((var, default): (&str, &str)) -> String {
+    std::env::var(var).ok().filter(|t| !t.trim().is_empty()).unwrap_or_else(|| default.to_owned())
 }
 
 impl fmt::Display for Platform {

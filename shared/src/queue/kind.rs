@@ -196,23 +196,6 @@ impl JobArgs {
     pub fn job(&self) -> NewJob {
         NewJob::new(self.kind().as_str(), self.to_value())
     }
-
-    /// The job for one recording's post-processing step of `kind`.
-    pub fn for_recording(kind: JobKind, recording_id: i64) -> Option<JobArgs> {
-        let one = RecordingArgs { recording_id };
-        Some(match kind {
-            JobKind::Reencode => JobArgs::Reencode(ReencodeArgs { recording_id, ladder: None }),
-            JobKind::Repair => JobArgs::Repair(one),
-            JobKind::Export => JobArgs::Export(one),
-            JobKind::Thumbnails => JobArgs::Thumbnails(one),
-            JobKind::ArchiveTier => JobArgs::ArchiveTier(ArchiveTierArgs {
-                recording_id: Some(recording_id),
-                storage_class: None,
-                older_than: None,
-            }),
-            JobKind::VodDownload => return None,
-        })
-    }
 }
 
 impl crate::exit::Classify for UnknownKind {
