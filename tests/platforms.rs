@@ -509,3 +509,281 @@ async fn an_expired_playlist_url_is_resolved_again_without_losing_a_segment() {
     let stored: BTreeSet<i64> = rows.iter().map(|r| r.media_sequence).collect();
     assert_eq!(stored, published);
 }
+
+/// Platform channels of any kind straight into the database, as `channel
+/// add` writes them: `(login, handle, platform id)`.
+async fn add_platform_channels(colony: &Colony, platform: &str, page: &str, rows: &[(String, String, Option<String>)]) {
+    let logins: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    let handles: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
+    let ids: Vec<Option<String>> = rows.iter().map(|r| r.2.clone()).collect();
+    sqlx::query(
+        "INSERT INTO channels (login, display_name, source_kind, source_url, platform, platform_handle, platform_id)
+         SELECT l, l, 'platform', $4 || h, $5, h, i FROM UNNEST($1::text[], $2::text[], $3::text[]) AS r(l, h, i)",
+    )
+    .bind(&logins)
+    .bind(&handles)
+    .bind(&ids)
+    .bind(page)
+    .bind(platform)
+    .execute(&colony.rig.pool)
+    .await
+    .unwrap();
+}
+
+/// `mothership tick --json` with this environment; exit 0 or 4 expected.
+async fn tick_with(colony: &Colony, env: &[(&str, String)]) -> serde_json::Value {
+    let mut cmd = colony.command(&["tick", "--json"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.env("COLONY_MAX_OBSERVERS", "0");
+    let out = cmd.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        matches!(out.status.code(), Some(0 | 4)),
+        "tick failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
+}
+
+/// `status --json`'s detection line for `platform`.
+async fn detection(colony: &Colony, env: &[(&str, String)], platform: &str) -> serde_json::Value {
+    let mut cmd = colony.command(&["status", "--json"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    status["detection"].as_array().unwrap().iter().find(|d| d["platform"] == platform).cloned().unwrap()
+}
+
+/// YouTube without `search.list`: 120 channels (20 known only by handle),
+/// each with three old uploads, five of them live. A probe reads each feed
+/// and asks `videos.list` about the three newest videos of each, 50 a call:
+/// ceil(120 × 3 / 50) = 8 quota units, plus one `channels.list` per handle
+/// the first time only (the `UC…` id is kept). Runs against
+/// `colony_tests::youtube::FakeYouTube`, a local fake of the feed and the
+/// Data API v3 (the real ones cannot be reached from here).
+#[tokio::test(flavor = "multi_thread")]
+async fn youtube_channels_are_found_live_through_their_feeds_and_videos_list_in_batches() {
+    use colony_tests::youtube::{FakeYouTube, Video};
+    let youtube = FakeYouTube::start().await;
+    let colony = Colony::new(Rig::file().await);
+    let mut rows = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..120 {
+        let handle = format!("tuber{i:03}");
+        let id = youtube.add_channel(&handle);
+        for n in 0..3 {
+            let old = "2026-01-01T00:00:00Z".to_owned();
+            youtube.upload(
+                &id,
+                Video {
+                    id: format!("old{i:03}x{n}abcd"),
+                    title: "an upload".into(),
+                    state: "none",
+                    started_at: None,
+                    ended_at: None,
+                    published_at: old,
+                },
+            );
+        }
+        rows.push((handle.clone(), handle, (i >= 20).then(|| id.clone())));
+        ids.push(id);
+    }
+    add_platform_channels(&colony, "youtube", "https://www.youtube.com/@", &rows).await;
+    let live: BTreeSet<String> = [3, 20, 64, 100, 119].iter().map(|i| format!("tuber{i:03}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        if live.contains(&format!("tuber{i:03}")) {
+            youtube.go_live(id, &format!("live{i:03}vid"), &format!("Live now {i}"));
+        }
+    }
+    let env: Vec<(&str, String)> = youtube.env();
+    let report = tick_with(&colony, &env).await;
+    assert_eq!(live_logins(&colony).await, live, "{report:#}");
+    assert_eq!(youtube.requests("/feeds/videos.xml"), 120);
+    assert_eq!(youtube.requests("/youtube/v3/videos"), 8, "120 × 3 = 360 ids, 50 a call");
+    assert_eq!(youtube.requests("/youtube/v3/channels"), 20, "one per channel known only by its handle");
+    let (title, stream): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT stream_title, stream_id FROM channels WHERE login = 'tuber064'")
+            .fetch_one(&colony.rig.pool)
+            .await
+            .unwrap();
+    assert_eq!((title.as_deref(), stream.as_deref()), (Some("Live now 64"), Some("live064vid")));
+
+    // The broadcast on tuber064 ends; tuber005 goes live.
+    youtube.clear_requests();
+    youtube.end_live(&ids[64]);
+    youtube.go_live(&ids[5], "live005vid", "Second");
+    tick_with(&colony, &env).await;
+    let want: BTreeSet<String> = [3, 5, 20, 100, 119].iter().map(|i| format!("tuber{i:03}")).collect();
+    assert_eq!(live_logins(&colony).await, want);
+    assert_eq!(youtube.requests("/youtube/v3/channels"), 0, "the UC… ids were kept");
+    assert_eq!(youtube.units(), 8, "ceil(120 × 3 / 50) quota units a probe");
+
+    let d = detection(&colony, &env, "youtube").await;
+    assert_eq!(d["method"], "api", "{d}");
+    let d = detection(&colony, &[], "youtube").await;
+    assert_eq!(d["method"], "resolver", "{d}");
+    assert!(d["how"].as_str().unwrap_or_default().contains("no COLONY_YOUTUBE_API_KEY"), "{d}");
+
+    // A key YouTube refuses: every YouTube channel says why, and the tick runs.
+    let bad: Vec<(&str, String)> = env
+        .iter()
+        .map(|(k, v)| if *k == "COLONY_YOUTUBE_API_KEY" { (*k, "wrong".to_owned()) } else { (*k, v.clone()) })
+        .collect();
+    tick_with(&colony, &bad).await;
+    let error: Option<String> = sqlx::query_scalar("SELECT probe_error FROM channels WHERE login = 'tuber003'")
+        .fetch_one(&colony.rig.pool)
+        .await
+        .unwrap();
+    let error = error.unwrap_or_default();
+    assert!(error.contains("API key not valid"), "{error}");
+    assert!(!error.contains("wrong"), "the key is never shown: {error}");
+    assert!(live_logins(&colony).await.is_empty());
+}
+
+/// Kick through its public API: 120 channels cost ceil(120/50) = 3 requests
+/// a probe and one app token, kept in Postgres for the next tick; a 429
+/// storm (Kick sends no rate-limit headers) is backed off and ridden out,
+/// and a revoked token is replaced once. Runs against
+/// `colony_tests::kick::FakeKick`, a local fake of the public API (the real
+/// one cannot be reached from here).
+#[tokio::test(flavor = "multi_thread")]
+async fn kick_channels_are_found_live_fifty_a_request_through_storms_and_revoked_tokens() {
+    use colony_tests::kick::FakeKick;
+    let kick = FakeKick::start().await;
+    let colony = Colony::new(Rig::file().await);
+    let rows: Vec<(String, String, Option<String>)> = (0..120)
+        .map(|i| {
+            let slug = format!("kicker-{i:03}");
+            kick.add_channel(&slug);
+            (slug.clone(), slug, None)
+        })
+        .collect();
+    add_platform_channels(&colony, "kick", "https://kick.com/", &rows).await;
+    let live: BTreeSet<String> = ["kicker-007", "kicker-050", "kicker-119"].iter().map(|s| s.to_string()).collect();
+    for l in &live {
+        kick.go_live(l, &format!("{l} on Kick"), "Slots");
+    }
+    let env: Vec<(&str, String)> = kick.env();
+    let env_long: Vec<(&str, String)> =
+        env.iter().cloned().chain([("COLONY_PROBE_TIMEOUT", "20s".to_owned())]).collect();
+    tick_with(&colony, &env).await;
+    assert_eq!(live_logins(&colony).await, live);
+    assert_eq!(kick.requests("/public/v1/channels"), 3);
+    assert_eq!(kick.requests("/oauth/token"), 1);
+    let (title, category): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT stream_title, stream_category FROM channels WHERE login = 'kicker-050'")
+            .fetch_one(&colony.rig.pool)
+            .await
+            .unwrap();
+    assert_eq!((title.as_deref(), category.as_deref()), (Some("kicker-050 on Kick"), Some("Slots")));
+
+    kick.clear_requests();
+    kick.storm(3);
+    kick.go_offline("kicker-050");
+    tick_with(&colony, &env_long).await;
+    let want: BTreeSet<String> = ["kicker-007", "kicker-119"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(live_logins(&colony).await, want, "the storm was ridden out");
+    assert_eq!(kick.requests("/public/v1/channels"), 3 + 3, "three batches, three answers 429");
+    assert_eq!(kick.requests("/oauth/token"), 0, "the token cached in Postgres was used");
+
+    kick.revoke_tokens();
+    tick_with(&colony, &env).await;
+    assert_eq!(kick.requests("/oauth/token"), 1, "a revoked token is replaced once");
+    assert_eq!(live_logins(&colony).await, want);
+    let error: Option<String> = sqlx::query_scalar("SELECT probe_error FROM channels WHERE login = 'kicker-007'")
+        .fetch_one(&colony.rig.pool)
+        .await
+        .unwrap();
+    assert_eq!(error, None);
+
+    let d = detection(&colony, &env, "kick").await;
+    assert_eq!(d["method"], "api", "{d}");
+    let d = detection(&colony, &[], "kick").await;
+    assert_eq!(d["method"], "resolver", "{d}");
+}
+
+/// `backfill --from-platform` for a YouTube channel: its uploads playlist,
+/// 50 a page, of which only the past broadcasts (videos with an
+/// `actualEndTime`) are queued, keyed by the video id, so a second run
+/// queues none; the broadcast also recorded live carries that recording.
+/// Runs against `colony_tests::youtube::FakeYouTube`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_youtube_backfill_queues_each_past_broadcast_once() {
+    use colony_tests::youtube::{FakeYouTube, Video};
+    let youtube = FakeYouTube::start().await;
+    let colony = Colony::new(Rig::file().await);
+    let id = youtube.add_channel("keeper");
+    let out = colony.run(&["channel", "add", "https://www.youtube.com/@keeper"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let day =
+        |d: i64| (chrono::Utc::now() - chrono::TimeDelta::days(d)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // 130 videos, oldest first: every third an upload, the rest past broadcasts.
+    for i in (0..130i64).rev() {
+        let broadcast = i % 3 != 0;
+        youtube.upload(
+            &id,
+            Video {
+                id: format!("vid{i:04}abcd"),
+                title: format!("video {i}"),
+                state: "none",
+                started_at: broadcast.then(|| day(i)),
+                ended_at: broadcast.then(|| day(i)),
+                published_at: day(i),
+            },
+        );
+    }
+    let broadcasts = (0..130).filter(|i| i % 3 != 0).count();
+    let live: i64 = sqlx::query_scalar(
+        "INSERT INTO recordings (channel_id, source, state, storage_prefix, stream_id)
+         SELECT id, 'live', 'complete', 'channels/keeper/x', 'vid0001abcd' FROM channels WHERE login = 'keeper'
+         RETURNING id",
+    )
+    .fetch_one(&colony.rig.pool)
+    .await
+    .unwrap();
+    let backfill = |extra: &[&str]| {
+        let mut args = vec!["backfill", "--channel", "keeper", "--from-platform"];
+        args.extend_from_slice(extra);
+        let mut cmd = colony.command(&args);
+        for (k, v) in youtube.env() {
+            cmd.env(k, v);
+        }
+        cmd.stderr(std::process::Stdio::piped()).output()
+    };
+    let out = backfill(&[]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains(&format!("{broadcasts} past broadcast(s) of keeper: enqueued {broadcasts} VOD download(s)")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 were also recorded live"), "{stdout}");
+    assert_eq!(youtube.requests("/youtube/v3/playlistItems"), 3, "130 uploads, 50 a page");
+    let newest: serde_json::Value =
+        sqlx::query_scalar("SELECT args FROM jobs WHERE unique_key = 'vod_download:youtube:vid0001abcd'")
+            .fetch_one(&colony.rig.pool)
+            .await
+            .unwrap();
+    assert_eq!(newest["url"], "https://www.youtube.com/watch?v=vid0001abcd");
+    assert_eq!(newest["live_recording_id"], live);
+    let uploads: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE unique_key = 'vod_download:youtube:vid0003abcd'")
+            .fetch_one(&colony.rig.pool)
+            .await
+            .unwrap();
+    assert_eq!(uploads, 0, "a plain upload is no past broadcast");
+
+    let out = backfill(&[]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("enqueued 0 VOD download(s), {broadcasts} already queued or done")), "{stdout}");
+    let out = backfill(&["--limit", "7"]).await.unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("7 past broadcast(s)"), "{out:?}");
+    let out = colony.run(&["backfill", "--channel", "keeper", "--from-platform"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line(&out).contains("set COLONY_YOUTUBE_API_KEY"));
+}

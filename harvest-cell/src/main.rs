@@ -97,3 +97,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing::info!(jobs = done, "harvest cell exiting");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// Clap's own checks of the whole command tree (unique argument ids,
+    /// valid defaults), which otherwise only fail when a command runs.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

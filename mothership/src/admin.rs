@@ -575,12 +575,13 @@ pub struct PlatformBackfill {
 pub async fn backfill_from_platform(
     pool: &PgPool,
     channel: &str,
-    helix: Option<&crate::platform::twitch::Helix>,
+    detectors: &crate::platform::Detectors,
     since: Option<DateTime<Utc>>,
     limit: usize,
     mut listed: impl FnMut(usize),
     mut progress: impl FnMut(u64),
 ) -> Result<PlatformBackfill, AdminError> {
+    use crate::platform::api::{ApiError, clean};
     type PlatformRow = (i64, Option<String>, Option<String>, Option<String>);
     let row: Option<PlatformRow> =
         sqlx::query_as("SELECT id, platform, platform_handle, platform_id FROM channels WHERE login = $1")
@@ -594,38 +595,84 @@ pub async fn backfill_from_platform(
         Some(Ok(p)) => p,
         _ => {
             return Err(AdminError::Invalid(format!(
-                "channel {channel} is not on a platform; --from-platform needs a Twitch channel"
+                "channel {channel} is not on a platform; --from-platform needs a Twitch or YouTube channel"
             )));
         }
     };
-    if platform != Platform::Twitch {
-        return Err(AdminError::Invalid(format!(
-            "--from-platform lists Twitch channels in this build; {channel} is on {platform}: use --urls-from"
-        )));
-    }
-    let Some(helix) = helix else {
-        return Err(AdminError::Invalid(
-            "--from-platform asks Helix: set COLONY_TWITCH_CLIENT_ID and COLONY_TWITCH_CLIENT_SECRET".into(),
-        ));
-    };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
-    let helix_error = |e: crate::platform::twitch::HelixError| AdminError::Invalid(colony::error_chain(&e));
-    if platform_id.is_none() {
-        let login = handle.clone().unwrap_or_default();
-        let id = helix.user_id(&login, deadline).await.map_err(helix_error)?;
-        let Some(id) = id else {
-            return Err(AdminError::Invalid(format!("Twitch has no channel named '{login}'")));
-        };
-        sqlx::query("UPDATE channels SET platform_id = $2 WHERE id = $1 AND platform_id IS NULL")
+    let api_error = |e: ApiError| AdminError::Invalid(colony::error_chain(&e));
+    let handle = handle.unwrap_or_default();
+    // The platform's id of the channel, asked for once and kept.
+    let known_id = platform_id.clone();
+    let broadcasts: Vec<PastBroadcast> = match platform {
+        Platform::Twitch => {
+            let Some(helix) = &detectors.twitch else {
+                return Err(AdminError::Invalid(
+                    "--from-platform asks Helix: set COLONY_TWITCH_CLIENT_ID and COLONY_TWITCH_CLIENT_SECRET".into(),
+                ));
+            };
+            if platform_id.is_none() {
+                let id = helix.user_id(&handle, deadline).await.map_err(api_error)?;
+                let Some(id) = id else {
+                    return Err(AdminError::Invalid(format!("Twitch has no channel named '{handle}'")));
+                };
+                platform_id = Some(id);
+            }
+            let user_id = platform_id.clone().unwrap_or_default();
+            let videos = helix.archives(&user_id, since, limit, deadline, &mut listed).await.map_err(api_error)?;
+            videos
+                .into_iter()
+                .map(|v| {
+                    let id = clean(&v.id, 64);
+                    PastBroadcast {
+                        url: format!("https://www.twitch.tv/videos/{id}"),
+                        id,
+                        stream_id: v.stream_id.as_deref().map(|s| clean(s, 64)),
+                        title: clean(&v.title, 300),
+                    }
+                })
+                .collect()
+        }
+        Platform::YouTube => {
+            let Some(youtube) = &detectors.youtube else {
+                return Err(AdminError::Invalid(
+                    "--from-platform asks the YouTube Data API: set COLONY_YOUTUBE_API_KEY".into(),
+                ));
+            };
+            if !platform_id.as_deref().is_some_and(crate::platform::youtube::is_channel_id) {
+                let id = youtube.channel_id(&handle, deadline).await.map_err(api_error)?;
+                let Some(id) = id else {
+                    return Err(AdminError::Invalid(format!("YouTube has no channel with the handle @{handle}")));
+                };
+                platform_id = Some(id);
+            }
+            let id = platform_id.clone().unwrap_or_default();
+            let videos = youtube.past_broadcasts(&id, since, limit, deadline, &mut listed).await.map_err(api_error)?;
+            // A YouTube broadcast is its video: a live recording carries the video id.
+            videos
+                .into_iter()
+                .map(|v| PastBroadcast {
+                    url: format!("https://www.youtube.com/watch?v={}", v.video_id),
+                    stream_id: Some(v.video_id.clone()),
+                    id: v.video_id,
+                    title: v.title,
+                })
+                .collect()
+        }
+        Platform::Kick => {
+            return Err(AdminError::Invalid(format!(
+                "Kick's public API lists no past broadcasts; queue {channel}'s VODs with --urls-from"
+            )));
+        }
+    };
+    if platform_id != known_id {
+        sqlx::query("UPDATE channels SET platform_id = $2 WHERE id = $1")
             .bind(channel_id)
-            .bind(&id)
+            .bind(&platform_id)
             .execute(pool)
             .await?;
-        platform_id = Some(id);
     }
-    let user_id = platform_id.unwrap_or_default();
-    let videos = helix.archives(&user_id, since, limit, deadline, &mut listed).await.map_err(helix_error)?;
-    let stream_ids: Vec<String> = videos.iter().filter_map(|v| v.stream_id.clone()).collect();
+    let stream_ids: Vec<String> = broadcasts.iter().filter_map(|v| v.stream_id.clone()).collect();
     let live: Vec<(String, i64)> = sqlx::query_as(
         "SELECT stream_id, id FROM recordings WHERE channel_id = $1 AND source = 'live' AND stream_id = ANY($2)",
     )
@@ -635,21 +682,20 @@ pub async fn backfill_from_platform(
     .await?;
     let live: std::collections::HashMap<String, i64> = live.into_iter().collect();
     let resolver = platform.vod_resolver_template();
-    let jobs: Vec<NewJob> = videos
+    let jobs: Vec<NewJob> = broadcasts
         .iter()
         .map(|v| {
-            let id = crate::platform::twitch::clean(&v.id, 64);
             JobArgs::VodDownload(VodDownloadArgs {
-                url: format!("https://www.twitch.tv/videos/{id}"),
+                url: v.url.clone(),
                 channel_id: Some(channel_id),
                 channel: None,
                 resolver: Some(resolver.clone()),
-                stream_id: v.stream_id.as_deref().map(|s| crate::platform::twitch::clean(s, 64)),
-                title: Some(crate::platform::twitch::clean(&v.title, 300)),
+                stream_id: v.stream_id.clone(),
+                title: Some(v.title.clone()),
                 live_recording_id: v.stream_id.as_ref().and_then(|s| live.get(s).copied()),
             })
             .job()
-            .unique_key(format!("vod_download:twitch:{id}"))
+            .unique_key(format!("vod_download:{platform}:{}", v.id))
         })
         .collect();
     let queue = Queue::new(pool.clone());
@@ -659,8 +705,19 @@ pub async fn backfill_from_platform(
         done += batch.len() as u64;
         progress(done);
     }
-    let recorded_live = videos.iter().filter(|v| v.stream_id.as_ref().is_some_and(|s| live.contains_key(s))).count();
-    Ok(PlatformBackfill { listed: videos.len() as u64, created, recorded_live: recorded_live as u64 })
+    let recorded_live =
+        broadcasts.iter().filter(|v| v.stream_id.as_ref().is_some_and(|s| live.contains_key(s))).count();
+    Ok(PlatformBackfill { listed: broadcasts.len() as u64, created, recorded_live: recorded_live as u64 })
+}
+
+/// A past broadcast as `backfill --from-platform` queues it.
+struct PastBroadcast {
+    /// The platform's video id: the download's unique key.
+    id: String,
+    /// The live broadcast it was, to link a live recording of it.
+    stream_id: Option<String>,
+    title: String,
+    url: String,
 }
 
 /// Operator mistakes exit 2 with their one line; the rest are failures.

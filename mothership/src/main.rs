@@ -343,13 +343,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Backfill { db, channel, urls_from: None, since, limit, platforms, .. } => {
             let since = since.as_deref().map(parse_since).transpose()?;
             let pool = colony::db::connect(&db).await?;
-            let helix = mothership::platform::twitch::Helix::new(&platforms.twitch, &pool, Duration::from_secs(30));
+            let detectors = mothership::platform::Detectors::new(&platforms, &pool, Duration::from_secs(30));
             let listing = show::spinner("listing past broadcasts");
             let bar = show::progress(0, "enqueueing");
             let done = admin::backfill_from_platform(
                 &pool,
                 &channel,
-                helix.as_ref(),
+                &detectors,
                 since,
                 limit,
                 |n| listing.set_message(format!("listing past broadcasts: {n}")),
@@ -507,4 +507,15 @@ async fn run_loop(args: &TickArgs, every: Duration, json: bool) -> anyhow::Resul
         .await;
     tracing::info!("mothership stopping; the cells keep running");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Clap's own checks of the whole command tree (unique argument ids,
+    /// valid defaults), which otherwise only fail when a command runs.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -17,8 +17,7 @@ use colony::channel::{Channel, Resolvers};
 use colony::platform::Platform;
 use tokio::time::Instant;
 
-use crate::platform::twitch::Helix;
-use crate::platform::{PlatformArgs, StreamInfo};
+use crate::platform::{Detectors, PlatformArgs, StreamInfo};
 use colony::hls::{FetchLimits, FetchPolicy, HlsClient, VariantChoice};
 
 /// Results stored per statement while probes come in.
@@ -62,15 +61,18 @@ pub struct ProbeResult {
     pub stream: Option<StreamInfo>,
 }
 
-/// Enabled channels whose last probe is older than `every`.
-pub async fn due(pool: &PgPool, every: Duration) -> Result<Vec<Channel>, sqlx::Error> {
+/// Enabled channels whose last probe is older than `every`; YouTube
+/// channels probed with their resolver, older than `youtube_every`.
+pub async fn due(pool: &PgPool, every: Duration, youtube_every: Option<Duration>) -> Result<Vec<Channel>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {} FROM channels
-          WHERE enabled AND (probed_at IS NULL OR probed_at <= now() - make_interval(secs => $1))
+          WHERE enabled AND (probed_at IS NULL OR probed_at <= now() - make_interval(secs =>
+                CASE WHEN platform = 'youtube' THEN COALESCE($2, $1) ELSE $1 END))
           ORDER BY probed_at NULLS FIRST, id",
         colony::channel::COLUMNS
     ))
     .bind(every.as_secs_f64())
+    .bind(youtube_every.map(|e| e.as_secs_f64()))
     .fetch_all(pool)
     .await
 }
@@ -96,21 +98,34 @@ pub async fn probe(channel: &Channel, client: &HlsClient, timeout: Duration, res
 }
 
 /// Probe every due channel, `concurrency` at a time, storing the results as
-/// they come in.
+/// they come in. Channels of a platform with API credentials are asked
+/// about in batches, the platforms at once; the rest run their resolver.
 pub async fn probe_due(pool: &PgPool, args: &ProbeArgs) -> Result<Vec<ProbeResult>, sqlx::Error> {
-    let channels = due(pool, args.probe_every.into()).await?;
+    let youtube = &args.platforms.youtube;
+    let youtube_every = (!youtube.configured()).then(|| youtube.resolver_every.into());
+    let channels = due(pool, args.probe_every.into(), youtube_every).await?;
     if channels.is_empty() {
         return Ok(Vec::new());
     }
     let timeout: Duration = args.probe_timeout.into();
-    let helix = Helix::new(&args.platforms.twitch, pool, timeout);
+    let detectors = Detectors::new(&args.platforms, pool, timeout);
     let (by_api, by_source): (Vec<&Channel>, Vec<&Channel>) =
-        channels.iter().partition(|c| helix.is_some() && c.platform() == Some(Platform::Twitch));
+        channels.iter().partition(|c| c.platform().is_some_and(|p| detectors.covers(p)));
+    let deadline = Instant::now() + timeout;
+    let asked = futures::future::try_join_all(Platform::ALL.into_iter().map(|platform| {
+        let mine: Vec<&Channel> = by_api.iter().copied().filter(|c| c.platform() == Some(platform)).collect();
+        let detectors = &detectors;
+        async move {
+            if mine.is_empty() {
+                return Ok(Vec::new());
+            }
+            let verdicts = detectors.live(platform, &mine, deadline).await?;
+            Ok::<_, sqlx::Error>(verdicts_to_results(&mine, verdicts))
+        }
+    }))
+    .await?;
     let mut results = Vec::with_capacity(channels.len());
-    if let Some(helix) = &helix
-        && !by_api.is_empty()
-    {
-        let probed = probe_twitch(helix, &by_api, Instant::now() + timeout).await;
+    for probed in asked {
         for batch in probed.chunks(STORE_EVERY * 8) {
             results.extend(store(pool, batch, args.probe_frozen_after.into()).await?);
         }
@@ -127,30 +142,22 @@ pub async fn probe_due(pool: &PgPool, args: &ProbeArgs) -> Result<Vec<ProbeResul
     Ok(results)
 }
 
-/// Ask Helix about Twitch channels, 100 a request. If Helix cannot answer,
-/// each channel says why and counts as offline, as a failed resolver probe does.
-async fn probe_twitch(helix: &Helix, channels: &[&Channel], deadline: Instant) -> Vec<ProbeResult> {
-    let logins: Vec<String> = channels.iter().filter_map(|c| c.platform_handle.clone()).collect();
-    let answer = helix.live_streams(&logins, deadline).await;
-    let mut live: std::collections::HashMap<String, StreamInfo> = std::collections::HashMap::new();
-    let error = match answer {
-        Ok(streams) => {
-            for s in streams {
-                live.insert(s.user_login.to_ascii_lowercase(), StreamInfo::from(s));
-            }
-            None
-        }
-        Err(e) => Some(format!("Twitch API: {}", colony::error_chain(&e))),
-    };
+/// A platform API's verdicts as probe results.
+fn verdicts_to_results(channels: &[&Channel], verdicts: Vec<(i64, crate::platform::Verdict)>) -> Vec<ProbeResult> {
+    let mut verdicts: std::collections::HashMap<i64, crate::platform::Verdict> = verdicts.into_iter().collect();
     channels
         .iter()
         .map(|c| {
-            let stream = c.platform_handle.as_deref().and_then(|h| live.get(&h.to_ascii_lowercase())).cloned();
+            let verdict = verdicts.remove(&c.id).unwrap_or_else(|| Err("the platform's API was not asked".into()));
+            let (stream, error) = match verdict {
+                Ok(stream) => (stream, None),
+                Err(e) => (None, Some(e)),
+            };
             ProbeResult {
                 channel_id: c.id,
                 login: c.login.clone(),
                 live: stream.is_some(),
-                error: error.clone(),
+                error,
                 fingerprint: None,
                 stream,
             }

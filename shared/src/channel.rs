@@ -72,11 +72,13 @@ pub struct Channel {
     pub platform: Option<String>,
     /// Its handle there (a Twitch login, a YouTube handle, a Kick slug).
     pub platform_handle: Option<String>,
+    /// Its immutable id there, once known (a YouTube `UC…` id, a Twitch user id).
+    pub platform_id: Option<String>,
 }
 
 /// The columns a [`Channel`] is read from.
 pub const COLUMNS: &str = "id, login, display_name, source_kind, source_url, resolver, variant, enabled, pipeline, \
-                           allowed_hosts, platform, platform_handle";
+                           allowed_hosts, platform, platform_handle, platform_id";
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<Option<Channel>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM channels WHERE id = $1")).bind(id).fetch_optional(pool).await
@@ -129,7 +131,7 @@ impl Channel {
                         return Err(SourceError::BadResolver("a platform channel without a platform".into()));
                     }
                 };
-                resolvers.run(&template, &self.source_url, timeout).await
+                resolvers.run_for(&template, &self.source_url, self.platform_handle.as_deref(), timeout).await
             }
             _ => Url::parse(&self.source_url)
                 .map_err(|_| SourceError::BadUrl(crate::config::redact_source_url(&self.source_url))),
@@ -205,6 +207,19 @@ impl Resolvers {
     /// Check `template` and split it into a program and its arguments, with
     /// `{url}` replaced (or appended) by `source_url`.
     pub fn command(&self, template: &str, source_url: &str) -> Result<(String, Vec<String>), SourceError> {
+        self.command_for(template, source_url, None)
+    }
+
+    /// [`Resolvers::command`] for a platform channel: `{handle}` is its
+    /// handle there (a Twitch login, a YouTube handle, a Kick slug; checked
+    /// against the platform's rules when the channel was added). A template
+    /// that names `{url}` or `{handle}` gets no URL appended.
+    pub fn command_for(
+        &self,
+        template: &str,
+        source_url: &str,
+        handle: Option<&str>,
+    ) -> Result<(String, Vec<String>), SourceError> {
         let url = Url::parse(source_url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
@@ -223,8 +238,18 @@ impl Resolvers {
         }) {
             return Err(SourceError::RefusedOption { option: option.chars().take(60).collect() });
         }
-        let mut args: Vec<String> = args.iter().map(|w| w.replace("{url}", url.as_str())).collect();
-        if !template.contains("{url}") {
+        // A handle is letters, digits, '_', '-' and '.': nothing a program could read as more.
+        let handle = handle
+            .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+            .filter(|h| !h.is_empty() && !h.starts_with('-'));
+        if template.contains("{handle}") && handle.is_none() {
+            return Err(SourceError::BadResolver("the template names {handle} but the channel has none".into()));
+        }
+        let mut args: Vec<String> = args
+            .iter()
+            .map(|w| w.replace("{url}", url.as_str()).replace("{handle}", handle.unwrap_or_default()))
+            .collect();
+        if !template.contains("{url}") && !template.contains("{handle}") {
             args.push(url.to_string());
         }
         Ok((program.clone(), args))
@@ -233,7 +258,18 @@ impl Resolvers {
     /// Run `template` with `{url}` replaced, without a shell, and take the
     /// first line of its output that is an http(s) URL.
     pub async fn run(&self, template: &str, source_url: &str, timeout: Duration) -> Result<Url, SourceError> {
-        let (program, args) = self.command(template, source_url)?;
+        self.run_for(template, source_url, None, timeout).await
+    }
+
+    /// [`Resolvers::run`] for a platform channel, with `{handle}` replaced too.
+    pub async fn run_for(
+        &self,
+        template: &str,
+        source_url: &str,
+        handle: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Url, SourceError> {
+        let (program, args) = self.command_for(template, source_url, handle)?;
         run_resolver_command(&program, &args, timeout).await
     }
 }
@@ -358,6 +394,24 @@ mod tests {
         // The URL can never become an option.
         for url in ["--exec=id", "-o/tmp/x", "file:///etc/passwd"] {
             assert!(matches!(some.command("yt-dlp -g {url}", url), Err(SourceError::BadUrl(_))), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_platform_template_may_name_the_handle_instead_of_the_url() {
+        let some = Resolvers::allowing(&["streamlink"]);
+        let page = "https://www.twitch.tv/some_one";
+        let (_, args) = some
+            .command_for("streamlink --stream-url http://src:8080/{handle}/live.m3u8 best", page, Some("some_one"))
+            .unwrap();
+        assert_eq!(args, ["--stream-url", "http://src:8080/some_one/live.m3u8", "best"]);
+        // No placeholder: the URL is appended, as before.
+        let (_, args) = some.command_for("streamlink --stream-url", page, Some("some_one")).unwrap();
+        assert_eq!(args.last().map(String::as_str), Some(page));
+        // A handle that could be read as an option, or none at all, is refused.
+        for bad in [Some("--exec=id"), Some("a b"), None] {
+            let err = some.command_for("streamlink {handle} best", page, bad).unwrap_err();
+            assert!(matches!(err, SourceError::BadResolver(_)), "{bad:?}: {err}");
         }
     }
 }

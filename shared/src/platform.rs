@@ -35,6 +35,15 @@ impl Platform {
         }
     }
 
+    /// The platform's own spelling, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Twitch => "Twitch",
+            Platform::YouTube => "YouTube",
+            Platform::Kick => "Kick",
+        }
+    }
+
     /// The variable naming the resolver template a cell runs for this
     /// platform's channels, and its default.
     pub fn resolver_var(self) -> (&'static str, &'static str) {

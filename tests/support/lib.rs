@@ -15,6 +15,7 @@ pub mod docker;
 pub mod fuzz;
 pub mod garage;
 pub mod hostile;
+pub mod kick;
 pub mod live;
 pub mod mothership;
 pub mod moto;
@@ -23,6 +24,7 @@ pub mod pg;
 mod proc;
 pub mod proxy;
 pub mod twitch;
+pub mod youtube;
 
 use std::time::{Duration, Instant};
 

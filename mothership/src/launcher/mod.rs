@@ -102,6 +102,8 @@ pub fn inherited_env() -> Vec<(String, String)> {
         "COLONY_HOME",
         // Platform API credentials: only the mothership asks the APIs.
         "COLONY_TWITCH_",
+        "COLONY_YOUTUBE_",
+        "COLONY_KICK_",
         "COLONY_UP_",
         "AWS_ENDPOINT_URL_ECS",
         // The mothership's own task credentials and runtime, on ECS: a cell

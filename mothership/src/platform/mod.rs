@@ -3,15 +3,98 @@
 //! A platform without credentials falls back to the resolver probe (and
 //! `status` says so).
 
+pub mod api;
+pub mod kick;
 pub mod twitch;
+pub mod youtube;
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use colony::channel::Channel;
+use colony::platform::Platform;
+use sqlx::PgPool;
+use tokio::time::Instant;
 
 /// The platforms' API credentials and endpoints.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct PlatformArgs {
     #[command(flatten)]
     pub twitch: twitch::TwitchArgs,
+    #[command(flatten)]
+    pub youtube: youtube::YouTubeArgs,
+    #[command(flatten)]
+    pub kick: kick::KickArgs,
+}
+
+/// A channel's broadcast as its platform's API tells it (None: offline), or
+/// why the API could not tell.
+pub type Verdict = Result<Option<StreamInfo>, String>;
+
+/// The API clients of the platforms with credentials, for one tick.
+pub struct Detectors {
+    pub twitch: Option<twitch::Helix>,
+    pub youtube: Option<youtube::YouTube>,
+    pub kick: Option<kick::Kick>,
+}
+
+impl Detectors {
+    pub fn new(args: &PlatformArgs, pool: &PgPool, timeout: Duration) -> Self {
+        Self {
+            twitch: twitch::Helix::new(&args.twitch, pool, timeout),
+            youtube: youtube::YouTube::new(&args.youtube, pool, timeout),
+            kick: kick::Kick::new(&args.kick, pool, timeout),
+        }
+    }
+
+    /// Whether `platform`'s channels are found live through its API.
+    pub fn covers(&self, platform: Platform) -> bool {
+        match platform {
+            Platform::Twitch => self.twitch.is_some(),
+            Platform::YouTube => self.youtube.is_some(),
+            Platform::Kick => self.kick.is_some(),
+        }
+    }
+
+    /// Ask `platform`'s API about `channels`, in batches. If the API cannot
+    /// answer, each channel says why (and counts as offline, as after a
+    /// failed resolver probe).
+    pub async fn live(
+        &self,
+        platform: Platform,
+        channels: &[&Channel],
+        deadline: Instant,
+    ) -> Result<Vec<(i64, Verdict)>, sqlx::Error> {
+        let handles: Vec<String> =
+            channels.iter().filter_map(|c| c.platform_handle.as_deref()).map(str::to_ascii_lowercase).collect();
+        let by_handle = |answer: Result<HashMap<String, StreamInfo>, api::ApiError>| {
+            let answer = answer.map_err(|e| format!("{} API: {}", platform.name(), colony::error_chain(&e)));
+            channels
+                .iter()
+                .map(|c| {
+                    let handle = c.platform_handle.as_deref().unwrap_or_default().to_ascii_lowercase();
+                    (c.id, answer.as_ref().map(|live| live.get(&handle).cloned()).map_err(Clone::clone))
+                })
+                .collect()
+        };
+        Ok(match platform {
+            Platform::Twitch => match &self.twitch {
+                Some(helix) => by_handle(helix.live_streams(&handles, deadline).await.map(|streams| {
+                    streams.into_iter().map(|s| (s.user_login.to_ascii_lowercase(), StreamInfo::from(s))).collect()
+                })),
+                None => Vec::new(),
+            },
+            Platform::Kick => match &self.kick {
+                Some(kick) => by_handle(kick.live(&handles, deadline).await),
+                None => Vec::new(),
+            },
+            Platform::YouTube => match &self.youtube {
+                Some(youtube) => youtube.live(channels, deadline).await?,
+                None => Vec::new(),
+            },
+        })
+    }
 }
 
 /// What a platform says of a live broadcast.
@@ -27,9 +110,9 @@ pub struct StreamInfo {
 impl From<twitch::Stream> for StreamInfo {
     fn from(s: twitch::Stream) -> Self {
         StreamInfo {
-            id: twitch::clean(&s.id, 64),
-            title: twitch::clean(&s.title, 300),
-            category: twitch::clean(&s.game_name, 200),
+            id: api::clean(&s.id, 64),
+            title: api::clean(&s.title, 300),
+            category: api::clean(&s.game_name, 200),
             started_at: s.started_at,
         }
     }
@@ -47,7 +130,7 @@ pub struct Detection {
 
 /// How each platform with channels is probed, given these credentials.
 pub fn detection(args: &PlatformArgs, channels: &[crate::admin::ChannelStatus]) -> Vec<Detection> {
-    colony::platform::Platform::ALL
+    Platform::ALL
         .into_iter()
         .filter_map(|p| {
             let n = channels.iter().filter(|c| c.platform.as_deref() == Some(p.as_str())).count();
@@ -58,13 +141,29 @@ pub fn detection(args: &PlatformArgs, channels: &[crate::admin::ChannelStatus]) 
             let resolver =
                 format!("probed with the resolver ({var}, default `{default}`), one process per channel per probe");
             let (method, how) = match p {
-                colony::platform::Platform::Twitch if args.twitch.configured() => {
+                Platform::Twitch if args.twitch.configured() => {
                     ("api", format!("detected through Helix, {} channels a request", twitch::BATCH))
                 }
-                colony::platform::Platform::Twitch => {
+                Platform::Twitch => {
                     ("resolver", format!("no COLONY_TWITCH_CLIENT_ID and COLONY_TWITCH_CLIENT_SECRET: {resolver}"))
                 }
-                _ => ("resolver", format!("no API detection for {p} yet: {resolver}")),
+                Platform::YouTube if args.youtube.configured() => (
+                    "api",
+                    format!(
+                        "detected through each channel's feed and videos.list, {} videos a call (1 quota unit)",
+                        youtube::BATCH
+                    ),
+                ),
+                Platform::YouTube => (
+                    "resolver",
+                    format!("no COLONY_YOUTUBE_API_KEY: {resolver}, at most every {}", args.youtube.resolver_every),
+                ),
+                Platform::Kick if args.kick.configured() => {
+                    ("api", format!("detected through the Kick API, {} channels a request", kick::BATCH))
+                }
+                Platform::Kick => {
+                    ("resolver", format!("no COLONY_KICK_CLIENT_ID and COLONY_KICK_CLIENT_SECRET: {resolver}"))
+                }
             };
             Detection { platform: p.as_str().to_owned(), channels: n, method, how }
         })

@@ -16,21 +16,22 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::PgPool;
-use tokio::sync::Mutex;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 use url::Url;
 
 use colony::config::Secret;
+
+pub use super::api::clean;
+use super::api::{ApiError, AppToken, message_of, read_capped};
+
+/// How Helix errors name it.
+const API: &str = "Helix";
 
 /// Channels one Helix request may ask about.
 pub const BATCH: usize = 100;
 /// Helix requests in flight at once during a probe.
 const IN_FLIGHT: usize = 8;
-/// The largest Helix answer read (100 streams are about 100 KiB).
-const MAX_BODY: usize = 4 * 1024 * 1024;
-/// Renew a cached token this long before it expires.
-const RENEW_BEFORE: Duration = Duration::from_secs(600);
 
 /// The Twitch application Colony asks Helix as.
 #[derive(Debug, Clone, clap::Args)]
@@ -84,28 +85,6 @@ impl TwitchArgs {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum HelixError {
-    #[error("Twitch refused the application's credentials ({status}): {message}")]
-    Credentials { status: u16, message: String },
-    #[error("Helix answered {status} to {what}: {message}")]
-    Status { what: &'static str, status: u16, message: String },
-    #[error("Helix kept answering 429 (rate limited) until the probe's deadline")]
-    RateLimited,
-    #[error("Helix did not answer {what} within the probe's deadline")]
-    Deadline { what: &'static str },
-    #[error("asking Helix for {what} failed")]
-    Http {
-        what: &'static str,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("Helix's answer to {what} is not what its reference describes: {why}")]
-    Malformed { what: &'static str, why: String },
-    #[error("caching the token failed")]
-    Db(#[from] sqlx::Error),
-}
-
 /// A live stream as Helix reports it (`GET /helix/streams`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Stream {
@@ -154,12 +133,6 @@ pub struct Video {
     pub kind: String,
 }
 
-#[derive(Debug, Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    expires_in: u64,
-}
-
 /// What the bucket said last.
 #[derive(Debug, Default)]
 struct Bucket {
@@ -170,12 +143,8 @@ struct Bucket {
 /// A Helix client for one tick.
 pub struct Helix {
     http: reqwest::Client,
-    client_id: String,
-    secret: Secret,
     api: Url,
-    auth: Url,
-    pool: PgPool,
-    token: Mutex<Option<String>>,
+    token: AppToken,
     bucket: std::sync::Mutex<Bucket>,
 }
 
@@ -185,100 +154,15 @@ impl Helix {
         if !args.configured() {
             return None;
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("colony/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .ok()?;
-        Some(Self {
-            http,
-            client_id: args.client_id.clone()?.trim().to_owned(),
-            secret: args.client_secret.clone()?,
-            api: args.api_url.clone(),
-            auth: args.auth_url.clone(),
-            pool: pool.clone(),
-            token: Mutex::new(None),
-            bucket: std::sync::Mutex::default(),
-        })
-    }
-
-    /// The app token: this tick's, the one cached in Postgres, or a new one.
-    async fn token(&self) -> Result<String, HelixError> {
-        let mut held = self.token.lock().await;
-        if let Some(t) = held.as_ref() {
-            return Ok(t.clone());
-        }
-        let cached: Option<String> = sqlx::query_scalar(
-            "SELECT access_token FROM platform_tokens
-              WHERE platform = 'twitch' AND client_id = $1 AND expires_at > now() + make_interval(secs => $2)",
-        )
-        .bind(&self.client_id)
-        .bind(RENEW_BEFORE.as_secs_f64())
-        .fetch_optional(&self.pool)
-        .await?;
-        let token = match cached {
-            Some(t) => t,
-            None => self.new_token().await?,
-        };
-        *held = Some(token.clone());
-        Ok(token)
-    }
-
-    /// Helix refused `stale`: get a new token, once, however many requests
-    /// in flight were refused with it.
-    async fn renew(&self, stale: &str) -> Result<String, HelixError> {
-        let mut held = self.token.lock().await;
-        if let Some(t) = held.as_ref().filter(|t| *t != stale) {
-            return Ok(t.clone());
-        }
-        info!("Helix refused the app token (401); getting a new one");
-        let token = self.new_token().await?;
-        *held = Some(token.clone());
-        Ok(token)
-    }
-
-    /// A new app token by the client-credentials grant, cached in Postgres.
-    async fn new_token(&self) -> Result<String, HelixError> {
-        let answer = self
-            .http
-            .post(self.auth.clone())
-            .form(&[
-                ("client_id", self.client_id.as_str()),
-                ("client_secret", self.secret.expose()),
-                ("grant_type", "client_credentials"),
-            ])
-            .send()
-            .await
-            .map_err(|source| HelixError::Http { what: "an app token", source })?;
-        let status = answer.status().as_u16();
-        let body = read_capped(answer, "an app token").await?;
-        if !(200..300).contains(&status) {
-            return Err(HelixError::Credentials { status, message: message_of(&body) });
-        }
-        let token: TokenAnswer = serde_json::from_slice(&body)
-            .map_err(|e| HelixError::Malformed { what: "an app token", why: e.to_string() })?;
-        if token.access_token.is_empty() || token.access_token.len() > 512 {
-            return Err(HelixError::Malformed { what: "an app token", why: "the token is empty or too long".into() });
-        }
-        let lifetime = token.expires_in.min(100 * 24 * 3600);
-        sqlx::query(
-            "INSERT INTO platform_tokens (platform, client_id, access_token, expires_at)
-             VALUES ('twitch', $1, $2, now() + make_interval(secs => $3))
-             ON CONFLICT (platform) DO UPDATE SET client_id = EXCLUDED.client_id,
-                    access_token = EXCLUDED.access_token, expires_at = EXCLUDED.expires_at, updated_at = now()",
-        )
-        .bind(&self.client_id)
-        .bind(&token.access_token)
-        .bind(lifetime as f64)
-        .execute(&self.pool)
-        .await?;
-        info!(expires_in = lifetime, "got a Twitch app access token");
-        Ok(token.access_token)
+        let http = super::api::http_client(timeout)?;
+        let client_id = args.client_id.clone()?.trim().to_owned();
+        let secret: Secret = args.client_secret.clone()?;
+        let token = AppToken::new("Twitch", "twitch", http.clone(), client_id, secret, args.auth_url.clone(), pool);
+        Some(Self { http, api: args.api_url.clone(), token, bucket: std::sync::Mutex::default() })
     }
 
     /// Wait while the bucket is empty, until its reset (or the deadline).
-    async fn wait_for_bucket(&self, deadline: Instant) -> Result<(), HelixError> {
+    async fn wait_for_bucket(&self, deadline: Instant) -> Result<(), ApiError> {
         let wait = {
             let b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
             match (b.remaining, b.reset_at) {
@@ -289,7 +173,7 @@ impl Helix {
         if let Some(wait) = wait {
             let wait = wait.min(Duration::from_secs(60));
             if Instant::now() + wait > deadline {
-                return Err(HelixError::RateLimited);
+                return Err(ApiError::RateLimited { api: API });
             }
             debug!(?wait, "Helix bucket is empty; waiting for its reset");
             tokio::time::sleep(wait).await;
@@ -318,38 +202,48 @@ impl Helix {
         path: &str,
         query: &[(&str, String)],
         deadline: Instant,
-    ) -> Result<Page<T>, HelixError> {
+    ) -> Result<Page<T>, ApiError> {
         let mut url = self.api.clone();
-        url.path_segments_mut().map_err(|_| HelixError::Malformed { what, why: "bad API URL".into() })?.push(path);
+        url.path_segments_mut()
+            .map_err(|_| ApiError::Malformed { api: API, what, why: "bad API URL".into() })?
+            .push(path);
         let mut renewed = false;
         let mut failures = 0u32;
         loop {
             self.wait_for_bucket(deadline).await?;
-            let token = self.token().await?;
-            let send =
-                self.http.get(url.clone()).query(query).header("Client-Id", &self.client_id).bearer_auth(&token).send();
+            let token = self.token.get().await?;
+            let send = self
+                .http
+                .get(url.clone())
+                .query(query)
+                .header("Client-Id", &self.token.client_id)
+                .bearer_auth(&token)
+                .send();
             let left = deadline.saturating_duration_since(Instant::now());
             let answer = match tokio::time::timeout(left, send).await {
-                Err(_) => return Err(HelixError::Deadline { what }),
+                Err(_) => return Err(ApiError::Deadline { api: API, what }),
                 Ok(Err(source)) if failures < 3 && (source.is_timeout() || source.is_connect()) => {
                     failures += 1;
                     warn!(error = %source, "asking Helix failed; trying again");
                     tokio::time::sleep(Duration::from_millis(250 * u64::from(failures))).await;
                     continue;
                 }
-                Ok(Err(source)) => return Err(HelixError::Http { what, source }),
+                Ok(Err(source)) => return Err(ApiError::Http { api: API, what, source }),
                 Ok(Ok(answer)) => answer,
             };
             self.note_bucket(answer.headers());
             let status = answer.status().as_u16();
             match status {
                 200..=299 => {
-                    let body = read_capped(answer, what).await?;
-                    return serde_json::from_slice(&body)
-                        .map_err(|e| HelixError::Malformed { what, why: e.to_string() });
+                    let body = read_capped(answer, API, what).await?;
+                    return serde_json::from_slice(&body).map_err(|e| ApiError::Malformed {
+                        api: API,
+                        what,
+                        why: e.to_string(),
+                    });
                 }
                 401 if !renewed => {
-                    self.renew(&token).await?;
+                    self.token.renew(&token).await?;
                     renewed = true;
                 }
                 429 => {
@@ -369,15 +263,15 @@ impl Helix {
                     tokio::time::sleep(Duration::from_millis(500 * u64::from(failures))).await;
                 }
                 _ => {
-                    let body = read_capped(answer, what).await.unwrap_or_default();
-                    return Err(HelixError::Status { what, status, message: message_of(&body) });
+                    let body = read_capped(answer, API, what).await.unwrap_or_default();
+                    return Err(ApiError::Status { api: API, what, status, message: message_of(&body) });
                 }
             }
         }
     }
 
     /// The id of the user (channel) `login`, if it exists.
-    pub async fn user_id(&self, login: &str, deadline: Instant) -> Result<Option<String>, HelixError> {
+    pub async fn user_id(&self, login: &str, deadline: Instant) -> Result<Option<String>, ApiError> {
         let page: Page<User> = self.get("a user", "users", &[("login", login.to_owned())], deadline).await?;
         Ok(page.data.into_iter().find(|u| u.login.eq_ignore_ascii_case(login)).map(|u| clean(&u.id, 64)))
     }
@@ -391,7 +285,7 @@ impl Helix {
         limit: usize,
         deadline: Instant,
         mut listed: impl FnMut(usize),
-    ) -> Result<Vec<Video>, HelixError> {
+    ) -> Result<Vec<Video>, ApiError> {
         let mut videos: Vec<Video> = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -425,10 +319,10 @@ impl Helix {
     /// The live streams among `logins`, one request per 100, a few requests
     /// in flight at once (10,000 channels are 100 requests: one after the
     /// other they would not fit in a 15 s probe interval).
-    pub async fn live_streams(&self, logins: &[String], deadline: Instant) -> Result<Vec<Stream>, HelixError> {
+    pub async fn live_streams(&self, logins: &[String], deadline: Instant) -> Result<Vec<Stream>, ApiError> {
         use futures::{StreamExt, TryStreamExt};
         // Get the token once, before the requests race for it.
-        self.token().await?;
+        self.token.get().await?;
         let pages: Vec<Page<Stream>> = futures::stream::iter(logins.chunks(BATCH))
             .map(|batch| {
                 let mut query: Vec<(&str, String)> = vec![("first", BATCH.to_string())];
@@ -440,31 +334,4 @@ impl Helix {
             .await?;
         Ok(pages.into_iter().flat_map(|p| p.data).filter(|s| s.kind.is_empty() || s.kind == "live").collect())
     }
-}
-
-async fn read_capped(mut answer: reqwest::Response, what: &'static str) -> Result<Vec<u8>, HelixError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = answer.chunk().await.map_err(|source| HelixError::Http { what, source })? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(HelixError::Malformed { what, why: format!("the answer is larger than {MAX_BODY} bytes") });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// The `message` of a Twitch error body, shortened; never the whole body.
-fn message_of(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| "no message".into())
-        .chars()
-        .take(200)
-        .collect()
-}
-
-/// A field as stored: trimmed to `max` characters, without control characters.
-pub fn clean(raw: &str, max: usize) -> String {
-    raw.chars().filter(|c| !c.is_control()).take(max).collect()
 }
