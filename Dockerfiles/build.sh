@@ -3,14 +3,18 @@
 # registry: a Debian bookworm root filesystem made by debootstrap and loaded
 # with `docker import` stands in for debian:bookworm-slim, and the binaries
 # come from this checkout's cargo build instead of the official Rust image.
-# The Dockerfiles are the same ones a user with a registry builds with plain
+# Both bases also carry python3 and the pinned resolvers of
+# Dockerfiles/resolvers.txt (streamlink, yt-dlp) in the venv
+# /opt/colony/resolvers; bases made from another lock are remade. The
+# Dockerfiles are the same ones a user with a registry builds with plain
 # `docker build -f Dockerfiles/<name>.Dockerfile .`.
 #
 #   Dockerfiles/build.sh                    # release build, tags :latest
 #   Dockerfiles/build.sh --profile debug --tag dev --no-cargo
 #   Dockerfiles/build.sh --base-only        # just the two base images
 #
-# Needs root (debootstrap, chroot), debootstrap, and the Docker engine.
+# Needs root (debootstrap, chroot), debootstrap, and the Docker engine; making
+# the bases also needs the network (the Debian mirror and PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,9 +24,12 @@ suite=bookworm
 base=colony-base:$suite
 media_base=colony-base-ffmpeg:$suite
 images=(mothership observer-cell harvest-cell)
+# The resolvers' lock, and where the bases carry the venv made from it.
+lock=Dockerfiles/resolvers.txt
+venv=/opt/colony/resolvers
 
 usage() {
-    sed -n '2,14s/^# \{0,1\}//p' "$0"
+    sed -n '2,/^set /s/^# \{0,1\}//p' "$0"
     cat <<USAGE
 
 Options:
@@ -33,7 +40,8 @@ Options:
   --rebuild-base    remake the base images even if they exist
   -h, --help        this help
 
-Environment: DEBIAN_MIRROR (default $mirror), DOCKER_HOST.
+Environment: DEBIAN_MIRROR (default $mirror), PIP_INDEX_URL (a PyPI mirror
+for the resolvers; the lock's hashes still apply), DOCKER_HOST.
 USAGE
 }
 
@@ -54,6 +62,13 @@ die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
 docker info >/dev/null 2>&1 || die "the Docker engine is not reachable (is dockerd running? DOCKER_HOST=${DOCKER_HOST:-unset})"
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+[[ -f $lock ]] || die "$lock is missing (see Dockerfiles/resolvers.in)"
+lock_sha=$(sha256sum "$lock" | cut -d' ' -f1)
+# A base records the lock it was made from (docker import takes ENV, not LABEL).
+carries_lock() {
+    docker image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$1" 2>/dev/null |
+        grep -qx "COLONY_RESOLVERS_LOCK=$lock_sha"
+}
 
 # Drop what a runtime image never reads: docs, man pages, locales, apt lists.
 trim() {
@@ -67,7 +82,7 @@ import() {
     local root=$1 image=$2
     tar -C "$root" --numeric-owner -c . |
         docker import --change 'ENV LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-            --change 'CMD ["bash"]' - "$image" >/dev/null
+            --change "ENV COLONY_RESOLVERS_LOCK=$lock_sha" --change 'CMD ["bash"]' - "$image" >/dev/null
     log "imported $image ($(docker image inspect --format '{{.Size}}' "$image" | numfmt --to=iec))"
 }
 
@@ -77,7 +92,7 @@ build_bases() {
     local work
     work=$(mktemp -d /var/tmp/colony-rootfs.XXXXXX)
     # shellcheck disable=SC2064
-    trap "umount -l '$work'/media/proc 2>/dev/null || true; rm -rf '$work'" EXIT
+    trap "umount -l '$work'/slim/proc '$work'/media/proc 2>/dev/null || true; rm -rf '$work'" EXIT
     log "debootstrap $suite (minbase + ca-certificates) from $mirror: about 2 minutes"
     debootstrap --variant=minbase --include=ca-certificates "$suite" "$work/slim" "$mirror" >"$work/debootstrap.log" 2>&1 ||
         { tail -20 "$work/debootstrap.log" >&2; die "debootstrap failed (log above)"; }
@@ -87,6 +102,39 @@ deb $mirror $suite main
 deb $mirror $suite-updates main
 deb ${mirror%/debian}/debian-security $suite-security main
 SOURCES
+    # Into the slim rootfs, before the cell base is copied from it: the
+    # mothership's resolver probe also runs streamlink. The chroot gets a clean
+    # environment, so this host's pip configuration stays out; the image keeps
+    # the lock it was installed from next to the venv. pip checks PyPI's
+    # certificate against this host's CA bundle, not the new rootfs's: a host
+    # behind a TLS-inspecting proxy trusts the proxy's CA only there. What is
+    # installed is still decided by the lock's hashes.
+    log "adding python3 and the pinned resolvers ($lock: streamlink, yt-dlp) to both bases"
+    mkdir -p "$work/slim$venv"
+    cp "$lock" "$work/slim$venv/requirements.txt"
+    local host_ca=${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}} pip_ca=
+    if [[ -f $host_ca ]]; then
+        cp "$host_ca" "$work/slim/tmp/host-ca.crt"
+        pip_ca=/tmp/host-ca.crt
+    fi
+    cp /etc/resolv.conf "$work/slim/etc/resolv.conf"
+    mount -t proc proc "$work/slim/proc"
+    env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive \
+        ${PIP_INDEX_URL:+PIP_INDEX_URL="$PIP_INDEX_URL"} ${pip_ca:+PIP_CERT="$pip_ca"} chroot "$work/slim" /bin/sh -c "set -e
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends python3 python3-venv
+        apt-get clean
+        python3 -m venv $venv
+        $venv/bin/pip install --no-cache-dir --no-input --disable-pip-version-check \
+            --require-hashes --only-binary :all: -r $venv/requirements.txt
+        ln -s $venv/bin/streamlink $venv/bin/yt-dlp /usr/local/bin/
+        streamlink --version
+        yt-dlp --version" \
+        >"$work/resolvers.log" 2>&1 || { tail -20 "$work/resolvers.log" >&2; die "installing the resolvers in the base failed (log above)"; }
+    umount -l "$work/slim/proc"
+    : >"$work/slim/etc/resolv.conf"
+    rm -f "$work/slim/tmp/host-ca.crt"
+    log "resolvers: $(tail -2 "$work/resolvers.log" | paste -sd' ' -)"
     log "adding ffmpeg for the cell base"
     cp -a "$work/slim" "$work/media"
     cp /etc/resolv.conf "$work/media/etc/resolv.conf"
@@ -105,6 +153,9 @@ SOURCES
 }
 
 if ((rebuild_base)) || ! have_image "$base" || ! have_image "$media_base"; then
+    build_bases
+elif ! carries_lock "$base" || ! carries_lock "$media_base"; then
+    log "base images $base and $media_base were not made from the current $lock (sha256 ${lock_sha:0:12}): remaking them"
     build_bases
 else
     log "base images $base and $media_base exist (--rebuild-base to remake them)"
