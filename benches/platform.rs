@@ -5,6 +5,9 @@
 //! 1. **Cost.** N Twitch channels (10,000 by default, 5% of them live): the
 //!    Helix requests one probe of all of them takes, and the time of a
 //!    `mothership tick` that probes them all, as cron runs it.
+//!    The same for Kick (`colony_tests::kick::FakeKick`, 50 a request) and
+//!    YouTube (`colony_tests::youtube::FakeYouTube`: a feed request per
+//!    channel, `videos.list` 50 ids a quota unit), at --other-channels.
 //! 2. **Go-live to first segment.** Under `mothership run --every 1s` with
 //!    polling every `--probe-every` (5 s), channels go live one after the
 //!    other at random moments; from the moment a channel is live on the
@@ -27,6 +30,9 @@ struct Args {
     /// Twitch channels in the cost part.
     #[arg(long, default_value_t = 10_000)]
     channels: usize,
+    /// Kick and YouTube channels in the cost part.
+    #[arg(long, default_value_t = 1_000)]
+    other_channels: usize,
     /// Timed ticks in the cost part.
     #[arg(long, default_value_t = 7)]
     rounds: usize,
@@ -47,6 +53,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     cost(&args).await?;
+    cost_kick(&args).await?;
+    cost_youtube(&args).await?;
     go_live(&args).await?;
     Ok(())
 }
@@ -100,6 +108,131 @@ async fn cost(args: &Args) -> anyhow::Result<()> {
         args.channels.div_ceil(100),
         median(times),
         per_probe * 4.0
+    );
+    Ok(())
+}
+
+/// Platform channels straight into the database, as `channel add` writes them.
+async fn add_channels(
+    colony: &Colony,
+    platform: &str,
+    page: &str,
+    rows: &[(String, Option<String>)],
+) -> anyhow::Result<()> {
+    let handles: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    let ids: Vec<Option<String>> = rows.iter().map(|r| r.1.clone()).collect();
+    sqlx::query(
+        "INSERT INTO channels (login, display_name, source_kind, source_url, platform, platform_handle, platform_id)
+         SELECT h, h, 'platform', $3 || h, $4, h, i FROM UNNEST($1::text[], $2::text[]) AS r(h, i)",
+    )
+    .bind(&handles)
+    .bind(&ids)
+    .bind(page)
+    .bind(platform)
+    .execute(&colony.rig.pool)
+    .await?;
+    Ok(())
+}
+
+/// Timed ticks with `env`; after each, `count()` says what the probe cost.
+async fn timed_ticks(
+    colony: &Colony,
+    rounds: usize,
+    env: &[(&'static str, String)],
+    mut reset: impl FnMut(),
+    mut count: impl FnMut() -> usize,
+) -> anyhow::Result<(f64, f64)> {
+    let (mut times, mut requests) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        reset();
+        let mut cmd = colony.command(&["tick", "--json"]);
+        cmd.envs(env.iter().cloned()).env("COLONY_MAX_OBSERVERS", "0").env("COLONY_PROBE_TIMEOUT", "60s");
+        let started = Instant::now();
+        let out = cmd.output().await?;
+        let took = started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            matches!(out.status.code(), Some(0 | 4)),
+            "tick failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        times.push(took);
+        requests.push(count() as f64);
+    }
+    Ok((median(requests), median(times)))
+}
+
+async fn cost_kick(args: &Args) -> anyhow::Result<()> {
+    let kick = colony_tests::kick::FakeKick::start().await;
+    let colony = Colony::new(Rig::file().await);
+    let rows: Vec<(String, Option<String>)> =
+        (0..args.other_channels).map(|i| (format!("kbench-{i:05}"), None)).collect();
+    for (slug, _) in &rows {
+        kick.add_channel(slug);
+    }
+    for (slug, _) in rows.iter().step_by(20) {
+        kick.go_live(slug, "a benchmark", "Just Chatting");
+    }
+    add_channels(&colony, "kick", "https://kick.com/", &rows).await?;
+    let (per_probe, tick) = timed_ticks(
+        &colony,
+        args.rounds,
+        &kick.env(),
+        || kick.clear_requests(),
+        || kick.requests("/public/v1/channels"),
+    )
+    .await?;
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM channels WHERE live").fetch_one(&colony.rig.pool).await?;
+    println!(
+        "cost: {} Kick channels, {live} live: {per_probe:.0} requests a probe (ceil(N/50) = {}), median tick {tick:.2}s",
+        args.other_channels,
+        args.other_channels.div_ceil(50),
+    );
+    Ok(())
+}
+
+async fn cost_youtube(args: &Args) -> anyhow::Result<()> {
+    use colony_tests::youtube::{FakeYouTube, Video};
+    let youtube = FakeYouTube::start().await;
+    let colony = Colony::new(Rig::file().await);
+    let mut rows = Vec::new();
+    for i in 0..args.other_channels {
+        let handle = format!("ybench{i:05}");
+        let id = youtube.add_channel(&handle);
+        for n in 0..5 {
+            youtube.upload(
+                &id,
+                Video {
+                    id: format!("y{i:05}v{n}xxxx"),
+                    title: "an upload".into(),
+                    state: "none",
+                    started_at: None,
+                    ended_at: None,
+                    published_at: "2026-01-01T00:00:00Z".into(),
+                },
+            );
+        }
+        if i % 20 == 0 {
+            youtube.go_live(&id, &format!("y{i:05}livexx"), "a benchmark");
+        }
+        rows.push((handle, Some(id)));
+    }
+    add_channels(&colony, "youtube", "https://www.youtube.com/@", &rows).await?;
+    let (feeds, tick) = timed_ticks(
+        &colony,
+        args.rounds,
+        &youtube.env(),
+        || youtube.clear_requests(),
+        || youtube.requests("/feeds/videos.xml"),
+    )
+    .await?;
+    let units = youtube.units();
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM channels WHERE live").fetch_one(&colony.rig.pool).await?;
+    println!(
+        "cost: {} YouTube channels, {live} live: {feeds:.0} feed requests and {units} quota units a probe \
+         (ceil(3N/50) = {}), median tick {tick:.2}s; 10,000 units a day last {:.0} probes",
+        args.other_channels,
+        (3 * args.other_channels).div_ceil(50),
+        10_000f64 / units.max(1) as f64,
     );
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! The whole loop in containers: `mothership run` with the docker launcher,
 //! cells in the images `Dockerfiles/build.sh` builds, Garage as S3, and three
-//! live channels. Bounded in time; its containers are removed even when it
+//! live channels, one of them a Twitch channel: found live through a local
+//! fake of Helix (`colony_tests::twitch::FakeTwitch`; the real API cannot be
+//! reached from here) and resolved inside its container by the image's own
+//! pinned streamlink, whose template points at the live test source. Bounded in time; its containers are removed even when it
 //! fails (a guard removes everything labelled with this colony's id).
 
 use std::collections::HashMap;
@@ -14,6 +17,7 @@ use colony_tests::garage::garage;
 use colony_tests::live::{Container, LiveSource, Profile, media};
 use colony_tests::mothership::Colony;
 use colony_tests::observer::Rig;
+use colony_tests::twitch::FakeTwitch;
 use tokio::io::AsyncBufReadExt;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -121,9 +125,22 @@ async fn the_whole_loop_runs_in_containers_from_live_to_post_processed_to_zero()
     let media = tokio::task::spawn_blocking(|| media(Container::Ts, Profile::TEST)).await.unwrap();
     for login in ["steady", "flaky", "ending"] {
         source.add(login, &media, 4);
+    }
+    for login in ["flaky", "ending"] {
         let out = colony.run(&["channel", "add", "--login", login, "--source-url", &source.media_url(login)]).await;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
+    // `steady` is a Twitch channel. The image's streamlink resolves it: the
+    // template names the test source's master playlist by the channel's handle.
+    let twitch = FakeTwitch::start().await;
+    twitch.add_user("steady");
+    twitch.go_live("steady", "Steady on air", "Science & Technology");
+    let out = colony.run(&["channel", "add", "https://www.twitch.tv/steady"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let resolver = format!("streamlink --stream-url {} best", source.master_url("{handle}"));
+    let version =
+        docker(&["run", "--rm", "--entrypoint", "streamlink", &format!("colony-observer-cell:{tag}"), "--version"]);
+    assert!(version.starts_with("streamlink 8."), "the image carries the pinned streamlink: {version}");
 
     // The mothership loop, as an operator runs it, with the docker launcher.
     let mut run = colony.command(&["run", "--every", "2s", "--launcher", "docker", "--docker-network", "host"]);
@@ -133,6 +150,11 @@ async fn the_whole_loop_runs_in_containers_from_live_to_post_processed_to_zero()
         .env("OBSERVER_STANDBY", "10s")
         .env("COLONY_IDLE_COOLDOWN", "4s")
         .env("COLONY_LOG", "info")
+        .env("COLONY_RESOLVER_TWITCH", &resolver)
+        // The images allow streamlink and yt-dlp; the test harness narrows
+        // every host's list, and cells inherit the mothership's.
+        .env("COLONY_RESOLVERS", "streamlink")
+        .envs(twitch.env())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -232,10 +254,18 @@ async fn the_whole_loop_runs_in_containers_from_live_to_post_processed_to_zero()
             "the harvest image is the one build.sh made"
         );
         assert_eq!(one_recording(&colony, "steady").await.1, "recording", "steady records on");
+        let title: Option<String> = sqlx::query_scalar(
+            "SELECT r.title FROM recordings r JOIN channels c ON c.id = r.channel_id WHERE c.login = 'steady'",
+        )
+        .fetch_one(&colony.rig.pool)
+        .await
+        .unwrap();
+        assert_eq!(title.as_deref(), Some("Steady on air"), "the Twitch channel's recording carries its title");
 
         // The rest end; with nothing live and the queue empty, the colony
         // reaches zero containers after the idle cooldown.
         source.end("steady");
+        twitch.go_offline("steady");
         source.end("flaky");
         colony_tests::eventually("zero containers and zero active cells", SECS(120), || async {
             (containers(&instance).is_empty() && colony.active_count().await == 0).then_some(())
