@@ -65,6 +65,24 @@ async fn live_logins(colony: &Colony) -> BTreeSet<String> {
         .collect()
 }
 
+/// A channel's broadcast as the probe stored it: (title, category, stream id).
+async fn broadcast(colony: &Colony, login: &str) -> (Option<String>, Option<String>, Option<String>) {
+    sqlx::query_as("SELECT stream_title, stream_category, stream_id FROM channels WHERE login = $1")
+        .bind(login)
+        .fetch_one(&colony.rig.pool)
+        .await
+        .unwrap()
+}
+
+/// A channel's last probe error.
+async fn probe_error(colony: &Colony, login: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT probe_error FROM channels WHERE login = $1")
+        .bind(login)
+        .fetch_one(&colony.rig.pool)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn platform_channels_are_recognised_from_their_pages_and_bad_ones_refused() {
     let colony = Colony::new(Rig::file().await);
@@ -155,11 +173,7 @@ async fn a_thousand_twitch_channels_cost_ten_helix_requests_a_probe() {
     assert_eq!(twitch.requests("/helix/streams"), 10, "{report:#}");
     assert_eq!(twitch.requests("/oauth2/token"), 1);
     assert_eq!(live_logins(&colony).await, live);
-    let (title, category): (Option<String>, Option<String>) =
-        sqlx::query_as("SELECT stream_title, stream_category FROM channels WHERE login = 'streamer0000'")
-            .fetch_one(&colony.rig.pool)
-            .await
-            .unwrap();
+    let (title, category, _) = broadcast(&colony, "streamer0000").await;
     assert_eq!((title.as_deref(), category.as_deref()), (Some("streamer0000 plays"), Some("Just Chatting")));
 
     // Ten go offline, five others go live.
@@ -177,11 +191,7 @@ async fn a_thousand_twitch_channels_cost_ten_helix_requests_a_probe() {
     let want: BTreeSet<String> =
         live.iter().filter(|l| !gone.contains(l)).cloned().chain(new.iter().cloned()).collect();
     assert_eq!(live_logins(&colony).await, want);
-    let offline_title: Option<String> = sqlx::query_scalar("SELECT stream_title FROM channels WHERE login = $1")
-        .bind(&gone[0])
-        .fetch_one(&colony.rig.pool)
-        .await
-        .unwrap();
+    let (offline_title, _, _) = broadcast(&colony, &gone[0]).await;
     assert_eq!(offline_title, None, "an offline channel has no broadcast");
 }
 
@@ -205,10 +215,7 @@ async fn a_429_storm_and_a_revoked_token_are_ridden_out() {
     tick(&colony, &twitch, &quiet).await;
     assert_eq!(live_logins(&colony).await, live, "the storm was waited out");
     assert_eq!(twitch.requests("/helix/streams"), 3 + 4, "three batches, four of the answers 429");
-    let error: Option<String> = sqlx::query_scalar("SELECT probe_error FROM channels WHERE login = 'ch001'")
-        .fetch_one(&colony.rig.pool)
-        .await
-        .unwrap();
+    let error = probe_error(&colony, "ch001").await;
     assert_eq!(error, None);
 
     twitch.revoke_tokens();
@@ -228,10 +235,7 @@ async fn a_429_storm_and_a_revoked_token_are_ridden_out() {
     sqlx::query("DELETE FROM platform_tokens").execute(&colony.rig.pool).await.unwrap();
     let out = cmd.output().await.unwrap();
     assert!(matches!(out.status.code(), Some(0 | 4)), "{}", String::from_utf8_lossy(&out.stderr));
-    let error: Option<String> = sqlx::query_scalar("SELECT probe_error FROM channels WHERE login = 'ch001'")
-        .fetch_one(&colony.rig.pool)
-        .await
-        .unwrap();
+    let error = probe_error(&colony, "ch001").await;
     let error = error.unwrap_or_default();
     assert!(error.contains("Twitch refused the application's credentials (403)"), "{error}");
     assert!(!error.contains("wrong"), "the secret is never shown: {error}");
@@ -606,11 +610,7 @@ async fn youtube_channels_are_found_live_through_their_feeds_and_videos_list_in_
     assert_eq!(youtube.requests("/feeds/videos.xml"), 120);
     assert_eq!(youtube.requests("/youtube/v3/videos"), 8, "120 × 3 = 360 ids, 50 a call");
     assert_eq!(youtube.requests("/youtube/v3/channels"), 20, "one per channel known only by its handle");
-    let (title, stream): (Option<String>, Option<String>) =
-        sqlx::query_as("SELECT stream_title, stream_id FROM channels WHERE login = 'tuber064'")
-            .fetch_one(&colony.rig.pool)
-            .await
-            .unwrap();
+    let (title, _, stream) = broadcast(&colony, "tuber064").await;
     assert_eq!((title.as_deref(), stream.as_deref()), (Some("Live now 64"), Some("live064vid")));
 
     // The broadcast on tuber064 ends; tuber005 goes live.
@@ -635,10 +635,7 @@ async fn youtube_channels_are_found_live_through_their_feeds_and_videos_list_in_
         .map(|(k, v)| if *k == "COLONY_YOUTUBE_API_KEY" { (*k, "wrong".to_owned()) } else { (*k, v.clone()) })
         .collect();
     tick_with(&colony, &bad).await;
-    let error: Option<String> = sqlx::query_scalar("SELECT probe_error FROM channels WHERE login = 'tuber003'")
-        .fetch_one(&colony.rig.pool)
-        .await
-        .unwrap();
+    let error = probe_error(&colony, "tuber003").await;
     let error = error.unwrap_or_default();
     assert!(error.contains("API key not valid"), "{error}");
     assert!(!error.contains("wrong"), "the key is never shown: {error}");
@@ -675,11 +672,7 @@ async fn kick_channels_are_found_live_fifty_a_request_through_storms_and_revoked
     assert_eq!(live_logins(&colony).await, live);
     assert_eq!(kick.requests("/public/v1/channels"), 3);
     assert_eq!(kick.requests("/oauth/token"), 1);
-    let (title, category): (Option<String>, Option<String>) =
-        sqlx::query_as("SELECT stream_title, stream_category FROM channels WHERE login = 'kicker-050'")
-            .fetch_one(&colony.rig.pool)
-            .await
-            .unwrap();
+    let (title, category, _) = broadcast(&colony, "kicker-050").await;
     assert_eq!((title.as_deref(), category.as_deref()), (Some("kicker-050 on Kick"), Some("Slots")));
 
     kick.clear_requests();
@@ -695,10 +688,7 @@ async fn kick_channels_are_found_live_fifty_a_request_through_storms_and_revoked
     tick_with(&colony, &env).await;
     assert_eq!(kick.requests("/oauth/token"), 1, "a revoked token is replaced once");
     assert_eq!(live_logins(&colony).await, want);
-    let error: Option<String> = sqlx::query_scalar("SELECT probe_error FROM channels WHERE login = 'kicker-007'")
-        .fetch_one(&colony.rig.pool)
-        .await
-        .unwrap();
+    let error = probe_error(&colony, "kicker-007").await;
     assert_eq!(error, None);
 
     let d = detection(&colony, &env, "kick").await;

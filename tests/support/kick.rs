@@ -57,7 +57,7 @@ type Shared = Arc<Mutex<Kick>>;
 pub struct FakeKick {
     pub addr: SocketAddr,
     state: Shared,
-    _server: tokio::task::JoinHandle<()>,
+    _server: crate::Server,
 }
 
 fn message(status: StatusCode, message: &str) -> Response {
@@ -76,11 +76,7 @@ impl FakeKick {
             .route("/public/v1/channels", get(channels))
             .route("/public/v1/livestreams", get(livestreams))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, server) = crate::serve_loopback(app).await;
         Self { addr, state, _server: server }
     }
 

@@ -84,7 +84,7 @@ type Shared = Arc<Mutex<Twitch>>;
 pub struct FakeTwitch {
     pub addr: SocketAddr,
     state: Shared,
-    _server: tokio::task::JoinHandle<()>,
+    _server: crate::Server,
 }
 
 fn now_secs() -> u64 {
@@ -116,11 +116,7 @@ impl FakeTwitch {
             .route("/helix/users", get(users))
             .route("/helix/videos", get(videos))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, server) = crate::serve_loopback(app).await;
         Self { addr, state, _server: server }
     }
 

@@ -67,7 +67,7 @@ type Shared = Arc<Mutex<YouTube>>;
 pub struct FakeYouTube {
     pub addr: SocketAddr,
     state: Shared,
-    _server: tokio::task::JoinHandle<()>,
+    _server: crate::Server,
 }
 
 fn error(status: StatusCode, reason: &str, message: &str) -> Response {
@@ -93,11 +93,7 @@ impl FakeYouTube {
             .route("/youtube/v3/channels", get(channels))
             .route("/youtube/v3/playlistItems", get(playlist_items))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, server) = crate::serve_loopback(app).await;
         Self { addr, state, _server: server }
     }
 
