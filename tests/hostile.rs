@@ -371,10 +371,6 @@ async fn hostile_sources_cannot_stop_a_colony_or_cost_an_honest_channel_a_segmen
     let media = test_media().await;
     let hostile = HostileSource::start(&media).await;
     let live = LiveSource::start().await;
-    // A window of 20 keeps segment 0 published for about 15 s: the first
-    // tick starts eleven observers at once, and on a busy 2-core machine the
-    // honest one can take longer than two segments to make its first fetch.
-    live.add("honest", &media, 20);
     let colony = Colony::new(Rig::file().await);
     let mut channels = vec![("honest".to_owned(), live.media_url("honest"))];
     channels.extend(hostile::KINDS.iter().map(|k| (k.replace('-', "_"), hostile.url(k))));
@@ -382,6 +378,14 @@ async fn hostile_sources_cannot_stop_a_colony_or_cost_an_honest_channel_a_segmen
         let out = colony.run(&["channel", "add", "--login", login, "--source-url", url]).await;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
+    // The honest channel goes live only now that the colony is set up, and
+    // with a window of 40 segments (about 30 s): its segment 0 must still be
+    // published when its observer first fetches. The first tick probes every
+    // hostile source (up to the probe timeout) and starts eleven observers at
+    // once, on a 2-core machine that may be busy with other tests; a window
+    // of 20, counted from before the colony's database and channels were
+    // made, was not always enough.
+    live.add("honest", &media, 40);
     let mut run = colony
         .command(&["run", "--every", "1s"])
         .env("COLONY_PROBE_FROZEN_AFTER", "5s")
