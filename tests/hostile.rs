@@ -379,7 +379,7 @@ async fn hostile_sources_cannot_stop_a_colony_or_cost_an_honest_channel_a_segmen
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     // The honest channel goes live only now that the colony is set up, and
-    // with a window of 40 segments (about 30 s): its segment 0 must still be
+    // with a window of 40 one-second segments: its segment 0 must still be
     // published when its observer first fetches. The first tick probes every
     // hostile source (up to the probe timeout) and starts eleven observers at
     // once, on a 2-core machine that may be busy with other tests; a window
