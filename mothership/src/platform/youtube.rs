@@ -44,6 +44,8 @@ pub const RECENT: usize = 3;
 /// probe of 1,000 channels must fit in the probe's timeout (10 s by
 /// default) at a real network's latency (1,000 / 32 × 0.2 s ≈ 6 s).
 const IN_FLIGHT: usize = 32;
+/// Handle lookups (`channels.list`, 1 unit each) in flight at once.
+const LOOKUPS_IN_FLIGHT: usize = 8;
 const API: &str = "the YouTube Data API";
 const FEED: &str = "YouTube's channel feed";
 
@@ -231,33 +233,38 @@ impl YouTube {
     }
 
     /// The channel id of each channel, asking for the ones known only by
-    /// handle (and keeping what YouTube says in `channels.platform_id`).
+    /// handle, a few at a time (and keeping what YouTube says in
+    /// `channels.platform_id`, so a lookup cut short by the deadline is done
+    /// by a later probe, not again).
     async fn channel_ids(
         &self,
         channels: &[&Channel],
         deadline: Instant,
     ) -> Result<Vec<(i64, Result<String, String>)>, sqlx::Error> {
-        let mut ids = Vec::with_capacity(channels.len());
-        for c in channels {
-            let id = match (&c.platform_id, &c.platform_handle) {
-                (Some(id), _) if is_channel_id(id) => Ok(id.clone()),
-                (_, Some(handle)) => match self.channel_id(handle, deadline).await {
-                    Ok(Some(id)) => {
-                        sqlx::query("UPDATE channels SET platform_id = $2 WHERE id = $1")
-                            .bind(c.id)
-                            .bind(&id)
-                            .execute(&self.pool)
-                            .await?;
-                        Ok(id)
-                    }
-                    Ok(None) => Err(format!("YouTube has no channel with the handle @{handle}")),
-                    Err(e) => Err(format!("YouTube: {}", colony::error_chain(&e))),
-                },
-                _ => Err("a YouTube channel with neither a handle nor a channel id".to_owned()),
-            };
-            ids.push((c.id, id));
-        }
-        Ok(ids)
+        use futures::TryStreamExt;
+        futures::stream::iter(channels.iter().copied())
+            .map(|c| async move {
+                let id = match (&c.platform_id, &c.platform_handle) {
+                    (Some(id), _) if is_channel_id(id) => Ok(id.clone()),
+                    (_, Some(handle)) => match self.channel_id(handle, deadline).await {
+                        Ok(Some(id)) => {
+                            sqlx::query("UPDATE channels SET platform_id = $2 WHERE id = $1")
+                                .bind(c.id)
+                                .bind(&id)
+                                .execute(&self.pool)
+                                .await?;
+                            Ok(id)
+                        }
+                        Ok(None) => Err(format!("YouTube has no channel with the handle @{handle}")),
+                        Err(e) => Err(format!("YouTube: {}", colony::error_chain(&e))),
+                    },
+                    _ => Err("a YouTube channel with neither a handle nor a channel id".to_owned()),
+                };
+                Ok::<_, sqlx::Error>((c.id, id))
+            })
+            .buffer_unordered(LOOKUPS_IN_FLIGHT)
+            .try_collect()
+            .await
     }
 
     /// The newest video ids of a channel's feed.
