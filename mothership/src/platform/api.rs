@@ -43,6 +43,11 @@ pub enum ApiError {
     Db(#[from] sqlx::Error),
 }
 
+/// Whether an application's client id (not blank) and secret are both given.
+pub fn credentials_given(client_id: Option<&str>, secret: Option<&Secret>) -> bool {
+    client_id.is_some_and(|c| !c.trim().is_empty()) && secret.is_some()
+}
+
 /// An HTTP client for a platform API: no redirects, a timeout per request.
 pub fn http_client(timeout: Duration) -> Option<reqwest::Client> {
     reqwest::Client::builder()

@@ -29,6 +29,11 @@ pub const BATCH: usize = 50;
 const IN_FLIGHT: usize = 4;
 const API: &str = "the Kick API";
 
+/// Kick's public API.
+const API_URL: &str = "https://api.kick.com/public/v1";
+/// Kick's OAuth token endpoint.
+const AUTH_URL: &str = "https://id.kick.com/oauth/token";
+
 /// The Kick application Colony asks the API as.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KickArgs {
@@ -51,7 +56,7 @@ pub struct KickArgs {
         id = "kick_api_url",
         long = "kick-api-url",
         env = "COLONY_KICK_API_URL",
-        default_value = "https://api.kick.com/public/v1",
+        default_value = API_URL,
         value_name = "URL"
     )]
     pub api_url: Url,
@@ -60,7 +65,7 @@ pub struct KickArgs {
         id = "kick_auth_url",
         long = "kick-auth-url",
         env = "COLONY_KICK_AUTH_URL",
-        default_value = "https://id.kick.com/oauth/token",
+        default_value = AUTH_URL,
         value_name = "URL"
     )]
     pub auth_url: Url,
@@ -71,15 +76,15 @@ impl Default for KickArgs {
         Self {
             client_id: None,
             client_secret: None,
-            api_url: Url::parse("https://api.kick.com/public/v1").expect("a valid URL"),
-            auth_url: Url::parse("https://id.kick.com/oauth/token").expect("a valid URL"),
+            api_url: Url::parse(API_URL).expect("a valid URL"),
+            auth_url: Url::parse(AUTH_URL).expect("a valid URL"),
         }
     }
 }
 
 impl KickArgs {
     pub fn configured(&self) -> bool {
-        self.client_id.as_deref().is_some_and(|c| !c.trim().is_empty()) && self.client_secret.is_some()
+        super::api::credentials_given(self.client_id.as_deref(), self.client_secret.as_ref())
     }
 }
 

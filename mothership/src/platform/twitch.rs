@@ -22,8 +22,7 @@ use url::Url;
 
 use colony::config::Secret;
 
-pub use super::api::clean;
-use super::api::{ApiError, AppToken, message_of, read_capped};
+use super::api::{ApiError, AppToken, clean, message_of, read_capped};
 
 /// How Helix errors name it.
 const API: &str = "Helix";
@@ -32,6 +31,11 @@ const API: &str = "Helix";
 pub const BATCH: usize = 100;
 /// Helix requests in flight at once during a probe.
 const IN_FLIGHT: usize = 8;
+
+/// Helix's base URL.
+const API_URL: &str = "https://api.twitch.tv/helix";
+/// Twitch's OAuth token endpoint.
+const AUTH_URL: &str = "https://id.twitch.tv/oauth2/token";
 
 /// The Twitch application Colony asks Helix as.
 #[derive(Debug, Clone, clap::Args)]
@@ -53,7 +57,7 @@ pub struct TwitchArgs {
     #[arg(
         long = "twitch-api-url",
         env = "COLONY_TWITCH_API_URL",
-        default_value = "https://api.twitch.tv/helix",
+        default_value = API_URL,
         value_name = "URL"
     )]
     pub api_url: Url,
@@ -61,7 +65,7 @@ pub struct TwitchArgs {
     #[arg(
         long = "twitch-auth-url",
         env = "COLONY_TWITCH_AUTH_URL",
-        default_value = "https://id.twitch.tv/oauth2/token",
+        default_value = AUTH_URL,
         value_name = "URL"
     )]
     pub auth_url: Url,
@@ -73,15 +77,15 @@ impl Default for TwitchArgs {
         Self {
             client_id: None,
             client_secret: None,
-            api_url: Url::parse("https://api.twitch.tv/helix").expect("a valid URL"),
-            auth_url: Url::parse("https://id.twitch.tv/oauth2/token").expect("a valid URL"),
+            api_url: Url::parse(API_URL).expect("a valid URL"),
+            auth_url: Url::parse(AUTH_URL).expect("a valid URL"),
         }
     }
 }
 
 impl TwitchArgs {
     pub fn configured(&self) -> bool {
-        self.client_id.as_deref().is_some_and(|c| !c.trim().is_empty()) && self.client_secret.is_some()
+        super::api::credentials_given(self.client_id.as_deref(), self.client_secret.as_ref())
     }
 }
 

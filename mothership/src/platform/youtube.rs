@@ -49,6 +49,11 @@ const LOOKUPS_IN_FLIGHT: usize = 8;
 const API: &str = "the YouTube Data API";
 const FEED: &str = "YouTube's channel feed";
 
+/// The YouTube Data API v3.
+const API_URL: &str = "https://www.googleapis.com/youtube/v3";
+/// YouTube's channel feeds.
+const FEED_URL: &str = "https://www.youtube.com/feeds/videos.xml";
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct YouTubeArgs {
     /// A YouTube Data API key (console.cloud.google.com). With it, live
@@ -68,7 +73,7 @@ pub struct YouTubeArgs {
         id = "youtube_api_url",
         long = "youtube-api-url",
         env = "COLONY_YOUTUBE_API_URL",
-        default_value = "https://www.googleapis.com/youtube/v3",
+        default_value = API_URL,
         value_name = "URL"
     )]
     pub api_url: Url,
@@ -77,7 +82,7 @@ pub struct YouTubeArgs {
         id = "youtube_feed_url",
         long = "youtube-feed-url",
         env = "COLONY_YOUTUBE_FEED_URL",
-        default_value = "https://www.youtube.com/feeds/videos.xml",
+        default_value = FEED_URL,
         value_name = "URL"
     )]
     pub feed_url: Url,
@@ -97,8 +102,8 @@ impl Default for YouTubeArgs {
     fn default() -> Self {
         Self {
             api_key: None,
-            api_url: Url::parse("https://www.googleapis.com/youtube/v3").expect("a valid URL"),
-            feed_url: Url::parse("https://www.youtube.com/feeds/videos.xml").expect("a valid URL"),
+            api_url: Url::parse(API_URL).expect("a valid URL"),
+            feed_url: Url::parse(FEED_URL).expect("a valid URL"),
             resolver_every: Duration::from_secs(120).into(),
         }
     }
