@@ -69,68 +69,24 @@ async fn cost(args: &Args) -> anyhow::Result<()> {
     for l in logins.iter().step_by(20) {
         twitch.go_live(l, "a benchmark", "Software and Game Development");
     }
-    sqlx::query(
-        "INSERT INTO channels (login, display_name, source_kind, source_url, platform, platform_handle)
-         SELECT l, l, 'platform', 'https://www.twitch.tv/' || l, 'twitch', l FROM UNNEST($1::text[]) AS l",
+    let rows: Vec<(String, String, Option<String>)> = logins.iter().map(|l| (l.clone(), l.clone(), None)).collect();
+    colony.add_platform_channels("twitch", "https://www.twitch.tv/", &rows).await;
+    let (per_probe, tick) = timed_ticks(
+        &colony,
+        args.rounds,
+        &twitch.env(),
+        || twitch.clear_requests(),
+        || twitch.requests("/helix/streams"),
     )
-    .bind(&logins)
-    .execute(&colony.rig.pool)
     .await?;
-    let (mut times, mut requests) = (Vec::new(), Vec::new());
-    for round in 0..args.rounds {
-        twitch.clear_requests();
-        let mut cmd = colony.command(&["tick", "--json"]);
-        for (k, v) in twitch.env() {
-            cmd.env(k, v);
-        }
-        cmd.env("COLONY_MAX_OBSERVERS", "0").env("COLONY_PROBE_TIMEOUT", "60s");
-        let started = Instant::now();
-        let out = cmd.output().await?;
-        let took = started.elapsed().as_secs_f64();
-        anyhow::ensure!(
-            matches!(out.status.code(), Some(0 | 4)),
-            "tick failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let live: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM channels WHERE live").fetch_one(&colony.rig.pool).await?;
-        let r = twitch.requests("/helix/streams");
-        println!("round {round}: tick {took:.2}s, {r} Helix requests, {live} live");
-        times.push(took);
-        requests.push(r as f64);
-    }
-    let per_probe = median(requests);
     println!(
         "cost: {} Twitch channels, {} live: {per_probe:.0} Helix requests a probe (ceil(N/100) = {}), \
-         median tick {:.2}s; at a 15 s probe interval {:.0} requests a minute of the 800-point bucket",
+         median tick {tick:.2}s; at a 15 s probe interval {:.0} requests a minute of the 800-point bucket",
         args.channels,
         args.channels.div_ceil(20),
         args.channels.div_ceil(100),
-        median(times),
         per_probe * 4.0
     );
-    Ok(())
-}
-
-/// Platform channels straight into the database, as `channel add` writes them.
-async fn add_channels(
-    colony: &Colony,
-    platform: &str,
-    page: &str,
-    rows: &[(String, Option<String>)],
-) -> anyhow::Result<()> {
-    let handles: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
-    let ids: Vec<Option<String>> = rows.iter().map(|r| r.1.clone()).collect();
-    sqlx::query(
-        "INSERT INTO channels (login, display_name, source_kind, source_url, platform, platform_handle, platform_id)
-         SELECT h, h, 'platform', $3 || h, $4, h, i FROM UNNEST($1::text[], $2::text[]) AS r(h, i)",
-    )
-    .bind(&handles)
-    .bind(&ids)
-    .bind(page)
-    .bind(platform)
-    .execute(&colony.rig.pool)
-    .await?;
     Ok(())
 }
 
@@ -143,7 +99,7 @@ async fn timed_ticks(
     mut count: impl FnMut() -> usize,
 ) -> anyhow::Result<(f64, f64)> {
     let (mut times, mut requests) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
+    for round in 0..rounds {
         reset();
         let mut cmd = colony.command(&["tick", "--json"]);
         cmd.envs(env.iter().cloned()).env("COLONY_MAX_OBSERVERS", "0").env("COLONY_PROBE_TIMEOUT", "60s");
@@ -155,8 +111,12 @@ async fn timed_ticks(
             "tick failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let live: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM channels WHERE live").fetch_one(&colony.rig.pool).await?;
+        let requests_now = count();
+        println!("round {round}: tick {took:.2}s, {requests_now} requests, {live} live");
         times.push(took);
-        requests.push(count() as f64);
+        requests.push(requests_now as f64);
     }
     Ok((median(requests), median(times)))
 }
@@ -164,15 +124,15 @@ async fn timed_ticks(
 async fn cost_kick(args: &Args) -> anyhow::Result<()> {
     let kick = colony_tests::kick::FakeKick::start().await;
     let colony = Colony::new(Rig::file().await);
-    let rows: Vec<(String, Option<String>)> =
-        (0..args.other_channels).map(|i| (format!("kbench-{i:05}"), None)).collect();
-    for (slug, _) in &rows {
+    let rows: Vec<(String, String, Option<String>)> =
+        (0..args.other_channels).map(|i| format!("kbench-{i:05}")).map(|slug| (slug.clone(), slug, None)).collect();
+    for (slug, _, _) in &rows {
         kick.add_channel(slug);
     }
-    for (slug, _) in rows.iter().step_by(20) {
+    for (slug, _, _) in rows.iter().step_by(20) {
         kick.go_live(slug, "a benchmark", "Just Chatting");
     }
-    add_channels(&colony, "kick", "https://kick.com/", &rows).await?;
+    colony.add_platform_channels("kick", "https://kick.com/", &rows).await;
     let (per_probe, tick) = timed_ticks(
         &colony,
         args.rounds,
@@ -214,9 +174,9 @@ async fn cost_youtube(args: &Args) -> anyhow::Result<()> {
         if i % 20 == 0 {
             youtube.go_live(&id, &format!("y{i:05}livexx"), "a benchmark");
         }
-        rows.push((handle, Some(id)));
+        rows.push((handle.clone(), handle, Some(id)));
     }
-    add_channels(&colony, "youtube", "https://www.youtube.com/@", &rows).await?;
+    colony.add_platform_channels("youtube", "https://www.youtube.com/@", &rows).await;
     let (feeds, tick) = timed_ticks(
         &colony,
         args.rounds,

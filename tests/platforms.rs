@@ -25,37 +25,6 @@ fn one_line(out: &std::process::Output) -> String {
     err
 }
 
-/// `mothership tick --json` against the fake, with `extra` flags.
-async fn tick(colony: &Colony, twitch: &FakeTwitch, env: &[(&str, &str)]) -> serde_json::Value {
-    let mut cmd = colony.command(&["tick", "--json"]);
-    for (k, v) in twitch.env() {
-        cmd.env(k, v);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        matches!(out.status.code(), Some(0 | 4)),
-        "tick failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
-}
-
-/// Twitch channels straight into the database, as `channel add` writes them.
-async fn add_twitch_channels(colony: &Colony, logins: &[String]) {
-    sqlx::query(
-        "INSERT INTO channels (login, display_name, source_kind, source_url, platform, platform_handle)
-         SELECT l, l, 'platform', 'https://www.twitch.tv/' || l, 'twitch', l FROM UNNEST($1::text[]) AS l",
-    )
-    .bind(logins)
-    .execute(&colony.rig.pool)
-    .await
-    .unwrap();
-}
-
 async fn live_logins(colony: &Colony) -> BTreeSet<String> {
     sqlx::query_scalar::<_, String>("SELECT login FROM channels WHERE live")
         .fetch_all(&colony.rig.pool)
@@ -167,9 +136,8 @@ async fn a_thousand_twitch_channels_cost_ten_helix_requests_a_probe() {
     for l in &live {
         twitch.go_live(l, &format!("{l} plays"), "Just Chatting");
     }
-    // No observer is started: this test is about detection.
-    let quiet = [("COLONY_MAX_OBSERVERS", "0")];
-    let report = tick(&colony, &twitch, &quiet).await;
+    let env = twitch.env();
+    let report = tick_with(&colony, &env).await;
     assert_eq!(twitch.requests("/helix/streams"), 10, "{report:#}");
     assert_eq!(twitch.requests("/oauth2/token"), 1);
     assert_eq!(live_logins(&colony).await, live);
@@ -185,7 +153,7 @@ async fn a_thousand_twitch_channels_cost_ten_helix_requests_a_probe() {
     for l in &new {
         twitch.go_live(l, "hello", "Music");
     }
-    tick(&colony, &twitch, &quiet).await;
+    tick_with(&colony, &env).await;
     assert_eq!(twitch.requests("/helix/streams"), 20);
     assert_eq!(twitch.requests("/oauth2/token"), 1, "the second tick used the token cached in Postgres");
     let want: BTreeSet<String> =
@@ -210,9 +178,10 @@ async fn a_429_storm_and_a_revoked_token_are_ridden_out() {
     for l in &live {
         twitch.go_live(l, "t", "c");
     }
-    let quiet = [("COLONY_MAX_OBSERVERS", "0"), ("COLONY_PROBE_TIMEOUT", "15s")];
+    let env: Vec<(&str, String)> =
+        twitch.env().into_iter().chain([("COLONY_PROBE_TIMEOUT", "15s".to_owned())]).collect();
     twitch.storm(4);
-    tick(&colony, &twitch, &quiet).await;
+    tick_with(&colony, &env).await;
     assert_eq!(live_logins(&colony).await, live, "the storm was waited out");
     assert_eq!(twitch.requests("/helix/streams"), 3 + 4, "three batches, four of the answers 429");
     let error = probe_error(&colony, "ch001").await;
@@ -220,21 +189,17 @@ async fn a_429_storm_and_a_revoked_token_are_ridden_out() {
 
     twitch.revoke_tokens();
     twitch.go_offline("ch120");
-    tick(&colony, &twitch, &quiet).await;
+    tick_with(&colony, &env).await;
     assert_eq!(twitch.requests("/oauth2/token"), 2, "a revoked token is replaced once");
     let want: BTreeSet<String> = ["ch001", "ch249"].iter().map(|s| s.to_string()).collect();
     assert_eq!(live_logins(&colony).await, want);
 
     // Credentials Twitch refuses: every Twitch channel says why, one line each,
     // and the tick itself still runs.
-    let mut cmd = colony.command(&["tick", "--json"]);
-    for (k, v) in twitch.env() {
-        cmd.env(k, v);
-    }
-    cmd.env("COLONY_TWITCH_CLIENT_SECRET", "wrong").env("COLONY_MAX_OBSERVERS", "0");
+    let wrong: Vec<(&str, String)> =
+        twitch.env().into_iter().chain([("COLONY_TWITCH_CLIENT_SECRET", "wrong".to_owned())]).collect();
     sqlx::query("DELETE FROM platform_tokens").execute(&colony.rig.pool).await.unwrap();
-    let out = cmd.output().await.unwrap();
-    assert!(matches!(out.status.code(), Some(0 | 4)), "{}", String::from_utf8_lossy(&out.stderr));
+    tick_with(&colony, &wrong).await;
     let error = probe_error(&colony, "ch001").await;
     let error = error.unwrap_or_default();
     assert!(error.contains("Twitch refused the application's credentials (403)"), "{error}");
@@ -514,41 +479,16 @@ async fn an_expired_playlist_url_is_resolved_again_without_losing_a_segment() {
     assert_eq!(stored, published);
 }
 
-/// Platform channels of any kind straight into the database, as `channel
-/// add` writes them: `(login, handle, platform id)`.
-async fn add_platform_channels(colony: &Colony, platform: &str, page: &str, rows: &[(String, String, Option<String>)]) {
-    let logins: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
-    let handles: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
-    let ids: Vec<Option<String>> = rows.iter().map(|r| r.2.clone()).collect();
-    sqlx::query(
-        "INSERT INTO channels (login, display_name, source_kind, source_url, platform, platform_handle, platform_id)
-         SELECT l, l, 'platform', $4 || h, $5, h, i FROM UNNEST($1::text[], $2::text[], $3::text[]) AS r(l, h, i)",
-    )
-    .bind(&logins)
-    .bind(&handles)
-    .bind(&ids)
-    .bind(page)
-    .bind(platform)
-    .execute(&colony.rig.pool)
-    .await
-    .unwrap();
+/// `mothership tick --json` with this environment, starting no observer:
+/// these tests are about detection.
+async fn tick_with(colony: &Colony, env: &[(&str, String)]) -> serde_json::Value {
+    colony.tick_env(&["--max-observers", "0"], env).await
 }
 
-/// `mothership tick --json` with this environment; exit 0 or 4 expected.
-async fn tick_with(colony: &Colony, env: &[(&str, String)]) -> serde_json::Value {
-    let mut cmd = colony.command(&["tick", "--json"]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.env("COLONY_MAX_OBSERVERS", "0");
-    let out = cmd.output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        matches!(out.status.code(), Some(0 | 4)),
-        "tick failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
+/// Twitch channels straight into the database, as `channel add` writes them.
+async fn add_twitch_channels(colony: &Colony, logins: &[String]) {
+    let rows: Vec<(String, String, Option<String>)> = logins.iter().map(|l| (l.clone(), l.clone(), None)).collect();
+    colony.add_platform_channels("twitch", "https://www.twitch.tv/", &rows).await;
 }
 
 /// `status --json`'s detection line for `platform`.
@@ -597,7 +537,7 @@ async fn youtube_channels_are_found_live_through_their_feeds_and_videos_list_in_
         rows.push((handle.clone(), handle, (i >= 20).then(|| id.clone())));
         ids.push(id);
     }
-    add_platform_channels(&colony, "youtube", "https://www.youtube.com/@", &rows).await;
+    colony.add_platform_channels("youtube", "https://www.youtube.com/@", &rows).await;
     let live: BTreeSet<String> = [3, 20, 64, 100, 119].iter().map(|i| format!("tuber{i:03}")).collect();
     for (i, id) in ids.iter().enumerate() {
         if live.contains(&format!("tuber{i:03}")) {
@@ -660,7 +600,7 @@ async fn kick_channels_are_found_live_fifty_a_request_through_storms_and_revoked
             (slug.clone(), slug, None)
         })
         .collect();
-    add_platform_channels(&colony, "kick", "https://kick.com/", &rows).await;
+    colony.add_platform_channels("kick", "https://kick.com/", &rows).await;
     let live: BTreeSet<String> = ["kicker-007", "kicker-050", "kicker-119"].iter().map(|s| s.to_string()).collect();
     for l in &live {
         kick.go_live(l, &format!("{l} on Kick"), "Slots");

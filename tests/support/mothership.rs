@@ -61,12 +61,40 @@ impl Colony {
         self.command(args).output().await.unwrap()
     }
 
+    /// Platform channels straight into the database, as `channel add` writes
+    /// them, for tests and benches of many: `(login, handle, platform id)`.
+    pub async fn add_platform_channels(&self, platform: &str, page: &str, rows: &[(String, String, Option<String>)]) {
+        let logins: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let handles: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
+        let ids: Vec<Option<String>> = rows.iter().map(|r| r.2.clone()).collect();
+        sqlx::query(
+            "INSERT INTO channels (login, display_name, source_kind, source_url, platform, platform_handle, platform_id)
+             SELECT l, l, 'platform', $4 || h, $5, h, i FROM UNNEST($1::text[], $2::text[], $3::text[]) AS r(l, h, i)",
+        )
+        .bind(&logins)
+        .bind(&handles)
+        .bind(&ids)
+        .bind(page)
+        .bind(platform)
+        .execute(&self.rig.pool)
+        .await
+        .unwrap();
+    }
+
     /// `mothership tick --json`, which must carry out its plan (exit 0, or 4
     /// when some actions failed); its summary.
     pub async fn tick(&self, extra: &[&str]) -> serde_json::Value {
+        self.tick_env(extra, &[]).await
+    }
+
+    /// [`Colony::tick`] with these variables set too (a platform fake's
+    /// credentials and URLs, say).
+    pub async fn tick_env(&self, extra: &[&str], env: &[(&str, String)]) -> serde_json::Value {
         let mut args = vec!["tick", "--json"];
         args.extend_from_slice(extra);
-        let out = self.run(&args).await;
+        let mut cmd = self.command(&args);
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let out = cmd.output().await.unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             matches!(out.status.code(), Some(0 | 4)),
