@@ -18,6 +18,7 @@ pub mod reencode;
 mod repair;
 pub mod thumbnails;
 mod vod_download;
+pub mod webhook;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -442,6 +443,7 @@ async fn dispatch(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), J
         JobArgs::Thumbnails(args) => thumbnails::run(ctx, &args, progress).await,
         JobArgs::Repair(args) => repair::run(ctx, job, &args, progress).await,
         JobArgs::ArchiveTier(args) => archive_tier::run(ctx, &args, progress).await,
+        JobArgs::Webhook(args) => webhook::run(ctx, &args).await,
     }
 }
 

@@ -194,6 +194,8 @@ pub async fn store(
          UPDATE channels c
             SET live = p.live AND NOT p.frozen,
                 live_since = CASE WHEN p.live AND NOT p.frozen THEN COALESCE(c.live_since, now()) END,
+                offline_since = CASE WHEN p.live AND NOT p.frozen THEN NULL
+                                     WHEN c.live THEN now() ELSE c.offline_since END,
                 progressed_at = CASE WHEN p.print IS DISTINCT FROM c.probe_fingerprint THEN now() ELSE c.progressed_at END,
                 probe_fingerprint = p.print,
                 stream_id = CASE WHEN p.live AND NOT p.frozen THEN p.stream_id END,

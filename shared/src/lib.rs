@@ -20,6 +20,7 @@ pub mod recording;
 pub mod signals;
 pub mod storage;
 pub mod telemetry;
+pub mod webhook;
 
 /// The version every binary reports and records on its cell row.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

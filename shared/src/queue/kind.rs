@@ -24,16 +24,18 @@ pub enum JobKind {
     Export,
     Thumbnails,
     ArchiveTier,
+    Webhook,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::VodDownload,
         JobKind::Reencode,
         JobKind::Repair,
         JobKind::Export,
         JobKind::Thumbnails,
         JobKind::ArchiveTier,
+        JobKind::Webhook,
     ];
 
     /// The name stored in `jobs.kind`.
@@ -45,6 +47,16 @@ impl JobKind {
             JobKind::Export => "export",
             JobKind::Thumbnails => "thumbnails",
             JobKind::ArchiveTier => "archive_tier",
+            JobKind::Webhook => "webhook",
+        }
+    }
+
+    /// Attempts before a job of this kind goes dead. A webhook delivery
+    /// gets many, so its backoff spans hours of a receiver being down.
+    pub fn max_attempts(self) -> i32 {
+        match self {
+            JobKind::Webhook => 12,
+            _ => 5,
         }
     }
 
@@ -86,6 +98,7 @@ pub enum JobArgs {
     Export(RecordingArgs),
     Thumbnails(RecordingArgs),
     ArchiveTier(ArchiveTierArgs),
+    Webhook(WebhookArgs),
 }
 
 /// `vod_download`: fetch one VOD into a recording of a channel.
@@ -142,6 +155,20 @@ pub struct ArchiveTierArgs {
     pub older_than: Option<String>,
 }
 
+/// `webhook`: deliver one event to one webhook. The URL and the secret stay
+/// in the `webhooks` table (the row is read at delivery), so neither is in
+/// the job's arguments, which `job list --json` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookArgs {
+    pub hook_id: i64,
+    /// Deterministic, e.g. `recording.completed:42`: the `webhook-id` header,
+    /// the same on every attempt.
+    pub event_id: String,
+    pub event_type: String,
+    /// The event as delivered: `{"type", "timestamp", "data"}`.
+    pub payload: Value,
+}
+
 /// Arguments that do not fit their kind.
 #[derive(Debug, thiserror::Error)]
 pub enum ArgsError {
@@ -183,6 +210,7 @@ impl JobArgs {
             JobArgs::Export(_) => JobKind::Export,
             JobArgs::Thumbnails(_) => JobKind::Thumbnails,
             JobArgs::ArchiveTier(_) => JobKind::ArchiveTier,
+            JobArgs::Webhook(_) => JobKind::Webhook,
         }
     }
 
@@ -194,7 +222,7 @@ impl JobArgs {
 
     /// A job for the queue with these arguments.
     pub fn job(&self) -> NewJob {
-        NewJob::new(self.kind().as_str(), self.to_value())
+        NewJob::new(self.kind().as_str(), self.to_value()).max_attempts(self.kind().max_attempts())
     }
 }
 
@@ -244,5 +272,16 @@ mod tests {
         assert!(matches!(JobArgs::parse("export", &json!([1])), Err(ArgsError::NotAnObject { .. })));
         assert!(matches!(JobArgs::parse("vod_download", &json!({ "url": "u" })), Err(ArgsError::NoChannel)));
         assert!(matches!(JobArgs::parse("k", &json!({})), Err(ArgsError::Kind(_))));
+    }
+
+    #[test]
+    fn webhook_jobs_carry_their_event_and_many_attempts() {
+        let row = json!({ "hook_id": 3, "event_id": "job.dead:9:1", "event_type": "job.dead", "payload": { "type": "job.dead" } });
+        let args = JobArgs::parse("webhook", &row).unwrap();
+        assert!(matches!(&args, JobArgs::Webhook(w) if w.hook_id == 3 && w.event_id == "job.dead:9:1"));
+        assert_eq!(args.to_value(), row);
+        let job = args.job();
+        assert_eq!((job.kind.as_str(), job.max_attempts), ("webhook", 12));
+        assert_eq!(JobArgs::Repair(RecordingArgs { recording_id: 1 }).job().max_attempts, 5);
     }
 }

@@ -25,6 +25,7 @@ use sqlx::{PgExecutor, PgPool};
 pub use backoff::Backoff;
 pub use kind::{
     ArchiveTierArgs, ArgsError, JobArgs, JobKind, RecordingArgs, ReencodeArgs, UnknownKind, VodDownloadArgs,
+    WebhookArgs,
 };
 pub use waker::{CHANNEL as NOTIFY_CHANNEL, JobWaker, Wake};
 
