@@ -19,6 +19,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use super::counters::Increments;
 use super::launcher::{CellEnv, CellSpec, LaunchError, Launcher, ObserverAssignment};
 use super::probe::{self, ProbeArgs, ProbeResult};
 use colony::cells;
@@ -97,6 +98,9 @@ pub struct TickReport {
     pub launcher: &'static str,
     pub took_ms: u64,
     pub probes: ProbeSummary,
+    /// The channels whose probe failed, by id.
+    #[serde(skip)]
+    pub probe_errors: Vec<i64>,
     /// False when the backend could not be listed (nothing was declared gone or orphaned).
     pub backend_listed: bool,
     pub live_channels: u32,
@@ -192,10 +196,41 @@ pub async fn tick(ctx: &TickCtx<'_>) -> Result<TickOutcome, TickError> {
         Ok(result) => result,
         Err(_) => Err(TickError::Deadline(ctx.deadline)),
     };
+    if let Err(e) = count(ctx.pool, &result, started).await {
+        warn!(error = %e, "could not add this tick to the metric counters");
+    }
     if let Err(e) = lock.close().await {
         warn!(error = %e, "closing the tick lock's connection failed; Postgres releases the lock when it notices");
     }
     result.map(|r| TickOutcome::Done(Box::new(r)))
+}
+
+/// Add this pass to the counters `/metrics` reads.
+async fn count(pool: &PgPool, result: &Result<TickReport, TickError>, started: Instant) -> Result<(), sqlx::Error> {
+    let mut inc = Increments::default();
+    let outcome = match result {
+        Ok(r) if r.failed_actions > 0 => "partly_failed",
+        Ok(_) => "ok",
+        Err(_) => "failed",
+    };
+    inc.tick(started.elapsed().as_secs_f64(), outcome);
+    if let Ok(report) = result {
+        for a in &report.actions {
+            inc.add("colony_tick_actions_total", &[("action", a.action), ("outcome", a.outcome.as_str())], 1.0);
+        }
+        if !report.probe_errors.is_empty() {
+            let by_platform: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT COALESCE(platform, source_kind), count(*) FROM channels WHERE id = ANY($1) GROUP BY 1",
+            )
+            .bind(&report.probe_errors)
+            .fetch_all(pool)
+            .await?;
+            for (platform, n) in by_platform {
+                inc.add("colony_probe_errors_total", &[("platform", &platform)], n as f64);
+            }
+        }
+    }
+    inc.save(pool).await
 }
 
 async fn locked_tick(ctx: &TickCtx<'_>, started: Instant) -> Result<TickReport, TickError> {
@@ -213,6 +248,9 @@ async fn locked_tick(ctx: &TickCtx<'_>, started: Instant) -> Result<TickReport, 
         .collect()
         .await;
 
+    if let Err(e) = crate::webhook::enqueue_events(ctx.pool).await {
+        warn!(error = %colony::error_chain(&e), "could not queue this tick's webhook deliveries; the next tick tries again");
+    }
     let count = |name: &str| outcomes.iter().filter(|o| o.action == name && o.outcome == Carried::Ok).count() as u32;
     let report = TickReport {
         tick_id,
@@ -220,6 +258,7 @@ async fn locked_tick(ctx: &TickCtx<'_>, started: Instant) -> Result<TickReport, 
         launcher: ctx.launcher.backend(),
         took_ms: started.elapsed().as_millis() as u64,
         probes: probe_summary,
+        probe_errors: probes.iter().filter(|p| p.error.is_some()).map(|p| p.channel_id).collect(),
         backend_listed: listed,
         live_channels: plan.report.live_channels,
         observers_healthy: plan.report.observers_healthy,
