@@ -1,5 +1,6 @@
 //! Tick benchmark: observe + plan + save (launcher calls excluded) on a large
-//! colony, and the planner alone on the same observed state.
+//! colony, the planner alone on the same observed state, and one `/metrics`
+//! page computed from the same database.
 //!
 //! State: 10,000 channels (1,000 live, 950 of them with a healthy observer),
 //! 2,000 active cells (950 observers, 1,050 harvest cells), and 1,000,000
@@ -107,6 +108,13 @@ async fn seed(pool: &sqlx::PgPool, a: &Args) -> anyhow::Result<()> {
             "INSERT INTO jobs (kind, args, state, attempt, attempted_by, lease_until)
              SELECT 'vod_download', '{}', 'running', 1, id::text, now() + interval '1 minute'
                FROM cells, generate_series(1, 10) WHERE kind = 'harvest'".into()),
+        // Each open recording has 100 segments in its ledger, for the
+        // per-channel lag that /metrics reads.
+        ("segments".into(), format!(
+            "INSERT INTO segments (recording_id, epoch, media_sequence, duration_secs, bytes, object_key, source, stored_at)
+             SELECT r.id, 0, g, 2.0, 1000000, r.storage_prefix || '/e0/' || g || '.ts', 'live',
+                    now() - (100 - g) * interval '2 seconds'
+               FROM recordings r, generate_series(0, {segments} - 1) g", segments = 100)),
         ("analyze".into(), "VACUUM ANALYZE".into()),
     ];
     for (what, sql) in steps {
@@ -186,6 +194,16 @@ async fn main() -> anyhow::Result<()> {
         count_all.push(started.elapsed());
     }
 
+    // What Prometheus costs: one /metrics page computed from Postgres,
+    // without the server's cache.
+    let mut scrape_times = Vec::new();
+    let mut page_bytes = 0;
+    for _ in 0..args.rounds {
+        let started = Instant::now();
+        page_bytes = mothership::web::metrics::render(&pool).await?.len();
+        scrape_times.push(started.elapsed());
+    }
+
     println!(
         "tick benchmark: {} channels ({} live), {} active cells, {} jobs; plan has {} action(s)",
         counts.0,
@@ -200,6 +218,13 @@ async fn main() -> anyhow::Result<()> {
         "| observe + plan + save | {} | {} | {} |",
         ms(median(tick_times.clone())),
         ms(p90(tick_times)),
+        args.rounds
+    );
+    println!(
+        "| /metrics scrape, uncached ({} kB) | {} | {} | {} |",
+        page_bytes / 1000,
+        ms(median(scrape_times.clone())),
+        ms(p90(scrape_times)),
         args.rounds
     );
     println!("| planner alone | {} | {} | {} |", ms(median(plan_times.clone())), ms(p90(plan_times)), args.plan_rounds);

@@ -7,6 +7,7 @@
 //! I/O around that planner; [`up`] is the embedded quickstart.
 
 pub mod admin;
+pub mod counters;
 pub mod launcher;
 pub mod observe;
 pub mod platform;
@@ -16,6 +17,8 @@ pub mod setup;
 pub mod show;
 pub mod tick;
 pub mod up;
+pub mod web;
+pub mod webhook;
 
 pub use colony_planner as planner;
 pub use colony_planner::model;

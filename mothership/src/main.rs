@@ -126,6 +126,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The web dashboard, its JSON API (/api/v1), Prometheus metrics
+    /// (/metrics) and health checks (/healthz, /readyz), in one long-running
+    /// server beside the tick loop. Binds 127.0.0.1 unless told otherwise;
+    /// any other address needs COLONY_WEB_TOKEN.
+    Serve(mothership::web::ServeArgs),
+    /// Signed webhooks: tell another service when a channel goes live, a
+    /// recording ends or a job dies.
+    #[command(subcommand)]
+    Webhook(mothership::webhook::WebhookCommand),
     /// What the mothership did and why, newest first.
     Decisions {
         #[command(flatten)]
@@ -396,6 +405,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let pool = colony::db::connect(&db).await?;
             show::cells(&admin::cells(&pool, all, limit).await.map_err(classified)?, json);
         }
+        Command::Serve(args) => mothership::web::serve(args).await?,
+        Command::Webhook(command) => mothership::webhook::run(command).await?,
         Command::Decisions { db, limit, failed, json } => {
             let pool = colony::db::connect(&db).await?;
             show::decisions(&admin::decisions(&pool, limit, failed).await.map_err(classified)?, json);

@@ -56,9 +56,8 @@ impl Garage {
         }
     }
 
-    /// The ETag of an object, straight from the S3 API (a multipart object's
-    /// ends in `-<parts>`).
-    pub async fn etag(&self, full_key: &str) -> String {
+    /// A client of the S3 API with this node's key.
+    pub fn client(&self) -> aws_sdk_s3::Client {
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
@@ -66,8 +65,36 @@ impl Garage {
             .credentials_provider(aws_sdk_s3::config::Credentials::new(&self.key_id, &self.secret, None, None, "test"))
             .force_path_style(true)
             .build();
-        let head = aws_sdk_s3::Client::from_conf(config).head_object().bucket(&self.bucket).key(full_key).send().await;
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// The ETag of an object, straight from the S3 API (a multipart object's
+    /// ends in `-<parts>`).
+    pub async fn etag(&self, full_key: &str) -> String {
+        let head = self.client().head_object().bucket(&self.bucket).key(full_key).send().await;
         head.unwrap().e_tag.unwrap_or_default()
+    }
+
+    /// Let pages from any origin GET the bucket's objects, as a dashboard
+    /// whose player fetches presigned media needs (the operator's step in
+    /// docs/OPERATIONS.md).
+    pub async fn allow_cors_get(&self) {
+        use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+        let rule = CorsRule::builder()
+            .allowed_methods("GET")
+            .allowed_methods("HEAD")
+            .allowed_origins("*")
+            .allowed_headers("*")
+            .max_age_seconds(3600)
+            .build()
+            .unwrap();
+        self.client()
+            .put_bucket_cors()
+            .bucket(&self.bucket)
+            .cors_configuration(CorsConfiguration::builder().cors_rules(rule).build().unwrap())
+            .send()
+            .await
+            .unwrap();
     }
 
     /// Run a garage CLI command against this node.

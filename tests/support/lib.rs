@@ -10,7 +10,9 @@
 //! share one instance, and are left running for the next run.
 
 pub mod bins;
+pub mod browser;
 pub mod chaos;
+pub mod compose;
 pub mod docker;
 pub mod fuzz;
 pub mod garage;
@@ -24,6 +26,7 @@ pub mod pg;
 mod proc;
 pub mod proxy;
 pub mod twitch;
+pub mod webhook_receiver;
 pub mod youtube;
 
 use std::time::{Duration, Instant};

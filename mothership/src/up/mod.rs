@@ -45,6 +45,12 @@ pub struct UpArgs {
     /// Never run apt-get, even as root; say what to install instead.
     #[arg(long, env = "COLONY_UP_NO_INSTALL")]
     no_install: bool,
+    /// Where the dashboard listens (loopback unless COLONY_WEB_TOKEN is set).
+    #[arg(long, env = "COLONY_UP_WEB", default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    web: String,
+    /// No dashboard.
+    #[arg(long, env = "COLONY_UP_NO_WEB")]
+    no_web: bool,
 }
 
 /// Defaults that make a single machine feel responsive; each applies only
@@ -141,6 +147,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "mothership".into())
     ));
 
+    if !args.no_web {
+        dashboard(&database_url, &storage_url, &args.web).await;
+    }
+
     let stop = colony::signals::stop_signal().context("installing the SIGTERM handler")?;
     let ticking = tick_loop(&setup, &tick_args, args.every.into(), |_| {}, stop);
     tokio::pin!(ticking);
@@ -169,6 +179,33 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         layout.root.display()
     ));
     Ok(())
+}
+
+/// The dashboard, served from this process for as long as it runs. A port
+/// already taken is reported, not fatal: the colony works without it.
+async fn dashboard(database_url: &str, storage_url: &str, bind: &str) {
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        serve: crate::web::ServeArgs,
+    }
+    let argv = ["up", "--database-url", database_url, "--storage-url", storage_url, "--bind", bind];
+    let started = match Serve::try_parse_from(argv) {
+        Ok(Serve { serve }) => crate::web::bind(&serve).await,
+        Err(e) => Err(Exit::config(e.to_string()).into()),
+    };
+    match started {
+        Ok((listener, web)) => {
+            let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| bind.to_owned());
+            say(format!("  dashboard http://{address}/"));
+            tokio::spawn(async move {
+                if let Err(e) = crate::web::run(listener, web, std::future::pending()).await {
+                    tracing::warn!(error = %format!("{e:#}"), "the dashboard stopped");
+                }
+            });
+        }
+        Err(e) => say(format!("  dashboard not started: {e:#} (--web ADDR:PORT picks another address)")),
+    }
 }
 
 fn redact(url: &str) -> String {

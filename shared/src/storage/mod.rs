@@ -131,6 +131,33 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     fn local_path(&self, _key: &ObjectKey) -> Option<PathBuf> {
         None
     }
+
+    /// A URL that lets anyone holding it GET the object directly from the
+    /// store until `expires_in` has passed, for backends that can sign one
+    /// (S3); `None` where the caller must serve the bytes itself (file).
+    async fn presign_get(
+        &self,
+        _key: &ObjectKey,
+        _expires_in: std::time::Duration,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
+}
+
+/// The media type a browser needs to be told for an object of Colony's, by
+/// its extension (players refuse segments served as octet-stream).
+pub fn content_type(key: &ObjectKey) -> Option<&'static str> {
+    let extension = key.file_name().rsplit_once('.')?.1;
+    Some(match extension {
+        "ts" => "video/mp2t",
+        "m4s" => "video/iso.segment",
+        "mp4" => "video/mp4",
+        "m3u8" => "application/vnd.apple.mpegurl",
+        "jpg" | "jpeg" => "image/jpeg",
+        "vtt" => "text/vtt",
+        "json" => "application/json",
+        _ => return None,
+    })
 }
 
 /// Read a whole object into memory. For playlists and small files.
@@ -175,19 +202,28 @@ pub struct StorageArgs {
 /// Open the store a URL names. An S3 bucket is checked to exist before any
 /// work starts; a file root is created if missing.
 pub async fn open(args: &StorageArgs) -> Result<Arc<dyn ObjectStore>, StorageError> {
-    match &args.storage_url {
-        StorageUrl::File { root } => Ok(Arc::new(FileStore::open(root).await?)),
-        StorageUrl::S3 { bucket, prefix } => {
-            let settings = S3Settings {
-                bucket: bucket.clone(),
-                prefix: prefix.clone(),
-                endpoint: args.s3_endpoint.clone(),
-                region: args.s3_region.clone(),
-                path_style: args.s3_path_style,
-                multipart_threshold: args.s3_multipart_threshold_mib.max(5) * 1024 * 1024,
-            };
-            Ok(Arc::new(S3Store::open(settings).await?))
-        }
+    match (&args.storage_url, args.s3_settings()) {
+        (_, Some(settings)) => Ok(Arc::new(S3Store::open(settings).await?)),
+        (StorageUrl::File { root }, None) => Ok(Arc::new(FileStore::open(root).await?)),
+        (StorageUrl::S3 { .. }, None) => Err(StorageError::InvalidUrl {
+            url: args.storage_url.to_string(),
+            reason: "an s3:// URL without S3 settings".into(),
+        }),
+    }
+}
+
+impl StorageArgs {
+    /// The S3 backend's settings, for an `s3://` URL.
+    pub fn s3_settings(&self) -> Option<S3Settings> {
+        let StorageUrl::S3 { bucket, prefix } = &self.storage_url else { return None };
+        Some(S3Settings {
+            bucket: bucket.clone(),
+            prefix: prefix.clone(),
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            path_style: self.s3_path_style,
+            multipart_threshold: self.s3_multipart_threshold_mib.max(5) * 1024 * 1024,
+        })
     }
 }
 

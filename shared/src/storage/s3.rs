@@ -51,6 +51,17 @@ impl std::fmt::Display for Message {
 impl std::error::Error for Message {}
 
 impl S3Store {
+    /// The same store, signing its presigned URLs for `endpoint`: where
+    /// browsers reach the store, when that differs from where this process
+    /// does (a compose network's `http://garage:3900` against the published
+    /// `https://media.example.com`). Nothing is checked: this process may
+    /// not reach that address at all.
+    pub fn presigning_for(&self, endpoint: &str) -> Self {
+        let config = self.client.config().to_builder().endpoint_url(endpoint).build();
+        let settings = S3Settings { endpoint: Some(endpoint.to_owned()), ..self.settings.clone() };
+        Self { client: Client::from_conf(config), settings }
+    }
+
     /// Build the client and check that the bucket exists and answers.
     pub async fn open(settings: S3Settings) -> Result<Self, StorageError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
@@ -322,6 +333,24 @@ impl ObjectStore for S3Store {
         let file = tokio::fs::File::open(path).await.map_err(|e| StorageError::io("opening", path, e))?;
         self.put_multipart(key, tokio::io::BufReader::with_capacity(1 << 20, file)).await?;
         Ok(size)
+    }
+
+    async fn presign_get(&self, key: &ObjectKey, expires_in: Duration) -> Result<Option<String>, StorageError> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in).map_err(|e| {
+            StorageError::Backend { op: "presign", key: key.to_string(), source: Box::new(Message(e.to_string())) }
+        })?;
+        // The media type rides in the URL (response-content-type), so that
+        // objects stored without one still play in a browser.
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.settings.bucket)
+            .key(self.full_key(key))
+            .set_response_content_type(super::content_type(key).map(str::to_owned))
+            .presigned(config)
+            .await
+            .map_err(|e| self.classify("presign", key.as_str(), e))?;
+        Ok(Some(request.uri().to_owned()))
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<ByteStream, StorageError> {
