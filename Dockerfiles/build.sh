@@ -12,9 +12,18 @@
 #   Dockerfiles/build.sh                    # release build, tags :latest
 #   Dockerfiles/build.sh --profile debug --tag dev --no-cargo
 #   Dockerfiles/build.sh --base-only        # just the two base images
+#   Dockerfiles/build.sh --infra            # also the images of infra/compose.yaml
+#
+# With --infra it also builds the service images that infra/compose.yaml runs,
+# so the whole stack comes from this machine: colony-postgres:bookworm
+# (Debian's postgresql-15), colony-prometheus:bookworm (Debian's prometheus),
+# both installed by apt in a Dockerfile RUN step on the slim base, and
+# colony-garage:local, the binary that `cargo install garage --locked` left on
+# PATH or in ~/.cargo/bin (GARAGE_BIN overrides), on the slim base.
 #
 # Needs root (debootstrap, chroot), debootstrap, and the Docker engine; making
-# the bases also needs the network (the Debian mirror and PyPI).
+# the bases also needs the network (the Debian mirror and PyPI), and so do the
+# postgres and prometheus images (the Debian mirror, from `docker build`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +33,9 @@ suite=bookworm
 base=colony-base:$suite
 media_base=colony-base-ffmpeg:$suite
 images=(mothership observer-cell harvest-cell)
+infra=0 infra_only=0
+# The service images of infra/compose.yaml: image=Dockerfile (all on $base).
+infra_images=(colony-postgres:$suite=postgres colony-garage:local=garage colony-prometheus:$suite=prometheus)
 # The resolvers' lock, and where the bases carry the venv made from it.
 lock=Dockerfiles/resolvers.txt
 venv=/opt/colony/resolvers
@@ -38,10 +50,14 @@ Options:
   --no-cargo        use the binaries already in target/<profile>/ as they are
   --base-only       build the base images ($base, $media_base) and stop
   --rebuild-base    remake the base images even if they exist
+  --infra           also build the images infra/compose.yaml runs:
+                    ${infra_images[*]%%=*}
+  --infra-only      build the bases if missing, then only those three
   -h, --help        this help
 
 Environment: DEBIAN_MIRROR (default $mirror), PIP_INDEX_URL (a PyPI mirror
-for the resolvers; the lock's hashes still apply), DOCKER_HOST.
+for the resolvers; the lock's hashes still apply), DOCKER_HOST, GARAGE_BIN
+(the garage binary for --infra; default: garage on PATH, else ~/.cargo/bin/garage).
 USAGE
 }
 
@@ -52,6 +68,8 @@ while (($#)); do
         --no-cargo) cargo=0; shift ;;
         --base-only) base_only=1; shift ;;
         --rebuild-base) rebuild_base=1; shift ;;
+        --infra) infra=1; shift ;;
+        --infra-only) infra=1 infra_only=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "build.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
@@ -162,6 +180,44 @@ else
 fi
 ((base_only)) && exit 0
 
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# The service images of infra/compose.yaml, on the slim base.
+build_infra() {
+    local garage=${GARAGE_BIN:-}
+    if [[ -z $garage ]]; then
+        garage=$(command -v garage 2>/dev/null || echo "$HOME/.cargo/bin/garage")
+    fi
+    [[ -x $garage ]] || die "no garage binary at '$garage': cargo install garage --locked (about 14 minutes), or set GARAGE_BIN"
+    # A dynamically linked binary must find its libraries in the base: list
+    # what ldd names beyond glibc, which the base carries.
+    local extra
+    extra=$(ldd "$garage" 2>/dev/null | awk '/=>/ { print $1 }' | grep -Ev '^(libc|libm|libgcc_s|libpthread|libdl|librt)\.so' || true)
+    [[ -z $extra ]] || die "$garage links libraries the base may lack ($(echo $extra)): build it with the default features"
+    command -v objcopy >/dev/null || die "objcopy is missing: apt-get install binutils"
+    # Garage's build context is the binary alone (.dockerignore keeps
+    # target/ out of the repository's context).
+    mkdir -p "$tmp/garage"
+    objcopy --strip-debug "$garage" "$tmp/garage/garage"
+    log "garage for colony-garage:local: $("$tmp/garage/garage" --version 2>/dev/null | head -1) ($garage)"
+    local entry image file
+    for entry in "${infra_images[@]}"; do
+        image=${entry%%=*} file=${entry#*=}
+        log "docker build $image (Dockerfiles/$file.Dockerfile on $base)"
+        local args=(.)
+        [[ $file == garage ]] && args=(--target prebuilt --build-arg BINARY_DIR=. "$tmp/garage")
+        DOCKER_BUILDKIT=0 docker build -q -f "Dockerfiles/$file.Dockerfile" \
+            --build-arg BASE_IMAGE="$base" -t "$image" "${args[@]}" >/dev/null 2>"$tmp/build.err" ||
+            { cat "$tmp/build.err" >&2; die "docker build of $image failed (above)"; }
+        log "built $image ($(docker image inspect --format '{{.Size}}' "$image" | numfmt --to=iec))"
+    done
+}
+if ((infra_only)); then
+    build_infra
+    exit 0
+fi
+
 # cargo calls the debug profile "dev"; its binaries live in target/debug.
 case $profile in debug | dev) profile=dev dir=debug ;; *) dir=$profile ;; esac
 if ((cargo)); then
@@ -177,8 +233,6 @@ for bin in "${images[@]}"; do
     objcopy --strip-debug "target/$dir/$bin" "target/image/$bin"
 done
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 for bin in "${images[@]}"; do
     from=$base
     [[ $bin == mothership ]] || from=$media_base
@@ -192,3 +246,5 @@ for bin in "${images[@]}"; do
         { cat "$tmp/build.err" >&2; die "docker build of colony-$bin:$tag failed (above)"; }
     log "built colony-$bin:$tag ($(docker image inspect --format '{{.Size}}' "colony-$bin:$tag" | numfmt --to=iec))"
 done
+((infra)) && build_infra
+exit 0
