@@ -173,6 +173,10 @@ fn systemd_units_are_valid() {
         content_lines(&service).any(|l| l.starts_with("EnvironmentFile=")),
         "colony-tick.service lacks EnvironmentFile="
     );
+    let web = read("systemd/colony-web.service");
+    for line in ["[Unit]", "[Service]", "Type=simple", "ExecStart=/usr/local/bin/mothership serve", "[Install]"] {
+        assert!(has(&web, line), "colony-web.service lacks `{line}`");
+    }
     for line in ["[Unit]", "[Timer]", "[Install]", "WantedBy=timers.target", "Unit=colony-tick.service"] {
         assert!(has(&timer, line), "colony-tick.timer lacks `{line}`");
     }
@@ -185,7 +189,8 @@ fn systemd_units_are_valid() {
         eprintln!("systemd-analyze is not installed: checked the units' structure only");
         return;
     }
-    let units = [infra("systemd/colony-tick.service"), infra("systemd/colony-tick.timer")];
+    let units =
+        [infra("systemd/colony-tick.service"), infra("systemd/colony-tick.timer"), infra("systemd/colony-web.service")];
     let out = run(Command::new("systemd-analyze").arg("verify").args(&units)).unwrap();
     // verify also checks that ExecStart's binary exists; on a machine without
     // an installed mothership that one complaint is expected, and only that one.

@@ -59,6 +59,11 @@ async fn get(url: &str, token: Option<&str>) -> (StatusCode, String) {
     (response.status(), response.text().await.unwrap())
 }
 
+/// GET an API path with the token; its JSON.
+async fn api(base: &str, path: &str) -> Value {
+    client().get(format!("{base}{path}")).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap()
+}
+
 /// A request written by hand, so that `..` reaches the server as sent.
 async fn raw_get(base: &str, path: &str) -> u16 {
     let host = base.trim_start_matches("http://");
@@ -131,6 +136,10 @@ async fn dashboard() {
         observers.push(rig.observer(channel, name, cell, a, &["--standby", "1s"]));
         recorded.push(a.recording_id);
     }
+    // The live channel's timeline gets an ad break (Twitch's markers) and a
+    // segment the source never delivers (a gap).
+    source.ads("tslive", 8..11);
+    source.fail_segment("tslive", 14);
     for &r in &recorded {
         rig.wait_segments(r, 6, SECS(60)).await;
     }
@@ -185,22 +194,13 @@ async fn dashboard() {
     }
 
     // --- the API has the CLI's shapes
-    let api: Value =
-        client().get(format!("{base}/api/v1/status")).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+    let status = api(&base, "/api/v1/status").await;
     let cli: Value = serde_json::from_slice(&colony.run(&["status", "--json"]).await.stdout).unwrap();
     let keys = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
-    assert_eq!(keys(&api), keys(&cli));
-    assert_eq!(keys(&api["channels"][0]), keys(&cli["channels"][0]));
-    assert_eq!(api["channels"].as_array().map(Vec::len), Some(3));
-    let recording: Value = client()
-        .get(format!("{base}/api/v1/recordings/{tsdone}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(keys(&status), keys(&cli));
+    assert_eq!(keys(&status["channels"][0]), keys(&cli["channels"][0]));
+    assert_eq!(status["channels"].as_array().map(Vec::len), Some(3));
+    let recording = api(&base, &format!("/api/v1/recordings/{tsdone}")).await;
     assert_eq!(recording["recording"]["state"], "complete");
     assert!(recording["timeline"].as_array().is_some_and(|t| !t.is_empty()), "{recording}");
     assert!(recording["storyboard_vtt"].is_string(), "the thumbnails job made a storyboard: {recording}");
@@ -215,9 +215,7 @@ async fn dashboard() {
     let enabled: bool =
         sqlx::query_scalar("SELECT enabled FROM channels WHERE login = 'tsdone'").fetch_one(&rig.pool).await.unwrap();
     assert!(enabled, "a refused POST changes nothing");
-    let csrf: Value =
-        client().get(format!("{base}/api/v1/csrf")).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
-    let csrf = csrf["csrf"].as_str().unwrap().to_owned();
+    let csrf = api(&base, "/api/v1/csrf").await["csrf"].as_str().unwrap().to_owned();
     let wrong = post("/api/v1/channels/tsdone/disable").header("x-csrf-token", "nope").send().await.unwrap();
     assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
     let ok = post("/api/v1/channels/tsdone/disable").header("x-csrf-token", &csrf).send().await.unwrap();
@@ -237,22 +235,11 @@ async fn dashboard() {
         .unwrap();
     assert_eq!(open_redirect.headers()["location"], "/", "never a redirect off the site");
     // The export button queues one job, once.
-    let first: Value = post(&format!("/api/v1/recordings/{tsdone}/export"))
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let again: Value = post(&format!("/api/v1/recordings/{tsdone}/export"))
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let export = || async {
+        let response = post(&format!("/api/v1/recordings/{tsdone}/export")).header("x-csrf-token", &csrf).send();
+        response.await.unwrap().json::<Value>().await.unwrap()
+    };
+    let (first, again) = (export().await, export().await);
     assert_eq!(first["job"], again["job"], "{first} {again}");
     assert_eq!(again["created"], json!(false));
     let bad_add = post("/api/v1/channels")
@@ -262,6 +249,13 @@ async fn dashboard() {
         .await
         .unwrap();
     assert_eq!(bad_add.status(), StatusCode::BAD_REQUEST);
+
+    // The jobs page's live progress: server-sent events of the running jobs.
+    let mut events = client().get(format!("{base}/api/v1/jobs/events")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let first = tokio::time::timeout(SECS(10), events.chunk()).await.expect("an event within 10 s").unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("event: running\ndata: ["), "{first:?}");
+    drop(events);
 
     // --- media: playlists from the ledger, objects only under the recording's prefix
     let (_, live_playlist) = get(&format!("{base}/media/recordings/{tslive}/playlist.m3u8"), Some(TOKEN)).await;
@@ -322,6 +316,22 @@ async fn dashboard() {
         plays(&mut tab, what).await;
         assert_eq!(tab.eval("typeof window.pwned").await, json!("undefined"), "no injected script ran");
     }
+    // Hovering the timeline of a recording with a storyboard shows its tile.
+    tab.open(&format!("{base}/recordings/{tsdone}")).await;
+    let tile = tab
+        .eval(
+            "new Promise(r => setTimeout(() => {
+               const bar = document.getElementById('timeline'), box = bar.getBoundingClientRect();
+               bar.dispatchEvent(new MouseEvent('mousemove', { clientX: box.left + box.width / 2, clientY: box.top + 5 }));
+               const sb = document.getElementById('storyboard');
+               r({ shown: sb.style.display, image: sb.style.backgroundImage });
+             }, 1000))",
+        )
+        .await;
+    assert_eq!(tile["shown"], "block", "{tile}");
+    assert!(tile["image"].as_str().is_some_and(|i| i.contains("sprite.jpg")), "{tile}");
+    tab.open(&format!("{base}/recordings/{tslive}")).await;
+    plays(&mut tab, "in progress, again").await;
     // Seeking back in the recording that is still going.
     let sought = tab
         .eval(
