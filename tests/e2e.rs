@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use colony::storage::ObjectKey;
+use colony_tests::chat::{FakeChat, Step};
 use colony_tests::docker::dockerfile_images;
 use colony_tests::garage::garage;
 use colony_tests::live::{Container, LiveSource, Profile, media};
@@ -137,6 +138,15 @@ async fn the_whole_loop_runs_in_containers_from_live_to_post_processed_to_zero()
     twitch.go_live("steady", "Steady on air", "Science & Technology");
     let out = colony.run(&["channel", "add", "https://www.twitch.tv/steady"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Its chat: a fake of Twitch's IRC-over-WebSocket chat (the real one
+    // cannot be reached from here), recorded by the same observer container.
+    let chat_script = vec![
+        Step::Say { user: "alice", text: "hello from the e2e Kappa".into() },
+        Step::Sub { user: "bob", months: 3 },
+        Step::Wait(SECS(2)),
+        Step::Say { user: "carol", text: "still watching ✨".into() },
+    ];
+    let chat = FakeChat::start("steady", chat_script).await;
     let resolver = format!("streamlink --stream-url {} best", source.master_url("{handle}"));
     let version =
         docker(&["run", "--rm", "--entrypoint", "streamlink", &format!("colony-observer-cell:{tag}"), "--version"]);
@@ -151,6 +161,8 @@ async fn the_whole_loop_runs_in_containers_from_live_to_post_processed_to_zero()
         .env("COLONY_IDLE_COOLDOWN", "4s")
         .env("COLONY_LOG", "info")
         .env("COLONY_RESOLVER_TWITCH", &resolver)
+        .env("OBSERVER_TWITCH_CHAT_URL", chat.url())
+        .env("OBSERVER_CHAT_FLUSH_EVERY", "2s")
         // The images allow streamlink and yt-dlp; the test harness narrows
         // every host's list, and cells inherit the mothership's.
         .env("COLONY_RESOLVERS", "streamlink")
@@ -262,6 +274,9 @@ async fn the_whole_loop_runs_in_containers_from_live_to_post_processed_to_zero()
         .unwrap();
         assert_eq!(title.as_deref(), Some("Steady on air"), "the Twitch channel's recording carries its title");
 
+        colony_tests::eventually("the chat script to be heard", SECS(60), || async { chat.finished().then_some(()) })
+            .await;
+
         // The rest end; with nothing live and the queue empty, the colony
         // reaches zero containers after the idle cooldown.
         source.end("steady");
@@ -280,6 +295,22 @@ async fn the_whole_loop_runs_in_containers_from_live_to_post_processed_to_zero()
             .await
             .unwrap();
         assert_eq!(open, 0, "every post-processing job succeeded");
+        // The chat was recorded beside the video, every message once, and exported.
+        let (steady, _, _) = one_recording(&colony, "steady").await;
+        let mut heard = Vec::new();
+        for chunk in colony::recording::chat::chunks(&colony.rig.pool, steady).await.unwrap() {
+            let key = ObjectKey::parse(&chunk.object_key).unwrap();
+            let body = colony::storage::get_bytes(colony.rig.store.as_ref(), &key).await.unwrap();
+            heard.extend(colony::chat::decode_chunk(&body).unwrap().into_iter().map(|m| m.id));
+        }
+        let sent: Vec<String> = chat.sent().into_iter().filter_map(|s| s.id).collect();
+        assert!(sent.iter().all(|id| heard.iter().filter(|h| *h == id).count() == 1), "{sent:?} in {heard:?}");
+        let exports: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'chat_export' AND state = 'succeeded'")
+                .fetch_one(&colony.rig.pool)
+                .await
+                .unwrap();
+        assert_eq!(exports, 1, "the chat export ran");
         let deaths = deaths.lock().unwrap().clone();
         let harvest_death = deaths.get(&backend).unwrap_or_else(|| panic!("{backend} died unseen: {deaths:?}"));
         assert_eq!(harvest_death.exit_code, 0, "the harvest container that did the work exited 0");

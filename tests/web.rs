@@ -16,10 +16,10 @@ use colony_tests::browser::{Browser, chromium};
 use colony_tests::live::{Container, LiveSource, Profile, media};
 use colony_tests::mothership::Colony;
 use colony_tests::observer::{Rig, wait_exit};
+use colony_tests::web::{plays, serve};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-use tokio::process::Child;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 const TOKEN: &str = "test-token-0123456789";
@@ -28,22 +28,6 @@ const HOSTILE_NAME: &str = "<img src=x onerror=\"window.pwned = 2\">";
 
 fn repo(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
-
-/// Start `mothership serve` on a free loopback port; returns it and its base URL.
-async fn serve(colony: &Colony, token: Option<&str>, env: &[(&str, &str)]) -> (Child, String) {
-    let mut cmd = colony.command(&["serve", "--bind", "127.0.0.1:0", "--metrics-cache", "0s"]);
-    cmd.envs(env.iter().copied());
-    if let Some(t) = token {
-        cmd.env("COLONY_WEB_TOKEN", t);
-    }
-    let mut child = cmd.stderr(Stdio::inherit()).kill_on_drop(true).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(SECS(20), lines.next_line()).await.expect("serve printed nothing").unwrap();
-    let line = line.expect("serve exited at once");
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("a URL").trim_end_matches('/');
-    (child, url.to_owned())
 }
 
 fn client() -> reqwest::Client {
@@ -361,25 +345,6 @@ async fn dashboard() {
     }
     // Every page checked in the browser too: no injected script ran anywhere.
     assert_eq!(tab.eval("typeof window.pwned").await, json!("undefined"));
-}
-
-/// The page's player starts and its clock moves.
-async fn plays(tab: &mut colony_tests::browser::Tab, what: &str) {
-    let deadline = std::time::Instant::now() + SECS(30);
-    loop {
-        let state = tab
-            .eval(
-                "(() => { const v = document.getElementById('player');
-                   return { t: v.currentTime, error: v.error && v.error.message, ready: v.readyState }; })()",
-            )
-            .await;
-        assert!(state["error"].is_null(), "{what}: the player failed: {state}");
-        if state["t"].as_f64().is_some_and(|t| t > 1.5) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "{what}: video.currentTime did not advance: {state}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// A Prometheus started here scrapes the server, loads the rules and answers a query.

@@ -12,6 +12,7 @@
 //! an attempt.
 
 mod archive_tier;
+pub mod chat_export;
 pub mod export;
 mod media;
 pub mod reencode;
@@ -444,6 +445,7 @@ async fn dispatch(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), J
         JobArgs::Repair(args) => repair::run(ctx, job, &args, progress).await,
         JobArgs::ArchiveTier(args) => archive_tier::run(ctx, &args, progress).await,
         JobArgs::Webhook(args) => webhook::run(ctx, &args).await,
+        JobArgs::ChatExport(args) => chat_export::run(ctx, &args, progress).await,
     }
 }
 

@@ -67,6 +67,8 @@ pub struct NewChannel {
     pub variant: String,
     /// Hosts besides the source's own its playlists may name (CDNs).
     pub allowed_hosts: Vec<String>,
+    /// Record the chat beside the video (Twitch channels).
+    pub chat: bool,
 }
 
 impl NewChannel {
@@ -92,7 +94,7 @@ impl NewChannel {
                 allowed_hosts.push((*host).to_owned());
             }
         }
-        Ok(Self { login, source_url, platform, name, resolver, variant, allowed_hosts })
+        Ok(Self { login, source_url, platform, name, resolver, variant, allowed_hosts, chat: true })
     }
 
     /// `channel add [URL] [--login NAME] [--source-url URL] [--platform P]`:
@@ -106,7 +108,7 @@ impl NewChannel {
         extra: ChannelExtras,
     ) -> Result<Self, AdminError> {
         let invalid = |e: PlatformError| AdminError::Invalid(e.to_string());
-        let ChannelExtras { name, resolver, variant, allowed_hosts } = extra;
+        let ChannelExtras { name, resolver, variant, allowed_hosts, no_chat } = extra;
         let (source_url, login) = match (platform, url, login) {
             (Some(p), None, Some(handle)) => {
                 let p: Platform = p.parse().map_err(invalid)?;
@@ -145,7 +147,9 @@ impl NewChannel {
                 ));
             }
         };
-        Self::parse(&login, &source_url, name, resolver, variant, &allowed_hosts)
+        let mut new = Self::parse(&login, &source_url, name, resolver, variant, &allowed_hosts)?;
+        new.chat = !no_chat;
+        Ok(new)
     }
 }
 
@@ -156,6 +160,8 @@ pub struct ChannelExtras {
     pub resolver: Option<String>,
     pub variant: Option<String>,
     pub allowed_hosts: Vec<String>,
+    /// `--no-chat`: record the video only.
+    pub no_chat: bool,
 }
 
 pub async fn add_channel(pool: &PgPool, c: &NewChannel) -> Result<i64, AdminError> {
@@ -183,8 +189,8 @@ pub async fn add_channel(pool: &PgPool, c: &NewChannel) -> Result<i64, AdminErro
     }
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO channels (login, display_name, source_kind, source_url, resolver, variant, allowed_hosts,
-                               platform, platform_handle, platform_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (login) DO NOTHING RETURNING id",
+                               platform, platform_handle, platform_id, chat)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (login) DO NOTHING RETURNING id",
     )
     .bind(c.login.as_str())
     .bind(c.name.clone().unwrap_or_else(|| c.login.to_string()))
@@ -196,6 +202,7 @@ pub async fn add_channel(pool: &PgPool, c: &NewChannel) -> Result<i64, AdminErro
     .bind(c.platform.as_ref().map(|p| p.platform.as_str()))
     .bind(&handle)
     .bind(&platform_id)
+    .bind(c.chat)
     .fetch_optional(pool)
     .await?;
     id.ok_or_else(|| AdminError::Invalid(format!("a channel named '{}' already exists; use `channel update`", c.login)))
@@ -211,6 +218,8 @@ pub struct ChannelUpdate {
     pub variant: Option<String>,
     /// Replaces the allowed hosts when given; `[""]` clears them.
     pub allowed_hosts: Option<Vec<String>>,
+    /// Turn chat recording on or off.
+    pub chat: Option<bool>,
 }
 
 pub async fn update_channel(pool: &PgPool, login: &str, u: &ChannelUpdate) -> Result<(), AdminError> {
@@ -233,6 +242,7 @@ pub async fn update_channel(pool: &PgPool, login: &str, u: &ChannelUpdate) -> Re
             source_kind = CASE WHEN $4 THEN (CASE WHEN $5 IS NULL THEN 'hls' ELSE 'command' END) ELSE source_kind END,
             variant = COALESCE($6, variant),
             allowed_hosts = COALESCE($7, allowed_hosts),
+            chat = COALESCE($8, chat),
             probed_at = NULL, updated_at = now()
           WHERE login = $1",
     )
@@ -243,6 +253,7 @@ pub async fn update_channel(pool: &PgPool, login: &str, u: &ChannelUpdate) -> Re
     .bind(resolver.flatten())
     .bind(&u.variant)
     .bind(&hosts)
+    .bind(u.chat)
     .execute(pool)
     .await?;
     if done.rows_affected() == 0 {

@@ -196,6 +196,10 @@ enum ChannelCommand {
         /// any other host are refused (and recorded as gaps with that reason).
         #[arg(long = "allow-host", value_name = "HOST")]
         allow_host: Vec<String>,
+        /// Record the video only: no chat archive (chat is recorded for
+        /// Twitch channels by default).
+        #[arg(long)]
+        no_chat: bool,
     },
     /// List channels.
     List {
@@ -220,6 +224,9 @@ enum ChannelCommand {
         /// Replace the channel's allowed hosts (repeat for more; --allow-host '' clears them).
         #[arg(long = "allow-host", value_name = "HOST")]
         allow_host: Vec<String>,
+        /// Record the chat beside the video (true) or not (false).
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        chat: Option<bool>,
     },
     /// Remove a channel that has no recordings (otherwise: disable it).
     Remove {
@@ -417,8 +424,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
 async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
     match command {
-        ChannelCommand::Add { db, url, login, platform, source_url, name, resolver, variant, allow_host } => {
-            let extras = ChannelExtras { name, resolver, variant, allowed_hosts: allow_host };
+        ChannelCommand::Add { db, url, login, platform, source_url, name, resolver, variant, allow_host, no_chat } => {
+            let extras = ChannelExtras { name, resolver, variant, allowed_hosts: allow_host, no_chat };
             let url = url.or(source_url);
             let new = NewChannel::from_cli(url.as_deref(), login.as_deref(), platform.as_deref(), extras)
                 .map_err(classified)?;
@@ -429,10 +436,10 @@ async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
             let pool = colony::db::connect(&db).await?;
             show::channels(&admin::channel_status(&pool).await.map_err(classified)?, json);
         }
-        ChannelCommand::Update { db, login, name, source_url, resolver, variant, allow_host } => {
+        ChannelCommand::Update { db, login, name, source_url, resolver, variant, allow_host, chat } => {
             let pool = colony::db::connect(&db).await?;
             let allowed_hosts = (!allow_host.is_empty()).then_some(allow_host);
-            let update = ChannelUpdate { name, source_url, resolver, variant, allowed_hosts };
+            let update = ChannelUpdate { name, source_url, resolver, variant, allowed_hosts, chat };
             admin::update_channel(&pool, &login, &update).await.map_err(classified)?;
             println!("channel {login} updated");
         }

@@ -125,4 +125,7 @@ pub struct ObserverArgs {
 
     #[command(flatten)]
     pub resolvers: Resolvers,
+
+    #[command(flatten, next_help_heading = "Chat (Twitch channels)")]
+    pub chat: crate::chat::ChatArgs,
 }

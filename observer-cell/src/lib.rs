@@ -11,6 +11,7 @@
 
 mod adopt;
 mod args;
+pub mod chat;
 pub mod check;
 mod recorder;
 mod spool;

@@ -24,6 +24,7 @@ use url::Url;
 
 use super::adopt::Adopter;
 use super::args::ObserverArgs;
+use super::chat::{ChatEnd, ChatRecorder, ChatStats};
 use super::spool::{self, Spool};
 use super::tracker::{Lost, Step, Tracker};
 use super::writer::{Message, Writer};
@@ -311,7 +312,13 @@ pub async fn run(
         return Ok(RecordingEnd::Fenced);
     };
     let Started { mut recorder, mut done_rx, mut fenced } = started;
+    let chat_stop = CancellationToken::new();
+    let chat = recorder.start_chat(chat_stop.clone()).await;
     let end = recorder.record_until_end(&mut done_rx, &mut fenced, &stop).await;
+    chat_stop.cancel();
+    if let Some(chat) = chat {
+        recorder.finish_chat(chat, end).await;
+    }
     recorder.stop_uploader().await;
     if end == RecordingEnd::Fenced {
         error!(
@@ -424,6 +431,58 @@ async fn start(
     }
     info!(channel = %r.args.channel_login, name = %r.args.channel_name, recording = r.args.recording_id, "observer started");
     Ok(Some(Started { recorder: r, done_rx, fenced }))
+}
+
+impl Recorder {
+    /// The channel's chat recorder, for a Twitch channel with chat on.
+    async fn start_chat(&self, stop: CancellationToken) -> Option<JoinHandle<(ChatEnd, ChatStats)>> {
+        let twitch = self.channel.platform() == Some(colony::platform::Platform::Twitch);
+        if !twitch || !self.channel.chat || self.args.chat.no_chat {
+            return None;
+        }
+        let login = self.channel.platform_handle.clone().unwrap_or_else(|| self.channel.login.clone());
+        let opened = ChatRecorder::open(
+            self.args.chat.clone(),
+            &login,
+            self.pool.clone(),
+            self.store.clone(),
+            self.prefix.clone(),
+            self.args.recording_id,
+            self.args.lease_token,
+        )
+        .await;
+        match opened {
+            Ok(chat) => Some(tokio::spawn(chat.run(stop))),
+            Err(e) => {
+                warn!(error = %e, "could not open the chat archive; recording the video without chat");
+                None
+            }
+        }
+    }
+
+    /// Wait for the chat recorder's last chunk; once the recording is
+    /// finalized, queue its chat export (once).
+    async fn finish_chat(&self, chat: JoinHandle<(ChatEnd, ChatStats)>, end: RecordingEnd) {
+        let Ok(Ok((ChatEnd::Stopped, _))) = tokio::time::timeout(Duration::from_secs(30), chat).await else {
+            warn!("the chat recorder did not stop cleanly; its last messages may be missing");
+            return;
+        };
+        if !matches!(end, RecordingEnd::Finalized(_)) {
+            return;
+        }
+        let id = self.args.recording_id;
+        match colony::recording::chat::chunks(&self.pool, id).await {
+            Ok(chunks) if !chunks.is_empty() => {
+                let job = colony::queue::NewJob::new("chat_export", serde_json::json!({ "recording_id": id }))
+                    .unique_key(format!("chat_export:recording:{id}"));
+                if let Err(e) = colony::queue::Queue::new(self.pool.clone()).enqueue(&job).await {
+                    warn!(error = %e, "could not queue the chat export; `mothership job enqueue chat-export` does it");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "could not read the chat archive's chunks"),
+        }
+    }
 }
 
 /// What the loop does next after a playlist load or a standby probe.

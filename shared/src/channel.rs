@@ -74,11 +74,13 @@ pub struct Channel {
     pub platform_handle: Option<String>,
     /// Its immutable id there, once known (a YouTube `UC…` id, a Twitch user id).
     pub platform_id: Option<String>,
+    /// Record the channel's chat beside the video (Twitch channels; on by default).
+    pub chat: bool,
 }
 
 /// The columns a [`Channel`] is read from.
 pub const COLUMNS: &str = "id, login, display_name, source_kind, source_url, resolver, variant, enabled, pipeline, \
-                           allowed_hosts, platform, platform_handle, platform_id";
+                           allowed_hosts, platform, platform_handle, platform_id, chat";
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<Option<Channel>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM channels WHERE id = $1")).bind(id).fetch_optional(pool).await

@@ -9,6 +9,7 @@
 
 pub mod cells;
 pub mod channel;
+pub mod chat;
 pub mod config;
 pub mod db;
 pub mod exit;

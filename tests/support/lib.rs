@@ -12,6 +12,7 @@
 pub mod bins;
 pub mod browser;
 pub mod chaos;
+pub mod chat;
 pub mod compose;
 pub mod docker;
 pub mod fuzz;
@@ -26,6 +27,7 @@ pub mod pg;
 mod proc;
 pub mod proxy;
 pub mod twitch;
+pub mod web;
 pub mod webhook_receiver;
 pub mod youtube;
 

@@ -81,6 +81,11 @@ pub trait Launcher: Send + Sync {
 /// own settings, the cells' tuning and the S3 credentials, but not the
 /// mothership's launcher or policy settings.
 pub fn inherited_env() -> Vec<(String, String)> {
+    inherited_from(std::env::vars())
+}
+
+/// [`inherited_env`] of a given environment. Pure.
+fn inherited_from(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
     const PREFIXES: &[&str] = &["COLONY_", "OBSERVER_", "HARVEST_", "AWS_", "RUST_"];
     const NOT_FOR_CELLS: &[&str] = &[
         "COLONY_LAUNCHER",
@@ -105,13 +110,18 @@ pub fn inherited_env() -> Vec<(String, String)> {
         "COLONY_YOUTUBE_",
         "COLONY_KICK_",
         "COLONY_UP_",
+        // The dashboard's settings (its token is a secret) and the webhook CLI's.
+        "COLONY_WEB_",
+        "COLONY_MEDIA_",
+        "COLONY_METRICS_",
+        "COLONY_WEBHOOK_",
         "AWS_ENDPOINT_URL_ECS",
         // The mothership's own task credentials and runtime, on ECS: a cell
         // gets its own from its task role.
         "AWS_CONTAINER_",
         "AWS_EXECUTION_ENV",
     ];
-    let mut env: Vec<(String, String)> = std::env::vars()
+    let mut env: Vec<(String, String)> = vars
         .filter(|(k, _)| PREFIXES.iter().any(|p| k.starts_with(p)))
         .filter(|(k, _)| !NOT_FOR_CELLS.iter().any(|p| k.starts_with(p)))
         .collect();
@@ -241,5 +251,22 @@ mod cell_env_tests {
         assert_eq!(get(&harvest, "HARVEST_STAY"), "true");
         assert!(!harvest.iter().any(|(k, _)| k.starts_with("OBSERVER_CHANNEL")));
         assert!(!env.harvest(cell, false).iter().any(|(k, v)| k == "HARVEST_STAY" && v == "true"));
+    }
+
+    /// Secrets and settings of the mothership's own (the dashboard's token,
+    /// platform credentials) never reach a cell; the cells' settings do.
+    #[test]
+    fn a_cell_never_inherits_the_dashboards_token_or_platform_credentials() {
+        let vars = [
+            ("COLONY_WEB_TOKEN", "secret"),
+            ("COLONY_MEDIA_ENDPOINT", "http://m"),
+            ("COLONY_TWITCH_CLIENT_SECRET", "secret"),
+            ("COLONY_STORAGE_URL", "file:///m"),
+            ("OBSERVER_TWITCH_CHAT_URL", "ws://127.0.0.1:1/"),
+            ("HOME", "/root"),
+        ];
+        let env = inherited_from(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["COLONY_STORAGE_URL", "OBSERVER_TWITCH_CHAT_URL"]);
     }
 }

@@ -98,6 +98,8 @@ pub struct RecordingPage {
     pub export: Option<String>,
     /// The recording's export job, when one was queued.
     pub export_job: Option<admin::JobRow>,
+    /// Chunks of chat archived beside the video.
+    pub chat_chunks: usize,
 }
 
 pub async fn recording_data(web: &Web, id: i64) -> Result<RecordingPage, WebError> {
@@ -106,6 +108,7 @@ pub async fn recording_data(web: &Web, id: i64) -> Result<RecordingPage, WebErro
     let (rows, chapters) = tokio::try_join!(data::ledger(&web.pool, id), data::chapters(&web.pool, id))?;
     let media = super::media::Extras::find(web, &recording).await;
     let export_job = data::export_job(&web.pool, id).await?;
+    let chat_chunks = colony::recording::chat::chunks(&web.pool, id).await?.len();
     Ok(RecordingPage {
         timeline: data::timeline(&rows),
         chapters,
@@ -114,6 +117,7 @@ pub async fn recording_data(web: &Web, id: i64) -> Result<RecordingPage, WebErro
         storyboard_vtt: media.storyboard_vtt,
         export: media.export,
         export_job,
+        chat_chunks,
         recording,
     })
 }
@@ -180,4 +184,34 @@ pub async fn decisions(State(web): State<Web>, Query(q): Query<DecisionQuery>) -
 /// The token POSTs must carry, for API clients.
 pub async fn csrf(State(web): State<Web>) -> ApiResult {
     to_json(json!({ "csrf": web.csrf() }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChatQuery {
+    pub from: Option<f64>,
+    pub to: Option<f64>,
+}
+
+/// The most messages one chat request returns.
+const CHAT_PAGE: usize = 1000;
+
+/// A recording's chat between two offsets (seconds on its timeline), for
+/// the player's chat pane: at most 1,000 messages, oldest first.
+pub async fn chat(State(web): State<Web>, Path(id): Path<i64>, Query(q): Query<ChatQuery>) -> ApiResult {
+    data::recording(&web.pool, id).await?.ok_or_else(|| WebError::NotFound(format!("no recording {id}")))?;
+    let from = q.from.filter(|f| f.is_finite()).unwrap_or(0.0);
+    let to = q.to.filter(|t| t.is_finite()).unwrap_or(f64::MAX).max(from);
+    let mut messages = Vec::new();
+    for chunk in colony::recording::chat::chunks_between(&web.pool, id, from, to).await? {
+        let key = colony::storage::ObjectKey::parse(&chunk.object_key).map_err(WebError::internal)?;
+        let body = colony::storage::get_bytes(web.store.as_ref(), &key).await.map_err(WebError::internal)?;
+        let chunk = colony::chat::decode_chunk(&body).map_err(WebError::internal)?;
+        messages.extend(chunk.into_iter().filter(|m| m.offset_secs >= from && m.offset_secs <= to));
+        if messages.len() >= CHAT_PAGE {
+            break;
+        }
+    }
+    messages.truncate(CHAT_PAGE);
+    let gaps = colony::recording::chat::gaps(&web.pool, id).await?;
+    to_json(json!({ "messages": messages, "gaps": gaps }))
 }

@@ -220,6 +220,7 @@ pub fn router(web: Web) -> Router {
         .route("/channels/{login}/disable", post(actions::disable))
         .route("/recordings/{id}", get(api::recording))
         .route("/recordings/{id}/export", post(actions::export))
+        .route("/recordings/{id}/chat", get(api::chat))
         .route("/jobs", get(api::jobs))
         .route("/jobs/events", get(api::job_events))
         .route("/jobs/{id}/retry", post(actions::retry))

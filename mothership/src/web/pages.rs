@@ -33,6 +33,9 @@ form.inline{display:inline}button{cursor:pointer}
 .bar{background:#e8ebf0;height:10px;width:200px;border-radius:5px;overflow:hidden;display:inline-block}
 .bar>div{background:#4f7cc9;height:100%}
 video{width:100%;max-width:960px;background:#000}
+.watch{display:flex;gap:.8em;align-items:stretch}
+#chat{width:320px;max-height:540px;overflow-y:auto;background:#fff;border:1px solid #e3e6eb;font-size:.9em;padding:.3em}
+#chat ol{list-style:none;margin:0;padding:0}#chat li{padding:.15em 0;overflow-wrap:anywhere}
 #storyboard{position:absolute;display:none;border:1px solid #333;background-repeat:no-repeat;pointer-events:none}
 .legend span{margin-right:1em}
 "#;
@@ -273,6 +276,34 @@ const PLAYER_JS: &str = r#"
 })();
 "#;
 
+/// The chat pane: the messages up to the player's time, newest last. Text
+/// goes in with textContent, never as HTML.
+const CHAT_JS: &str = r#"
+(function(){
+  var v=document.getElementById('player'), pane=document.getElementById('chat'), list=pane.querySelector('ol');
+  var src=pane.dataset.src, loaded=[], from=-1, to=-1, busy=false, shown=-1;
+  function load(t){
+    if(busy)return; busy=true; var f=Math.max(0,t-60), e=t+30;
+    fetch(src+'?from='+f+'&to='+e).then(function(r){return r.json()}).then(function(d){
+      loaded=d.messages||[]; from=f; to=e; shown=-1; busy=false; draw(t);
+    }).catch(function(){busy=false});
+  }
+  function draw(t){
+    var upto=loaded.filter(function(m){return m.offset_secs<=t}).slice(-150);
+    if(upto.length===shown)return; shown=upto.length; list.textContent='';
+    upto.forEach(function(m){
+      var li=document.createElement('li'), who=document.createElement('b');
+      who.textContent=(m.display_name||m.login||'')+(m.notice?' ['+m.notice+']':'')+' ';
+      if(m.color&&/^#[0-9a-fA-F]{6}$/.test(m.color))who.style.color=m.color;
+      li.appendChild(who); li.appendChild(document.createTextNode(m.text||m.system_text||m.kind));
+      li.dataset.offset=m.offset_secs; li.dataset.id=m.id; list.appendChild(li);
+    });
+    pane.scrollTop=pane.scrollHeight;
+  }
+  setInterval(function(){var t=v.currentTime||0; if(t<from||t>to-5)load(t); else draw(t);},500);
+})();
+"#;
+
 pub async fn recording(State(web): State<Web>, Path(id): Path<i64>) -> Result<Markup, WebError> {
     let page = api::recording_data(&web, id).await?;
     let r = &page.recording;
@@ -285,8 +316,13 @@ pub async fn recording(State(web): State<Web>, Path(id): Path<i64>) -> Result<Ma
         h1 { a href={ "/channels/" (r.channel) } { (r.channel_name) } " · #" (r.id) " "
             span class=(state_class(&r.state)) { (r.state) } }
         @if let Some(t) = &r.title { p { (t) @if let Some(c) = &r.category { span.muted { " · " (c) } } } }
+        div.watch {
         video #player controls muted autoplay playsinline preload="metadata" crossorigin="anonymous" src=(page.playlist)
             poster=[page.poster.as_deref()] {}
+        @if page.chat_chunks > 0 {
+            div #chat data-src={ "/api/v1/recordings/" (r.id) "/chat" } { div.muted { "chat" } ol {} }
+        }
+        }
         p #nohls.warn style="display:none" { "This browser cannot play HLS by itself. Open "
             a href=(page.playlist) { "the playlist" } " in a player such as VLC or mpv, or export an MP4 below." }
         div #timeline.timeline data-duration=(format!("{total:.3}")) data-storyboard=[page.storyboard_vtt.as_deref()]
@@ -329,6 +365,7 @@ pub async fn recording(State(web): State<Web>, Path(id): Path<i64>) -> Result<Ma
         }
         @if open { p.muted { "The recording is still going: the player follows it, and it can be exported once it ends." } }
         script { (PreEscaped(PLAYER_JS)) }
+        @if page.chat_chunks > 0 { script { (PreEscaped(CHAT_JS)) } }
     };
     Ok(layout(&format!("Recording {id}"), &web, body))
 }

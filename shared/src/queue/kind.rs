@@ -25,10 +25,11 @@ pub enum JobKind {
     Thumbnails,
     ArchiveTier,
     Webhook,
+    ChatExport,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 8] = [
         JobKind::VodDownload,
         JobKind::Reencode,
         JobKind::Repair,
@@ -36,6 +37,7 @@ impl JobKind {
         JobKind::Thumbnails,
         JobKind::ArchiveTier,
         JobKind::Webhook,
+        JobKind::ChatExport,
     ];
 
     /// The name stored in `jobs.kind`.
@@ -48,6 +50,7 @@ impl JobKind {
             JobKind::Thumbnails => "thumbnails",
             JobKind::ArchiveTier => "archive_tier",
             JobKind::Webhook => "webhook",
+            JobKind::ChatExport => "chat_export",
         }
     }
 
@@ -99,6 +102,7 @@ pub enum JobArgs {
     Thumbnails(RecordingArgs),
     ArchiveTier(ArchiveTierArgs),
     Webhook(WebhookArgs),
+    ChatExport(RecordingArgs),
 }
 
 /// `vod_download`: fetch one VOD into a recording of a channel.
@@ -135,7 +139,7 @@ pub struct ReencodeArgs {
     pub ladder: Option<Vec<u32>>,
 }
 
-/// `repair`, `export`, `thumbnails`: one recording.
+/// `repair`, `export`, `thumbnails`, `chat_export`: one recording.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordingArgs {
     pub recording_id: i64,
@@ -211,6 +215,7 @@ impl JobArgs {
             JobArgs::Thumbnails(_) => JobKind::Thumbnails,
             JobArgs::ArchiveTier(_) => JobKind::ArchiveTier,
             JobArgs::Webhook(_) => JobKind::Webhook,
+            JobArgs::ChatExport(_) => JobKind::ChatExport,
         }
     }
 
@@ -283,5 +288,20 @@ mod tests {
         let job = args.job();
         assert_eq!((job.kind.as_str(), job.max_attempts), ("webhook", 12));
         assert_eq!(JobArgs::Repair(RecordingArgs { recording_id: 1 }).job().max_attempts, 5);
+    }
+
+    #[test]
+    fn chat_export_jobs_take_one_recording() {
+        assert_eq!("chat-export".parse::<JobKind>(), Ok(JobKind::ChatExport));
+        assert!(JobKind::cli_list().contains("chat-export"));
+        let args = JobArgs::parse("chat_export", &json!({ "recording_id": 9 })).unwrap();
+        assert_eq!(args, JobArgs::ChatExport(RecordingArgs { recording_id: 9 }));
+        assert_eq!(args.to_value(), json!({ "recording_id": 9 }));
+        let job = args.job();
+        assert_eq!((job.kind.as_str(), job.max_attempts), ("chat_export", 5));
+        assert!(matches!(
+            JobArgs::parse("chat_export", &json!({})),
+            Err(ArgsError::Shape { kind: JobKind::ChatExport, .. })
+        ));
     }
 }
