@@ -1,0 +1,131 @@
+//! Chat ingest benchmark (issue 16): one observer cell recording a Twitch
+//! channel's video from the live test source and its chat from the fake
+//! chat server (`colony_tests::chat::FakeChat`: Twitch's chat cannot be
+//! reached from here), at steady chat rates of 1k, 10k and 50k messages a
+//! minute. For each rate, the same observer records the same video for the
+//! same time with chat off (`--no-chat`), in the same run: the difference
+//! is what chat costs.
+//!
+//! Reported per rate: CPU seconds of the observer process (user + system,
+//! from /proc) over the window, CPU-s per 10,000 messages (chat on minus
+//! chat off, divided by the messages stored), and the process's peak RSS
+//! (VmHWM) with chat on and off.
+//!
+//!     cargo build --release --workspace && target/release/chat-bench
+//!     target/debug/chat-bench --seconds 10      # a short form
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use colony_tests::chat::{FakeChat, Step};
+use colony_tests::live::{Container, LiveSource, Profile, media};
+use colony_tests::observer::Rig;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Admin URL of a Postgres server; by default a private durable cluster is started.
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    database_url: Option<String>,
+    /// How long each measured window lasts.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Chat rates, in messages a minute.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000")]
+    rates: Vec<u64>,
+}
+
+/// User + system CPU seconds and peak RSS (KiB) of a process, from /proc.
+fn usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let hz = 100.0; // USER_HZ on Linux
+    let cpu = (ticks(11) + ticks(12)) / hz;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    (cpu, hwm)
+}
+
+struct Run {
+    cpu_secs: f64,
+    peak_rss_kib: u64,
+    messages: u64,
+}
+
+/// One observer for `seconds`, with chat at `rate` a minute or none.
+async fn measure(rig: &Rig, source: &LiveSource, channel: i64, rate: Option<u64>, seconds: u64) -> Run {
+    let per_second = rate.map_or(0, |r| (r / 60).max(1)) as u32;
+    let total = per_second as usize * seconds as usize;
+    // The chat runs a little longer than the window, so the window is all steady state.
+    let script = vec![Step::Burst { messages: total + per_second as usize * 5, per_second }];
+    let chat = FakeChat::start("benchy", if rate.is_some() { script } else { vec![] }).await;
+    let (cell, a) = rig.assign(channel).await;
+    let template = format!("printf '%s\\n' {}", source.media_url("{handle}"));
+    let mut cmd = rig.observer_command(channel, "benchy", cell, a, &[]);
+    cmd.env("COLONY_RESOLVER_TWITCH", template).env("OBSERVER_TWITCH_CHAT_URL", chat.url()).env("COLONY_LOG", "warn");
+    if rate.is_none() {
+        cmd.arg("--no-chat");
+    }
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id().unwrap();
+    // Settle: the first segments and the chat login.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (cpu0, _) = usage(pid);
+    let sent0 = chat.sent().len();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let (cpu1, hwm) = usage(pid);
+    let messages = (chat.sent().len() - sent0) as u64;
+    let elapsed = started.elapsed().as_secs_f64();
+    colony_tests::observer::signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    let _ = child.start_kill();
+    eprintln!(
+        "  {:>6} msg/min: {messages} messages in {elapsed:.1} s, {:.2} CPU-s, peak RSS {} MiB",
+        rate.map_or("off".to_owned(), |r| r.to_string()),
+        cpu1 - cpu0,
+        hwm / 1024
+    );
+    Run { cpu_secs: cpu1 - cpu0, peak_rss_kib: hwm, messages }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let admin = colony_tests::pg::bench_server(args.database_url.as_deref()).await;
+    let rig = Rig::file_on(&admin).await;
+    let ts = tokio::task::spawn_blocking(|| media(Container::Ts, Profile::TEST)).await?;
+    let source = LiveSource::start().await;
+    source.add("benchy", &ts, 6);
+    let channel: i64 = sqlx::query_scalar(
+        "INSERT INTO channels (login, display_name, source_kind, source_url, platform, platform_handle, pipeline)
+         VALUES ('benchy', 'benchy', 'platform', 'https://www.twitch.tv/benchy', 'twitch', 'benchy', '[]') RETURNING id",
+    )
+    .fetch_one(&rig.pool)
+    .await?;
+
+    println!("chat ingest: one observer, {} s windows, video from the live test source in both runs", args.seconds);
+    println!("| rate (msg/min) | messages | CPU-s chat on | CPU-s chat off | CPU-s per 10k msgs (on - off) | peak RSS on | peak RSS off |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for rate in &args.rates {
+        let on = measure(&rig, &source, channel, Some(*rate), args.seconds).await;
+        let off = measure(&rig, &source, channel, None, args.seconds).await;
+        let per_10k = (on.cpu_secs - off.cpu_secs).max(0.0) / on.messages.max(1) as f64 * 10_000.0;
+        println!(
+            "| {rate} | {} | {:.2} | {:.2} | {:.3} | {} MiB | {} MiB |",
+            on.messages,
+            on.cpu_secs,
+            off.cpu_secs,
+            per_10k,
+            on.peak_rss_kib / 1024,
+            off.peak_rss_kib / 1024
+        );
+    }
+    Ok(())
+}
