@@ -111,7 +111,9 @@ async fn main() -> anyhow::Result<()> {
     .await?;
 
     println!("chat ingest: one observer, {} s windows, video from the live test source in both runs", args.seconds);
-    println!("| rate (msg/min) | messages | CPU-s chat on | CPU-s chat off | CPU-s per 10k msgs (on - off) | peak RSS on | peak RSS off |");
+    println!(
+        "| rate (msg/min) | messages | CPU-s chat on | CPU-s chat off | CPU-s per 10k msgs (on - off) | peak RSS on | peak RSS off |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for rate in &args.rates {
         let on = measure(&rig, &source, channel, Some(*rate), args.seconds).await;

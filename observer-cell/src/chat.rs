@@ -111,8 +111,8 @@ pub struct ChatRecorder {
     next_seq: u64,
     buffer: Vec<ChatMessage>,
     seen: RecentIds,
-    /// The recording's timeline origin: its first segment's program date-time.
-    origin: Option<DateTime<Utc>>,
+    /// Where wall-clock times fall on the video's timeline.
+    timeline: Timeline,
     /// Since when nothing could be heard (a gap to record once back).
     deaf_since: Option<(DateTime<Utc>, String)>,
     /// Stopping: store what is buffered whatever is known.
@@ -125,6 +125,79 @@ pub struct ChatRecorder {
 /// before the first `wss://` connection. Installing it again is a no-op.
 pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Where wall-clock times fall on the video's timeline, from the segment
+/// ledger: the recent stored segments with a program date-time, each with
+/// where it starts in playback (every stored segment counts, ads included,
+/// as in the dashboard's player and the MP4 export; gaps do not). Read
+/// incrementally, and only the last [`TIMELINE_WINDOW`] segments are kept,
+/// so it costs the same on day 7 as in minute 1.
+#[derive(Debug, Default)]
+struct Timeline {
+    /// (program date-time, playback start, duration), in ledger order.
+    recent: VecDeque<(DateTime<Utc>, f64, f64)>,
+    /// Playback seconds of every stored segment read so far.
+    total: f64,
+    /// The last ledger row read: (epoch, media sequence).
+    last: Option<(i32, i64)>,
+}
+
+/// Segments kept for mapping: about an hour of 2-second segments, far more
+/// than one chunk of chat can span.
+const TIMELINE_WINDOW: usize = 2_000;
+
+impl Timeline {
+    fn is_empty(&self) -> bool {
+        self.recent.is_empty()
+    }
+
+    /// Read the rows stored since the last call.
+    async fn catch_up(&mut self, pool: &PgPool, recording_id: i64) -> Result<(), sqlx::Error> {
+        type Row = (i32, i64, Option<DateTime<Utc>>, f64, bool);
+        let (epoch, seq) = self.last.unwrap_or((-1, -1));
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT epoch, media_sequence, program_date_time, duration_secs, is_gap FROM segments
+              WHERE recording_id = $1 AND (recording_id, epoch, media_sequence) > ($1, $2, $3)
+              ORDER BY epoch, media_sequence",
+        )
+        .bind(recording_id)
+        .bind(epoch)
+        .bind(seq)
+        .fetch_all(pool)
+        .await?;
+        for (epoch, seq, pdt, duration, gap) in rows {
+            self.push(pdt, if gap { 0.0 } else { duration.max(0.0) }, gap);
+            self.last = Some((epoch, seq));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, pdt: Option<DateTime<Utc>>, duration: f64, gap: bool) {
+        if let (Some(pdt), false) = (pdt, gap) {
+            self.recent.push_back((pdt, self.total, duration));
+            if self.recent.len() > TIMELINE_WINDOW {
+                self.recent.pop_front();
+            }
+        }
+        self.total += duration;
+    }
+
+    /// Seconds on the video's timeline at wall-clock `t`: in the last
+    /// segment that began by then, its start plus the time since (capped at
+    /// its end, unless it is the newest: chat during an outage sits where the
+    /// video stopped). Before the first segment known: its start. Pure.
+    fn offset(&self, t: DateTime<Utc>) -> Option<f64> {
+        let first = self.recent.front()?;
+        let i = self.recent.partition_point(|(pdt, _, _)| *pdt <= t);
+        if i == 0 {
+            return Some(first.1);
+        }
+        let (pdt, start, duration) = self.recent[i - 1];
+        let since = (t - pdt).num_milliseconds() as f64 / 1000.0;
+        let newest = i == self.recent.len();
+        Some(start + if newest { since } else { since.min(duration) })
+    }
 }
 
 /// How many recent ids are kept: far more than one chunk, so a replacement
@@ -170,7 +243,7 @@ impl ChatRecorder {
             next_seq: chunks.last().map_or(0, |c| c.seq as u64 + 1),
             buffer: Vec::new(),
             seen,
-            origin: None,
+            timeline: Timeline::default(),
             deaf_since,
             stopping: false,
             stats: ChatStats::default(),
@@ -323,34 +396,6 @@ impl ChatRecorder {
         }
     }
 
-    /// The recording's timeline origin: its first segment's program
-    /// date-time, kept once known; until then, when the recording started.
-    async fn origin(&mut self) -> Option<DateTime<Utc>> {
-        if self.origin.is_some() {
-            return self.origin;
-        }
-        type Times = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-        let found: Result<Times, _> = sqlx::query_as(
-            "SELECT (SELECT program_date_time FROM segments WHERE recording_id = $1 AND NOT is_gap
-                      ORDER BY epoch, media_sequence LIMIT 1),
-                    (SELECT started_at FROM recordings WHERE id = $1)",
-        )
-        .bind(self.recording_id)
-        .fetch_one(&self.pool)
-        .await;
-        match found {
-            Ok((Some(first_segment), _)) => {
-                self.origin = Some(first_segment);
-                self.origin
-            }
-            Ok((None, started)) => started,
-            Err(e) => {
-                warn!(error = %e, "could not read the recording's timeline origin");
-                None
-            }
-        }
-    }
-
     /// Store what is buffered as one chunk. A storage or database failure
     /// keeps the messages for the next try (up to a chunk's worth more,
     /// beyond which the oldest become a gap); fenced out stops the recorder.
@@ -358,14 +403,27 @@ impl ChatRecorder {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let origin = self.origin().await;
+        if let Err(e) = self.timeline.catch_up(&self.pool, self.recording_id).await {
+            warn!(error = %e, "could not read the recording's segments for chat offsets");
+        }
         // Offsets are on the video's timeline: until its first segment is
         // stored, wait (a chunk's worth at most) rather than guess.
-        if self.origin.is_none() && self.buffer.len() < self.args.chat_flush_messages && !self.stopping {
+        if self.timeline.is_empty() && self.buffer.len() < self.args.chat_flush_messages && !self.stopping {
             return Ok(());
         }
+        let started = match self.timeline.is_empty() {
+            true => sqlx::query_scalar("SELECT started_at FROM recordings WHERE id = $1")
+                .bind(self.recording_id)
+                .fetch_optional(&self.pool)
+                .await
+                .ok()
+                .flatten(),
+            false => None,
+        };
         for m in &mut self.buffer {
-            m.offset_secs = origin.map_or(0.0, |o| ((m.sent_at - o).num_milliseconds() as f64 / 1000.0).max(0.0));
+            m.offset_secs = self.timeline.offset(m.sent_at).unwrap_or_else(|| {
+                started.map_or(0.0, |s: DateTime<Utc>| ((m.sent_at - s).num_milliseconds() as f64 / 1000.0).max(0.0))
+            });
         }
         match self.store_chunk().await {
             Ok(()) => {
@@ -475,6 +533,28 @@ mod tests {
         });
         let result = tokio_tungstenite::connect_async(format!("wss://127.0.0.1:{port}/")).await;
         assert!(result.is_err());
+    }
+
+    #[test]
+    fn chat_lands_where_the_video_is_across_gaps_and_epochs() {
+        let at = |s: i64| DateTime::<Utc>::from_timestamp(1_700_000_000 + s, 0).unwrap();
+        let mut t = Timeline::default();
+        assert_eq!(t.offset(at(0)), None, "nothing stored yet");
+        // Epoch 0: segments at 0, 2 and 4 s; a gap row (6 s lost); one at 8 s.
+        t.push(Some(at(0)), 2.0, false);
+        t.push(Some(at(2)), 2.0, false);
+        t.push(Some(at(4)), 2.0, false);
+        t.push(None, 0.0, true);
+        t.push(Some(at(8)), 2.0, false);
+        assert_eq!(t.offset(at(-5)), Some(0.0), "before the first segment");
+        assert_eq!(t.offset(at(3)), Some(3.0));
+        assert_eq!(t.offset(at(7)), Some(6.0), "in the gap: where the video jumps");
+        assert_eq!(t.offset(at(9)), Some(7.0), "after the gap, the video is 2 s behind the clock");
+        // Epoch 1 after a 60 s outage: chat in the outage sits at the end of epoch 0.
+        t.push(Some(at(70)), 2.0, false);
+        assert_eq!(t.offset(at(40)), Some(8.0));
+        assert_eq!(t.offset(at(71)), Some(9.0));
+        assert_eq!(t.offset(at(75)), Some(13.0), "the newest segment runs on");
     }
 
     #[test]

@@ -291,8 +291,16 @@ impl LiveSource {
             ads: HashSet::new(),
             token: None,
         };
-        for _ in 0..window.saturating_sub(1) {
-            ch.publish();
+        // The window a live source already offers was captured one segment
+        // after another: back-date each so that its program date-time ends
+        // where the next one's begins, as a real source's do.
+        let prefill = window.saturating_sub(1);
+        let media = ch.media.clone();
+        let duration = |i: usize| Duration::from_secs_f64(media.segments[i % media.segments.len()].1);
+        let now = SystemTime::now();
+        for i in 0..prefill {
+            let later: Duration = (i + 1..=prefill).map(duration).sum();
+            ch.publish_at(now - later);
         }
         self.channels.lock().unwrap().insert(name.to_owned(), ch);
     }
