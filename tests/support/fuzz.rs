@@ -200,28 +200,36 @@ pub fn mutated() -> impl Strategy<Value = Vec<u8>> {
     });
     (valid, prop::collection::vec((any::<u8>(), any::<prop::sample::Index>(), any::<u8>()), 1..12)).prop_map(
         |(mut bytes, edits)| {
-            for (op, at, value) in edits {
-                if bytes.is_empty() {
-                    break;
+            mutate(&mut bytes, edits, |bytes, op, i| match op {
+                3 => {
+                    let line: Vec<u8> = bytes[i..].iter().take_while(|b| **b != b'\n').copied().collect();
+                    bytes.splice(i..i, line.iter().copied().chain([b'\n']));
                 }
-                let i = at.index(bytes.len());
-                match op % 6 {
-                    0 => bytes[i] = value,
-                    1 => bytes.insert(i, value),
-                    2 => {
-                        bytes.remove(i);
-                    }
-                    3 => {
-                        let line: Vec<u8> = bytes[i..].iter().take_while(|b| **b != b'\n').copied().collect();
-                        bytes.splice(i..i, line.iter().copied().chain([b'\n']));
-                    }
-                    4 => bytes.truncate(i.max(7)),
-                    _ => bytes.splice(i..i, b"9999999999999999999999".iter().copied()).for_each(drop),
-                }
-            }
+                4 => bytes.truncate(i.max(7)),
+                _ => bytes.splice(i..i, b"9999999999999999999999".iter().copied()).for_each(drop),
+            });
             bytes
         },
     )
+}
+
+/// Byte edits at random places: overwrite, insert or remove a byte, or one
+/// of three format-specific edits (`special`, given the op 3 to 5 and the place).
+fn mutate(bytes: &mut Vec<u8>, edits: Vec<(u8, prop::sample::Index, u8)>, special: impl Fn(&mut Vec<u8>, u8, usize)) {
+    for (op, at, value) in edits {
+        if bytes.is_empty() {
+            break;
+        }
+        let i = at.index(bytes.len());
+        match op % 6 {
+            0 => bytes[i] = value,
+            1 => bytes.insert(i, value),
+            2 => {
+                bytes.remove(i);
+            }
+            op => special(bytes, op, i),
+        }
+    }
 }
 
 /// `#EXTM3U` and then anything.
@@ -459,22 +467,11 @@ pub fn irc_mutated() -> impl Strategy<Value = String> {
     )
         .prop_map(|(line, edits)| {
             let mut bytes = line.as_bytes().to_vec();
-            for (op, at, value) in edits {
-                if bytes.is_empty() {
-                    break;
-                }
-                let i = at.index(bytes.len());
-                match op % 6 {
-                    0 => bytes[i] = value,
-                    1 => bytes.insert(i, value),
-                    2 => {
-                        bytes.remove(i);
-                    }
-                    3 => bytes.splice(i..i, b"\\".iter().copied()).for_each(drop),
-                    4 => bytes.truncate(i),
-                    _ => bytes.splice(i..i, b";a=b;;=;\\s".iter().copied()).for_each(drop),
-                }
-            }
+            mutate(&mut bytes, edits, |bytes, op, i| match op {
+                3 => bytes.splice(i..i, b"\\".iter().copied()).for_each(drop),
+                4 => bytes.truncate(i),
+                _ => bytes.splice(i..i, b";a=b;;=;\\s".iter().copied()).for_each(drop),
+            });
             String::from_utf8_lossy(&bytes).into_owned()
         })
 }

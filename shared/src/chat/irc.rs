@@ -16,7 +16,6 @@
 //! [`MAX_BADGES`] and [`MAX_PARAMS`] entries.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -270,25 +269,7 @@ fn message(line: &Line<'_>, kind: ChatKind, received_at: DateTime<Utc>) -> Resul
         .and_then(DateTime::from_timestamp_millis)
         .unwrap_or(received_at);
     let field = |key: &str| line.tag_value(key).map(|v| cap(&v, MAX_FIELD_BYTES));
-    let mut m = ChatMessage {
-        id: String::new(),
-        kind,
-        sent_at,
-        offset_secs: 0.0,
-        user_id: None,
-        login: None,
-        display_name: None,
-        color: None,
-        badges: Vec::new(),
-        text: None,
-        emotes: None,
-        notice: None,
-        system_text: None,
-        params: BTreeMap::new(),
-        target: None,
-        duration_secs: None,
-        truncated: false,
-    };
+    let mut m = ChatMessage::new(String::new(), kind, sent_at);
     match kind {
         ChatKind::Privmsg | ChatKind::Usernotice => {
             m.user_id = field("user-id");

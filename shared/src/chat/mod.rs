@@ -92,6 +92,31 @@ pub struct ChatMessage {
     pub truncated: bool,
 }
 
+impl ChatMessage {
+    /// A message of `kind` with its id and time, and nothing else known yet.
+    pub fn new(id: String, kind: ChatKind, sent_at: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            kind,
+            sent_at,
+            offset_secs: 0.0,
+            user_id: None,
+            login: None,
+            display_name: None,
+            color: None,
+            badges: Vec::new(),
+            text: None,
+            emotes: None,
+            notice: None,
+            system_text: None,
+            params: BTreeMap::new(),
+            target: None,
+            duration_secs: None,
+            truncated: false,
+        }
+    }
+}
+
 /// A chunk's body: one message per line as JSON, gzip-compressed.
 pub fn encode_chunk(messages: &[ChatMessage]) -> Result<Vec<u8>, std::io::Error> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -164,23 +189,13 @@ mod tests {
     #[test]
     fn chunks_round_trip_and_damage_is_an_error() {
         let m = ChatMessage {
-            id: "a".into(),
-            kind: ChatKind::Privmsg,
-            sent_at: Utc::now(),
-            offset_secs: 1.5,
             user_id: Some("1".into()),
             login: Some("alice".into()),
             display_name: Some("Alice".into()),
-            color: None,
             badges: vec![("subscriber".into(), "12".into())],
             text: Some("hello ✨".into()),
-            emotes: None,
-            notice: None,
-            system_text: None,
-            params: BTreeMap::new(),
-            target: None,
-            duration_secs: None,
-            truncated: false,
+            offset_secs: 1.5,
+            ..ChatMessage::new("a".into(), ChatKind::Privmsg, Utc::now())
         };
         let body = encode_chunk(&[m.clone(), m.clone()]).unwrap();
         assert_eq!(decode_chunk(&body).unwrap(), vec![m.clone(), m]);

@@ -55,10 +55,6 @@ impl ChatLedger {
         Self { pool, recording_id, token }
     }
 
-    fn fenced(&self) -> LedgerError {
-        LedgerError::Fenced { recording_id: self.recording_id, token: self.token }
-    }
-
     /// Record a stored chunk. Returns false if that chunk number was already
     /// there (idempotent); fenced out if the lease moved on.
     pub async fn insert_chunk(&self, c: &ChatChunk) -> Result<bool, LedgerError> {
@@ -109,11 +105,7 @@ impl ChatLedger {
     }
 
     async fn check_fence(&self) -> Result<(), LedgerError> {
-        let token: Option<i64> = sqlx::query_scalar("SELECT lease_token FROM recordings WHERE id = $1")
-            .bind(self.recording_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        if token == Some(self.token) { Ok(()) } else { Err(self.fenced()) }
+        super::ledger::check_fence(&self.pool, self.recording_id, self.token).await
     }
 }
 

@@ -37,6 +37,16 @@ impl From<sqlx::Error> for LedgerError {
     }
 }
 
+/// After a fenced write that changed nothing: Ok if `token` still holds the
+/// recording (the write was a duplicate), fenced out if it moved on.
+pub(crate) async fn check_fence(pool: &PgPool, recording_id: i64, token: i64) -> Result<(), LedgerError> {
+    let held: Option<i64> = sqlx::query_scalar("SELECT lease_token FROM recordings WHERE id = $1")
+        .bind(recording_id)
+        .fetch_optional(pool)
+        .await?;
+    if held == Some(token) { Ok(()) } else { Err(LedgerError::Fenced { recording_id, token }) }
+}
+
 /// Errors about the data itself (SQLSTATE classes 22, data exception, and
 /// 23, integrity violation), as opposed to a database that is away.
 pub fn refuses_the_data(e: &sqlx::Error) -> bool {
@@ -108,11 +118,7 @@ impl Ledger {
     }
 
     async fn check_fence(&self) -> Result<(), LedgerError> {
-        let token: Option<i64> = sqlx::query_scalar("SELECT lease_token FROM recordings WHERE id = $1")
-            .bind(self.recording_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        if token == Some(self.token) { Ok(()) } else { Err(self.fenced()) }
+        check_fence(&self.pool, self.recording_id, self.token).await
     }
 
     /// Write one row. Returns false if it was already there (idempotent).
