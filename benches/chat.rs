@@ -66,7 +66,7 @@ async fn measure(rig: &Rig, source: &LiveSource, channel: i64, rate: Option<u64>
     let script = vec![Step::Burst { messages: total + per_second as usize * 5, per_second }];
     let chat = FakeChat::start("benchy", if rate.is_some() { script } else { vec![] }).await;
     let (cell, a) = rig.assign(channel).await;
-    let template = format!("printf '%s\\n' {}", source.media_url("{handle}"));
+    let template = Rig::twitch_resolver(source);
     let mut cmd = rig.observer_command(channel, "benchy", cell, a, &[]);
     cmd.env("COLONY_RESOLVER_TWITCH", template).env("OBSERVER_TWITCH_CHAT_URL", chat.url()).env("COLONY_LOG", "warn");
     if rate.is_none() {
@@ -103,12 +103,7 @@ async fn main() -> anyhow::Result<()> {
     let ts = tokio::task::spawn_blocking(|| media(Container::Ts, Profile::TEST)).await?;
     let source = LiveSource::start().await;
     source.add("benchy", &ts, 6);
-    let channel: i64 = sqlx::query_scalar(
-        "INSERT INTO channels (login, display_name, source_kind, source_url, platform, platform_handle, pipeline)
-         VALUES ('benchy', 'benchy', 'platform', 'https://www.twitch.tv/benchy', 'twitch', 'benchy', '[]') RETURNING id",
-    )
-    .fetch_one(&rig.pool)
-    .await?;
+    let channel = rig.twitch_channel("benchy").await;
 
     println!("chat ingest: one observer, {} s windows, video from the live test source in both runs", args.seconds);
     println!(

@@ -22,19 +22,6 @@ use serde_json::Value;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-/// A Twitch channel named `login`, whose stream the resolver finds on the
-/// live source; its id.
-async fn twitch_channel(rig: &Rig, login: &str) -> i64 {
-    sqlx::query_scalar(
-        "INSERT INTO channels (login, display_name, source_kind, source_url, platform, platform_handle, pipeline)
-         VALUES ($1, $1, 'platform', 'https://www.twitch.tv/' || $1, 'twitch', $1, '[]') RETURNING id",
-    )
-    .bind(login)
-    .fetch_one(&rig.pool)
-    .await
-    .unwrap()
-}
-
 /// An observer of the channel with chat from `chat`, flushing every second.
 fn observer(
     rig: &Rig,
@@ -44,7 +31,7 @@ fn observer(
     source: &LiveSource,
     chat: &FakeChat,
 ) -> tokio::process::Child {
-    let template = format!("printf '%s\\n' {}", source.media_url("{handle}"));
+    let template = Rig::twitch_resolver(source);
     let mut cmd = rig.observer_command(channel, login, a.0, a.1, &["--standby", "2s"]);
     cmd.env("COLONY_RESOLVER_TWITCH", template)
         .env("OBSERVER_TWITCH_CHAT_URL", chat.url())
@@ -96,7 +83,7 @@ async fn chat_is_archived_once_aligned_with_the_video_with_explicit_gaps_and_exp
         let source = LiveSource::start().await;
         source.add("chatty", &ts, 6);
         let rig = Rig::file().await;
-        let channel = twitch_channel(&rig, "chatty").await;
+        let channel = rig.twitch_channel("chatty").await;
         let (cell, a) = rig.assign(channel).await;
         let chat = FakeChat::start("chatty", script()).await;
         let child = observer(&rig, channel, "chatty", (cell, a), &source, &chat);
@@ -219,7 +206,7 @@ async fn a_replacement_observer_continues_the_chat_archive_without_duplicates() 
         let source = LiveSource::start().await;
         source.add("handover", &ts, 6);
         let rig = Rig::file().await;
-        let channel = twitch_channel(&rig, "handover").await;
+        let channel = rig.twitch_channel("handover").await;
         let say = |n: usize| Step::Say { user: "alice", text: format!("message {n}") };
         let mut script: Vec<Step> = (0..20).map(say).collect();
         script.push(Step::Wait(SECS(4)));

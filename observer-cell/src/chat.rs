@@ -458,7 +458,7 @@ impl ChatRecorder {
         let body = Bytes::from(colony::chat::encode_chunk(&self.buffer)?);
         let bytes = body.len() as i64;
         self.store.put(&key, body).await?;
-        let (first, last) = (&self.buffer[0], &self.buffer[self.buffer.len() - 1]);
+        let (Some(first), Some(last)) = (self.buffer.first(), self.buffer.last()) else { return Ok(()) };
         let chunk = ChatChunk {
             seq: self.next_seq as i64,
             object_key: key.to_string(),

@@ -471,8 +471,8 @@ impl Recorder {
             return;
         }
         let id = self.args.recording_id;
-        match colony::recording::chat::chunks(&self.pool, id).await {
-            Ok(chunks) if !chunks.is_empty() => {
+        match colony::recording::chat::chunk_count(&self.pool, id).await {
+            Ok(chunks) if chunks > 0 => {
                 let job = colony::queue::NewJob::new("chat_export", serde_json::json!({ "recording_id": id }))
                     .unique_key(format!("chat_export:recording:{id}"));
                 if let Err(e) = colony::queue::Queue::new(self.pool.clone()).enqueue(&job).await {

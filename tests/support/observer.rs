@@ -113,6 +113,24 @@ impl Rig {
         .unwrap()
     }
 
+    /// Add a Twitch channel named `login` (its handle too), recorded with no
+    /// pipeline; its video comes through the host's Twitch resolver template.
+    pub async fn twitch_channel(&self, login: &str) -> i64 {
+        sqlx::query_scalar(
+            "INSERT INTO channels (login, display_name, source_kind, source_url, platform, platform_handle, pipeline)
+             VALUES ($1, $1, 'platform', 'https://www.twitch.tv/' || $1, 'twitch', $1, '[]') RETURNING id",
+        )
+        .bind(login)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// The Twitch resolver template that finds a handle's stream on `source`.
+    pub fn twitch_resolver(source: &crate::live::LiveSource) -> String {
+        format!("printf '%s\\n' {}", source.media_url("{handle}"))
+    }
+
     /// Hand the channel's recording to a new cell, as the mothership does.
     pub async fn assign(&self, channel_id: i64) -> (uuid::Uuid, Assignment) {
         let cell = uuid::Uuid::new_v4();

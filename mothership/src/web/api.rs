@@ -108,7 +108,7 @@ pub async fn recording_data(web: &Web, id: i64) -> Result<RecordingPage, WebErro
     let (rows, chapters) = tokio::try_join!(data::ledger(&web.pool, id), data::chapters(&web.pool, id))?;
     let media = super::media::Extras::find(web, &recording).await;
     let export_job = data::export_job(&web.pool, id).await?;
-    let chat_chunks = colony::recording::chat::chunks(&web.pool, id).await?.len();
+    let chat_chunks = colony::recording::chat::chunk_count(&web.pool, id).await? as usize;
     Ok(RecordingPage {
         timeline: data::timeline(&rows),
         chapters,

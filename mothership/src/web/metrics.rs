@@ -135,7 +135,9 @@ pub async fn render(pool: &PgPool) -> Result<String, sqlx::Error> {
            FROM recordings GROUP BY 1",
     )
     .fetch_all(pool);
-    let live = sqlx::query_as::<_, (String, f64, f64, i32)>(
+    // Per channel being recorded: (login, lag, last segment's duration, epoch).
+    type Live = (String, f64, f64, i32);
+    let live = sqlx::query_as::<_, Live>(
         "SELECT c.login,
                 EXTRACT(EPOCH FROM now() - COALESCE(last.stored_at, r.started_at))::float8,
                 COALESCE(last.duration_secs, 0), r.epoch
@@ -193,29 +195,27 @@ pub async fn render(pool: &PgPool) -> Result<String, sqlx::Error> {
         sum(|r| r.reconnects),
     );
 
-    page.family(
-        "colony_recording_lag_seconds",
-        "gauge",
-        "For each channel being recorded: now minus when its last segment was stored.",
-    );
-    for (login, lag, _, _) in &live {
-        page.sample("colony_recording_lag_seconds", &[("channel", login)], *lag);
-    }
-    page.family(
-        "colony_recording_segment_duration_seconds",
-        "gauge",
-        "For each channel being recorded: the duration of its last stored segment (about its target duration).",
-    );
-    for (login, _, duration, _) in &live {
-        page.sample("colony_recording_segment_duration_seconds", &[("channel", login)], *duration);
-    }
-    page.family(
-        "colony_recording_epochs",
-        "gauge",
-        "For each channel being recorded: the epochs of its recording so far.",
-    );
-    for (login, _, _, epoch) in &live {
-        page.sample("colony_recording_epochs", &[("channel", login)], f64::from(*epoch) + 1.0);
+    type PerChannel = (&'static str, &'static str, fn(&Live) -> f64);
+    let per_channel: [PerChannel; 3] = [
+        (
+            "colony_recording_lag_seconds",
+            "For each channel being recorded: now minus when its last segment was stored.",
+            |r| r.1,
+        ),
+        (
+            "colony_recording_segment_duration_seconds",
+            "For each channel being recorded: the duration of its last stored segment (about its target duration).",
+            |r| r.2,
+        ),
+        ("colony_recording_epochs", "For each channel being recorded: the epochs of its recording so far.", |r| {
+            f64::from(r.3) + 1.0
+        }),
+    ];
+    for (name, help, value) in per_channel {
+        page.family(name, "gauge", help);
+        for row in &live {
+            page.sample(name, &[("channel", &row.0)], value(row));
+        }
     }
 
     page.family("colony_jobs", "gauge", "Jobs by kind and state.");

@@ -121,6 +121,14 @@ pub async fn chunks(pool: &PgPool, recording_id: i64) -> Result<Vec<ChatChunk>, 
     .await
 }
 
+/// How many chunks of chat a recording has.
+pub async fn chunk_count(pool: &PgPool, recording_id: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM chat_chunks WHERE recording_id = $1")
+        .bind(recording_id)
+        .fetch_one(pool)
+        .await
+}
+
 /// A recording's chat gaps, in order.
 pub async fn gaps(pool: &PgPool, recording_id: i64) -> Result<Vec<ChatGap>, sqlx::Error> {
     sqlx::query_as("SELECT from_at, to_at, reason FROM chat_gaps WHERE recording_id = $1 ORDER BY from_at")
