@@ -593,11 +593,11 @@ async fn sigterm_hands_a_running_job_back_without_spending_an_attempt() {
     source.segment_delay("slow", Duration::from_millis(300));
     let rig = Rig::file().await;
     let channel = rig.channel("slow", "http://unused.invalid/").await;
-    // Through a resolver command, as page URLs are given for yt-dlp.
+    // Through a resolver profile, as page URLs are given for yt-dlp.
     let id = Queue::new(rig.pool.clone())
         .enqueue(&NewJob::new(
             "vod_download",
-            json!({ "url": source.media_url("slow"), "channel_id": channel, "resolver": "printf '%s\\n' {url}" }),
+            json!({ "url": source.media_url("slow"), "channel_id": channel, "resolver": "printf" }),
         ))
         .await
         .unwrap()

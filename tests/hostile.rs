@@ -335,26 +335,30 @@ async fn planted_spool_entries_never_reach_the_archive() {
 
 /// A resolver command stored in the database ran on every host that probed
 /// or recorded the channel, whatever program it named: write access to
-/// Postgres meant command execution everywhere.
+/// Postgres meant command execution everywhere. Now a row names a profile,
+/// and even a profile the host defines runs only a program it allows.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resolver_program_the_host_does_not_allow_never_runs() {
     let colony = Colony::new(Rig::file().await);
     let marker = colony.logs.path().join("resolver-ran");
     let resolver = format!("touch {}", marker.display());
-    let out = colony
-        .run(&[
-            "channel",
-            "add",
-            "--login",
-            "evil",
-            "--source-url",
-            "https://example.invalid/x",
-            "--resolver",
-            &resolver,
-        ])
-        .await;
+    let mut add = colony.command(&[
+        "channel",
+        "add",
+        "--login",
+        "evil",
+        "--source-url",
+        "https://example.invalid/x",
+        "--resolver",
+        "evil",
+    ]);
+    let out = add.env("COLONY_RESOLVER_EVIL", &resolver).stderr(std::process::Stdio::piped()).output().await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report = colony.tick(&[]).await;
+    let mut tick = colony.command(&["tick", "--json"]);
+    tick.env("COLONY_RESOLVER_EVIL", &resolver);
+    let out = tick.output().await.unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default()).unwrap();
     assert_eq!(report["probes"]["errors"], 1, "{report:#}");
     assert!(!marker.exists(), "the stored resolver ran");
     let out = colony.run(&["status", "--json"]).await;

@@ -251,7 +251,7 @@ async fn channel_commands_list_update_disable_and_refuse_to_remove_recorded_chan
     let dup = colony.run(&["channel", "add", "--login", "beta", "--source-url", "http://127.0.0.1:9/b.m3u8"]).await;
     assert_eq!(dup.status.code(), Some(2));
     assert!(one_line(&dup).contains("already exists"));
-    let out = colony.run(&["channel", "update", "beta", "--resolver", "yt-dlp -g {url}", "--name", "Beta"]).await;
+    let out = colony.run(&["channel", "update", "beta", "--resolver", "printf", "--name", "Beta"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = colony.run(&["channel", "disable", "beta"]).await;
     assert!(out.status.success());

@@ -204,8 +204,8 @@ async fn a_blip_inside_the_standby_window_continues_the_same_epoch_without_dupli
     let source = LiveSource::start().await;
     source.add("kilo", &media, 6);
     let rig = Rig::file().await;
-    // The source comes from a resolver command, re-run on every standby probe.
-    let channel = rig.channel_with_resolver("kilo", &source.media_url("kilo"), "printf '%s\\n' {url}").await;
+    // The source comes from a resolver profile, re-run on every standby probe.
+    let channel = rig.channel_with_profile("kilo", &source.media_url("kilo"), "printf").await;
     let (cell, a) = rig.assign(channel).await;
     let child = rig.observer(channel, "kilo", cell, a, &["--standby", "8s"]);
     rig.wait_segments(a.recording_id, 7, SECS(30)).await;

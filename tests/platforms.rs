@@ -366,7 +366,8 @@ async fn a_platform_backfill_queues_each_past_broadcast_once() {
     assert_eq!(newest["url"], "https://www.twitch.tv/videos/2000000000");
     assert_eq!(newest["stream_id"], "40000000000");
     assert_eq!(newest["live_recording_id"], live);
-    assert!(newest["resolver"].as_str().unwrap_or_default().starts_with("yt-dlp "), "{newest}");
+    // The job names the platform's VOD resolver profile; the harvest cell's host holds the command.
+    assert_eq!(newest["resolver"], "twitch_vod", "{newest}");
 
     let out = backfill(&[], true).await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

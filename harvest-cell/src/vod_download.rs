@@ -1,6 +1,7 @@
 //! `vod_download`: an HLS VOD into a recording in ledger form, the backfill
 //! path. Args: `{"url": "...", "channel_id": N}` (or `"channel": "login"`),
-//! and optionally `"resolver": "yt-dlp -g {url}"` to turn a page URL into
+//! and optionally `"resolver": "PROFILE"` (a resolver profile of the host,
+//! `COLONY_RESOLVER_<PROFILE>`, never a command) to turn a page URL into
 //! the HLS URL first.
 //!
 //! Idempotent and resumable: the recording is found again by (channel, URL);
@@ -95,19 +96,20 @@ async fn open_playlist(
     ctx: &Ctx,
     args: &VodDownloadArgs,
     url: &url::Url,
-    channel_id: i64,
+    allowed: &[colony::hls::HostPattern],
 ) -> Result<(MediaPlaylist, FetchPolicy), JobError> {
-    let hls_url = match args.resolver.as_deref() {
-        Some(resolver) => ctx
-            .args
-            .resolvers
-            .run(resolver, url.as_str(), Duration::from_secs(120))
-            .await
-            .map_err(JobError::classified)?,
+    let hls_url = match &args.resolver {
+        Some(profile) => {
+            let target = colony::resolver::Target { url: url.as_str(), handle: None };
+            ctx.args
+                .resolvers
+                .run_profile(profile, target, Duration::from_secs(120))
+                .await
+                .map_err(JobError::classified)?
+        }
         None => url.clone(),
     };
-    let allowed = colony::channel::allowed_hosts(ctx.queue.pool(), channel_id).await.map_err(JobError::transient)?;
-    let policy = FetchPolicy::for_source(&hls_url, &allowed);
+    let policy = FetchPolicy::for_source(&hls_url, allowed);
     let (_, playlist, _) = ctx.hls.open(&hls_url, &VariantChoice::Best, &policy).await.map_err(hls_error)?;
     if !playlist.ended {
         return Err(JobError::permanent("the URL is a live stream (no EXT-X-ENDLIST); observers record live channels"));
@@ -176,7 +178,10 @@ async fn download(
     ledger: &Ledger,
 ) -> Result<(), JobError> {
     let recording_id = ledger.recording_id();
-    let (playlist, policy) = open_playlist(ctx, args, url, channel_id).await?;
+    // The channel's allowed hosts may resolve to private addresses; no other name may.
+    let allowed = colony::channel::allowed_hosts(ctx.queue.pool(), channel_id).await.map_err(JobError::transient)?;
+    let ctx = &Ctx { hls: ctx.hls.for_channel(&allowed), ..ctx.clone() };
+    let (playlist, policy) = open_playlist(ctx, args, url, &allowed).await?;
     let existing = ledger.rows().await.map_err(ledger_error)?;
     let have: BTreeSet<i64> = existing.iter().map(|r| r.media_sequence).collect();
     let todo: Vec<_> = playlist.segments.iter().filter(|s| !have.contains(&(s.sequence as i64))).cloned().collect();

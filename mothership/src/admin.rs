@@ -13,6 +13,7 @@ use colony::config::{redact_source_url, redact_text};
 use colony::exit::{Classify, ErrorClass};
 use colony::platform::{self, Platform, PlatformChannel, PlatformError};
 use colony::queue::{JobArgs, JobKind, NewJob, Queue, QueueError, VodDownloadArgs};
+use colony::resolver::ProfileName;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -38,12 +39,27 @@ pub fn parse_source_url(raw: &str) -> Result<Url, AdminError> {
     Ok(url)
 }
 
-fn parse_resolver(raw: &str) -> Result<String, AdminError> {
-    match shell_words::split(raw) {
-        Ok(words) if !words.is_empty() => Ok(raw.to_owned()),
-        Ok(_) => Err(AdminError::Invalid("the resolver command is empty".into())),
-        Err(e) => Err(AdminError::Invalid(format!("the resolver command '{raw}' cannot be split into words: {e}"))),
+/// `--resolver NAME`: a resolver profile this host defines. A command is
+/// refused with how to make it a profile: rows name profiles, never carry
+/// commands (any holder of a database URL could write one).
+pub fn parse_resolver(raw: &str) -> Result<String, AdminError> {
+    let raw = raw.trim();
+    let profile = ProfileName::parse(raw).map_err(|_| {
+        let shown = colony::resolver::redact_template(raw);
+        AdminError::Invalid(format!(
+            "--resolver takes a resolver profile's name, not a command: define the command on this host and on \
+             the hosts that run cells as COLONY_RESOLVER_<NAME>='{shown}', then give --resolver <name> \
+             (a-z, 0-9 and _)"
+        ))
+    })?;
+    if colony::resolver::template(&profile).is_none() {
+        return Err(AdminError::Invalid(format!(
+            "resolver profile '{profile}' is not defined here: set {} to its command on this host (which probes \
+             the channel) and on the hosts that run its observers",
+            profile.variable()
+        )));
     }
+    Ok(profile.to_string())
 }
 
 /// `--allow-host` values: host names or `*.suffix` patterns.
@@ -188,7 +204,7 @@ pub async fn add_channel(pool: &PgPool, c: &NewChannel) -> Result<i64, AdminErro
         return Err(AdminError::Invalid(format!("that channel is already in the archive as '{login}'")));
     }
     let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO channels (login, display_name, source_kind, source_url, resolver, variant, allowed_hosts,
+        "INSERT INTO channels (login, display_name, source_kind, source_url, resolver_profile, variant, allowed_hosts,
                                platform, platform_handle, platform_id, chat)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (login) DO NOTHING RETURNING id",
     )
@@ -213,7 +229,7 @@ pub async fn add_channel(pool: &PgPool, c: &NewChannel) -> Result<i64, AdminErro
 pub struct ChannelUpdate {
     pub name: Option<String>,
     pub source_url: Option<String>,
-    /// Some("") clears the resolver (the source becomes a direct HLS URL).
+    /// A resolver profile's name; Some("") clears it (the source becomes a direct HLS URL).
     pub resolver: Option<String>,
     pub variant: Option<String>,
     /// Replaces the allowed hosts when given; `[""]` clears them.
@@ -238,8 +254,9 @@ pub async fn update_channel(pool: &PgPool, login: &str, u: &ChannelUpdate) -> Re
         "UPDATE channels SET
             display_name = COALESCE($2, display_name),
             source_url = COALESCE($3, source_url),
-            resolver = CASE WHEN $4 THEN $5 ELSE resolver END,
-            source_kind = CASE WHEN $4 THEN (CASE WHEN $5 IS NULL THEN 'hls' ELSE 'command' END) ELSE source_kind END,
+            resolver_profile = CASE WHEN $4 THEN $5 ELSE resolver_profile END,
+            source_kind = CASE WHEN $4 AND source_kind <> 'platform'
+                               THEN (CASE WHEN $5 IS NULL THEN 'hls' ELSE 'command' END) ELSE source_kind END,
             variant = COALESCE($6, variant),
             allowed_hosts = COALESCE($7, allowed_hosts),
             chat = COALESCE($8, chat),
@@ -305,7 +322,8 @@ pub struct ChannelStatus {
     pub display_name: String,
     pub source_kind: String,
     pub source_url: String,
-    pub resolver: Option<String>,
+    /// The resolver profile it names (a name: the command lives on each host).
+    pub resolver_profile: Option<String>,
     /// The streaming platform, for a platform channel.
     pub platform: Option<String>,
     /// What the platform says the broadcast is, while it is live.
@@ -328,7 +346,7 @@ pub struct ChannelStatus {
 
 pub async fn channel_status(pool: &PgPool) -> Result<Vec<ChannelStatus>, AdminError> {
     Ok(sqlx::query_as(
-        "SELECT c.id, c.login, c.display_name, c.source_kind, c.source_url, c.resolver, c.platform,
+        "SELECT c.id, c.login, c.display_name, c.source_kind, c.source_url, c.resolver_profile, c.platform,
                 c.stream_title, c.stream_category, c.enabled, c.live,
                 c.probed_at, c.probe_error, c.start_failures, c.start_retry_at,
                 o.id AS observer, o.state::text AS observer_state, o.last_heartbeat,
@@ -581,8 +599,8 @@ pub struct PlatformBackfill {
 /// `backfill --channel NAME --from-platform`: list the channel's past
 /// broadcasts on its platform and queue one `vod_download` each, keyed by
 /// the platform's video id, so running it again queues nothing new. Each
-/// is resolved with the platform's VOD resolver (`COLONY_VOD_RESOLVER_TWITCH`,
-/// yt-dlp by default) on the harvest cell.
+/// is resolved with the platform's VOD resolver profile (`twitch_vod`:
+/// `COLONY_RESOLVER_TWITCH_VOD`, yt-dlp by default) on the harvest cell.
 pub async fn backfill_from_platform(
     pool: &PgPool,
     channel: &str,
@@ -692,7 +710,7 @@ pub async fn backfill_from_platform(
     .fetch_all(pool)
     .await?;
     let live: std::collections::HashMap<String, i64> = live.into_iter().collect();
-    let resolver = platform.vod_resolver_template();
+    let resolver = platform.vod_profile();
     let jobs: Vec<NewJob> = broadcasts
         .iter()
         .map(|v| {

@@ -13,8 +13,9 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use sqlx::PgPool;
 
-use colony::channel::{Channel, Resolvers};
+use colony::channel::Channel;
 use colony::platform::Platform;
+use colony::resolver::Resolvers;
 use tokio::time::Instant;
 
 use crate::platform::{Detectors, PlatformArgs, StreamInfo};
@@ -83,6 +84,7 @@ pub async fn probe(channel: &Channel, client: &HlsClient, timeout: Duration, res
         let url = channel.resolve(timeout, resolvers).await.map_err(|e| colony::error_chain(&e))?;
         let policy = FetchPolicy::for_source(&url, &channel.allowed_hosts());
         let choice: VariantChoice = channel.variant.parse().unwrap_or(VariantChoice::Best);
+        let client = client.for_channel(&channel.allowed_hosts());
         let (_, playlist, _) = client.open(&url, &choice, &policy).await.map_err(|e| colony::error_chain(&e))?;
         let fingerprint = playlist.segments.last().map(|s| format!("{}:{}", s.sequence, s.uri.path()));
         Ok::<_, String>((!playlist.segments.is_empty() && !playlist.ended, fingerprint))

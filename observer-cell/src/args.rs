@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-use colony::channel::{Login, Resolvers};
+use colony::channel::Login;
 use colony::hls::{FetchLimits, VariantChoice};
+use colony::resolver::Resolvers;
 
 /// The variable that carries the recording id.
 pub const RECORDING_ID_VAR: &str = "OBSERVER_RECORDING_ID";

@@ -1,9 +1,10 @@
 //! `observer-cell --check`: what an image or host would run, before any
-//! recording depends on it. A cell resolves a platform channel by running the
-//! platform's resolver template (`COLONY_RESOLVER_TWITCH`, …), and only a
-//! program on the host's allow-list (`COLONY_RESOLVERS`) may run; a missing
-//! streamlink or a forgotten allow-list otherwise shows up only when a channel
-//! goes live. The check needs no assignment and no database.
+//! recording depends on it. A cell resolves a channel by running a resolver
+//! profile of its host (`COLONY_RESOLVER_TWITCH`, `COLONY_RESOLVER_<NAME>`),
+//! and only a program on the host's allow-list (`COLONY_RESOLVERS`), with
+//! options on that program's own allow-list, may run; a missing streamlink,
+//! a forgotten allow-list or a refused option otherwise shows up only when a
+//! channel goes live. The check needs no assignment and no database.
 //!
 //! [`admit`] and [`Report::problems`] are pure; [`run`] adds what only running
 //! the programs can tell (are they on PATH, which version).
@@ -11,8 +12,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use colony::channel::{Resolvers, SourceError};
-use colony::platform::Platform;
+use colony::resolver::{Origin, ResolverError, Resolvers, Target, profiles, redact_template};
 use serde::Serialize;
 
 /// How long a program may take to print its version.
@@ -24,30 +24,13 @@ const VERSION_LINE_MAX: usize = 200;
 /// A URL to check a template with: `Resolvers::command` wants a real one.
 const SAMPLE_URL: &str = "https://example.com/channel";
 
-/// Which resolver of a platform: live channels, or past broadcasts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Live,
-    Vod,
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Kind::Live => "live",
-            Kind::Vod => "vod",
-        })
-    }
-}
-
 /// Whether the allow-list lets a template run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", content = "detail", rename_all = "snake_case")]
 pub enum Admission {
     Allowed,
     NotAllowed,
-    /// An option that runs commands or writes files: refused even when allowed.
+    /// An option its program's allow-list lacks (or a form of it that is refused).
     RefusedOption(String),
     /// The template cannot be split into words, or names no program.
     BadTemplate(String),
@@ -88,13 +71,15 @@ impl fmt::Display for Probe {
     }
 }
 
-/// One platform's live or VOD resolver on this host.
+/// One resolver profile on this host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ResolverCheck {
-    pub platform: Platform,
-    pub kind: Kind,
-    /// The variable that overrides the template.
-    pub variable: &'static str,
+    /// The profile's name, as channels and jobs store it.
+    pub profile: String,
+    /// The variable that defines (or would override) its template.
+    pub variable: String,
+    /// Whether the template is the built-in default.
+    pub default: bool,
     /// The template, with URLs and credential-like option values masked.
     pub template: String,
     pub program: Option<String>,
@@ -107,8 +92,8 @@ pub struct ResolverCheck {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "problem", rename_all = "snake_case")]
 pub enum Problem {
-    BadTemplate { variable: &'static str, reason: String },
-    RefusedOption { variable: &'static str, option: String },
+    BadTemplate { variable: String, reason: String },
+    RefusedOption { variable: String, option: String },
     NotAllowed { program: String },
     NotFound { program: String },
     Unrunnable { program: String, reason: String },
@@ -140,19 +125,20 @@ pub struct Report {
 
 impl Report {
     /// What stops a live resolver from running, each fix once. VOD
-    /// resolvers are shown but not required: the observer never runs them.
+    /// profiles (`*_vod`) are shown but not required: the observer never
+    /// runs them.
     pub fn problems(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
-        for check in self.resolvers.iter().filter(|c| c.kind == Kind::Live) {
+        for check in self.resolvers.iter().filter(|c| !c.profile.ends_with("_vod")) {
             let program = check.program.clone().unwrap_or_default();
             let mut found = match &check.admission {
                 Admission::Allowed => vec![],
                 Admission::NotAllowed => vec![Problem::NotAllowed { program: program.clone() }],
                 Admission::RefusedOption(option) => {
-                    vec![Problem::RefusedOption { variable: check.variable, option: option.clone() }]
+                    vec![Problem::RefusedOption { variable: check.variable.clone(), option: option.clone() }]
                 }
                 Admission::BadTemplate(reason) => {
-                    vec![Problem::BadTemplate { variable: check.variable, reason: reason.clone() }]
+                    vec![Problem::BadTemplate { variable: check.variable.clone(), reason: reason.clone() }]
                 }
             };
             match &check.probe {
@@ -193,10 +179,8 @@ impl Report {
                 Admission::BadTemplate(reason) => format!("bad template: {reason}"),
             };
             let probe = c.probe.as_ref().map_or_else(String::new, |p| format!(", {p}"));
-            lines.push(format!(
-                "{} {}: `{}` ({}) runs {program}: {admission}{probe}",
-                c.platform, c.kind, c.template, c.variable
-            ));
+            let from = if c.default { format!("default; {} overrides", c.variable) } else { c.variable.clone() };
+            lines.push(format!("profile {}: `{}` ({from}) runs {program}: {admission}{probe}", c.profile, c.template));
         }
         lines
     }
@@ -208,73 +192,32 @@ pub fn program_of(template: &str) -> Result<String, String> {
     words.into_iter().next().ok_or_else(|| "it names no program".to_owned())
 }
 
-/// Check one template against the allow-list, as a channel's resolve would.
-pub fn admit(
-    resolvers: &Resolvers,
-    platform: Platform,
-    kind: Kind,
-    variable: &'static str,
-    template: &str,
-) -> ResolverCheck {
+/// Check one profile's template against the allow-lists, as a channel's resolve would.
+pub fn admit(resolvers: &Resolvers, profile: &str, variable: String, default: bool, template: &str) -> ResolverCheck {
     let (program, admission) = match program_of(template) {
         Err(reason) => (None, Admission::BadTemplate(reason)),
         Ok(program) => {
-            let admission = match resolvers.command_for(template, SAMPLE_URL, Some("somechannel")) {
+            let target = Target { url: SAMPLE_URL, handle: Some("somechannel") };
+            let admission = match resolvers.command(template, target) {
                 Ok(_) => Admission::Allowed,
-                Err(SourceError::NotAllowed { .. }) => Admission::NotAllowed,
-                Err(SourceError::RefusedOption { option }) => Admission::RefusedOption(option),
+                Err(ResolverError::NotAllowed { .. }) => Admission::NotAllowed,
+                Err(ResolverError::RefusedOption { option, why, .. }) => {
+                    Admission::RefusedOption(format!("{option} ({why})"))
+                }
                 Err(other) => Admission::BadTemplate(other.to_string()),
             };
             (Some(program), admission)
         }
     };
-    ResolverCheck { platform, kind, variable, template: redact_template(template), program, admission, probe: None }
-}
-
-/// Option names whose value is likely a credential (an OAuth header, a token).
-const SECRET_OPTION_HINTS: &[&str] = &["auth", "token", "header", "cookie", "password", "passwd", "secret", "key"];
-
-/// A template as it may be printed: URLs masked, and the value of any option
-/// that looks like it carries a credential replaced by `***`.
-pub fn redact_template(template: &str) -> String {
-    let Ok(words) = shell_words::split(template) else {
-        return colony::config::redact_text(template);
-    };
-    let secret = |name: &str| {
-        let name = name.to_ascii_lowercase();
-        name.starts_with('-') && SECRET_OPTION_HINTS.iter().any(|h| name.contains(h))
-    };
-    let mut shown = Vec::with_capacity(words.len());
-    let mut mask_next = false;
-    for word in words {
-        if std::mem::take(&mut mask_next) && !word.starts_with('-') {
-            shown.push("***".to_owned());
-            continue;
-        }
-        match word.split_once('=') {
-            Some((name, _)) if secret(name) => shown.push(format!("{name}=***")),
-            None if secret(&word) => {
-                mask_next = true;
-                shown.push(word);
-            }
-            // A URL with a placeholder reads as written, not percent-encoded.
-            _ => shown.push(
-                colony::config::redact_text(&word).replace("%7Bhandle%7D", "{handle}").replace("%7Burl%7D", "{url}"),
-            ),
-        }
+    ResolverCheck {
+        profile: profile.to_owned(),
+        variable,
+        default,
+        template: redact_template(template),
+        program,
+        admission,
+        probe: None,
     }
-    // Quote only what needs it to read back as one word: `{url}` stays as written.
-    let quoted: Vec<String> = shown
-        .into_iter()
-        .map(|w| {
-            if w.is_empty() || w.contains(|c: char| c.is_whitespace() || "'\"\\".contains(c)) {
-                shell_words::quote(&w).into_owned()
-            } else {
-                w
-            }
-        })
-        .collect();
-    quoted.join(" ")
 }
 
 /// The version line from a program's output: the first line that is not
@@ -326,15 +269,17 @@ pub async fn probe(program: &str, version_flag: &str, timeout: Duration) -> Prob
     }
 }
 
-/// Check this host: ffmpeg, and every platform's live and VOD resolver as
-/// the environment configures them. Each distinct program runs once.
+/// Check this host: ffmpeg, and every resolver profile as the environment
+/// configures it (the platforms' defaults and each `COLONY_RESOLVER_<NAME>`).
+/// Each distinct program runs once.
 pub async fn run(resolvers: &Resolvers) -> Report {
     let mut checks = Vec::new();
-    for platform in Platform::ALL {
-        let (live_var, _) = platform.resolver_var();
-        let (vod_var, _) = platform.vod_resolver_var();
-        checks.push(admit(resolvers, platform, Kind::Live, live_var, &platform.resolver_template()));
-        checks.push(admit(resolvers, platform, Kind::Vod, vod_var, &platform.vod_resolver_template()));
+    for (name, template, origin) in profiles() {
+        let (variable, default) = match origin {
+            Origin::Variable(var) => (var, false),
+            Origin::Default => (name.variable(), true),
+        };
+        checks.push(admit(resolvers, name.as_str(), variable, default, &template));
     }
     let mut programs: Vec<String> = checks.iter().filter_map(|c| c.program.clone()).collect();
     programs.sort();
@@ -375,35 +320,23 @@ mod tests {
     fn the_allow_list_decides_as_a_resolve_would() {
         let sl = "streamlink --stream-url {url} best";
         let check = |allowed: &[&str], template| {
-            admit(&Resolvers::allowing(allowed), Platform::Twitch, Kind::Live, "COLONY_RESOLVER_TWITCH", template)
-                .admission
+            admit(&Resolvers::allowing(allowed), "twitch", "COLONY_RESOLVER_TWITCH".into(), false, template).admission
         };
         assert_eq!(check(&["streamlink", "yt-dlp"], sl), Admission::Allowed);
         assert_eq!(check(&["yt-dlp"], sl), Admission::NotAllowed);
         assert_eq!(check(&[], sl), Admission::NotAllowed);
-        assert_eq!(
+        assert!(matches!(
             check(&["streamlink"], "streamlink --player vlc {url} best"),
-            Admission::RefusedOption("--player".into())
-        );
+            Admission::RefusedOption(o) if o.starts_with("--player ")
+        ));
         assert!(matches!(check(&["streamlink"], "streamlink 'open"), Admission::BadTemplate(_)));
-    }
-
-    #[test]
-    fn credentials_in_a_template_are_not_printed() {
-        let shown = redact_template(
-            "streamlink --twitch-api-header 'Authorization=OAuth abc123' --http-header=Cookie=x {url} best",
-        );
-        assert!(!shown.contains("abc123") && !shown.contains("Cookie=x"), "{shown}");
-        assert_eq!(shown, "streamlink --twitch-api-header *** --http-header=*** {url} best");
-        let shown = redact_template("yt-dlp --get-url https://user:pw@proxy.example/?token=t {url}");
-        assert!(!shown.contains("pw@") && !shown.contains("token=t"), "{shown}");
     }
 
     fn live(program: &str, admission: Admission, probe: Probe) -> ResolverCheck {
         ResolverCheck {
-            platform: Platform::Twitch,
-            kind: Kind::Live,
-            variable: "COLONY_RESOLVER_TWITCH",
+            profile: "twitch".into(),
+            variable: "COLONY_RESOLVER_TWITCH".into(),
+            default: false,
             template: format!("{program} {{url}}"),
             program: Some(program.into()),
             admission,
@@ -419,18 +352,19 @@ mod tests {
     fn only_live_resolvers_that_cannot_run_are_problems() {
         let fine = live("streamlink", Admission::Allowed, Probe::Version("streamlink 8.6.3".into()));
         let old = live("streamlink", Admission::Allowed, Probe::NoVersion("exit status: 2".into()));
-        let vod = ResolverCheck { kind: Kind::Vod, ..live("yt-dlp", Admission::NotAllowed, Probe::NotFound) };
+        let vod =
+            ResolverCheck { profile: "twitch_vod".into(), ..live("yt-dlp", Admission::NotAllowed, Probe::NotFound) };
         assert_eq!(report(vec![fine, old, vod]).problems(), vec![]);
 
         let missing = live("streamlink", Admission::NotAllowed, Probe::NotFound);
-        let kick = ResolverCheck { platform: Platform::Kick, ..missing.clone() };
+        let kick = ResolverCheck { profile: "kick".into(), ..missing.clone() };
         let refused = live("yt-dlp", Admission::RefusedOption("--exec".into()), Probe::Version("1".into()));
         assert_eq!(
             report(vec![missing, kick, refused]).problems(),
             vec![
                 Problem::NotAllowed { program: "streamlink".into() },
                 Problem::NotFound { program: "streamlink".into() },
-                Problem::RefusedOption { variable: "COLONY_RESOLVER_TWITCH", option: "--exec".into() },
+                Problem::RefusedOption { variable: "COLONY_RESOLVER_TWITCH".into(), option: "--exec".into() },
             ]
         );
     }

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use colony::channel::Resolvers;
 use colony::config::DatabaseArgs;
 use colony::exit::Exit;
+use colony::resolver::Resolvers;
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
 use observer_cell::{ObserverArgs, RecordingEnd};

@@ -10,6 +10,7 @@
 pub mod cells;
 pub mod channel;
 pub mod chat;
+pub mod child;
 pub mod config;
 pub mod db;
 pub mod exit;
@@ -18,6 +19,7 @@ pub mod pgcluster;
 pub mod platform;
 pub mod queue;
 pub mod recording;
+pub mod resolver;
 pub mod signals;
 pub mod storage;
 pub mod telemetry;

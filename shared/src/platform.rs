@@ -5,7 +5,7 @@
 //! `https://kick.com/NAME`) or by `--platform P --login NAME` names its
 //! platform and its handle there. Live detection then asks the platform's
 //! API in batches (`mothership/src/platform/`), and the observer turns the
-//! channel page into its HLS URL with the platform's resolver template
+//! channel page into its HLS URL with the platform's resolver profile
 //! (`COLONY_RESOLVER_TWITCH`, …), the allow-listed streamlink or yt-dlp.
 //! A URL on any other host is a plain HLS source, as before.
 
@@ -44,29 +44,15 @@ impl Platform {
         }
     }
 
-    /// The variable naming the resolver template a cell runs for this
-    /// platform's channels, and its default.
-    pub fn resolver_var(self) -> (&'static str, &'static str) {
-        match self {
-            Platform::Twitch => ("COLONY_RESOLVER_TWITCH", "streamlink --stream-url {url} best"),
-            Platform::YouTube => ("COLONY_RESOLVER_YOUTUBE", "yt-dlp --get-url --format best {url}"),
-            Platform::Kick => ("COLONY_RESOLVER_KICK", "streamlink --stream-url {url} best"),
-        }
+    /// The resolver profile its live channels run (`COLONY_RESOLVER_TWITCH`, …).
+    pub fn profile(self) -> crate::resolver::ProfileName {
+        crate::resolver::ProfileName::parse(self.as_str()).expect("platform names are profile names")
     }
 
-    /// The variable naming the resolver template for this platform's past
-    /// broadcasts (`backfill --from-platform`), and its default.
-    pub fn vod_resolver_var(self) -> (&'static str, &'static str) {
-        match self {
-            Platform::Twitch => ("COLONY_VOD_RESOLVER_TWITCH", "yt-dlp --get-url --format best {url}"),
-            Platform::YouTube => ("COLONY_VOD_RESOLVER_YOUTUBE", "yt-dlp --get-url --format best {url}"),
-            Platform::Kick => ("COLONY_VOD_RESOLVER_KICK", "yt-dlp --get-url --format best {url}"),
-        }
-    }
-
-    /// The VOD resolver template on this host.
-    pub fn vod_resolver_template(self) -> String {
-        template_from_env(self.vod_resolver_var())
+    /// The resolver profile its past broadcasts run (`COLONY_RESOLVER_TWITCH_VOD`, …).
+    pub fn vod_profile(self) -> crate::resolver::ProfileName {
+        crate::resolver::ProfileName::parse(&format!("{}_vod", self.as_str()))
+            .expect("platform names are profile names")
     }
 
     /// The hosts a platform's playlists send segments from (its CDNs),
@@ -77,11 +63,6 @@ impl Platform {
             Platform::YouTube => &["*.googlevideo.com", "*.youtube.com"],
             Platform::Kick => &["*.live-video.net", "*.kick.com"],
         }
-    }
-
-    /// The resolver template for this platform on this host.
-    pub fn resolver_template(self) -> String {
-        template_from_env(self.resolver_var())
     }
 
     /// The channel's page: what a resolver is given.
@@ -96,11 +77,6 @@ impl Platform {
             (Platform::Kick, Handle::Id(id)) => format!("https://kick.com/{id}"),
         }
     }
-}
-
-/// A resolver template: the variable's value when set and not blank, else the default.
-fn template_from_env((var, default): (&str, &str)) -> String {
-    std::env::var(var).ok().filter(|t| !t.trim().is_empty()).unwrap_or_else(|| default.to_owned())
 }
 
 impl fmt::Display for Platform {

@@ -137,9 +137,11 @@ pub fn detection(args: &PlatformArgs, channels: &[crate::admin::ChannelStatus]) 
             (n > 0).then_some((p, n))
         })
         .map(|(p, n)| {
-            let (var, default) = p.resolver_var();
-            let resolver =
-                format!("probed with the resolver ({var}, default `{default}`), one process per channel per probe");
+            let profile = p.profile();
+            let resolver = format!(
+                "probed with the resolver profile '{profile}' ({}), one process per channel per probe",
+                profile.variable()
+            );
             let (method, how) = match p {
                 Platform::Twitch if args.twitch.configured() => {
                     ("api", format!("detected through Helix, {} channels a request", twitch::BATCH))

@@ -116,9 +116,11 @@ pub struct VodDownloadArgs {
     /// The channel by login, for rows written by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-    /// A resolver program (from COLONY_RESOLVERS) that turns `url` into a playlist.
+    /// The resolver profile that turns `url` into a playlist (`twitch_vod`,
+    /// or one of the host's `COLONY_RESOLVER_<NAME>`): a name, never a
+    /// command; the harvest cell refuses anything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resolver: Option<String>,
+    pub resolver: Option<crate::resolver::ProfileName>,
     /// For a platform's past broadcast: the platform's id of the broadcast
     /// (shared with a live recording of it), and its title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
