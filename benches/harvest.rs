@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use colony_tests::live::{Container, LiveSource, Profile, media};
-use colony_tests::pg::TestDb;
+use colony_tests::pg::{Role, TestDb};
 use tokio::process::Command;
 
 #[derive(Debug, Parser)]
@@ -132,7 +132,9 @@ async fn download(segments: usize) -> anyhow::Result<()> {
             ))
             .await?;
         let mut cmd = Command::new(release.join("harvest-cell"));
-        cmd.args(["--drain", "--kinds", "vod_download"]).env("DATABASE_URL", &db.url).env("COLONY_LOG", "warn");
+        cmd.args(["--drain", "--kinds", "vod_download"])
+            .env("DATABASE_URL", db.role_url(Role::Harvest))
+            .env("COLONY_LOG", "warn");
         let media_dir = work.path().join(format!("media-{storage}"));
         let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
         if storage == "file" {

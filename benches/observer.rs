@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 use colony_tests::live::{Container, LiveSource, Profile, media};
-use colony_tests::pg::TestDb;
+use colony_tests::pg::{Role, TestDb};
 use tokio::process::{Child, Command};
 
 #[derive(Debug, Parser)]
@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         let a = colony::recording::assign_live(&pool, channel, cell).await?;
         let timing = work.path().join(format!("observer-{i}.time"));
         let mut cmd = timed(&timing, &release.join("observer-cell"));
-        cmd.env("DATABASE_URL", &db.url)
+        cmd.env("DATABASE_URL", db.role_url(Role::Observer))
             .env("COLONY_DB_MAX_CONNECTIONS", "2")
             .env("COLONY_STORAGE_URL", format!("file://{}", work.path().join("media").display()))
             .env("COLONY_SPOOL_DIR", work.path().join("spool"))

@@ -164,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
         probe: &probe,
         cell_env: Default::default(),
         deadline: Duration::from_secs(120),
+        webhook_budget: Duration::from_secs(20),
     };
 
     // Warm the caches once, as a running mothership would have.

@@ -28,7 +28,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use clap::Parser;
 use colony_tests::live::{Container, Profile, media};
-use colony_tests::pg::TestDb;
+use colony_tests::pg::{Role, TestDb};
 use tokio::process::{Child, Command};
 
 /// Two-second segments of a 64x36 picture at a few kbit/s: real MPEG-TS that
@@ -188,7 +188,7 @@ async fn main() -> anyhow::Result<()> {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", work.path())
-        .env("DATABASE_URL", &db.url)
+        .env("DATABASE_URL", db.role_url(Role::Observer))
         .env("COLONY_DB_MAX_CONNECTIONS", "2")
         .env("COLONY_STORAGE_URL", format!("file://{}", media_root.display()))
         .env("COLONY_SPOOL_DIR", work.path().join("spool"))

@@ -19,7 +19,6 @@ pub mod reencode;
 mod repair;
 pub mod thumbnails;
 mod vod_download;
-pub mod webhook;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -97,7 +96,7 @@ pub struct HarvestArgs {
     pub vod: colony::recording::VodArgs,
 
     #[command(flatten)]
-    pub resolvers: colony::channel::Resolvers,
+    pub resolvers: colony::resolver::Resolvers,
 }
 
 /// A job kind's timeout: `reencode=12h`.
@@ -123,16 +122,24 @@ impl HarvestArgs {
         self.job_timeouts.iter().find(|t| t.kind.as_str() == kind).map_or(self.job_timeout.get(), |t| t.timeout)
     }
 
-    /// The kinds to claim, refusing kinds this build cannot run.
+    /// The kinds to claim, refusing kinds this build cannot run. Webhook
+    /// deliveries are never a harvest cell's: the mothership signs and
+    /// sends them, so a cell never holds a webhook's secret.
     pub fn kind_filter(&self) -> Result<KindFilter, String> {
+        let runs = |k: &JobKind| *k != JobKind::Webhook;
         if self.kinds.is_empty() {
-            return Ok(KindFilter::Only(JobKind::ALL.iter().map(|k| k.to_string()).collect()));
+            return Ok(KindFilter::Only(JobKind::ALL.iter().filter(|k| runs(k)).map(|k| k.to_string()).collect()));
         }
         let mut kinds = Vec::new();
         for kind in &self.kinds {
             let kind: JobKind = kind.parse().map_err(|_| {
                 format!("this build cannot run '{}' jobs; it runs: {}", kind.escape_debug(), JobKind::cli_list())
             })?;
+            if !runs(&kind) {
+                return Err("webhook deliveries are the mothership's (it holds the signing secrets); \
+                            drop webhook from HARVEST_KINDS"
+                    .into());
+            }
             kinds.push(kind.to_string());
         }
         Ok(KindFilter::Only(kinds))
@@ -444,7 +451,9 @@ async fn dispatch(ctx: &Ctx, job: &Job, progress: &ProgressSink) -> Result<(), J
         JobArgs::Thumbnails(args) => thumbnails::run(ctx, &args, progress).await,
         JobArgs::Repair(args) => repair::run(ctx, job, &args, progress).await,
         JobArgs::ArchiveTier(args) => archive_tier::run(ctx, &args, progress).await,
-        JobArgs::Webhook(args) => webhook::run(ctx, &args).await,
+        JobArgs::Webhook(_) => Err(JobError::permanent(
+            "webhook deliveries are the mothership's: it holds the signing secrets, a harvest cell never does",
+        )),
         JobArgs::ChatExport(args) => chat_export::run(ctx, &args, progress).await,
     }
 }

@@ -8,11 +8,14 @@
 
 pub mod admin;
 pub mod counters;
+pub mod delivery;
 pub mod launcher;
+pub mod migrate;
 pub mod observe;
 pub mod platform;
 pub mod policy;
 pub mod probe;
+pub mod roles;
 pub mod setup;
 pub mod show;
 pub mod tick;

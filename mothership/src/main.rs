@@ -45,6 +45,10 @@ enum Command {
         #[command(flatten)]
         db: DatabaseArgs,
     },
+    /// The database's roles: one per part of the colony, each with only the
+    /// grants it needs (`db roles`).
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Check that Postgres answers with this binary's schema and that object
     /// storage is reachable and writable; print what was found.
     Check {
@@ -150,6 +154,20 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Create or update the Postgres roles colony_mothership, colony_observer,
+    /// colony_harvest and colony_web (NOLOGIN group roles) and their grants in
+    /// this database, and make the user of each role URL that is set a login
+    /// member of its role, with the URL's password. Run it as the schema's
+    /// owner with CREATEROLE, after `migrate`; safe to repeat (`migrate`
+    /// renews the grants by itself once the roles exist). Then hand each
+    /// part its own URL: the mothership passes COLONY_OBSERVER_DATABASE_URL
+    /// and COLONY_HARVEST_DATABASE_URL to the cells it starts, a joining
+    /// laptop gets only the harvest URL, and `serve` uses COLONY_WEB_DATABASE_URL.
+    Roles(mothership::roles::RolesArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum ChannelCommand {
     /// Add a channel; prints its id. Give its page on Twitch, YouTube or Kick
     /// (https://www.twitch.tv/NAME, https://www.youtube.com/@handle,
@@ -184,8 +202,12 @@ enum ChannelCommand {
         /// Display name (default: the login).
         #[arg(long, value_name = "DISPLAY")]
         name: Option<String>,
-        /// A command that prints the HLS URL, e.g. 'streamlink --stream-url {url} best'.
-        #[arg(long, value_name = "CMD")]
+        /// The resolver profile that turns the page into its HLS URL: a name
+        /// whose command this host and the cells' hosts define as
+        /// COLONY_RESOLVER_<NAME> (e.g. COLONY_RESOLVER_MYCDN='yt-dlp
+        /// --get-url {url}' for --resolver mycdn). The database stores the
+        /// name only, never a command.
+        #[arg(long, value_name = "PROFILE")]
         resolver: Option<String>,
         /// Variant of a master playlist: best, worst or a height like 720p.
         #[arg(long, value_name = "VARIANT")]
@@ -208,7 +230,8 @@ enum ChannelCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a channel; only the flags given change. --resolver '' clears the resolver.
+    /// Change a channel; only the flags given change. --resolver PROFILE names
+    /// a resolver profile; --resolver '' clears it.
     Update {
         #[command(flatten)]
         db: DatabaseArgs,
@@ -217,7 +240,7 @@ enum ChannelCommand {
         name: Option<String>,
         #[arg(long, value_name = "URL")]
         source_url: Option<String>,
-        #[arg(long, value_name = "CMD")]
+        #[arg(long, value_name = "PROFILE")]
         resolver: Option<String>,
         #[arg(long, value_name = "VARIANT")]
         variant: Option<String>,
@@ -313,13 +336,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Migrate { db } => {
             let pool = colony::db::connect_unchecked(&db).await?;
-            let report = colony::db::migrate(&pool).await?;
+            let report = mothership::migrate::run(&pool).await?;
             if report.applied.is_empty() {
                 println!("schema is up to date at version {}; nothing to do", report.version);
             } else {
                 println!("applied {} migration(s); schema is at version {}", report.applied.len(), report.version);
             }
+            if mothership::roles::group_roles_exist(&pool).await? {
+                mothership::roles::grant(&pool).await.map_err(classified)?;
+                println!("renewed the grants of the colony's roles (colony_observer, colony_harvest, ...)");
+            }
         }
+        Command::Db(DbCommand::Roles(args)) => mothership::roles::run(&args).await?,
         Command::Check { db, storage } => {
             let pool = colony::db::connect(&db).await?;
             println!("postgres: {} (schema version {})", db.database_url, colony::db::binary_version());

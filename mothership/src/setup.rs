@@ -35,10 +35,26 @@ pub struct TickArgs {
     /// Where cells run.
     #[arg(long, env = "COLONY_LAUNCHER", value_enum, default_value = "process")]
     pub launcher: LauncherKind,
-    /// Extra environment for every cell, KEY=VALUE, repeatable (comma-separated in
-    /// the variable), e.g. a DATABASE_URL as seen from inside containers.
-    #[arg(long, env = "COLONY_CELL_ENV", value_delimiter = ',', value_parser = launcher::parse_env_pair, value_name = "KEY=VALUE")]
-    pub cell_env: Vec<(String, String)>,
+    /// Extra environment for every cell, repeatable (comma-separated in the
+    /// variable): KEY=VALUE sets a variable, a bare KEY passes this host's
+    /// own value through (e.g. HTTPS_PROXY). Cells get their contract and
+    /// these, nothing else of this host's environment.
+    #[arg(long, env = "COLONY_CELL_ENV", value_delimiter = ',', value_parser = launcher::parse_cell_var, value_name = "KEY=VALUE|KEY")]
+    pub cell_env: Vec<launcher::CellVar>,
+    /// The Postgres URL observer cells connect with: a login in the
+    /// colony_observer role (`mothership db roles` creates it). Without it,
+    /// observers get this mothership's own URL, and every tick says so.
+    #[arg(long, env = "COLONY_OBSERVER_DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub observer_database_url: Option<colony::config::DatabaseUrl>,
+    /// The Postgres URL harvest cells connect with: a login in the
+    /// colony_harvest role. Without it, harvest cells get this mothership's
+    /// own URL, and every tick says so.
+    #[arg(long, env = "COLONY_HARVEST_DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub harvest_database_url: Option<colony::config::DatabaseUrl>,
+    /// How long a tick may spend signing and sending webhook deliveries
+    /// (the rest wait for the next tick).
+    #[arg(long, env = "COLONY_WEBHOOK_BUDGET", default_value = "20s", value_name = "DURATION")]
+    pub webhook_budget: humantime::Duration,
     /// A tick that takes longer is abandoned and its lock released (each
     /// statement also has --statement-timeout).
     #[arg(long, env = "COLONY_TICK_DEADLINE", default_value = "2m", value_name = "DURATION")]
@@ -81,7 +97,19 @@ impl Setup {
                 Arc::new(EcsLauncher::connect(instance, args.ecs.clone()).await.map_err(colony::exit::classified)?)
             }
         };
-        let cell_env = launcher::CellEnv::new(args.db.database_url.expose(), &args.cell_env);
+        let roles = launcher::RoleUrls {
+            observer: args.observer_database_url.as_ref().map(|u| u.expose().to_owned()),
+            harvest: args.harvest_database_url.as_ref().map(|u| u.expose().to_owned()),
+        };
+        let cell_env = launcher::CellEnv::new(args.db.database_url.expose(), roles, &args.cell_env);
+        // ECS cells take DATABASE_URL from their own task definitions, not from here.
+        let from_task_definitions = matches!(args.launcher, LauncherKind::Ecs) && !args.ecs.ecs_pass_secrets;
+        if !cell_env.cells_have_roles() && !from_task_definitions {
+            tracing::warn!(
+                "cells connect with this mothership's own database URL: run `mothership db roles` and set \
+                 COLONY_OBSERVER_DATABASE_URL and COLONY_HARVEST_DATABASE_URL (docs/SECURITY.md)"
+            );
+        }
         Ok(Self { pool, instance, launcher, policy, cell_env })
     }
 
@@ -93,6 +121,7 @@ impl Setup {
             probe: &args.probe,
             cell_env: self.cell_env.clone(),
             deadline: args.tick_deadline.get(),
+            webhook_budget: args.webhook_budget.into(),
         }
     }
 }

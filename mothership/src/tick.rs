@@ -44,6 +44,8 @@ pub struct TickCtx<'a> {
     pub cell_env: CellEnv,
     /// A pass that takes longer is abandoned and its lock released.
     pub deadline: Duration,
+    /// How long a pass may spend delivering webhooks.
+    pub webhook_budget: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -120,6 +122,8 @@ pub struct TickReport {
     pub leases_rescued: u32,
     pub orphans_reaped: u32,
     pub failed_actions: u32,
+    /// Webhook deliveries this pass sent, and those that failed (to be retried or dead).
+    pub webhooks: crate::delivery::Delivered,
     pub plan: PlanReport,
     pub actions: Vec<ActionOutcome>,
 }
@@ -251,6 +255,15 @@ async fn locked_tick(ctx: &TickCtx<'_>, started: Instant) -> Result<TickReport, 
     if let Err(e) = crate::webhook::enqueue_events(ctx.pool).await {
         warn!(error = %colony::error_chain(&e), "could not queue this tick's webhook deliveries; the next tick tries again");
     }
+    let worker = format!("mothership:{}", colony::hostname());
+    let webhooks = match crate::delivery::deliver_due(&Queue::new(ctx.pool.clone()), &worker, ctx.webhook_budget).await
+    {
+        Ok(done) => done,
+        Err(e) => {
+            warn!(error = %colony::error_chain(&e), "webhook deliveries stopped; the next tick goes on");
+            crate::delivery::Delivered::default()
+        }
+    };
     let count = |name: &str| outcomes.iter().filter(|o| o.action == name && o.outcome == Carried::Ok).count() as u32;
     let report = TickReport {
         tick_id,
@@ -287,6 +300,7 @@ async fn locked_tick(ctx: &TickCtx<'_>, started: Instant) -> Result<TickReport, 
             .sum::<u64>() as u32,
         orphans_reaped: count("reap_orphan"),
         failed_actions: outcomes.iter().filter(|o| o.outcome == Carried::Failed).count() as u32,
+        webhooks,
         plan: plan.report.clone(),
         actions: outcomes,
     };

@@ -8,9 +8,10 @@
 //! little before the last scan's end to now, so a row that committed late
 //! is still seen, and queues one `webhook` job per (hook, event) under the
 //! unique key `webhook:{hook}:{event}`: a rescan of the overlap queues
-//! nothing twice, and a delivery that died is never queued again. A harvest
-//! cell signs and sends each one; the queue's retries and backoff mean a
-//! receiver that is down loses nothing and holds up no one.
+//! nothing twice, and a delivery that died is never queued again. The
+//! mothership signs and sends each one (`crate::delivery`); the queue's
+//! retries and backoff mean a receiver that is down loses nothing and holds
+//! up no one.
 //!
 //! This module is the only writer of the `webhooks` table.
 
@@ -43,6 +44,12 @@ pub enum WebhookCommand {
         /// The body: the JSON event, or one readable line for a Discord webhook.
         #[arg(long, env = "COLONY_WEBHOOK_FORMAT", value_enum, default_value_t = Format::Json)]
         format: Format,
+        /// Let the webhook be a loopback or private address (a receiver on
+        /// this host or this network). Without it such an address is refused,
+        /// here and after every DNS answer at delivery; link-local and cloud
+        /// metadata addresses are refused even with it.
+        #[arg(long)]
+        allow_private: bool,
     },
     /// List webhooks (never their secrets).
     List {
@@ -62,8 +69,10 @@ pub enum WebhookCommand {
 
 pub async fn run(command: WebhookCommand) -> anyhow::Result<()> {
     match command {
-        WebhookCommand::Add { db, url, events, format } => {
-            let new = NewWebhook::parse(&url, &events, format).map_err(classified)?;
+        WebhookCommand::Add { db, url, events, format, allow_private } => {
+            let mut new = NewWebhook::parse(&url, &events, format).map_err(classified)?;
+            new.allow_private = allow_private;
+            new.check_address().await.map_err(classified)?;
             let pool = colony::db::connect(&db).await?;
             let (id, secret) = add(&pool, &new).await.map_err(classified)?;
             println!("webhook {id} added: {} to {}", new.events.join(","), redact_url(&new.url));
@@ -119,6 +128,8 @@ pub struct NewWebhook {
     pub url: Url,
     pub events: Vec<&'static str>,
     pub format: Format,
+    /// `--allow-private`: a loopback or private address is meant.
+    pub allow_private: bool,
 }
 
 impl NewWebhook {
@@ -132,21 +143,51 @@ impl NewWebhook {
         }
         let given: Vec<&str> = events.iter().map(|e| e.trim()).filter(|e| !e.is_empty()).collect();
         let events = if given.is_empty() { EVENTS.to_vec() } else { colony::webhook::parse_events(&given)? };
-        Ok(Self { url: parsed, events, format })
+        Ok(Self { url: parsed, events, format, allow_private: false })
+    }
+
+    /// Refuse a loopback, private, link-local or metadata address, literal
+    /// or as the name resolves now, unless `--allow-private` (never a
+    /// metadata address). A name that does not resolve yet is let through:
+    /// every delivery checks again.
+    pub async fn check_address(&self) -> Result<(), WebhookError> {
+        let shown = redact_url(&self.url);
+        let private = || {
+            WebhookError::Invalid(format!(
+                "{shown} is a loopback, private or link-local address; add --allow-private if a receiver there is \
+                 meant (metadata addresses are never allowed)"
+            ))
+        };
+        if !crate::delivery::literal_allowed(&self.url, self.allow_private) {
+            return Err(private());
+        }
+        let (Some(url::Host::Domain(host)), Some(port)) = (self.url.host(), self.url.port_or_known_default()) else {
+            return Ok(());
+        };
+        let Ok(found) = tokio::net::lookup_host((host, port)).await else { return Ok(()) };
+        let found: Vec<std::net::SocketAddr> = found.collect();
+        let guard = if self.allow_private {
+            colony::hls::policy::GuardedResolver::allowing_any_private()
+        } else {
+            colony::hls::policy::GuardedResolver::default()
+        };
+        guard.filter(host, found).map(|_| ()).map_err(|_| private())
     }
 }
 
 /// Register a webhook with a fresh secret; its id and the secret.
 pub async fn add(pool: &PgPool, new: &NewWebhook) -> Result<(i64, Secret), WebhookError> {
     let secret = Secret::generate();
-    let id =
-        sqlx::query_scalar("INSERT INTO webhooks (url, events, format, secret) VALUES ($1, $2, $3, $4) RETURNING id")
-            .bind(new.url.as_str())
-            .bind(&new.events)
-            .bind(new.format.as_str())
-            .bind(secret.reveal())
-            .fetch_one(pool)
-            .await?;
+    let id = sqlx::query_scalar(
+        "INSERT INTO webhooks (url, events, format, secret, allow_private) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(new.url.as_str())
+    .bind(&new.events)
+    .bind(new.format.as_str())
+    .bind(secret.reveal())
+    .bind(new.allow_private)
+    .fetch_one(pool)
+    .await?;
     Ok((id, secret))
 }
 

@@ -2,9 +2,9 @@
 //! secret and the Standard Webhooks signature, and the `webhooks` table's
 //! reads.
 //!
-//! The mothership registers hooks and queues deliveries; a harvest cell
-//! signs and sends them. Both need the same event list and the same
-//! signing, so they live here. The signature is the one Standard Webhooks
+//! The mothership registers hooks, queues deliveries, and signs and sends
+//! them itself: no cell ever reads a secret (the cells' database roles
+//! cannot read this table). The signature is the one Standard Webhooks
 //! (and Svix) define: `v1,` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")),
 //! where the key is the decoded bytes of the `whsec_…` secret. Receivers
 //! verify it with any of the published libraries.
@@ -156,6 +156,8 @@ pub struct Target {
     pub secret: Secret,
     pub format: Format,
     pub enabled: bool,
+    /// Added with `--allow-private`: it may be a loopback or private address.
+    pub allow_private: bool,
 }
 
 impl fmt::Debug for Target {
@@ -197,12 +199,12 @@ pub async fn list<'e>(db: impl sqlx::PgExecutor<'e>) -> Result<Vec<Webhook>, sql
 
 /// Where and how to deliver to webhook `id`; None when it was removed.
 pub async fn target<'e>(db: impl sqlx::PgExecutor<'e>, id: i64) -> Result<Option<Target>, TargetError> {
-    let row: Option<(String, String, String, bool)> =
-        sqlx::query_as("SELECT url, secret, format, enabled FROM webhooks WHERE id = $1")
+    let row: Option<(String, String, String, bool, bool)> =
+        sqlx::query_as("SELECT url, secret, format, enabled, allow_private FROM webhooks WHERE id = $1")
             .bind(id)
             .fetch_optional(db)
             .await?;
-    let Some((url, secret, format, enabled)) = row else {
+    let Some((url, secret, format, enabled, allow_private)) = row else {
         return Ok(None);
     };
     Ok(Some(Target {
@@ -210,6 +212,7 @@ pub async fn target<'e>(db: impl sqlx::PgExecutor<'e>, id: i64) -> Result<Option
         secret: Secret::parse(&secret).map_err(|e| TargetError::Secret(id, e))?,
         format: format.parse().map_err(|e| TargetError::Format(id, e))?,
         enabled,
+        allow_private,
     }))
 }
 
@@ -268,6 +271,7 @@ mod tests {
             secret: Secret::generate(),
             format: Format::Discord,
             enabled: true,
+            allow_private: false,
         };
         let shown = format!("{t:?}");
         assert!(shown.contains("discord.example") && !shown.contains("tok3n") && !shown.contains("s3cret"), "{shown}");

@@ -3,7 +3,9 @@
 //!
 //! Containers carry the labels `colony.instance`, `colony.cell.kind`,
 //! `colony.cell.id` and `colony.channel`, and get the env contract and
-//! nothing else: no Docker socket, no host paths. Observer cells mount one
+//! nothing else: no Docker socket, no host paths, no capabilities
+//! (`cap_drop: ALL`), `no-new-privileges`, and memory and pids limits, so a
+//! cell that a hostile source or a bug makes misbehave stays in its box. Observer cells mount one
 //! named volume per colony, `colony-spool-<instance>`, as their spool, so a
 //! replacement started on the same engine finds what a dead one spooled. The launcher never pulls:
 //! an image missing on the engine is a failed start with a clear reason.
@@ -54,6 +56,17 @@ pub struct DockerArgs {
     /// or a user-defined network's name. Default: the engine's default bridge.
     #[arg(long, env = "COLONY_DOCKER_NETWORK", value_name = "NETWORK")]
     pub docker_network: Option<String>,
+    /// Memory an observer container may use (e.g. 512MiB, 2GiB); past it the
+    /// kernel kills the cell and its recording is handed over.
+    #[arg(long, env = "COLONY_DOCKER_OBSERVER_MEMORY", default_value = "1GiB", value_name = "SIZE")]
+    pub docker_observer_memory: bytesize::ByteSize,
+    /// Memory a harvest container may use; re-encodes need the most.
+    #[arg(long, env = "COLONY_DOCKER_HARVEST_MEMORY", default_value = "4GiB", value_name = "SIZE")]
+    pub docker_harvest_memory: bytesize::ByteSize,
+    /// Processes and threads a cell container may run (ffmpeg's threads count).
+    #[arg(long, env = "COLONY_DOCKER_PIDS_LIMIT", default_value_t = 1024, value_name = "N",
+          value_parser = clap::value_parser!(i64).range(16..))]
+    pub docker_pids_limit: i64,
     /// Seconds `docker stop` waits before killing a cell being reaped.
     #[arg(long, env = "COLONY_DOCKER_STOP_TIMEOUT", default_value_t = 30, value_name = "SECONDS")]
     pub docker_stop_timeout: i32,
@@ -83,6 +96,13 @@ impl DockerLauncher {
         let docker =
             docker.negotiate_version().await.map_err(|e| docker_error("answer (is the engine running?)", e))?;
         Ok(Self { docker, instance, args })
+    }
+
+    fn memory(&self, kind: CellKind) -> bytesize::ByteSize {
+        match kind {
+            CellKind::Observer => self.args.docker_observer_memory,
+            CellKind::Harvest => self.args.docker_harvest_memory,
+        }
     }
 
     fn image(&self, kind: CellKind) -> &str {
@@ -159,6 +179,10 @@ impl Launcher for DockerLauncher {
             host_config: Some(HostConfig {
                 network_mode: self.args.docker_network.clone(),
                 mounts,
+                cap_drop: Some(vec!["ALL".into()]),
+                security_opt: Some(vec!["no-new-privileges:true".into()]),
+                memory: Some(i64::try_from(self.memory(spec.kind).as_u64()).unwrap_or(i64::MAX)),
+                pids_limit: Some(self.args.docker_pids_limit),
                 // Forward SIGTERM properly and reap zombies (ffmpeg children).
                 init: Some(true),
                 restart_policy: Some(RestartPolicy {

@@ -3,8 +3,9 @@
 //!
 //! Each cell runs in its own process group, so a cron-run tick can exit and
 //! leave its cells running, and a Ctrl-C aimed at `mothership run` does not
-//! reach them. A cell inherits the mothership's environment plus its contract
-//! and two markers (`COLONY_INSTANCE_ID`, `COLONY_CELL_KIND`); `list` finds
+//! reach them. A cell starts with an empty environment: its contract, this
+//! host's `PATH`, `HOME` and `LANG`, and two markers (`COLONY_INSTANCE_ID`,
+//! `COLONY_CELL_KIND`); nothing else of the mothership's crosses. `list` finds
 //! cells again by reading those markers from `/proc/<pid>/environ`, and
 //! `stop` signals a pid only if it still carries this colony's marker and the
 //! cell's own `COLONY_CELL_ID`, so a reused pid never gets a healthy cell
@@ -131,6 +132,8 @@ impl Launcher for ProcessLauncher {
         let log_err = log.try_clone().map_err(|e| LaunchError::backend("process", "duplicate the log handle", e))?;
         let mut command = tokio::process::Command::new(bin);
         command
+            .env_clear()
+            .envs(super::HOST_VARS.iter().filter_map(|k| Some((*k, std::env::var_os(k)?))))
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env(ENV_INSTANCE, self.instance.to_string())
             .env(ENV_KIND, spec.kind.as_str())

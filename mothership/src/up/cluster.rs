@@ -98,7 +98,7 @@ impl Cluster {
         admin_pool.close().await;
         let url = format!("postgres://colony:{}@127.0.0.1:{port}/colony", password.trim());
         let pool = PgPool::connect(&url).await.context("connecting to the colony database")?;
-        let report = colony::db::migrate(&pool).await?;
+        let report = crate::migrate::run(&pool).await?;
         if !report.applied.is_empty() {
             say(format!("applied {} migration(s); schema is at version {}", report.applied.len(), report.version));
         }
@@ -106,10 +106,54 @@ impl Cluster {
         Ok(url)
     }
 
+    /// A login of its own for the cells of each role and for the dashboard,
+    /// each with a password generated once (`<dir>/postgres/<role>.password`,
+    /// 0600), and the grants of `mothership db roles`. Returns the URLs.
+    pub async fn role_urls(&self, owner_url: &str) -> anyhow::Result<RoleLogins> {
+        use crate::roles::{self, Role};
+        let pool = PgPool::connect(owner_url).await.context("connecting to the colony database")?;
+        let mut conn = pool.acquire().await?;
+        roles::ensure_group_roles(&mut conn).await?;
+        roles::grant(&pool).await?;
+        let owner = url::Url::parse(owner_url).context("the cluster's URL")?;
+        let mut urls = Vec::new();
+        for role in [Role::Observer, Role::Harvest, Role::Web] {
+            let short = role.name().trim_start_matches("colony_");
+            let file = self.dir.join(format!("{short}.password"));
+            let password = match std::fs::read_to_string(&file) {
+                Ok(p) if !p.trim().is_empty() => p.trim().to_owned(),
+                _ => {
+                    use rand::Rng;
+                    let p: String =
+                        rand::rng().sample_iter(rand::distr::Alphanumeric).take(32).map(char::from).collect();
+                    write_private(&file, &p)?;
+                    p
+                }
+            };
+            let mut url = owner.clone();
+            let _ = url.set_username(&format!("colony_{short}_login"));
+            let _ = url.set_password(Some(&password));
+            let parsed = colony::config::DatabaseUrl::parse(url.as_str())?;
+            roles::ensure_login(&mut conn, role, &parsed).await?;
+            urls.push(url.to_string());
+        }
+        drop(conn);
+        pool.close().await;
+        let [observer, harvest, web] = <[String; 3]>::try_from(urls).expect("three roles");
+        Ok(RoleLogins { observer, harvest, web })
+    }
+
     /// A fast shutdown: open transactions roll back, everything committed stays.
     pub async fn stop(&self) -> anyhow::Result<()> {
         Ok(pgcluster::run("pg_ctl stop", self.tools.stop(&self.data(), "fast")).await?)
     }
+}
+
+/// The URLs `mothership up` hands its cells and its dashboard.
+pub struct RoleLogins {
+    pub observer: String,
+    pub harvest: String,
+    pub web: String,
 }
 
 pub(super) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {

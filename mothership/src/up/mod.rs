@@ -18,9 +18,9 @@ use anyhow::Context;
 use clap::{Args, Parser};
 use colony::exit::Exit;
 
-use crate::launcher::Launcher;
 use crate::launcher::process::{ProcessArgs, ProcessLauncher};
-use cluster::{Cluster, write_private};
+use crate::launcher::{CellVar, Launcher};
+use cluster::{Cluster, RoleLogins, write_private};
 use demo::Demo;
 use narrator::Narrator;
 use tools::Tools;
@@ -103,9 +103,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let tools = Tools::find_or_install(!args.no_install, !args.no_demo).await?;
     let pg = Cluster { dir: layout.cluster.clone(), tools: tools.pg.clone(), logs: layout.logs.clone() };
     let database_url = pg.start().await?;
+    // Cells and the dashboard connect as their own roles, never as the owner.
+    let logins = pg.role_urls(&database_url).await?;
     let storage_url =
         std::env::var("COLONY_STORAGE_URL").unwrap_or_else(|_| format!("file://{}", layout.media.display()));
-    write_env_file(&layout, &database_url, &storage_url)?;
+    write_env_file(&layout, &database_url, &logins, &storage_url)?;
 
     // The tick loop's arguments, parsed as `mothership run` would parse them.
     #[derive(Parser)]
@@ -121,11 +123,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     let mut tick_args = Loop::try_parse_from(argv).map_err(|e| Exit::config(e.to_string()))?.tick;
-    tick_args.cell_env.push(("COLONY_STORAGE_URL".into(), storage_url.clone()));
-    tick_args.cell_env.push(("COLONY_SPOOL_DIR".into(), layout.spool.display().to_string()));
+    tick_args.observer_database_url = Some(colony::config::DatabaseUrl::parse(&logins.observer)?);
+    tick_args.harvest_database_url = Some(colony::config::DatabaseUrl::parse(&logins.harvest)?);
+    tick_args.cell_env.push(CellVar::Set("COLONY_STORAGE_URL".into(), storage_url.clone()));
+    tick_args.cell_env.push(CellVar::Set("COLONY_SPOOL_DIR".into(), layout.spool.display().to_string()));
     for (var, value) in CELL_DEFAULTS {
         if std::env::var_os(var).is_none() {
-            tick_args.cell_env.push(((*var).into(), (*value).into()));
+            tick_args.cell_env.push(CellVar::Set((*var).into(), (*value).into()));
         }
     }
     let setup = Setup::new(&tick_args).await?;
@@ -148,7 +152,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     ));
 
     if !args.no_web {
-        dashboard(&database_url, &storage_url, &args.web).await;
+        dashboard(&logins.web, &storage_url, &args.web).await;
     }
 
     let stop = colony::signals::stop_signal().context("installing the SIGTERM handler")?;
@@ -212,11 +216,16 @@ fn redact(url: &str) -> String {
     colony::config::DatabaseUrl::parse(url).map(|u| u.to_string()).unwrap_or_default()
 }
 
-/// `<dir>/env`: the variables other `mothership` commands need for this colony.
-fn write_env_file(layout: &Layout, database_url: &str, storage_url: &str) -> anyhow::Result<()> {
+/// `<dir>/env`: the variables other `mothership` commands need for this
+/// colony, the role URLs it hands its cells and dashboard included.
+fn write_env_file(layout: &Layout, database_url: &str, logins: &RoleLogins, storage_url: &str) -> anyhow::Result<()> {
     let text = format!(
         "# Written by `mothership up`: source it to run other commands against this colony.\n\
-         DATABASE_URL={database_url}\nCOLONY_STORAGE_URL={storage_url}\nCOLONY_SPOOL_DIR={}\n",
+         DATABASE_URL={database_url}\nCOLONY_OBSERVER_DATABASE_URL={}\nCOLONY_HARVEST_DATABASE_URL={}\n\
+         COLONY_WEB_DATABASE_URL={}\nCOLONY_STORAGE_URL={storage_url}\nCOLONY_SPOOL_DIR={}\n",
+        logins.observer,
+        logins.harvest,
+        logins.web,
         layout.spool.display()
     );
     write_private(&layout.root.join("env"), &text)

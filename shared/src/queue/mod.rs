@@ -171,10 +171,11 @@ const COUNTS: &str = "count(*) FILTER (WHERE state IN ('available', 'retryable')
    FROM jobs
   WHERE state IN ('available', 'retryable', 'running', 'dead')";
 
-/// The figures of [`Queue::stats`] over every kind at once (`kind` is `*`):
-/// what the mothership sizes the harvest pool by.
+/// The figures of [`Queue::stats`] over every kind harvest cells run (`kind`
+/// is `*`): what the mothership sizes the harvest pool by. Webhook
+/// deliveries are the mothership's own and call for no cell.
 pub async fn totals<'e>(db: impl sqlx::PgExecutor<'e>) -> Result<KindStats, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT '*' AS kind, {COUNTS}")).fetch_one(db).await
+    sqlx::query_as(&format!("SELECT '*' AS kind, {COUNTS} AND kind <> 'webhook'")).fetch_one(db).await
 }
 
 /// Queue figures for one job kind.
