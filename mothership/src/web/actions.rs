@@ -21,8 +21,8 @@ fn done(headers: &HeaderMap, next: Option<&str>, body: Value) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if form {
-        // Only a path on this site: never an open redirect.
-        let next = next.filter(|n| n.starts_with('/') && !n.starts_with("//")).unwrap_or("/");
+        // Only a path on this site, however a browser reads it: never an open redirect.
+        let next = next.and_then(super::access::safe_next).unwrap_or("/");
         return Redirect::to(next).into_response();
     }
     (StatusCode::OK, Json(body)).into_response()

@@ -2,6 +2,7 @@
 //! `decisions` and `jobs` have the shapes of the CLI's `--json` output.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -140,23 +141,59 @@ pub async fn jobs(State(web): State<Web>, Query(q): Query<JobQuery>) -> ApiResul
 }
 
 /// Running jobs and their progress, once a second, for the jobs page's bars.
-pub async fn job_events(State(web): State<Web>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = futures::stream::unfold(web, |web| async move {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let running = admin::jobs(&web.pool, Some("running"), None, 200).await;
-        let event = match running {
-            Ok(rows) => {
-                let progress: Vec<Value> = rows
-                    .iter()
-                    .map(|j| json!({ "id": j.id, "kind": j.kind, "attempt": j.attempt, "progress": j.progress }))
-                    .collect();
-                Event::default().event("running").json_data(progress).unwrap_or_default()
+/// Running jobs' progress for every open event stream: one query a second
+/// while any stream is open, whatever their number, and at most
+/// `--max-streams` streams at once.
+pub struct JobFeed {
+    latest: tokio::sync::watch::Sender<Arc<Event>>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl JobFeed {
+    /// Start the poller; it reads only while someone listens.
+    pub fn start(pool: sqlx::PgPool, max_streams: usize) -> Arc<Self> {
+        let (latest, _) = tokio::sync::watch::channel(Arc::new(Event::default().comment("starting")));
+        let feed = Arc::new(Self { latest, slots: Arc::new(tokio::sync::Semaphore::new(max_streams.max(1))) });
+        let weak = Arc::downgrade(&feed);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(feed) = weak.upgrade() else { return };
+                if feed.latest.receiver_count() == 0 {
+                    continue;
+                }
+                let event = match admin::jobs(&pool, Some("running"), None, 200).await {
+                    Ok(rows) => {
+                        let progress: Vec<Value> = rows
+                            .iter()
+                            .map(
+                                |j| json!({ "id": j.id, "kind": j.kind, "attempt": j.attempt, "progress": j.progress }),
+                            )
+                            .collect();
+                        Event::default().event("running").json_data(progress).unwrap_or_default()
+                    }
+                    Err(e) => Event::default().event("error").data(e.to_string()),
+                };
+                feed.latest.send_replace(Arc::new(event));
             }
-            Err(e) => Event::default().event("error").data(e.to_string()),
-        };
-        Some((Ok(event), web))
+        });
+        feed
+    }
+}
+
+/// `GET /api/v1/jobs/events`: running jobs' progress, as server-sent events.
+pub async fn job_events(
+    State(web): State<Web>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, WebError> {
+    let permit =
+        web.jobs.slots.clone().try_acquire_owned().map_err(|_| WebError::Busy("too many open event streams"))?;
+    let rx = web.jobs.latest.subscribe();
+    let stream = futures::stream::unfold((rx, permit), |(mut rx, permit)| async move {
+        rx.changed().await.ok()?;
+        let event = Event::clone(&rx.borrow_and_update());
+        Some((Ok(event), (rx, permit)))
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 #[derive(Debug, Deserialize)]

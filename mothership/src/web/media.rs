@@ -1,31 +1,22 @@
 //! Media for the browser. A recording's playlist is rendered from its ledger
 //! on each request: an EVENT playlist (no end tag) while the recording is
 //! open, so a player follows it as it grows and can seek back to the start,
-//! and the VOD playlist once it is finalized. Its segment URIs point at the
-//! store directly where the store can presign (S3: the bytes never pass
-//! through this server), or else at `/media/recordings/{id}/objects/…`,
-//! which serves only keys under that recording's prefix.
-
-use std::collections::HashMap;
+//! and the VOD playlist once it is finalized. Its segment URIs all point at
+//! `/media/recordings/{id}/objects/…`, which serves only keys under that
+//! recording's prefix: where the store can presign (S3) it answers with a
+//! redirect to a presigned URL, so the bytes never pass through this
+//! server, and a playlist of a day-long recording costs no signing at all
+//! (each segment is signed when, and if, the player asks for it).
 
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use colony::recording::{LedgerRow, PlaylistKind, render_with};
+use colony::recording::{PlaylistKind, render_with};
 use colony::storage::ObjectKey;
 use tower::ServiceExt;
 
 use super::data::{self, Recording};
 use super::{Web, WebError};
-
-/// Where a key is fetched from: a presigned URL, or this server.
-async fn locate(web: &Web, recording_id: i64, key: &str) -> Result<String, WebError> {
-    let parsed = ObjectKey::parse(key).map_err(|e| WebError::BadRequest(e.to_string()))?;
-    match web.presigner.presign_get(&parsed, web.media_url_ttl).await.map_err(WebError::internal)? {
-        Some(url) => Ok(url),
-        None => Ok(format!("/media/recordings/{recording_id}/objects/{key}")),
-    }
-}
 
 async fn open_recording(web: &Web, id: i64) -> Result<Recording, WebError> {
     data::recording(&web.pool, id).await?.ok_or_else(|| WebError::NotFound(format!("no recording {id}")))
@@ -39,13 +30,7 @@ pub async fn playlist(State(web): State<Web>, Path(id): Path<i64>) -> Result<Res
         "recording" | "standby" => PlaylistKind::Event,
         _ => PlaylistKind::Vod,
     };
-    let mut urls: HashMap<String, String> = HashMap::new();
-    for key in keys(&rows) {
-        if !urls.contains_key(key) {
-            urls.insert(key.to_owned(), locate(&web, id, key).await?);
-        }
-    }
-    let text = render_with(&rows, kind, &|key: &str| urls.get(key).cloned().unwrap_or_default());
+    let text = render_with(&rows, kind, &|key: &str| format!("/media/recordings/{id}/objects/{key}"));
     Ok((
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.apple.mpegurl")),
@@ -56,10 +41,6 @@ pub async fn playlist(State(web): State<Web>, Path(id): Path<i64>) -> Result<Res
         .into_response())
 }
 
-fn keys(rows: &[LedgerRow]) -> impl Iterator<Item = &str> {
-    rows.iter().flat_map(|r| r.init_key.as_deref().into_iter().chain(r.object_key.as_deref()))
-}
-
 /// `GET /media/recordings/{id}/objects/{*key}`: an object of that recording.
 /// A key outside the recording's prefix, or one with `..`, is refused.
 pub async fn object(
@@ -68,8 +49,12 @@ pub async fn object(
     request: Request,
 ) -> Result<Response, WebError> {
     let parsed = ObjectKey::parse(&key).map_err(|e| WebError::BadRequest(e.to_string()))?;
-    let recording = open_recording(&web, id).await?;
-    if !key.starts_with(&format!("{}/", recording.storage_prefix)) {
+    let prefix: Option<String> = sqlx::query_scalar("SELECT storage_prefix FROM recordings WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&web.pool)
+        .await?;
+    let prefix = prefix.ok_or_else(|| WebError::NotFound(format!("no recording {id}")))?;
+    if !key.starts_with(&format!("{prefix}/")) {
         return Err(WebError::NotFound(format!("recording {id} has no object {key}")));
     }
     if let Some(url) = web.presigner.presign_get(&parsed, web.media_url_ttl).await.map_err(WebError::internal)? {

@@ -11,13 +11,17 @@
 //!   URIs are presigned S3 URLs (the media never passes through this server)
 //!   or, for a file store, this server's `/media/recordings/{id}/objects/…`.
 //!
-//! Access: loopback by default. Any other address needs `COLONY_WEB_TOKEN`,
-//! sent as `Authorization: Bearer …` or the cookie `/login` sets. Every POST
-//! carries the CSRF token the pages embed (`csrf` form field or
-//! `x-csrf-token` header); without it the answer is 403.
+//! Access (`access`): loopback by default. Any other address needs
+//! `COLONY_WEB_TOKEN`, sent as `Authorization: Bearer …`, or a session
+//! cookie from `/login`. Requests for host names that are not this server's
+//! are refused (DNS rebinding), every POST carries the CSRF token the pages
+//! embed and, from a browser, this site's `Origin`; every answer carries a
+//! CSP and the other security headers.
 
+pub mod access;
 mod actions;
 mod api;
+mod assets;
 mod data;
 mod media;
 pub mod metrics;
@@ -29,16 +33,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use colony::config::DatabaseArgs;
 use colony::exit::Exit;
 use colony::storage::{ObjectStore, StorageArgs};
 use sqlx::PgPool;
-use subtle::ConstantTimeEq;
+
+pub use access::check_exposure;
 
 use crate::platform::PlatformArgs;
 
@@ -54,9 +58,26 @@ pub struct ServeArgs {
     #[arg(long, env = "COLONY_WEB_BIND", default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
     pub bind: SocketAddr,
     /// The token every request must carry (Authorization: Bearer TOKEN, or
-    /// sign in at /login). /healthz and /readyz answer without it.
+    /// sign in at /login), at least 32 characters (`openssl rand -hex 32`).
+    /// /healthz and /readyz answer without it.
     #[arg(long, env = "COLONY_WEB_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// Host names the dashboard answers for besides loopback names and IP
+    /// addresses, comma-separated (e.g. colony.example.com, or web in
+    /// compose). A request for any other name is refused: a web page could
+    /// otherwise point its own name at this server (DNS rebinding).
+    #[arg(long, env = "COLONY_WEB_HOSTS", value_delimiter = ',', value_name = "HOSTS")]
+    pub hosts: Vec<String>,
+    /// How long a browser stays signed in.
+    #[arg(long, env = "COLONY_WEB_SESSION", default_value = "12h", value_name = "DURATION")]
+    pub session: colony::config::NonZeroDuration,
+    /// The Postgres URL the dashboard connects with: a login in the
+    /// colony_web role (`mothership db roles`). Default: --database-url.
+    #[arg(long, env = "COLONY_WEB_DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub web_database_url: Option<colony::config::DatabaseUrl>,
+    /// Event streams (live job progress) open at once; more are turned away.
+    #[arg(long, env = "COLONY_WEB_MAX_STREAMS", default_value_t = 32, value_name = "N")]
+    pub max_streams: usize,
     /// How long a computed /metrics page is reused.
     #[arg(long, env = "COLONY_METRICS_CACHE", default_value = "5s", value_name = "DURATION")]
     pub metrics_cache: humantime::Duration,
@@ -79,22 +100,42 @@ pub struct Web {
     /// bucket at its public endpoint (--media-endpoint).
     pub presigner: Arc<dyn ObjectStore>,
     pub platforms: PlatformArgs,
-    token: Option<Arc<str>>,
+    access: Arc<access::Access>,
     csrf: Arc<str>,
+    /// The Content-Security-Policy every answer carries.
+    csp: Arc<str>,
     pub metrics: Arc<metrics::Cache>,
     pub media_url_ttl: Duration,
+    /// Running jobs' progress, read once a second for every open stream.
+    pub jobs: Arc<api::JobFeed>,
 }
 
 impl Web {
-    pub fn new(pool: PgPool, store: Arc<dyn ObjectStore>, presigner: Arc<dyn ObjectStore>, args: &ServeArgs) -> Self {
+    pub async fn new(
+        pool: PgPool,
+        store: Arc<dyn ObjectStore>,
+        presigner: Arc<dyn ObjectStore>,
+        args: &ServeArgs,
+    ) -> Self {
         let csrf: [u8; 24] = rand::random();
+        // Where presigned media URLs point: the CSP lets media come from there.
+        let probe = colony::storage::ObjectKey::parse("colony-csp-probe").expect("a valid key");
+        let media_origin = presigner
+            .presign_get(&probe, Duration::from_secs(60))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|u| url::Url::parse(&u).ok())
+            .map(|u| u.origin().ascii_serialization());
         Self {
+            jobs: api::JobFeed::start(pool.clone(), args.max_streams),
             pool,
             store,
             presigner,
             platforms: args.platforms.clone(),
-            token: args.token.as_deref().filter(|t| !t.is_empty()).map(Arc::from),
+            access: Arc::new(access::Access::new(args.token.as_deref(), &args.hosts, args.session.get())),
             csrf: Arc::from(hex::encode(csrf)),
+            csp: Arc::from(access::content_security_policy(media_origin.as_deref())),
             metrics: Arc::new(metrics::Cache::new(args.metrics_cache.into())),
             media_url_ttl: args.media_url_ttl.into(),
         }
@@ -111,6 +152,8 @@ pub enum WebError {
     NotFound(String),
     BadRequest(String),
     Forbidden(&'static str),
+    /// Too much at once: try again shortly.
+    Busy(&'static str),
     Internal(anyhow::Error),
 }
 
@@ -143,6 +186,7 @@ impl IntoResponse for WebError {
             WebError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             WebError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             WebError::Forbidden(m) => (StatusCode::FORBIDDEN, m.to_owned()),
+            WebError::Busy(m) => (StatusCode::SERVICE_UNAVAILABLE, m.to_owned()),
             WebError::Internal(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "a web request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error; the server's log says why".to_owned())
@@ -152,21 +196,15 @@ impl IntoResponse for WebError {
     }
 }
 
-/// Refuse to listen beyond loopback without a token.
-pub fn check_exposure(bind: SocketAddr, token: Option<&str>) -> Result<(), Exit> {
-    if !bind.ip().is_loopback() && token.is_none_or(str::is_empty) {
-        return Err(Exit::config(format!(
-            "refusing to serve on {bind} without COLONY_WEB_TOKEN: set it (e.g. `openssl rand -hex 32`), or bind 127.0.0.1"
-        )));
-    }
-    Ok(())
-}
-
 /// Check the exposure, connect, and take the port: everything that can fail
 /// on bad configuration, before anything is served.
 pub async fn bind(args: &ServeArgs) -> anyhow::Result<(tokio::net::TcpListener, Web)> {
     check_exposure(args.bind, args.token.as_deref())?;
-    let pool = colony::db::connect(&args.db).await?;
+    let mut db = args.db.clone();
+    if let Some(url) = &args.web_database_url {
+        db.database_url = url.clone();
+    }
+    let pool = colony::db::connect(&db).await?;
     let store = colony::storage::open(&args.storage).await.context("opening object storage")?;
     let presigner: Arc<dyn ObjectStore> = match (&args.media_endpoint, args.storage.s3_settings()) {
         (None, _) => store.clone(),
@@ -188,7 +226,7 @@ pub async fn bind(args: &ServeArgs) -> anyhow::Result<(tokio::net::TcpListener, 
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| Exit::config(format!("cannot listen on {}: {e}", args.bind)))?;
-    Ok((listener, Web::new(pool, store, presigner, args)))
+    Ok((listener, Web::new(pool, store, presigner, args).await))
 }
 
 /// Serve until `stop` resolves.
@@ -197,8 +235,9 @@ pub async fn run(
     web: Web,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    tracing::info!(address = ?listener.local_addr().ok(), token = web.token.is_some(), "serving the dashboard");
-    axum::serve(listener, router(web)).with_graceful_shutdown(stop).await.context("the web server failed")
+    tracing::info!(address = ?listener.local_addr().ok(), token = web.access.has_token(), "serving the dashboard");
+    let app = router(web).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(stop).await.context("the web server failed")
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -238,12 +277,15 @@ pub fn router(web: Web) -> Router {
         .route("/media/recordings/{id}/playlist.m3u8", get(media::playlist))
         .route("/media/recordings/{id}/objects/{*key}", get(media::object))
         .nest("/api/v1", api)
-        .layer(axum::middleware::from_fn_with_state(web.clone(), guard));
+        .layer(axum::middleware::from_fn_with_state(web.clone(), access::guard));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/login", get(pages::login).post(login))
+        .route("/login", get(pages::login).post(access::login))
+        .route("/static/{name}", get(assets::asset))
         .merge(protected)
+        .layer(axum::middleware::from_fn_with_state(web.clone(), access::hosts_and_origins))
+        .layer(axum::middleware::from_fn_with_state(web.clone(), access::security_headers))
         .with_state(web)
 }
 
@@ -251,114 +293,5 @@ async fn readyz(State(web): State<Web>) -> Response {
     match colony::db::check_schema(&web.pool, "the database").await {
         Ok(()) => "ready\n".into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
-    }
-}
-
-const COOKIE: &str = "colony_token";
-
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-/// The token check (when a token is set) and the CSRF check of every POST.
-async fn guard(State(web): State<Web>, request: Request, next: Next) -> Response {
-    if let Some(token) = web.token.as_deref() {
-        let headers = request.headers();
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let given = bearer.or_else(|| cookie(headers, COOKIE));
-        if !given.is_some_and(|g| same(g, token)) {
-            let html =
-                headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
-            if html && request.method() == axum::http::Method::GET {
-                return (StatusCode::UNAUTHORIZED, pages::login_page(Some("sign in with the dashboard's token")))
-                    .into_response();
-            }
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                axum::Json(serde_json::json!({ "error": "a valid token is needed: Authorization: Bearer TOKEN" })),
-            )
-                .into_response();
-        }
-    }
-    if request.method() == axum::http::Method::POST {
-        let (parts, body) = request.into_parts();
-        // Forms are small; 64 KiB is far more than any of ours.
-        let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
-            return WebError::BadRequest("the request body is too large".into()).into_response();
-        };
-        let from_header = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let from_form = form_field(&bytes, "csrf");
-        if !from_header.or(from_form).is_some_and(|t| same(&t, &web.csrf)) {
-            return WebError::Forbidden("missing or wrong CSRF token (the csrf form field or x-csrf-token header)")
-                .into_response();
-        }
-        return next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await;
-    }
-    next.run(request).await
-}
-
-fn form_field(body: &[u8], name: &str) -> Option<String> {
-    url::form_urlencoded::parse(body).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
-}
-
-#[derive(serde::Deserialize)]
-struct LoginForm {
-    token: String,
-}
-
-/// Check the token and keep it in an HttpOnly cookie.
-async fn login(State(web): State<Web>, axum::Form(form): axum::Form<LoginForm>) -> Response {
-    match web.token.as_deref() {
-        Some(token) if same(form.token.trim(), token) => (
-            StatusCode::SEE_OTHER,
-            [
-                (header::SET_COOKIE, format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict")),
-                (header::LOCATION, "/".to_owned()),
-            ],
-        )
-            .into_response(),
-        Some(_) => {
-            (StatusCode::UNAUTHORIZED, pages::login_page(Some("that is not the dashboard's token"))).into_response()
-        }
-        None => (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_loopback_may_go_without_a_token() {
-        assert!(check_exposure("127.0.0.1:8080".parse().unwrap(), None).is_ok());
-        assert!(check_exposure("[::1]:8080".parse().unwrap(), None).is_ok());
-        assert!(check_exposure("0.0.0.0:8080".parse().unwrap(), None).is_err());
-        assert!(check_exposure("0.0.0.0:8080".parse().unwrap(), Some("")).is_err());
-        assert!(check_exposure("0.0.0.0:8080".parse().unwrap(), Some("t")).is_ok());
-    }
-
-    #[test]
-    fn cookies_are_found_by_name() {
-        let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=1; colony_token=abc; b=2".parse().unwrap());
-        assert_eq!(cookie(&h, COOKIE), Some("abc"));
-        assert_eq!(cookie(&h, "c"), None);
-        assert_eq!(form_field(b"x=1&csrf=a%2Bb", "csrf").as_deref(), Some("a+b"));
     }
 }

@@ -1,44 +1,17 @@
 //! The dashboard's pages, rendered on the server with maud: every string
-//! from a source, a platform or a row is escaped by the template, and the
-//! little JavaScript there is reads data from attributes, never from a
-//! string spliced into a script.
+//! from a source, a platform or a row is escaped by the template. The
+//! little JavaScript and CSS there is are files (`assets/`), so the CSP
+//! allows no inline script or style at all; scripts read their data from
+//! attributes, never from a string spliced into a script.
 
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 
 use super::api::{self, Overview};
 use super::data::SpanKind;
 use super::{Web, WebError};
 use crate::admin;
-
-const STYLE: &str = r#"
-body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}
-header{background:#1d2330;color:#fff;padding:.6em 1.2em;display:flex;gap:1.4em;align-items:center}
-header a{color:#cfd6e4;text-decoration:none}header b{color:#fff;margin-right:1em}
-main{padding:1em 1.2em;max-width:1200px}
-h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.6em}
-table{border-collapse:collapse;width:100%;background:#fff}
-th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #e3e6eb;vertical-align:top}
-th{font-weight:600;color:#556}
-.ok{color:#17803d}.bad{color:#b42318}.warn{color:#b54708}.muted{color:#778}
-.pill{display:inline-block;padding:0 .5em;border-radius:1em;background:#e8ebf0;font-size:.9em}
-.live{background:#fde2e1;color:#b42318}
-form.inline{display:inline}button{cursor:pointer}
-.timeline{position:relative;height:22px;background:#e8ebf0;margin:.6em 0;border-radius:3px;overflow:hidden}
-.timeline div{position:absolute;top:0;bottom:0}
-.span-media{background:#4f7cc9}.span-ad{background:#e0a526}.span-gap{background:#b42318}
-.chapter{position:absolute;top:0;bottom:0;width:2px;background:#111}
-.epoch{border-left:2px solid #fff}
-.bar{background:#e8ebf0;height:10px;width:200px;border-radius:5px;overflow:hidden;display:inline-block}
-.bar>div{background:#4f7cc9;height:100%}
-video{width:100%;max-width:960px;background:#000}
-.watch{display:flex;gap:.8em;align-items:stretch}
-#chat{width:320px;max-height:540px;overflow-y:auto;background:#fff;border:1px solid #e3e6eb;font-size:.9em;padding:.3em}
-#chat ol{list-style:none;margin:0;padding:0}#chat li{padding:.15em 0;overflow-wrap:anywhere}
-#storyboard{position:absolute;display:none;border:1px solid #333;background-repeat:no-repeat;pointer-events:none}
-.legend span{margin-right:1em}
-"#;
 
 fn layout(title: &str, web: &Web, body: Markup) -> Markup {
     html! {
@@ -49,7 +22,8 @@ fn layout(title: &str, web: &Web, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="csrf" content=(web.csrf());
                 title { (title) " · Colony" }
-                style { (PreEscaped(STYLE)) }
+                link rel="stylesheet" href="/static/colony.css";
+                script src="/static/page.js" defer {}
             }
             body {
                 header {
@@ -110,7 +84,7 @@ pub fn login_page(message: Option<&str>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head { meta charset="utf-8"; title { "Sign in · Colony" } style { (PreEscaped(STYLE)) } }
+            head { meta charset="utf-8"; title { "Sign in · Colony" } link rel="stylesheet" href="/static/colony.css"; }
             body { main {
                 h1 { "Colony" }
                 @if let Some(m) = message { p.warn { (m) } }
@@ -197,7 +171,7 @@ fn progress_bar(progress: Option<&serde_json::Value>) -> Markup {
     let percent = progress.and_then(|p| p.get("percent")).and_then(serde_json::Value::as_f64);
     html! {
         @if let Some(p) = percent {
-            span.bar { div style={ "width:" (format!("{:.1}", p.clamp(0.0, 100.0))) "%" } {} } " " (format!("{p:.0}%"))
+            span.bar { div data-width=(format!("{:.1}", p.clamp(0.0, 100.0))) {} } " " (format!("{p:.0}%"))
         } @else { span.muted { "-" } }
     }
 }
@@ -237,7 +211,7 @@ pub async fn channel(State(web): State<Web>, Path(login): Path<String>) -> Resul
                 tr { th {} th { "Recording" } th { "Title" } th { "State" } th { "Started" } th { "Duration" } th { "Size" } th { "Gaps" } th { "Chapters" } }
                 @for r in &page.recordings {
                     tr {
-                        td { img src={ "/media/recordings/" (r.id) "/objects/" (r.storage_prefix) "/thumbnails/poster.jpg" } alt="" width="96" onerror="this.remove()"; }
+                        td { img.poster src={ "/media/recordings/" (r.id) "/objects/" (r.storage_prefix) "/thumbnails/poster.jpg" } alt="" width="96"; }
                         td { a href={ "/recordings/" (r.id) } { "#" (r.id) } " " span.muted { (r.source) } }
                         td { (r.title.as_deref().unwrap_or("")) }
                         td class=(state_class(&r.state)) { (r.state) }
@@ -254,55 +228,8 @@ pub async fn channel(State(web): State<Web>, Path(login): Path<String>) -> Resul
     Ok(layout(&c.display_name, &web, body))
 }
 
-const PLAYER_JS: &str = r#"
-(function(){
-  var v=document.getElementById('player'), bar=document.getElementById('timeline'), sb=document.getElementById('storyboard');
-  var total=parseFloat(bar.dataset.duration)||0;
-  bar.addEventListener('click',function(e){var r=bar.getBoundingClientRect();v.currentTime=(e.clientX-r.left)/r.width*total;});
-  var vtt=bar.dataset.storyboard, sprite=bar.dataset.sprite, cues=[];
-  if(vtt){fetch(vtt).then(function(r){return r.text()}).then(function(t){
-    var re=/(\d+):(\d+):(\d+(?:\.\d+)?) --> (\d+):(\d+):(\d+(?:\.\d+)?)\s+\S*#xywh=(\d+),(\d+),(\d+),(\d+)/g, m;
-    while((m=re.exec(t))){cues.push({s:+m[1]*3600+ +m[2]*60+ +m[3],e:+m[4]*3600+ +m[5]*60+ +m[6],x:+m[7],y:+m[8],w:+m[9],h:+m[10]});}
-  });}
-  bar.addEventListener('mousemove',function(e){
-    if(!cues.length)return; var r=bar.getBoundingClientRect(), t=(e.clientX-r.left)/r.width*total;
-    var c=cues.find(function(c){return t>=c.s&&t<c.e}); if(!c){sb.style.display='none';return;}
-    sb.style.display='block';sb.style.width=c.w+'px';sb.style.height=c.h+'px';
-    sb.style.backgroundImage='url('+sprite+')';sb.style.backgroundPosition=(-c.x)+'px '+(-c.y)+'px';
-    sb.style.left=(e.pageX-c.w/2)+'px';sb.style.top=(r.top+window.scrollY-c.h-6)+'px';
-  });
-  bar.addEventListener('mouseleave',function(){sb.style.display='none'});
-  if(!v.canPlayType('application/vnd.apple.mpegurl')){document.getElementById('nohls').style.display='block';}
-})();
-"#;
-
 /// The chat pane: the messages up to the player's time, newest last. Text
 /// goes in with textContent, never as HTML.
-const CHAT_JS: &str = r#"
-(function(){
-  var v=document.getElementById('player'), pane=document.getElementById('chat'), list=pane.querySelector('ol');
-  var src=pane.dataset.src, loaded=[], from=-1, to=-1, busy=false, shown=-1;
-  function load(t){
-    if(busy)return; busy=true; var f=Math.max(0,t-60), e=t+30;
-    fetch(src+'?from='+f+'&to='+e).then(function(r){return r.json()}).then(function(d){
-      loaded=d.messages||[]; from=f; to=e; shown=-1; busy=false; draw(t);
-    }).catch(function(){busy=false});
-  }
-  function draw(t){
-    var upto=loaded.filter(function(m){return m.offset_secs<=t}).slice(-150);
-    if(upto.length===shown)return; shown=upto.length; list.textContent='';
-    upto.forEach(function(m){
-      var li=document.createElement('li'), who=document.createElement('b');
-      who.textContent=(m.display_name||m.login||'')+(m.notice?' ['+m.notice+']':'')+' ';
-      if(m.color&&/^#[0-9a-fA-F]{6}$/.test(m.color))who.style.color=m.color;
-      li.appendChild(who); li.appendChild(document.createTextNode(m.text||m.system_text||m.kind));
-      li.dataset.offset=m.offset_secs; li.dataset.id=m.id; list.appendChild(li);
-    });
-    pane.scrollTop=pane.scrollHeight;
-  }
-  setInterval(function(){var t=v.currentTime||0; if(t<from||t>to-5)load(t); else draw(t);},500);
-})();
-"#;
 
 pub async fn recording(State(web): State<Web>, Path(id): Path<i64>) -> Result<Markup, WebError> {
     let page = api::recording_data(&web, id).await?;
@@ -323,26 +250,26 @@ pub async fn recording(State(web): State<Web>, Path(id): Path<i64>) -> Result<Ma
             div #chat data-src={ "/api/v1/recordings/" (r.id) "/chat" } { div.muted { "chat" } ol {} }
         }
         }
-        p #nohls.warn style="display:none" { "This browser cannot play HLS by itself. Open "
+        p #nohls.warn hidden { "This browser cannot play HLS by itself. Open "
             a href=(page.playlist) { "the playlist" } " in a player such as VLC or mpv, or export an MP4 below." }
         div #timeline.timeline data-duration=(format!("{total:.3}")) data-storyboard=[page.storyboard_vtt.as_deref()]
             data-sprite=[sprite.as_deref()] title="click to seek" {
             @for (i, s) in page.timeline.iter().enumerate() {
                 div class={ "span-" (match s.kind { SpanKind::Media => "media", SpanKind::Ad => "ad", SpanKind::Gap => "gap" })
                     @if i > 0 && page.timeline[i - 1].epoch != s.epoch { " epoch" } }
-                    style={ "left:" (pct(s.start_secs)) "%;width:" (pct(s.duration_secs)) "%" }
+                    data-left=(pct(s.start_secs)) data-width=(pct(s.duration_secs))
                     title=(match (&s.kind, &s.reason) {
                         (SpanKind::Gap, Some(why)) => format!("gap: {why}"),
                         (kind, _) => format!("{kind:?}, epoch {}, {} segment(s)", s.epoch, s.segments),
                     }) {}
             }
             @for c in &page.chapters {
-                div.chapter style={ "left:" (pct((c.at - r.started_at).num_milliseconds() as f64 / 1000.0)) "%" }
+                div.chapter data-left=(pct((c.at - r.started_at).num_milliseconds() as f64 / 1000.0))
                     title=(format!("chapter: {} {}", c.title.as_deref().unwrap_or(""), c.category.as_deref().unwrap_or(""))) {}
             }
         }
         div #storyboard {}
-        p.legend.muted { span style="color:#4f7cc9" { "■ media" } span.warn { "■ ad" } span.bad { "■ gap" } span { "| chapter" } }
+        p.legend.muted { span.media { "■ media" } span.warn { "■ ad" } span.bad { "■ gap" } span { "| chapter" } }
         table {
             tr { th { "Started" } td { (when(Some(r.started_at))) } th { "Ended" } td { (when(r.ended_at)) } }
             tr { th { "Duration" } td { (duration(r.duration_secs)) } th { "Size" } td { (bytes(r.bytes)) } }
@@ -364,25 +291,11 @@ pub async fn recording(State(web): State<Web>, Path(id): Path<i64>) -> Result<Ma
             (button(&web, &format!("/api/v1/recordings/{id}/export"), "Export MP4", &here))
         }
         @if open { p.muted { "The recording is still going: the player follows it, and it can be exported once it ends." } }
-        script { (PreEscaped(PLAYER_JS)) }
-        @if page.chat_chunks > 0 { script { (PreEscaped(CHAT_JS)) } }
+        script src="/static/player.js" {}
+        @if page.chat_chunks > 0 { script src="/static/chat.js" {} }
     };
     Ok(layout(&format!("Recording {id}"), &web, body))
 }
-
-const JOBS_JS: &str = r#"
-(function(){
-  var es=new EventSource('/api/v1/jobs/events');
-  es.addEventListener('running',function(e){
-    JSON.parse(e.data).forEach(function(j){
-      var row=document.getElementById('job-'+j.id); if(!row||!j.progress)return;
-      var p=j.progress.percent; if(typeof p!=='number')return;
-      row.querySelector('.bar>div').style.width=Math.max(0,Math.min(100,p))+'%';
-      row.querySelector('.pct').textContent=p.toFixed(0)+'%'+(j.progress.speed?' at '+j.progress.speed:'');
-    });
-  });
-})();
-"#;
 
 pub async fn jobs(State(web): State<Web>) -> Result<Markup, WebError> {
     let rows = admin::jobs(&web.pool, None, None, 200).await?;
@@ -397,7 +310,7 @@ pub async fn jobs(State(web): State<Web>) -> Result<Markup, WebError> {
                     td { (j.kind) }
                     td class=(state_class(&j.state)) { (j.state) }
                     td { (j.attempt) "/" (j.max_attempts) }
-                    td { span.bar { div style={ "width:" (j.progress.as_ref().and_then(|p| p.get("percent")).and_then(serde_json::Value::as_f64).unwrap_or(0.0).clamp(0.0, 100.0)) "%" } {} }
+                    td { span.bar { div data-width=(j.progress.as_ref().and_then(|p| p.get("percent")).and_then(serde_json::Value::as_f64).unwrap_or(0.0).clamp(0.0, 100.0)) {} }
                         " " span.pct {} }
                     td { (j.last_error.as_deref().unwrap_or("")) }
                     td {
@@ -407,7 +320,7 @@ pub async fn jobs(State(web): State<Web>) -> Result<Markup, WebError> {
                 }
             }
         }
-        script { (PreEscaped(JOBS_JS)) }
+        script src="/static/jobs.js" {}
     };
     Ok(layout("Jobs", &web, body))
 }
