@@ -11,11 +11,8 @@ const MIN_EXPORT_BYTES: u64 = 64 * 1024;
 
 /// The ffmpeg arguments of an export, exposed for the kill-survival test.
 pub fn ffmpeg_args(input: &std::path::Path, output: &std::path::Path) -> Vec<String> {
-    vec![
-        "-allowed_extensions".into(),
-        "ALL".into(),
-        "-i".into(),
-        input.display().to_string(),
+    let mut args = super::media::hls_input(input);
+    args.extend([
         "-map".into(),
         "0".into(),
         "-c".into(),
@@ -32,7 +29,8 @@ pub fn ffmpeg_args(input: &std::path::Path, output: &std::path::Path) -> Vec<Str
         "-f".into(),
         "mp4".into(),
         output.display().to_string(),
-    ]
+    ]);
+    args
 }
 
 pub async fn run(ctx: &Ctx, args: &RecordingArgs, progress: &ProgressSink) -> Result<(), JobError> {

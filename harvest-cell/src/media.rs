@@ -78,20 +78,25 @@ pub async fn local_recording(ctx: &Ctx, pool: &PgPool, id: i64) -> Result<LocalR
     Ok(LocalRecording { id, prefix, playlist, duration_secs, rows, work })
 }
 
+/// How ffmpeg and ffprobe open a recording's local playlist. Every byte of
+/// the media is the source's, so nothing is left to probing: the demuxer is
+/// named (HLS, whose playlist Colony wrote and whose segments keep the
+/// default extension check, never `-allowed_extensions ALL`), and the only
+/// protocol allowed is `file`, so a segment that pretends to be a playlist
+/// cannot send ffmpeg to the network or another demuxer.
+pub fn hls_input(playlist: &Path) -> Vec<String> {
+    ["-f", "hls", "-protocol_whitelist", "file", "-i"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([playlist.display().to_string()])
+        .collect()
+}
+
 /// Width, height and whether there is audio, from ffprobe.
 pub async fn probe(input: &Path) -> Result<(u32, u32, bool), JobError> {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-allowed_extensions",
-            "ALL",
-            "-show_entries",
-            "stream=codec_type,width,height",
-            "-of",
-            "json",
-        ])
-        .arg(input)
+    let out = colony::child::scrub(&mut Command::new("ffprobe"))
+        .args(["-v", "error", "-show_entries", "stream=codec_type,width,height", "-of", "json"])
+        .args(hls_input(input))
         .output()
         .await
         .map_err(|e| JobError::transient(format!("ffprobe could not start: {e}")))?;
@@ -121,7 +126,7 @@ fn last_line(bytes: &[u8]) -> String {
 /// Run ffmpeg with `args`, reporting frame, fps, speed and percent of
 /// `total_secs` from `-progress` as it goes. Undecodable input is permanent.
 pub async fn ffmpeg(args: &[String], total_secs: f64, progress: &ProgressSink) -> Result<(), JobError> {
-    let mut child = Command::new("ffmpeg")
+    let mut child = colony::child::scrub(&mut Command::new("ffmpeg"))
         .args(["-hide_banner", "-nostdin", "-nostats", "-v", "error", "-progress", "pipe:1", "-y"])
         .args(args)
         .stdin(Stdio::null())
@@ -196,4 +201,30 @@ pub async fn upload_dir(store: &dyn ObjectStore, dir: &Path, prefix: &ObjectKey)
         bytes += store.put_file(&key, &file).await.map_err(JobError::transient)?;
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Defect: ffmpeg read stored, source-controlled bytes with
+    /// `-allowed_extensions ALL` and let them pick their own demuxer and
+    /// protocols. Every command over stored media now names the demuxer and
+    /// allows the `file` protocol alone.
+    #[test]
+    fn every_ffmpeg_over_stored_bytes_names_its_demuxer_and_protocols() {
+        let playlist = Path::new("/work/recording.m3u8");
+        let commands = [
+            super::hls_input(playlist),
+            crate::export::ffmpeg_args(playlist, Path::new("/work/out.mp4")),
+            crate::reencode::ladder_args("/work/recording.m3u8", "/work/ladder", &[480, 360], true),
+        ];
+        for args in &commands {
+            let joined = args.join(" ");
+            assert!(!joined.contains("allowed_extensions"), "{joined}");
+            assert!(joined.contains("-f hls -protocol_whitelist file -i /work/recording.m3u8"), "{joined}");
+        }
+        let decode = crate::repair::decode_args(Path::new("/work/segment")).join(" ");
+        assert!(decode.contains("-protocol_whitelist file -f mpegts -i /work/segment"), "{decode}");
+    }
 }

@@ -44,8 +44,8 @@ pub fn ladder_args(input: &str, out_dir: &str, rungs: &[u32], audio: bool) -> Ve
     for (i, h) in rungs.iter().enumerate() {
         filter.push_str(&format!(";[s{i}]scale=-2:{h}[v{i}]"));
     }
-    let mut args: Vec<String> =
-        vec!["-allowed_extensions".into(), "ALL".into(), "-i".into(), input.into(), "-filter_complex".into(), filter];
+    let mut args = super::media::hls_input(std::path::Path::new(input));
+    args.extend(["-filter_complex".into(), filter]);
     for i in 0..n {
         args.extend(["-map".into(), format!("[v{i}]")]);
         if audio {

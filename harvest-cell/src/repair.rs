@@ -44,11 +44,21 @@ async fn decode(body: &[u8]) -> Result<Decoded, JobError> {
     decode_file(&path).await
 }
 
+/// The ffmpeg arguments that decode one stored MPEG-TS segment. The bytes
+/// are the source's: the demuxer is named and only the file itself may be
+/// opened, so bytes that look like a playlist are a broken segment, never a
+/// fetch elsewhere.
+pub fn decode_args(path: &Path) -> Vec<String> {
+    let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-v", "error", "-xerror"].map(String::from).to_vec();
+    args.extend(["-protocol_whitelist", "file", "-f", "mpegts", "-i"].map(String::from));
+    args.push(path.display().to_string());
+    args.extend(["-f", "null", "-"].map(String::from));
+    args
+}
+
 pub async fn decode_file(path: &Path) -> Result<Decoded, JobError> {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-xerror", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
+    let out = colony::child::scrub(&mut Command::new("ffmpeg"))
+        .args(decode_args(path))
         .kill_on_drop(true)
         .output()
         .await
@@ -115,14 +125,15 @@ pub async fn run(ctx: &Ctx, job: &Job, args: &RecordingArgs, progress: &Progress
         Some(Ok(url)) => {
             let allowed = colony::channel::allowed_hosts(pool, channel_id).await.map_err(JobError::transient)?;
             let policy = FetchPolicy::for_source(&url, &allowed);
-            let playlist = match ctx.hls.open(&url, &VariantChoice::Best, &policy).await {
-                Ok((_, playlist, _)) => Some(playlist),
+            let hls = ctx.hls.for_channel(&allowed);
+            let playlist = match hls.open(&url, &VariantChoice::Best, &policy).await {
+                Ok((_, playlist, _)) => Some((playlist, hls)),
                 Err(e) => {
                     warn!(error = %e, "the source VOD is unavailable; broken segments are kept and marked as gaps");
                     None
                 }
             };
-            playlist.map(|p| (p, policy))
+            playlist.map(|(p, hls)| (p, policy, hls))
         }
         _ => None,
     };
@@ -188,16 +199,16 @@ pub async fn run(ctx: &Ctx, job: &Job, args: &RecordingArgs, progress: &Progress
 /// that needs its init section, is not empty). Returns its size if it did.
 async fn refetch(
     ctx: &Ctx,
-    source: Option<&(MediaPlaylist, FetchPolicy)>,
+    source: Option<&(MediaPlaylist, FetchPolicy, colony::hls::HlsClient)>,
     row: &LedgerRow,
     key: &ObjectKey,
 ) -> Result<Option<i64>, JobError> {
-    let Some((playlist, policy)) = source else { return Ok(None) };
+    let Some((playlist, policy, hls)) = source else { return Ok(None) };
     let Some(segment) = playlist.segments.iter().find(|s| s.sequence == row.media_sequence as u64) else {
         return Ok(None);
     };
-    let cap = ctx.hls.limits().segment_cap(segment.duration);
-    let Ok(body) = ctx.hls.get(&segment.uri, segment.byte_range, policy, cap).await else { return Ok(None) };
+    let cap = hls.limits().segment_cap(segment.duration);
+    let Ok(body) = hls.get(&segment.uri, segment.byte_range, policy, cap).await else { return Ok(None) };
     let verified =
         if row.init_key.is_some() { !body.is_empty() } else { !matches!(decode(&body).await?, Decoded::Broken(_)) };
     if !verified {

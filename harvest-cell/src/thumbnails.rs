@@ -41,34 +41,19 @@ pub async fn run(ctx: &Ctx, args: &RecordingArgs, progress: &ProgressSink) -> Re
     let rows = tiles.div_ceil(COLUMNS);
     let out = rec.work.path().join("thumbnails");
     tokio::fs::create_dir_all(&out).await.map_err(JobError::transient)?;
-    let input = rec.playlist.display().to_string();
+    let input = super::media::hls_input(&rec.playlist);
     let poster_at = format!("{:.3}", (rec.duration_secs * 0.1).min(rec.duration_secs - 0.5).max(0.0));
     let s = |v: &str| v.to_owned();
-    ffmpeg(
-        &[
-            s("-ss"),
-            poster_at,
-            s("-allowed_extensions"),
-            s("ALL"),
-            s("-i"),
-            input.clone(),
-            s("-frames:v"),
-            s("1"),
-            s("-q:v"),
-            s("3"),
-            out.join("poster.jpg").display().to_string(),
-        ],
-        0.0,
-        progress,
-    )
-    .await?;
+    let poster: Vec<String> = [s("-ss"), poster_at]
+        .into_iter()
+        .chain(input.iter().cloned())
+        .chain([s("-frames:v"), s("1"), s("-q:v"), s("3"), out.join("poster.jpg").display().to_string()])
+        .collect();
+    ffmpeg(&poster, 0.0, progress).await?;
     let filter = format!("fps=1/{interval},scale={TILE_WIDTH}:{tile_h},tile={COLUMNS}x{rows}");
-    ffmpeg(
-        &[
-            s("-allowed_extensions"),
-            s("ALL"),
-            s("-i"),
-            input,
+    let sprite: Vec<String> = input
+        .into_iter()
+        .chain([
             s("-vf"),
             filter,
             s("-frames:v"),
@@ -76,11 +61,9 @@ pub async fn run(ctx: &Ctx, args: &RecordingArgs, progress: &ProgressSink) -> Re
             s("-q:v"),
             s("5"),
             out.join("sprite.jpg").display().to_string(),
-        ],
-        rec.duration_secs,
-        progress,
-    )
-    .await?;
+        ])
+        .collect();
+    ffmpeg(&sprite, rec.duration_secs, progress).await?;
     let vtt = storyboard_vtt(rec.duration_secs, interval, tiles, TILE_WIDTH, tile_h);
     tokio::fs::write(out.join("sprite.vtt"), vtt).await.map_err(JobError::transient)?;
     let prefix = rec.prefix.join("thumbnails").map_err(JobError::permanent)?;

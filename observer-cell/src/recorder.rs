@@ -387,7 +387,7 @@ async fn start(
     let uploader = tokio::spawn(upload_spooled(spool.clone(), store.clone(), done_tx.clone(), uploader_stop.clone()));
 
     let mut r = Recorder {
-        hls: HlsClient::new(args.fetch_timeout.into(), args.limits),
+        hls: HlsClient::new(args.fetch_timeout.into(), args.limits).for_channel(&channel.allowed_hosts()),
         queued: VecDeque::new(),
         allowed: channel.allowed_hosts(),
         policy: FetchPolicy::any_host(),

@@ -174,6 +174,32 @@ pub struct HlsClient {
     timeout: Duration,
     limits: FetchLimits,
     parse_limits: ParseLimits,
+    guard: GuardedResolver,
+}
+
+/// The reqwest client under an [`HlsClient`]: redirects are followed by
+/// hand (each hop checked), and every name is resolved through `guard`.
+fn http_client(timeout: Duration, guard: &GuardedResolver) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(std::sync::Arc::new(guard.clone()))
+        .user_agent(concat!("colony/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a TLS backend is compiled in")
+}
+
+/// The [`Refusal`] a resolver gave, somewhere in a request error's causes.
+fn refusal_in(e: &reqwest::Error) -> Option<Refusal> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(refusal) = c.downcast_ref::<Refusal>() {
+            return Some(refusal.clone());
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// Strip the query string from a URL for logs: it often carries a token.
@@ -203,15 +229,18 @@ impl HlsClient {
     }
 
     fn with_parse_limits(timeout: Duration, limits: FetchLimits, parse_limits: ParseLimits) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(std::sync::Arc::new(GuardedResolver))
-            .user_agent(concat!("colony/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a TLS backend is compiled in");
-        Self { http, timeout, limits, parse_limits }
+        let guard = GuardedResolver::default();
+        Self { http: http_client(timeout, &guard), timeout, limits, parse_limits, guard }
+    }
+
+    /// This client for one channel: names on its allow-list (`--allow-host`)
+    /// may resolve to loopback or private addresses; no other name may.
+    pub fn for_channel(&self, allowed_hosts: &[super::HostPattern]) -> Self {
+        if allowed_hosts.is_empty() {
+            return self.clone();
+        }
+        let guard = GuardedResolver::allowing_private(allowed_hosts.to_vec());
+        Self { http: http_client(self.timeout, &guard), guard, ..self.clone() }
     }
 
     pub fn limits(&self) -> FetchLimits {
@@ -229,14 +258,18 @@ impl HlsClient {
         for _ in 0..=MAX_REDIRECTS {
             let shown = loggable(&current);
             policy.check(&current).map_err(|refusal| HlsError::Refused { url: shown.clone(), refusal })?;
+            self.guard
+                .check_redirect(url, &current)
+                .map_err(|refusal| HlsError::Refused { url: shown.clone(), refusal })?;
             let mut req = self.http.get(current.clone()).timeout(self.timeout);
             if let Some(r) = range {
                 req = req.header(reqwest::header::RANGE, r.header());
             }
-            let resp = req
-                .send()
-                .await
-                .map_err(|source| HlsError::Network { url: shown.clone(), source: source.without_url() })?;
+            let resp = req.send().await.map_err(|source| match refusal_in(&source) {
+                // The resolver refused the name's addresses: final, and said plainly.
+                Some(refusal) => HlsError::Refused { url: shown.clone(), refusal },
+                None => HlsError::Network { url: shown.clone(), source: source.without_url() },
+            })?;
             let status = resp.status();
             if status.is_redirection() {
                 let next = resp

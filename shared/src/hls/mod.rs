@@ -8,7 +8,7 @@
 
 mod fetch;
 mod parse;
-mod policy;
+pub mod policy;
 
 use std::time::Duration;
 
