@@ -218,7 +218,7 @@ pub async fn deliver(target: &Target, hook: i64, args: &WebhookArgs) -> Result<(
         .await;
     let mut response = match sent {
         Ok(r) => r,
-        Err(e) if refused_by_resolver(&e) => return Err(DeliveryError::Private { hook, host }),
+        Err(e) if colony::hls::refusal_in(&e).is_some() => return Err(DeliveryError::Private { hook, host }),
         Err(e) => return Err(DeliveryError::Send { hook, host, source: e.without_url() }),
     };
     let status = response.status();
@@ -234,18 +234,6 @@ pub async fn deliver(target: &Target, hook: i64, args: &WebhookArgs) -> Result<(
         }
     }
     Err(DeliveryError::Status { hook, host, status: status.as_u16(), body: clean_snippet(&answer) })
-}
-
-/// Did the resolver refuse the name's addresses?
-fn refused_by_resolver(e: &reqwest::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(c) = cause {
-        if c.downcast_ref::<colony::hls::Refusal>().is_some() {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
 }
 
 /// What one pass of deliveries did.

@@ -43,17 +43,24 @@ async fn name_profiles(pool: &Pool) -> anyhow::Result<()> {
         .into_iter()
         .filter_map(|(name, template, _)| Some((shell_words::split(&template).ok()?, name)))
         .collect();
-    let profile_for = |stored: &str| {
+    // Several profiles may hold the same template (Twitch's and Kick's
+    // defaults do): the one named by `preferred` first, in its order.
+    let profile_for = |stored: &str, preferred: &[String]| {
         let words = shell_words::split(stored).ok()?;
-        known.iter().find(|(w, _)| *w == words).map(|(_, name)| name.clone())
+        let holding: Vec<&ProfileName> = known.iter().filter(|(w, _)| *w == words).map(|(_, name)| name).collect();
+        preferred
+            .iter()
+            .find_map(|p| holding.iter().find(|name| name.as_str() == p))
+            .or(holding.first())
+            .map(|name| (*name).clone())
     };
-    let channels: Vec<(i64, String, String)> =
-        sqlx::query_as("SELECT id, login, resolver FROM channels WHERE resolver IS NOT NULL ORDER BY login")
+    let channels: Vec<(i64, String, String, Option<String>)> =
+        sqlx::query_as("SELECT id, login, resolver, platform FROM channels WHERE resolver IS NOT NULL ORDER BY login")
             .fetch_all(pool)
             .await?;
     let mut left: Commands = BTreeMap::new();
-    for (id, login, stored) in channels.into_iter().filter(|(_, _, r)| is_command(r)) {
-        match profile_for(&stored) {
+    for (id, login, stored, platform) in channels.into_iter().filter(|(_, _, r, _)| is_command(r)) {
+        match profile_for(&stored, &platform.into_iter().collect::<Vec<_>>()) {
             Some(profile) => {
                 sqlx::query("UPDATE channels SET resolver = $2 WHERE id = $1")
                     .bind(id)
@@ -68,15 +75,23 @@ async fn name_profiles(pool: &Pool) -> anyhow::Result<()> {
                 .push(format!("channel {login}")),
         }
     }
-    let jobs: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, args ->> 'resolver' FROM jobs
+    let jobs: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT id, args ->> 'resolver', args ->> 'url' FROM jobs
           WHERE kind = 'vod_download' AND state IN ('available', 'retryable', 'running')
             AND args ->> 'resolver' IS NOT NULL ORDER BY id",
     )
     .fetch_all(pool)
     .await?;
-    for (id, stored) in jobs.into_iter().filter(|(_, r)| is_command(r)) {
-        match profile_for(&stored) {
+    for (id, stored, url) in jobs.into_iter().filter(|(_, r, _)| is_command(r)) {
+        // A download is of a past broadcast: its platform's VOD profile first.
+        let host = url.as_deref().and_then(|u| url::Url::parse(u).ok()).and_then(|u| u.host_str().map(str::to_owned));
+        let mut preferred: Vec<String> = colony::platform::Platform::ALL
+            .iter()
+            .filter(|p| host.as_deref().is_some_and(|h| h.ends_with(p.page_host())))
+            .map(|p| p.vod_profile().to_string())
+            .collect();
+        preferred.extend(colony::platform::Platform::ALL.iter().map(|p| p.vod_profile().to_string()));
+        match profile_for(&stored, &preferred) {
             Some(profile) => {
                 sqlx::query("UPDATE jobs SET args = jsonb_set(args, '{resolver}', to_jsonb($2::text)) WHERE id = $1")
                     .bind(id)

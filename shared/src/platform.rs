@@ -55,6 +55,15 @@ impl Platform {
             .expect("platform names are profile names")
     }
 
+    /// The site its channel pages are on.
+    pub fn page_host(self) -> &'static str {
+        match self {
+            Platform::Twitch => "twitch.tv",
+            Platform::YouTube => "youtube.com",
+            Platform::Kick => "kick.com",
+        }
+    }
+
     /// The hosts a platform's playlists send segments from (its CDNs),
     /// allowed for its channels besides the resolved playlist's own host.
     pub fn cdn_hosts(self) -> &'static [&'static str] {

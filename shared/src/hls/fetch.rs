@@ -190,8 +190,9 @@ fn http_client(timeout: Duration, guard: &GuardedResolver) -> reqwest::Client {
         .expect("a TLS backend is compiled in")
 }
 
-/// The [`Refusal`] a resolver gave, somewhere in a request error's causes.
-fn refusal_in(e: &reqwest::Error) -> Option<Refusal> {
+/// The [`Refusal`] a [`super::policy::GuardedResolver`] gave, somewhere in
+/// a request error's causes.
+pub fn refusal_in(e: &reqwest::Error) -> Option<Refusal> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(c) = cause {
         if let Some(refusal) = c.downcast_ref::<Refusal>() {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use url::Url;
 
-pub use fetch::{Body, FetchLimits, HlsClient, HlsError, Retry, SPILL_AT, loggable};
+pub use fetch::{Body, FetchLimits, HlsClient, HlsError, Retry, SPILL_AT, loggable, refusal_in};
 pub use parse::{
     Clamp, MAX_SEQUENCE, ParseError, ParseLimits, Parsed, Variant, VariantChoice, parse_media, parse_playlist,
     pick_variant,
