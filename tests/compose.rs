@@ -132,9 +132,21 @@ async fn the_compose_stack_starts_records_a_channel_is_scraped_and_goes_away() {
         stack.set_instance(&instance.to_string());
 
         // A channel, added the README's way: inside the mothership container.
+        // Its source is a name on the stack's private network, which a name
+        // may resolve to only when the channel allows it (DNS rebinding).
         let add = stack.exec(
             "mothership",
-            &["mothership", "channel", "add", "--login", LOGIN, "--source-url", "http://source:8000/live.m3u8"],
+            &[
+                "mothership",
+                "channel",
+                "add",
+                "--login",
+                LOGIN,
+                "--source-url",
+                "http://source:8000/live.m3u8",
+                "--allow-host",
+                "source",
+            ],
         );
         assert!(add.status.success(), "channel add: {}", String::from_utf8_lossy(&add.stderr));
 
@@ -150,6 +162,13 @@ async fn the_compose_stack_starts_records_a_channel_is_scraped_and_goes_away() {
         let networks =
             docker(&["inspect", "--format", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", &observer]);
         assert_eq!(networks.trim(), stack.project, "the cell joined the stack's network");
+        // It connects as the observer role's login and holds nothing of the
+        // mothership's own: not the owner's password, not the web token.
+        let env = docker(&["inspect", "--format", "{{json .Config.Env}}", &observer]);
+        assert!(env.contains("DATABASE_URL=postgres://colony_observer_login:"), "{env}");
+        for secret in [stack.postgres_password.as_str(), stack.web_token.as_str(), "COLONY_HARVEST_DATABASE_URL"] {
+            assert!(!env.contains(secret), "the cell got {secret}: {env}");
+        }
 
         // Its segments are in the ledger and in Garage.
         let recording: i64 = eventually("a recording", SECS(60), || async {

@@ -104,6 +104,18 @@ async fn docker_cells_record_with_the_env_contract_and_labels_then_stop_and_are_
     assert_eq!(mounts[0]["Name"], format!("colony-spool-{instance}"));
     assert_eq!(mounts[0]["Destination"], "/var/lib/colony/spool");
     assert!(env.contains("COLONY_SPOOL_DIR=/var/lib/colony/spool"), "{env}");
+    // The cell connects as its role, and gets nothing of the mothership's own.
+    assert!(env.contains("DATABASE_URL=postgres://colony_test_observer@"), "{env}");
+    for own in ["COLONY_LAUNCHER", "COLONY_WEB_TOKEN", "COLONY_TWITCH_", "COLONY_OBSERVER_DATABASE_URL", "HOME=/root"] {
+        assert!(!env.contains(own), "{own} reached the cell: {env}");
+    }
+    // Defect: cells ran with Docker's default capabilities and no limits.
+    let host: serde_json::Value =
+        serde_json::from_str(&docker(&["inspect", "--format", "{{json .HostConfig}}", &container])).unwrap();
+    assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]), "{host}");
+    assert_eq!(host["SecurityOpt"], serde_json::json!(["no-new-privileges:true"]), "{host}");
+    assert_eq!(host["Memory"], 1024_i64 * 1024 * 1024, "{host}");
+    assert_eq!(host["PidsLimit"], 1024, "{host}");
 
     // It really records.
     let recording: i64 = sqlx::query_scalar("SELECT recording_id FROM cells WHERE id = $1")

@@ -13,6 +13,7 @@ use colony::storage::{ObjectKey, get_bytes};
 use colony_tests::live::{Container, LiveSource, Profile, media};
 use colony_tests::mothership::Colony;
 use colony_tests::observer::{Rig, signal, wait_exit};
+use colony_tests::pg::Role;
 use colony_tests::proxy::Blackhole;
 use nix::sys::signal::Signal;
 
@@ -36,7 +37,7 @@ async fn a_replacement_adopts_what_a_partitioned_observer_stored() {
     source.add("papa", &test_media().await, 4);
     let rig = Rig::file().await;
     let channel = rig.channel("papa", &source.media_url("papa")).await;
-    let (proxy, through) = Blackhole::in_front_of(&rig.db.url).await;
+    let (proxy, through) = Blackhole::in_front_of(&rig.db.role_url(Role::Observer)).await;
     let (cell_a, a) = rig.assign(channel).await;
     let mut cmd = rig.observer_command(channel, "papa", cell_a, a, &[]);
     cmd.env("DATABASE_URL", &through);
@@ -131,7 +132,7 @@ async fn a_worker_cut_off_from_postgres_stops_its_job_and_its_ffmpeg() {
         .unwrap()
         .id();
 
-    let (proxy, through) = Blackhole::in_front_of(&rig.db.url).await;
+    let (proxy, through) = Blackhole::in_front_of(&rig.db.role_url(Role::Harvest)).await;
     let mut cmd = rig.cell("harvest-cell");
     cmd.env("DATABASE_URL", &through).env("HARVEST_LEASE", "4s").env("HARVEST_POLL", "500ms").arg("--drain");
     let worker = cmd.spawn().unwrap();
@@ -462,6 +463,8 @@ async fn a_complete_that_fails_for_a_moment_is_retried_not_the_job() {
          END $$",
         "CREATE TRIGGER refuse_complete BEFORE UPDATE ON jobs FOR EACH ROW
            WHEN (NEW.state = 'succeeded') EXECUTE FUNCTION refuse_complete()",
+        // The cell runs as its role, which must be able to count the faults.
+        "GRANT USAGE ON SEQUENCE complete_faults TO colony_harvest",
     ] {
         sqlx::query(statement).execute(&rig.pool).await.unwrap();
     }

@@ -142,3 +142,63 @@ async fn statements_of_a_binarys_pool_time_out_and_migrate_has_no_limit() {
     let unlimited = colony::db::connect_unchecked(&cli.db).await.unwrap();
     sqlx::query("SELECT pg_sleep(0.5)").execute(&unlimited).await.unwrap();
 }
+
+/// Issue 22: channels and queued downloads stored resolver commands. The
+/// migration that makes rows name profiles turns each command into the name
+/// of the profile this host holds for it, and refuses, saying what to
+/// define (with option values hidden), while any command has none.
+#[tokio::test]
+async fn migrating_to_profiles_names_what_the_host_holds_and_refuses_the_rest() {
+    let db = TestDb::empty().await;
+    let pool = db.pool(2).await;
+    // The schema as it was before resolver profiles.
+    let before = sqlx::migrate::Migrator {
+        migrations: colony::db::MIGRATOR.iter().filter(|m| m.version <= 20).cloned().collect::<Vec<_>>().into(),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    };
+    before.run(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO channels (login, display_name, source_kind, source_url, resolver, platform, platform_handle)
+         VALUES ('twitchy', 'twitchy', 'platform', 'https://www.twitch.tv/twitchy', 'streamlink --stream-url {url} best', 'twitch', 'twitchy'),
+                ('custom', 'custom', 'command', 'https://example.com/show', 'yt-dlp --add-headers ''Cookie: s3cr3t'' -g {url}', NULL, NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (kind, args) VALUES
+           ('vod_download', '{\"url\": \"https://www.twitch.tv/videos/1\", \"channel_id\": 1, \"resolver\": \"yt-dlp --get-url --format best {url}\"}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let migrate = |extra: &[(&str, &str)]| {
+        let storage = tempfile::tempdir().unwrap();
+        Command::new(bin("mothership"))
+            .arg("migrate")
+            .env_clear()
+            .env("DATABASE_URL", &db.url)
+            .env("COLONY_STORAGE_URL", format!("file://{}", storage.path().display()))
+            .envs(extra.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let refused = migrate(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("COLONY_RESOLVER_CUSTOM1='yt-dlp --add-headers *** -g {url}'"), "{stderr}");
+    assert!(stderr.contains("used by channel custom") && !stderr.contains("s3cr3t"), "{stderr}");
+    let version: i64 = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
+    assert_eq!(version, 20, "nothing was migrated");
+
+    let template = "yt-dlp --add-headers 'Cookie: s3cr3t' -g {url}";
+    let done = migrate(&[("COLONY_RESOLVER_MYCDN", template)]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let profiles: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT login, resolver_profile FROM channels ORDER BY login").fetch_all(&pool).await.unwrap();
+    assert_eq!(profiles, [("custom".into(), Some("mycdn".into())), ("twitchy".into(), Some("twitch".into()))]);
+    let job: String = sqlx::query_scalar("SELECT args ->> 'resolver' FROM jobs").fetch_one(&pool).await.unwrap();
+    assert_eq!(job, "twitch_vod", "the queued download names the platform's VOD profile");
+}

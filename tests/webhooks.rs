@@ -4,7 +4,8 @@
 //! first deliveries. Real events then happen: a channel on the live test
 //! source goes live and offline under real ticks, its observer records and
 //! completes the recording, another recording fails, a job dies, a cell is
-//! buried. The ticks queue the deliveries and real harvest cells send them.
+//! buried. The ticks queue the deliveries and sign and send them (no cell
+//! ever holds a webhook's secret).
 //!
 //! What this proves:
 //! - every event is delivered exactly once with a 2xx despite the 500s,
@@ -19,7 +20,6 @@
 //! - a bad `--events` value exits 2 with one line.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
 use std::time::Duration;
 
 use colony::cells::{Registration, Role};
@@ -28,13 +28,13 @@ use colony_tests::live::{Container, LiveSource, Profile, media};
 use colony_tests::mothership::Colony;
 use colony_tests::observer::Rig;
 use colony_tests::webhook_receiver::{Delivery, Receiver};
-use tokio::process::Child;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-/// `mothership webhook add`; the id and the secret it printed.
+/// `mothership webhook add --allow-private` (the receivers listen on
+/// loopback); the id and the secret it printed.
 async fn add_hook(colony: &Colony, url: &str, extra: &[&str]) -> (i64, String) {
-    let mut args = vec!["webhook", "add", url];
+    let mut args = vec!["webhook", "add", url, "--allow-private"];
     args.extend_from_slice(extra);
     let out = colony.run(&args).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -52,20 +52,6 @@ async fn add_hook(colony: &Colony, url: &str, extra: &[&str]) -> (i64, String) {
         .to_owned();
     assert!(stdout.contains("will not be shown again"), "{stdout}");
     (id, secret)
-}
-
-/// A harvest cell that only delivers webhooks, heartbeating often enough
-/// for the test's short heartbeat timeout.
-fn webhook_cell(colony: &Colony) -> Child {
-    colony
-        .rig
-        .cell("harvest-cell")
-        .env("HARVEST_POLL", "300ms")
-        .env("COLONY_HEARTBEAT_INTERVAL", "1s")
-        .args(["--kinds", "webhook", "--stay"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start harvest-cell")
 }
 
 /// A job that dies, through the queue as a worker would fail it; its event id.
@@ -117,7 +103,6 @@ async fn every_event_is_delivered_once_signed_despite_a_failing_receiver() {
     let discord = Receiver::start(1).await;
     let (_, discord_secret) = add_hook(&colony, &discord.url, &["--events", "job.dead", "--format", "discord"]).await;
     discord.set_secret(&discord_secret);
-    let _cell = webhook_cell(&colony);
 
     let out = colony.run(&["channel", "add", "--login", "alpha", "--source-url", &source.media_url("alpha")]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -172,7 +157,7 @@ async fn every_event_is_delivered_once_signed_despite_a_failing_receiver() {
     ]
     .into();
 
-    // Ticks queue the deliveries; the cells send them, retrying the 500s.
+    // Ticks queue the deliveries and send them, retrying the 500s.
     let deadline = tokio::time::Instant::now() + SECS(120);
     loop {
         colony.tick(&[]).await;
@@ -223,7 +208,8 @@ async fn every_event_is_delivered_once_signed_despite_a_failing_receiver() {
     assert!(d.iter().all(|d| d.verified && d.id.starts_with("job.dead:")), "{d:#?}");
     assert_eq!(delivered(&d).get(&dead_job), Some(&1));
     let line = d.last().unwrap().body["content"].as_str().unwrap().to_owned();
-    assert!(line.contains("test_doomed") && line.contains("the test doomed it") && !line.contains('\n'), "{line}");
+    assert!(line.contains("test\\_doomed") && line.contains("the test doomed it") && !line.contains('\n'), "{line}");
+    assert_eq!(d.last().unwrap().body["allowed_mentions"], serde_json::json!({ "parse": [] }));
 
     // Every delivery job succeeded, and a second scan queues nothing.
     let states: Vec<(String, String)> =
@@ -269,10 +255,10 @@ async fn a_receiver_down_for_good_ends_as_a_dead_job_and_blocks_no_one() {
     up.set_secret(&up_secret);
     let dead_job = a_job_dies(&pool).await;
     assert_eq!(mothership::webhook::enqueue_events(&pool).await.unwrap(), 2);
-    let _cell = webhook_cell(&colony);
 
-    // The working receiver gets its event while the other keeps failing.
+    // The working receiver gets its event from the next tick while the other keeps failing.
     colony_tests::eventually("the delivery to the working receiver", SECS(30), || async {
+        colony.tick(&[]).await;
         delivered(&up.deliveries()).contains_key(&dead_job).then_some(())
     })
     .await;
@@ -283,6 +269,7 @@ async fn a_receiver_down_for_good_ends_as_a_dead_job_and_blocks_no_one() {
             .execute(&pool)
             .await
             .unwrap();
+        colony.tick(&[]).await;
         let row: (String, i32, i32, Option<String>) =
             sqlx::query_as("SELECT state::text, attempt, max_attempts, last_error FROM jobs WHERE unique_key = $1")
                 .bind(format!("webhook:{down_id}:{dead_job}"))

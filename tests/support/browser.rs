@@ -118,6 +118,20 @@ impl Tab {
         }
     }
 
+    /// Record every Content-Security-Policy violation of the pages this tab
+    /// opens from now on (read them with [`Tab::csp_violations`]).
+    pub async fn watch_csp(&mut self) {
+        let script = "window.__csp = []; document.addEventListener('securitypolicyviolation', \
+                      e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));";
+        self.call("Page.addScriptToEvaluateOnNewDocument", json!({ "source": script })).await;
+    }
+
+    /// The CSP violations of the page shown now.
+    pub async fn csp_violations(&mut self) -> Vec<String> {
+        let found = self.eval("window.__csp || ['the CSP watch was not installed']").await;
+        serde_json::from_value(found).unwrap_or_default()
+    }
+
     /// Set a cookie for `url`'s site.
     pub async fn cookie(&mut self, url: &str, name: &str, value: &str) {
         self.call("Network.enable", json!({})).await;

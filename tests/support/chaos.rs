@@ -33,6 +33,7 @@ use tokio::process::Child;
 use crate::live::{Container, LiveSource, Profile, media};
 use crate::mothership::Colony;
 use crate::observer::Rig;
+use crate::pg::Role;
 use crate::pg::TestDb;
 use crate::proxy::Blackhole;
 
@@ -305,7 +306,8 @@ pub async fn run(config: &Config) -> Report {
     let storage = PrivateGarage::start().await;
     let garage = &storage.node;
     let colony = Colony::new(Rig::garage_with(garage, TestDb::migrated_on(&pg.admin).await).await);
-    let (cells_pg, cells_url) = Blackhole::in_front_of(&colony.rig.db.url).await;
+    // The cells connect through the cut-able proxy, each as its own role.
+    let (cells_pg, cells_url) = Blackhole::in_front_of(&colony.rig.db.role_url(Role::Observer)).await;
     let source = LiveSource::start().await;
     let clip = tokio::task::spawn_blocking(|| media(Container::Ts, Profile::TEST)).await.unwrap();
 
@@ -434,7 +436,9 @@ fn mothership_loop(colony: &Colony, cells_url: &str, which: &str) -> Child {
     for (k, v) in COLONY_ENV {
         cmd.env(k, v);
     }
-    cmd.env("COLONY_CELL_ENV", format!("DATABASE_URL={cells_url}"));
+    let mut harvest = url::Url::parse(cells_url).unwrap();
+    harvest.set_username(crate::pg::test_login(Role::Harvest)).unwrap();
+    cmd.env("COLONY_OBSERVER_DATABASE_URL", cells_url).env("COLONY_HARVEST_DATABASE_URL", harvest.as_str());
     let out = std::fs::File::create(colony.logs.path().join(format!("mothership-{which}.out"))).unwrap();
     let err = std::fs::File::create(colony.logs.path().join(format!("mothership-{which}.log"))).unwrap();
     cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err)).kill_on_drop(true);

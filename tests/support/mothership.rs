@@ -10,6 +10,7 @@ use mothership::launcher::process::{ProcessArgs, ProcessLauncher};
 use tokio::process::Command;
 
 use crate::observer::Rig;
+use crate::pg::Role;
 
 pub struct Colony {
     pub rig: Rig,
@@ -50,6 +51,9 @@ impl Colony {
             cmd.env(k, v);
         }
         cmd.env("COLONY_PROCESS_LOG_DIR", self.logs.path())
+            // The cells it starts connect as their own roles.
+            .env("COLONY_OBSERVER_DATABASE_URL", self.rig.db.role_url(Role::Observer))
+            .env("COLONY_HARVEST_DATABASE_URL", self.rig.db.role_url(Role::Harvest))
             .env("COLONY_SPOOL_DIR", self.rig.spool.path())
             .env("HOME", self.logs.path())
             .args(args)

@@ -12,7 +12,11 @@ use sqlx::PgPool;
 use tokio::process::{Child, Command};
 
 use crate::bins::bin;
-use crate::pg::TestDb;
+use crate::pg::{Role, TestDb};
+
+/// The resolver profile test channels name (`--resolver printf`): it prints
+/// the page URL back, so the page is the playlist.
+pub const PRINTF_PROFILE: (&str, &str) = ("COLONY_RESOLVER_PRINTF", "printf '%s\\n' {url}");
 
 pub struct Rig {
     pub db: TestDb,
@@ -99,15 +103,16 @@ impl Rig {
         .unwrap()
     }
 
-    /// Add a channel whose HLS URL comes from running `resolver` on `url`.
-    pub async fn channel_with_resolver(&self, login: &str, url: &str, resolver: &str) -> i64 {
+    /// Add a channel whose HLS URL comes from running the resolver
+    /// `profile` (a `COLONY_RESOLVER_<NAME>` of the cells' hosts) on `url`.
+    pub async fn channel_with_profile(&self, login: &str, url: &str, profile: &str) -> i64 {
         sqlx::query_scalar(
-            "INSERT INTO channels (login, display_name, source_kind, source_url, resolver, pipeline)
+            "INSERT INTO channels (login, display_name, source_kind, source_url, resolver_profile, pipeline)
              VALUES ($1, $1, 'command', $2, $3, '[]') RETURNING id",
         )
         .bind(login)
         .bind(url)
-        .bind(resolver)
+        .bind(profile)
         .fetch_one(&self.pool)
         .await
         .unwrap()
@@ -137,16 +142,23 @@ impl Rig {
         (cell, colony::recording::assign_live(&self.pool, channel_id, cell).await.unwrap())
     }
 
-    /// A cell binary with this rig's database and storage and nothing else
-    /// from the test's environment.
+    /// A binary with this rig's database and storage and nothing else from
+    /// the test's environment. A cell connects as its role's login, as the
+    /// mothership's launchers start it; anything else as the owner.
     pub fn cell(&self, name: &str) -> Command {
+        let url = match name {
+            "observer-cell" => self.db.role_url(Role::Observer),
+            "harvest-cell" => self.db.role_url(Role::Harvest),
+            _ => self.db.url.clone(),
+        };
         let mut cmd = Command::new(bin(name));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &self.db.url)
+            .env("DATABASE_URL", url)
             .env("COLONY_LOG", "info,colony=debug,aws=warn,sqlx=warn")
             // The resolver the tests' channels use; nothing else may run.
             .env("COLONY_RESOLVERS", "printf")
+            .env(PRINTF_PROFILE.0, PRINTF_PROFILE.1)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -2,7 +2,10 @@
 //! machine (initdb + pg_ctl on a free loopback port, as the `postgres` user when
 //! run as root, which initdb refuses), unless `DATABASE_URL` names a server.
 //! The commands come from `colony::pgcluster`, as `mothership up`'s do.
-//! Every test gets a fresh database named by a UUID, dropped when it ends.
+//! Every test gets a fresh database named by a UUID, dropped when it ends,
+//! with the colony's roles granted in it (`mothership db roles`): cells in
+//! tests connect as `colony_test_observer` and `colony_test_harvest`, the
+//! dashboard as `colony_test_web`, as a deployment's would.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -93,6 +96,48 @@ fn require_passwords(hba: &Path) {
     }
 }
 
+pub use mothership::roles::Role;
+
+/// The login each role's parts use in tests.
+pub fn test_login(role: Role) -> &'static str {
+    match role {
+        Role::Mothership => "colony_test_mothership",
+        Role::Observer => "colony_test_observer",
+        Role::Harvest => "colony_test_harvest",
+        Role::Web => "colony_test_web",
+    }
+}
+
+/// Make the colony's group roles and one login for each on the server at
+/// `admin`, once per process and under a machine-wide lock: roles belong to
+/// the whole cluster, while each test database grants them on its own.
+fn ensure_test_logins(admin: &str) {
+    static DONE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut done = DONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if done.iter().any(|a| a == admin) {
+        return;
+    }
+    let owned = admin.to_owned();
+    std::thread::spawn(move || {
+        let _guard = lock(&std::env::temp_dir().join("colony-test-roles.lock"));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut conn = PgConnection::connect(&owned).await.expect("connect to the test postgres server");
+            mothership::roles::ensure_group_roles(&mut conn).await.expect("create the colony's roles");
+            for role in Role::ALL {
+                let mut url = url::Url::parse(&owned).unwrap();
+                url.set_username(test_login(role)).unwrap();
+                url.set_password(None).unwrap();
+                let url = DatabaseUrl::parse(url.as_str()).unwrap();
+                mothership::roles::ensure_login(&mut conn, role, &url).await.expect("make a test login");
+            }
+        });
+    })
+    .join()
+    .expect("making the test logins");
+    done.push(admin.to_owned());
+}
+
 /// The server's programs, found as `mothership up` finds them.
 fn pg_tools() -> PgTools {
     PgTools::find().unwrap_or_else(|e| panic!("{e} (the CI script installs it)"))
@@ -131,8 +176,19 @@ impl TestDb {
         let db = Self::empty_on(admin).await;
         let pool = db.pool(4).await;
         colony::db::migrate(&pool).await.expect("migrate test database");
+        ensure_test_logins(admin);
+        mothership::roles::grant(&pool).await.expect("grant the colony's roles");
         pool.close().await;
         db
+    }
+
+    /// This database's URL for the login of `role`: what the mothership
+    /// hands its cells (`COLONY_OBSERVER_DATABASE_URL`, …).
+    pub fn role_url(&self, role: Role) -> String {
+        let mut url = url::Url::parse(&self.url).unwrap();
+        url.set_username(test_login(role)).unwrap();
+        url.set_password(None).unwrap();
+        url.to_string()
     }
 
     /// A migrated database owned by a role that must give `password`
@@ -163,6 +219,8 @@ impl TestDb {
         db.url = url.to_string();
         let pool = db.pool(2).await;
         colony::db::migrate(&pool).await.expect("migrate the password-protected database");
+        ensure_test_logins(admin);
+        mothership::roles::grant(&pool).await.expect("grant the colony's roles");
         pool.close().await;
         db
     }

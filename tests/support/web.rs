@@ -15,6 +15,8 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 /// Start `mothership serve` on a free loopback port; returns it and its base URL.
 pub async fn serve(colony: &Colony, token: Option<&str>, env: &[(&str, &str)]) -> (Child, String) {
     let mut cmd = colony.command(&["serve", "--bind", "127.0.0.1:0", "--metrics-cache", "0s"]);
+    // The dashboard connects as its own role.
+    cmd.env("COLONY_WEB_DATABASE_URL", colony.rig.db.role_url(crate::pg::Role::Web));
     cmd.envs(env.iter().copied());
     if let Some(t) = token {
         cmd.env("COLONY_WEB_TOKEN", t);
@@ -26,6 +28,35 @@ pub async fn serve(colony: &Colony, token: Option<&str>, env: &[(&str, &str)]) -
     let line = line.expect("serve exited at once");
     let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("a URL").trim_end_matches('/');
     (child, url.to_owned())
+}
+
+/// Sign in at `base`'s `/login` with `token`, as a browser does; the
+/// session cookie's value it set.
+pub async fn session(base: &str, token: &str) -> String {
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{base}/login"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303, "signing in failed");
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.strip_prefix("colony_session="))
+        .unwrap_or_else(|| panic!("no session cookie: {cookie}"))
+        .to_owned()
+}
+
+/// Sign the tab in at `base` with `token`, and watch its pages' CSP.
+pub async fn sign_in(tab: &mut Tab, base: &str, token: &str) {
+    let value = session(base, token).await;
+    tab.cookie(base, "colony_session", &value).await;
+    tab.watch_csp().await;
 }
 
 /// The page's player starts and its clock moves.
