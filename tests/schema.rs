@@ -192,6 +192,9 @@ async fn migrating_to_profiles_names_what_the_host_holds_and_refuses_the_rest() 
     assert!(stderr.contains("used by channel custom") && !stderr.contains("s3cr3t"), "{stderr}");
     let version: i64 = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
     assert_eq!(version, 20, "nothing was migrated");
+    let untouched: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM channels WHERE resolver LIKE '% %'").fetch_one(&pool).await.unwrap();
+    assert_eq!(untouched, 2, "a refused migration rewrites no row");
 
     let template = "yt-dlp --add-headers 'Cookie: s3cr3t' -g {url}";
     let done = migrate(&[("COLONY_RESOLVER_MYCDN", template)]);

@@ -58,17 +58,13 @@ async fn name_profiles(pool: &Pool) -> anyhow::Result<()> {
         sqlx::query_as("SELECT id, login, resolver, platform FROM channels WHERE resolver IS NOT NULL ORDER BY login")
             .fetch_all(pool)
             .await?;
+    // Decide every row first; write only if none is left over, in one transaction.
     let mut left: Commands = BTreeMap::new();
+    let mut named_channels: Vec<(i64, String, ProfileName)> = Vec::new();
+    let mut named_jobs: Vec<(i64, ProfileName)> = Vec::new();
     for (id, login, stored, platform) in channels.into_iter().filter(|(_, _, r, _)| is_command(r)) {
         match profile_for(&stored, &platform.into_iter().collect::<Vec<_>>()) {
-            Some(profile) => {
-                sqlx::query("UPDATE channels SET resolver = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(profile.as_str())
-                    .execute(pool)
-                    .await?;
-                println!("channel {login}: its resolver is now the profile '{profile}' ({})", profile.variable());
-            }
+            Some(profile) => named_channels.push((id, login, profile)),
             None => left
                 .entry(shell_words::split(&stored).unwrap_or_default())
                 .or_default()
@@ -92,20 +88,31 @@ async fn name_profiles(pool: &Pool) -> anyhow::Result<()> {
             .collect();
         preferred.extend(colony::platform::Platform::ALL.iter().map(|p| p.vod_profile().to_string()));
         match profile_for(&stored, &preferred) {
-            Some(profile) => {
-                sqlx::query("UPDATE jobs SET args = jsonb_set(args, '{resolver}', to_jsonb($2::text)) WHERE id = $1")
-                    .bind(id)
-                    .bind(profile.as_str())
-                    .execute(pool)
-                    .await?;
-            }
+            Some(profile) => named_jobs.push((id, profile)),
             None => left.entry(shell_words::split(&stored).unwrap_or_default()).or_default().push(format!("job {id}")),
         }
     }
-    if left.is_empty() {
-        return Ok(());
+    if !left.is_empty() {
+        return Err(Exit::config(refusal(&left)).into());
     }
-    Err(Exit::config(refusal(&left)).into())
+    let mut tx = pool.begin().await?;
+    for (id, login, profile) in &named_channels {
+        sqlx::query("UPDATE channels SET resolver = $2 WHERE id = $1")
+            .bind(id)
+            .bind(profile.as_str())
+            .execute(&mut *tx)
+            .await?;
+        println!("channel {login}: its resolver is now the profile '{profile}' ({})", profile.variable());
+    }
+    for (id, profile) in &named_jobs {
+        sqlx::query("UPDATE jobs SET args = jsonb_set(args, '{resolver}', to_jsonb($2::text)) WHERE id = $1")
+            .bind(id)
+            .bind(profile.as_str())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// What to set so that the migration can go on: one profile per distinct
