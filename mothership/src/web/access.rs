@@ -178,11 +178,23 @@ fn client_ip(request: &Request) -> IpAddr {
         .map_or(IpAddr::from([127, 0, 0, 1]), |ConnectInfo(addr)| addr.ip())
 }
 
+/// The host a request was sent to: its `Host` header, or the authority of
+/// its URI (HTTP/2 sends `:authority` instead of `Host`).
+fn request_host(request: &Request) -> String {
+    request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
 /// Did a browser send this POST from another site? `Origin` decides when
-/// present (it must name the host the request was sent to); else
+/// present (it must name `host`, the host the request was sent to); else
 /// `Sec-Fetch-Site`; a client that sends neither is not a browser.
-fn cross_site(headers: &HeaderMap) -> bool {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+fn cross_site(host: &str, headers: &HeaderMap) -> bool {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
         return match url::Url::parse(origin) {
@@ -207,15 +219,15 @@ fn refused(status: StatusCode, message: &str) -> Response {
 /// Every request: the host check, and for POSTs the origin check. Runs
 /// before routing, so it covers every route, `/login` included.
 pub async fn hosts_and_origins(State(web): State<Web>, request: Request, next: Next) -> Response {
-    let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let host = request_host(&request);
     let health = matches!(request.uri().path(), "/healthz" | "/readyz");
-    if !health && !web.access.host_allowed(host) {
+    if !health && !web.access.host_allowed(&host) {
         return refused(
             StatusCode::MISDIRECTED_REQUEST,
             "this server does not answer for that host name; add it to COLONY_WEB_HOSTS if it is yours",
         );
     }
-    if request.method() == Method::POST && cross_site(request.headers()) {
+    if request.method() == Method::POST && cross_site(&host, request.headers()) {
         return refused(StatusCode::FORBIDDEN, "a request from another site may not change anything here");
     }
     next.run(request).await
@@ -462,12 +474,16 @@ mod tests {
             }
             h
         };
-        assert!(!cross_site(&headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")])));
-        assert!(cross_site(&headers(&[("host", "127.0.0.1:8080"), ("origin", "http://evil.example")])));
-        assert!(cross_site(&headers(&[("host", "127.0.0.1:8080"), ("origin", "null")])));
-        assert!(cross_site(&headers(&[("host", "127.0.0.1:8080"), ("sec-fetch-site", "cross-site")])));
-        assert!(!cross_site(&headers(&[("host", "127.0.0.1:8080"), ("sec-fetch-site", "same-origin")])));
+        let here = "127.0.0.1:8080";
+        assert!(!cross_site(here, &headers(&[("origin", "http://127.0.0.1:8080")])));
+        assert!(cross_site(here, &headers(&[("origin", "http://evil.example")])));
+        assert!(cross_site(here, &headers(&[("origin", "null")])));
+        assert!(cross_site(here, &headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(!cross_site(here, &headers(&[("sec-fetch-site", "same-origin")])));
         // curl, scripts: neither header; the token and CSRF checks decide.
-        assert!(!cross_site(&headers(&[("host", "127.0.0.1:8080")])));
+        assert!(!cross_site(here, &headers(&[])));
+        // HTTP/2 names the host in the URI, not in a header.
+        let h2 = Request::builder().uri("http://127.0.0.1:8080/x").body(axum::body::Body::empty()).unwrap();
+        assert_eq!(request_host(&h2), "127.0.0.1:8080");
     }
 }
