@@ -229,19 +229,9 @@ pub fn version_line(stdout: &[u8], stderr: &[u8]) -> Option<String> {
     first(stdout).or_else(|| first(stderr)).map(|l| l.chars().take(VERSION_LINE_MAX).collect())
 }
 
-/// Read a pipe to its end, keeping at most [`PROBE_OUTPUT_CAP`] bytes.
-async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = Vec::new();
-    if let Some(p) = pipe {
-        let _ = p.take(PROBE_OUTPUT_CAP).read_to_end(&mut buf).await;
-    }
-    buf
-}
-
 /// Run `program version_flag` without a shell and take its version line.
 pub async fn probe(program: &str, version_flag: &str, timeout: Duration) -> Probe {
-    let spawned = tokio::process::Command::new(program)
+    let spawned = colony::child::scrub(&mut tokio::process::Command::new(program))
         .arg(version_flag)
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null())
@@ -255,7 +245,8 @@ pub async fn probe(program: &str, version_flag: &str, timeout: Duration) -> Prob
     };
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let run = async {
-        let (out, err) = tokio::join!(read_capped(stdout), read_capped(stderr));
+        use colony::child::read_capped;
+        let (out, err) = tokio::join!(read_capped(stdout, PROBE_OUTPUT_CAP), read_capped(stderr, PROBE_OUTPUT_CAP));
         (out, err, child.wait().await)
     };
     let Ok((out, err, status)) = tokio::time::timeout(timeout, run).await else {

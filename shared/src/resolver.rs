@@ -475,16 +475,6 @@ impl Resolvers {
 /// Most of a resolver's output that is read: it prints one URL.
 const OUTPUT_CAP: u64 = 64 * 1024;
 
-/// Read a pipe to its end, keeping at most [`OUTPUT_CAP`] bytes.
-async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = Vec::new();
-    if let Some(p) = pipe {
-        let _ = p.take(OUTPUT_CAP).read_to_end(&mut buf).await;
-    }
-    buf
-}
-
 async fn run_command(program: &str, args: &[String], timeout: Duration) -> Result<Url, ResolverError> {
     let program = program.to_owned();
     let mut child = crate::child::scrub(&mut tokio::process::Command::new(&program))
@@ -497,7 +487,8 @@ async fn run_command(program: &str, args: &[String], timeout: Duration) -> Resul
         .map_err(|source| ResolverError::Spawn { program: program.clone(), source })?;
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let run = async {
-        let (out, err) = tokio::join!(read_capped(stdout), read_capped(stderr));
+        use crate::child::read_capped;
+        let (out, err) = tokio::join!(read_capped(stdout, OUTPUT_CAP), read_capped(stderr, OUTPUT_CAP));
         (out, err, child.wait().await)
     };
     let (out, err, status) = tokio::time::timeout(timeout, run)
