@@ -114,6 +114,9 @@ async fn main() -> anyhow::Result<()> {
     println!("| playlist request, object links ({} kB) | {} |", bytes / 1000, ms(now));
     println!("| one object link: lookup + presign + 307 | {} |", ms(median(redirect)));
     println!("| peer: presign every segment (each request before) | {} |", ms(before));
-    println!("ratio: the old request signed for {:.1}x the whole new request", before.as_secs_f64() / now.as_secs_f64());
+    println!(
+        "ratio: the old request signed for {:.1}x the whole new request",
+        before.as_secs_f64() / now.as_secs_f64()
+    );
     Ok(())
 }
