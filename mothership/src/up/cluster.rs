@@ -32,11 +32,7 @@ impl Cluster {
         if !self.data().join("PG_VERSION").exists() {
             say(format!("creating a private Postgres cluster in {}", self.data().display()));
             tokio::fs::create_dir_all(self.data()).await?;
-            let password: String = {
-                use rand::Rng;
-                rand::rng().sample_iter(rand::distr::Alphanumeric).take(32).map(char::from).collect()
-            };
-            write_private(&password_file, &password)?;
+            write_private(&password_file, &new_password())?;
             let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
             write_private(&port_file, &port.to_string())?;
             if root {
@@ -116,16 +112,13 @@ impl Cluster {
         roles::ensure_group_roles(&mut conn).await?;
         roles::grant(&pool).await?;
         let owner = url::Url::parse(owner_url).context("the cluster's URL")?;
-        let mut urls = Vec::new();
-        for role in [Role::Observer, Role::Harvest, Role::Web] {
+        let mut login = async |role: Role| -> anyhow::Result<String> {
             let short = role.name().trim_start_matches("colony_");
             let file = self.dir.join(format!("{short}.password"));
             let password = match std::fs::read_to_string(&file) {
                 Ok(p) if !p.trim().is_empty() => p.trim().to_owned(),
                 _ => {
-                    use rand::Rng;
-                    let p: String =
-                        rand::rng().sample_iter(rand::distr::Alphanumeric).take(32).map(char::from).collect();
+                    let p = new_password();
                     write_private(&file, &p)?;
                     p
                 }
@@ -133,13 +126,13 @@ impl Cluster {
             let mut url = owner.clone();
             let _ = url.set_username(&format!("colony_{short}_login"));
             let _ = url.set_password(Some(&password));
-            let parsed = colony::config::DatabaseUrl::parse(url.as_str())?;
-            roles::ensure_login(&mut conn, role, &parsed).await?;
-            urls.push(url.to_string());
-        }
+            roles::ensure_login(&mut conn, role, &colony::config::DatabaseUrl::parse(url.as_str())?).await?;
+            Ok(url.to_string())
+        };
+        let (observer, harvest, web) =
+            (login(Role::Observer).await?, login(Role::Harvest).await?, login(Role::Web).await?);
         drop(conn);
         pool.close().await;
-        let [observer, harvest, web] = <[String; 3]>::try_from(urls).expect("three roles");
         Ok(RoleLogins { observer, harvest, web })
     }
 
@@ -147,6 +140,12 @@ impl Cluster {
     pub async fn stop(&self) -> anyhow::Result<()> {
         Ok(pgcluster::run("pg_ctl stop", self.tools.stop(&self.data(), "fast")).await?)
     }
+}
+
+/// A password for this machine's cluster and its logins: 32 alphanumerics.
+fn new_password() -> String {
+    use rand::Rng;
+    rand::rng().sample_iter(rand::distr::Alphanumeric).take(32).map(char::from).collect()
 }
 
 /// The URLs `mothership up` hands its cells and its dashboard.
