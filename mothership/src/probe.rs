@@ -78,13 +78,13 @@ pub async fn due(pool: &PgPool, every: Duration, youtube_every: Option<Duration>
     .await
 }
 
-/// Probe one channel.
+/// Probe one channel, with a client for its allowed hosts
+/// ([`HlsClient::for_channel`]).
 pub async fn probe(channel: &Channel, client: &HlsClient, timeout: Duration, resolvers: &Resolvers) -> ProbeResult {
     let outcome = tokio::time::timeout(timeout, async {
         let url = channel.resolve(timeout, resolvers).await.map_err(|e| colony::error_chain(&e))?;
         let policy = FetchPolicy::for_source(&url, &channel.allowed_hosts());
         let choice: VariantChoice = channel.variant.parse().unwrap_or(VariantChoice::Best);
-        let client = client.for_channel(&channel.allowed_hosts());
         let (_, playlist, _) = client.open(&url, &choice, &policy).await.map_err(|e| colony::error_chain(&e))?;
         let fingerprint = playlist.segments.last().map(|s| format!("{}:{}", s.sequence, s.uri.path()));
         Ok::<_, String>((!playlist.segments.is_empty() && !playlist.ended, fingerprint))
@@ -132,9 +132,19 @@ pub async fn probe_due(pool: &PgPool, args: &ProbeArgs) -> Result<Vec<ProbeResul
             results.extend(store(pool, batch, args.probe_frozen_after.into()).await?);
         }
     }
-    let client = HlsClient::new(timeout, args.limits);
+    // One client per distinct allow-list (its names may resolve to private
+    // addresses), built once per pass rather than once per channel.
+    let base = HlsClient::new(timeout, args.limits);
+    let mut clients: std::collections::HashMap<Vec<colony::hls::HostPattern>, HlsClient> = Default::default();
+    for channel in &by_source {
+        let allowed = channel.allowed_hosts();
+        if let std::collections::hash_map::Entry::Vacant(slot) = clients.entry(allowed) {
+            let client = base.for_channel(slot.key());
+            slot.insert(client);
+        }
+    }
     let mut batches = futures::stream::iter(by_source)
-        .map(|c| probe(c, &client, timeout, &args.resolvers))
+        .map(|c| probe(c, clients.get(&c.allowed_hosts()).unwrap_or(&base), timeout, &args.resolvers))
         .buffer_unordered(args.probe_concurrency.max(1))
         .ready_chunks(STORE_EVERY);
     while let Some(batch) = batches.next().await {
