@@ -198,11 +198,8 @@ const KICK_NOT_CHANNELS: &[&str] = &["categories", "browse", "following", "searc
 pub fn recognise(url: &Url) -> Result<Option<PlatformChannel>, PlatformError> {
     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
     let host = host.strip_prefix("www.").or_else(|| host.strip_prefix("m.")).unwrap_or(&host);
-    let platform = match host {
-        "twitch.tv" => Platform::Twitch,
-        "youtube.com" => Platform::YouTube,
-        "kick.com" => Platform::Kick,
-        _ => return Ok(None),
+    let Some(platform) = Platform::ALL.into_iter().find(|p| p.page_host() == host) else {
+        return Ok(None);
     };
     let segments: Vec<&str> = url.path_segments().map(|s| s.filter(|p| !p.is_empty()).collect()).unwrap_or_default();
     let not_a_channel =
