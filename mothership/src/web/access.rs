@@ -78,7 +78,7 @@ impl Access {
         name == "localhost"
             || name.ends_with(".localhost")
             || name.parse::<IpAddr>().is_ok()
-            || self.hosts.iter().any(|h| *h == name)
+            || self.hosts.contains(&name)
     }
 
     /// A session cookie's value, valid for the session's length from now.

@@ -228,9 +228,6 @@ pub async fn channel(State(web): State<Web>, Path(login): Path<String>) -> Resul
     Ok(layout(&c.display_name, &web, body))
 }
 
-/// The chat pane: the messages up to the player's time, newest last. Text
-/// goes in with textContent, never as HTML.
-
 pub async fn recording(State(web): State<Web>, Path(id): Path<i64>) -> Result<Markup, WebError> {
     let page = api::recording_data(&web, id).await?;
     let r = &page.recording;

@@ -1,3 +1,5 @@
+// The chat pane: the messages up to the player's time, newest last. Text
+// goes in with textContent, never as HTML.
 (function(){
   var v=document.getElementById('player'), pane=document.getElementById('chat'), list=pane.querySelector('ol');
   var src=pane.dataset.src, loaded=[], from=-1, to=-1, busy=false, shown=-1;
