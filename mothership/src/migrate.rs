@@ -84,9 +84,10 @@ async fn name_profiles(pool: &Pool) -> anyhow::Result<()> {
         let mut preferred: Vec<String> = colony::platform::Platform::ALL
             .iter()
             .filter(|p| host.as_deref().is_some_and(|h| h.ends_with(p.page_host())))
-            .map(|p| p.vod_profile().to_string())
+            .map(|p| colony::resolver::ProfileName::vod(*p).to_string())
             .collect();
-        preferred.extend(colony::platform::Platform::ALL.iter().map(|p| p.vod_profile().to_string()));
+        preferred
+            .extend(colony::platform::Platform::ALL.iter().map(|p| colony::resolver::ProfileName::vod(*p).to_string()));
         match profile_for(&stored, &preferred) {
             Some(profile) => named_jobs.push((id, profile)),
             None => left.entry(shell_words::split(&stored).unwrap_or_default()).or_default().push(format!("job {id}")),

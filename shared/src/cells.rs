@@ -12,21 +12,7 @@ use uuid::Uuid;
 /// The states of a cell that may still run.
 const ACTIVE: &str = "('starting', 'running', 'stopping')";
 
-/// Which role a cell plays, as stored in `cells.kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Observer,
-    Harvest,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Observer => "observer",
-            Role::Harvest => "harvest",
-        }
-    }
-}
+pub use colony_vocab::CellKind as Role;
 
 /// The mothership's row for a cell it is about to launch.
 pub async fn insert_starting<'e>(
@@ -100,6 +86,12 @@ pub async fn mark_stopping<'e>(db: impl sqlx::PgExecutor<'e>, id: Uuid) -> Resul
         .execute(db)
         .await
         .map(|_| ())
+}
+
+/// The launcher backend a cell row names (`process`, `docker`, `ecs`,
+/// `manual`), or None when there is no such cell.
+pub async fn backend<'e>(db: impl sqlx::PgExecutor<'e>, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT backend FROM cells WHERE id = $1").bind(id).fetch_optional(db).await
 }
 
 /// Bury a cell that stopped answering. Returns its backend when the row was

@@ -9,100 +9,9 @@
 //! (`COLONY_RESOLVER_TWITCH`, …), the allow-listed streamlink or yt-dlp.
 //! A URL on any other host is a plain HLS source, as before.
 
-use std::fmt;
-use std::str::FromStr;
-
 use url::Url;
 
-/// A streaming platform Colony knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Platform {
-    Twitch,
-    YouTube,
-    Kick,
-}
-
-impl Platform {
-    pub const ALL: [Platform; 3] = [Platform::Twitch, Platform::YouTube, Platform::Kick];
-
-    /// The name stored in `channels.platform`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Platform::Twitch => "twitch",
-            Platform::YouTube => "youtube",
-            Platform::Kick => "kick",
-        }
-    }
-
-    /// The platform's own spelling, for messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Platform::Twitch => "Twitch",
-            Platform::YouTube => "YouTube",
-            Platform::Kick => "Kick",
-        }
-    }
-
-    /// The resolver profile its live channels run (`COLONY_RESOLVER_TWITCH`, …).
-    pub fn profile(self) -> crate::resolver::ProfileName {
-        crate::resolver::ProfileName::parse(self.as_str()).expect("platform names are profile names")
-    }
-
-    /// The resolver profile its past broadcasts run (`COLONY_RESOLVER_TWITCH_VOD`, …).
-    pub fn vod_profile(self) -> crate::resolver::ProfileName {
-        crate::resolver::ProfileName::parse(&format!("{}_vod", self.as_str()))
-            .expect("platform names are profile names")
-    }
-
-    /// The site its channel pages are on.
-    pub fn page_host(self) -> &'static str {
-        match self {
-            Platform::Twitch => "twitch.tv",
-            Platform::YouTube => "youtube.com",
-            Platform::Kick => "kick.com",
-        }
-    }
-
-    /// The hosts a platform's playlists send segments from (its CDNs),
-    /// allowed for its channels besides the resolved playlist's own host.
-    pub fn cdn_hosts(self) -> &'static [&'static str] {
-        match self {
-            Platform::Twitch => &["*.ttvnw.net", "*.jtvnw.net"],
-            Platform::YouTube => &["*.googlevideo.com", "*.youtube.com"],
-            Platform::Kick => &["*.live-video.net", "*.kick.com"],
-        }
-    }
-
-    /// The channel's page: what a resolver is given.
-    pub fn page_url(self, handle: &Handle) -> String {
-        match (self, handle) {
-            (Platform::Twitch, Handle::Name(name)) => format!("https://www.twitch.tv/{name}"),
-            (Platform::Kick, Handle::Name(name)) => format!("https://kick.com/{name}"),
-            (Platform::YouTube, Handle::Name(name)) => format!("https://www.youtube.com/@{name}/live"),
-            (Platform::YouTube, Handle::Id(id)) => format!("https://www.youtube.com/channel/{id}/live"),
-            // Twitch and Kick channels are only ever known by name here.
-            (Platform::Twitch, Handle::Id(id)) => format!("https://www.twitch.tv/{id}"),
-            (Platform::Kick, Handle::Id(id)) => format!("https://kick.com/{id}"),
-        }
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Platform {
-    type Err = PlatformError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Platform::ALL
-            .into_iter()
-            .find(|p| p.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| PlatformError::UnknownPlatform(s.chars().take(40).collect()))
-    }
-}
+pub use colony_vocab::{Platform, UnknownPlatform};
 
 /// How a channel is known on its platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,14 +48,22 @@ impl PlatformChannel {
     }
 
     pub fn page_url(&self) -> String {
-        self.platform.page_url(&self.handle)
+        match (self.platform, &self.handle) {
+            (Platform::Twitch, Handle::Name(name)) => format!("https://www.twitch.tv/{name}"),
+            (Platform::Kick, Handle::Name(name)) => format!("https://kick.com/{name}"),
+            (Platform::YouTube, Handle::Name(name)) => format!("https://www.youtube.com/@{name}/live"),
+            (Platform::YouTube, Handle::Id(id)) => format!("https://www.youtube.com/channel/{id}/live"),
+            // Twitch and Kick channels are only ever known by name here.
+            (Platform::Twitch, Handle::Id(id)) => format!("https://www.twitch.tv/{id}"),
+            (Platform::Kick, Handle::Id(id)) => format!("https://kick.com/{id}"),
+        }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlatformError {
-    #[error("'{0}' is not a platform Colony knows; use twitch, youtube or kick")]
-    UnknownPlatform(String),
+    #[error(transparent)]
+    UnknownPlatform(#[from] UnknownPlatform),
     #[error("'{handle}' is not a valid {platform} channel name: {rule}")]
     BadHandle { platform: Platform, handle: String, rule: &'static str },
     #[error("{url} is a {platform} page but not a channel's: {hint}")]

@@ -64,6 +64,16 @@ impl ProfileName {
         &self.0
     }
 
+    /// The profile a platform's live channels run (`COLONY_RESOLVER_TWITCH`, …).
+    pub fn live(platform: crate::platform::Platform) -> Self {
+        Self(platform.as_str().to_owned())
+    }
+
+    /// The profile a platform's past broadcasts run (`COLONY_RESOLVER_TWITCH_VOD`, …).
+    pub fn vod(platform: crate::platform::Platform) -> Self {
+        Self(format!("{}_vod", platform.as_str()))
+    }
+
     /// The host variable that holds this profile's template.
     pub fn variable(&self) -> String {
         format!("{PROFILE_PREFIX}{}", self.0.to_ascii_uppercase())

@@ -8,29 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CellKind {
-    Observer,
-    Harvest,
-}
-
-impl CellKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CellKind::Observer => "observer",
-            CellKind::Harvest => "harvest",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "observer" => Some(CellKind::Observer),
-            "harvest" => Some(CellKind::Harvest),
-            _ => None,
-        }
-    }
-}
+pub use colony_vocab::CellKind;
 
 /// The states of a cell row that still count (exited and dead ones do not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

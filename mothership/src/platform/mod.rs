@@ -4,6 +4,7 @@
 //! `status` says so).
 
 pub mod api;
+pub mod backfill;
 pub mod kick;
 pub mod twitch;
 pub mod youtube;
@@ -129,7 +130,7 @@ pub struct Detection {
 }
 
 /// How each platform with channels is probed, given these credentials.
-pub fn detection(args: &PlatformArgs, channels: &[crate::admin::ChannelStatus]) -> Vec<Detection> {
+pub fn detection(args: &PlatformArgs, channels: &[crate::views::ChannelStatus]) -> Vec<Detection> {
     Platform::ALL
         .into_iter()
         .filter_map(|p| {
@@ -137,7 +138,7 @@ pub fn detection(args: &PlatformArgs, channels: &[crate::admin::ChannelStatus]) 
             (n > 0).then_some((p, n))
         })
         .map(|(p, n)| {
-            let profile = p.profile();
+            let profile = colony::resolver::ProfileName::live(p);
             let resolver = format!(
                 "probed with the resolver profile '{profile}' ({}), one process per channel per probe",
                 profile.variable()

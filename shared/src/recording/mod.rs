@@ -24,30 +24,7 @@ pub mod rows {
     };
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize, Deserialize)]
-#[sqlx(type_name = "recording_state", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum RecordingState {
-    Recording,
-    Standby,
-    Complete,
-    Interrupted,
-    Failed,
-}
-
-impl RecordingState {
-    pub fn is_open(self) -> bool {
-        matches!(self, RecordingState::Recording | RecordingState::Standby)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize, Deserialize)]
-#[sqlx(type_name = "media_source", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum MediaSource {
-    Live,
-    Vod,
-}
+pub use colony_vocab::{MediaSource, RecordingState};
 
 /// One ledger row: a stored segment, or an explicit gap.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize, Deserialize)]
