@@ -15,40 +15,7 @@ use crate::config::InvalidDatabaseUrl;
 use crate::db::DbError;
 use crate::storage::StorageError;
 
-pub const OK: u8 = 0;
-pub const FAILURE: u8 = 1;
-pub const BAD_CONFIG: u8 = 2;
-pub const FENCED: u8 = 3;
-pub const ACTIONS_FAILED: u8 = 4;
-
-/// What an error means for whoever meets it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// The operator fixes it by changing configuration or input.
-    Config,
-    /// It may pass: a database or network away, a timeout. Worth another try.
-    Transient,
-    /// Trying again will not help (a 404, media ffmpeg cannot decode).
-    Permanent,
-    /// This process no longer holds what it was writing: a replacement does.
-    Fenced,
-}
-
-impl ErrorClass {
-    /// The one mapping from an error's class to a process's exit code.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            ErrorClass::Config => BAD_CONFIG,
-            ErrorClass::Fenced => FENCED,
-            ErrorClass::Transient | ErrorClass::Permanent => FAILURE,
-        }
-    }
-}
-
-/// Every error type of Colony says which class it is.
-pub trait Classify {
-    fn class(&self) -> ErrorClass;
-}
+pub use colony_vocab::exit::{ACTIONS_FAILED, BAD_CONFIG, Classify, ErrorClass, FAILURE, FENCED, OK};
 
 /// An error whose class is known, carried through `anyhow` so that
 /// [`code_for`] can find it: the boundary wraps a role's own error types
@@ -114,6 +81,13 @@ impl Classify for StorageError {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct PartlyFailed(pub String);
+
+/// Its class is a failure; [`code_for`] gives it exit 4, not 1.
+impl Classify for PartlyFailed {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Transient
+    }
+}
 
 /// The class of one cause, for the types the shared crate knows.
 fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {

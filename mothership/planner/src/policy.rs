@@ -68,3 +68,10 @@ impl Policy {
         Ok(self)
     }
 }
+
+/// Knobs that disagree are the operator's to fix.
+impl colony_vocab::exit::Classify for PolicyError {
+    fn class(&self) -> colony_vocab::exit::ErrorClass {
+        colony_vocab::exit::ErrorClass::Config
+    }
+}
