@@ -7,8 +7,11 @@
 //! I/O around that planner; [`up`] is the embedded quickstart.
 
 pub mod admin;
+pub mod backfill;
+pub mod channels;
 pub mod counters;
 pub mod delivery;
+pub mod executor;
 pub mod launcher;
 pub mod migrate;
 pub mod observe;
@@ -20,6 +23,7 @@ pub mod setup;
 pub mod show;
 pub mod tick;
 pub mod up;
+pub mod views;
 pub mod web;
 pub mod webhook;
 

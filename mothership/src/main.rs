@@ -11,11 +11,13 @@ use colony::exit::{Exit, classified};
 use colony::queue::CancelOutcome;
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
-use mothership::admin::{self, ChannelExtras, ChannelUpdate, NewChannel};
+use mothership::backfill;
+use mothership::channels::{self, ChannelExtras, ChannelUpdate, NewChannel};
 use mothership::setup::{Setup, TickArgs, tick_loop};
 use mothership::show;
 use mothership::tick::TickOutcome;
 use mothership::up;
+use mothership::views;
 
 /// Colony's control plane: starts one observer cell per live channel and a pool
 /// of harvest cells sized to the job queue, and nothing when nothing is live
@@ -376,8 +378,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Run { tick, every, json } => run_loop(&tick, every.into(), json).await?,
         Command::Status { db, platforms, json } => {
             let pool = colony::db::connect(&db).await?;
-            let channels = admin::channel_status(&pool).await.map_err(classified)?;
-            let cells = admin::cells(&pool, false, 1000).await.map_err(classified)?;
+            let channels = views::channel_status(&pool).await.map_err(classified)?;
+            let cells = views::cells(&pool, false, 1000).await.map_err(classified)?;
             let queue = colony::queue::Queue::new(pool.clone()).stats().await?;
             let detection = mothership::platform::detection(&platforms, &channels);
             show::status(&channels, &cells, &queue, &detection, json);
@@ -390,7 +392,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let detectors = mothership::platform::Detectors::new(&platforms, &pool, Duration::from_secs(30));
             let listing = show::spinner("listing past broadcasts");
             let bar = show::progress(0, "enqueueing");
-            let done = admin::backfill_from_platform(
+            let done = mothership::platform::backfill::queue_past_broadcasts(
                 &pool,
                 &channel,
                 &detectors,
@@ -422,14 +424,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 std::fs::read_to_string(&urls_from)
                     .map_err(|e| Exit::config(format!("cannot read {}: {e}", urls_from.display())))?
             };
-            let urls = admin::parse_url_list(&text, &urls_from.display().to_string()).map_err(classified)?;
+            let urls = backfill::parse_url_list(&text, &urls_from.display().to_string()).map_err(classified)?;
             if urls.is_empty() {
                 return Err(Exit::config(format!("{} holds no URLs", urls_from.display())).into());
             }
             let pool = colony::db::connect(&db).await?;
             let bar = show::progress(urls.len() as u64, "enqueueing");
             let created =
-                admin::backfill(&pool, &channel, &urls, |done| bar.set_position(done)).await.map_err(classified)?;
+                backfill::backfill(&pool, &channel, &urls, |done| bar.set_position(done)).await.map_err(classified)?;
             bar.finish_and_clear();
             println!(
                 "enqueued {created} VOD download(s) for {channel}; {} already queued or done",
@@ -438,13 +440,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Cells { db, all, limit, json } => {
             let pool = colony::db::connect(&db).await?;
-            show::cells(&admin::cells(&pool, all, limit).await.map_err(classified)?, json);
+            show::cells(&views::cells(&pool, all, limit).await.map_err(classified)?, json);
         }
         Command::Serve(args) => mothership::web::serve(args).await?,
         Command::Webhook(command) => mothership::webhook::run(command).await?,
         Command::Decisions { db, limit, failed, json } => {
             let pool = colony::db::connect(&db).await?;
-            show::decisions(&admin::decisions(&pool, limit, failed).await.map_err(classified)?, json);
+            show::decisions(&views::decisions(&pool, limit, failed).await.map_err(classified)?, json);
         }
     }
     Ok(())
@@ -458,32 +460,32 @@ async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
             let new = NewChannel::from_cli(url.as_deref(), login.as_deref(), platform.as_deref(), extras)
                 .map_err(classified)?;
             let pool = colony::db::connect(&db).await?;
-            println!("{}", admin::add_channel(&pool, &new).await.map_err(classified)?);
+            println!("{}", channels::add(&pool, &new).await.map_err(classified)?);
         }
         ChannelCommand::List { db, json } => {
             let pool = colony::db::connect(&db).await?;
-            show::channels(&admin::channel_status(&pool).await.map_err(classified)?, json);
+            show::channels(&views::channel_status(&pool).await.map_err(classified)?, json);
         }
         ChannelCommand::Update { db, login, name, source_url, resolver, variant, allow_host, chat } => {
             let pool = colony::db::connect(&db).await?;
             let allowed_hosts = (!allow_host.is_empty()).then_some(allow_host);
             let update = ChannelUpdate { name, source_url, resolver, variant, allowed_hosts, chat };
-            admin::update_channel(&pool, &login, &update).await.map_err(classified)?;
+            channels::update(&pool, &login, &update).await.map_err(classified)?;
             println!("channel {login} updated");
         }
         ChannelCommand::Remove { db, login } => {
             let pool = colony::db::connect(&db).await?;
-            admin::remove_channel(&pool, &login).await.map_err(classified)?;
+            channels::remove(&pool, &login).await.map_err(classified)?;
             println!("channel {login} removed");
         }
         ChannelCommand::Enable { db, login } => {
             let pool = colony::db::connect(&db).await?;
-            admin::set_enabled(&pool, &login, true).await.map_err(classified)?;
+            channels::set_enabled(&pool, &login, true).await.map_err(classified)?;
             println!("channel {login} enabled: the next tick records it when it is live");
         }
         ChannelCommand::Disable { db, login } => {
             let pool = colony::db::connect(&db).await?;
-            admin::set_enabled(&pool, &login, false).await.map_err(classified)?;
+            channels::set_enabled(&pool, &login, false).await.map_err(classified)?;
             println!("channel {login} disabled: the next tick stops its observer, which finalizes the recording");
         }
     }
@@ -494,7 +496,7 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
     match command {
         JobCommand::Enqueue { db, kind, url, channel, args } => {
             let pool = colony::db::connect(&db).await?;
-            match admin::enqueue(&pool, &kind, url.as_deref(), channel.as_deref(), args.as_deref())
+            match backfill::enqueue(&pool, &kind, url.as_deref(), channel.as_deref(), args.as_deref())
                 .await
                 .map_err(classified)?
             {
@@ -504,7 +506,7 @@ async fn job(command: JobCommand) -> anyhow::Result<()> {
         }
         JobCommand::List { db, state, kind, limit, json } => {
             let pool = colony::db::connect(&db).await?;
-            show::jobs(&admin::jobs(&pool, state.as_deref(), kind.as_deref(), limit).await.map_err(classified)?, json);
+            show::jobs(&views::jobs(&pool, state.as_deref(), kind.as_deref(), limit).await.map_err(classified)?, json);
         }
         JobCommand::Retry { db, id } => {
             let pool = colony::db::connect(&db).await?;

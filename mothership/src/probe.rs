@@ -129,7 +129,7 @@ pub async fn probe_due(pool: &PgPool, args: &ProbeArgs) -> Result<Vec<ProbeResul
     let mut results = Vec::with_capacity(channels.len());
     for probed in asked {
         for batch in probed.chunks(STORE_EVERY * 8) {
-            results.extend(store(pool, batch, args.probe_frozen_after.into()).await?);
+            results.extend(crate::channels::store_probes(pool, batch, args.probe_frozen_after.into()).await?);
         }
     }
     // One client per distinct allow-list (its names may resolve to private
@@ -148,7 +148,7 @@ pub async fn probe_due(pool: &PgPool, args: &ProbeArgs) -> Result<Vec<ProbeResul
         .buffer_unordered(args.probe_concurrency.max(1))
         .ready_chunks(STORE_EVERY);
     while let Some(batch) = batches.next().await {
-        let stored = store(pool, &batch, args.probe_frozen_after.into()).await?;
+        let stored = crate::channels::store_probes(pool, &batch, args.probe_frozen_after.into()).await?;
         results.extend(stored);
     }
     Ok(results)
@@ -175,76 +175,4 @@ fn verdicts_to_results(channels: &[&Channel], verdicts: Vec<(i64, crate::platfor
             }
         })
         .collect()
-}
-
-/// Store probe results, and return them as stored: a live result for a
-/// source that has not moved on within `frozen_after` becomes offline.
-pub async fn store(
-    pool: &PgPool,
-    results: &[ProbeResult],
-    frozen_after: Duration,
-) -> Result<Vec<ProbeResult>, sqlx::Error> {
-    let ids: Vec<i64> = results.iter().map(|r| r.channel_id).collect();
-    let live: Vec<bool> = results.iter().map(|r| r.live).collect();
-    let errors: Vec<Option<String>> = results.iter().map(|r| r.error.clone()).collect();
-    let prints: Vec<Option<String>> = results.iter().map(|r| r.fingerprint.clone()).collect();
-    let stream = |f: fn(&StreamInfo) -> String| -> Vec<Option<String>> {
-        results.iter().map(|r| r.stream.as_ref().map(f)).collect()
-    };
-    let (stream_ids, titles, categories) =
-        (stream(|s| s.id.clone()), stream(|s| s.title.clone()), stream(|s| s.category.clone()));
-    let started: Vec<Option<chrono::DateTime<chrono::Utc>>> =
-        results.iter().map(|r| r.stream.as_ref().map(|s| s.started_at)).collect();
-    let frozen: Vec<(i64, bool)> = sqlx::query_as(
-        "WITH p AS (
-             SELECT p.id, p.live, p.error, p.print, p.stream_id, p.title, p.category, p.started,
-                    COALESCE(p.print IS NOT NULL AND p.print IS NOT DISTINCT FROM c.probe_fingerprint
-                        AND c.progressed_at < now() - make_interval(secs => $5), false) AS frozen
-               FROM UNNEST($1::bigint[], $2::bool[], $3::text[], $4::text[], $6::text[], $7::text[], $8::text[],
-                           $9::timestamptz[]) AS p(id, live, error, print, stream_id, title, category, started)
-               JOIN channels c ON c.id = p.id)
-         UPDATE channels c
-            SET live = p.live AND NOT p.frozen,
-                live_since = CASE WHEN p.live AND NOT p.frozen THEN COALESCE(c.live_since, now()) END,
-                offline_since = CASE WHEN p.live AND NOT p.frozen THEN NULL
-                                     WHEN c.live THEN now() ELSE c.offline_since END,
-                progressed_at = CASE WHEN p.print IS DISTINCT FROM c.probe_fingerprint THEN now() ELSE c.progressed_at END,
-                probe_fingerprint = p.print,
-                stream_id = CASE WHEN p.live AND NOT p.frozen THEN p.stream_id END,
-                stream_title = CASE WHEN p.live AND NOT p.frozen THEN p.title END,
-                stream_category = CASE WHEN p.live AND NOT p.frozen THEN p.category END,
-                stream_started_at = CASE WHEN p.live AND NOT p.frozen THEN p.started END,
-                probed_at = now(),
-                probe_error = CASE WHEN p.frozen
-                    THEN 'the source has served the same playlist since ' || to_char(c.progressed_at, 'YYYY-MM-DD HH24:MI:SS TZ') || '; treating it as offline'
-                    ELSE p.error END,
-                updated_at = now()
-           FROM p
-          WHERE c.id = p.id
-         RETURNING c.id, p.frozen",
-    )
-    .bind(&ids)
-    .bind(&live)
-    .bind(&errors)
-    .bind(&prints)
-    .bind(frozen_after.as_secs_f64())
-    .bind(&stream_ids)
-    .bind(&titles)
-    .bind(&categories)
-    .bind(&started)
-    .fetch_all(pool)
-    .await?;
-    colony::recording::rows::note_broadcast(pool, &ids, &stream_ids, &titles, &categories, &started).await?;
-    let frozen: std::collections::HashMap<i64, bool> = frozen.into_iter().collect();
-    Ok(results
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            if frozen.get(&r.channel_id).copied().unwrap_or(false) {
-                r.live = false;
-                r.error = Some("the source has served the same playlist for too long; treating it as offline".into());
-            }
-            r
-        })
-        .collect())
 }

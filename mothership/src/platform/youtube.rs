@@ -253,11 +253,7 @@ impl YouTube {
                     (Some(id), _) if is_channel_id(id) => Ok(id.clone()),
                     (_, Some(handle)) => match self.channel_id(handle, deadline).await {
                         Ok(Some(id)) => {
-                            sqlx::query("UPDATE channels SET platform_id = $2 WHERE id = $1")
-                                .bind(c.id)
-                                .bind(&id)
-                                .execute(&self.pool)
-                                .await?;
+                            crate::channels::set_platform_id(&self.pool, c.id, Some(&id)).await?;
                             Ok(id)
                         }
                         Ok(None) => Err(format!("YouTube has no channel with the handle @{handle}")),

@@ -12,7 +12,8 @@ use tokio::process::{Child, Command};
 
 use super::tools::Tools;
 use super::{DEMO, Layout, say};
-use crate::admin::{self, ChannelUpdate, NewChannel};
+use crate::channels::{self, ChannelUpdate, NewChannel};
+use crate::views;
 
 pub(super) struct Demo {
     ffmpeg: Child,
@@ -28,7 +29,7 @@ impl Demo {
         tools: &Tools,
         length: Duration,
     ) -> anyhow::Result<Option<Self>> {
-        let channels = admin::channel_status(pool).await?;
+        let channels = views::channel_status(pool).await?;
         let demo_enabled = match channels.iter().find(|c| c.login == DEMO) {
             Some(c) => c.enabled,
             None if channels.is_empty() => true,
@@ -48,11 +49,11 @@ impl Demo {
         let url = format!("http://{addr}/live.m3u8");
         if channels.is_empty() {
             let new = NewChannel::parse(DEMO, &url, Some("Demo (ffmpeg test pattern)".into()), None, None, &[])?;
-            admin::add_channel(pool, &new).await?;
+            channels::add(pool, &new).await?;
             say(format!("no channel configured: added the demo channel '{DEMO}' ({url})"));
         } else {
             let update = ChannelUpdate { source_url: Some(url.clone()), ..Default::default() };
-            admin::update_channel(pool, DEMO, &update).await?;
+            channels::update(pool, DEMO, &update).await?;
         }
         let dir = layout.demo.clone();
         let server = tokio::spawn(async move {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use colony::queue::{CancelOutcome, Enqueued, JobArgs, Queue, RecordingArgs};
 
 use super::{Web, WebError};
-use crate::admin::{self, ChannelExtras, NewChannel};
+use crate::channels::{self, ChannelExtras, NewChannel};
 
 /// A redirect to `next` for a form, JSON for anyone else.
 fn done(headers: &HeaderMap, next: Option<&str>, body: Value) -> Response {
@@ -74,7 +74,7 @@ pub async fn cancel(
 }
 
 async fn set_enabled(web: &Web, login: &str, on: bool, headers: &HeaderMap, body: &[u8]) -> Result<Response, WebError> {
-    admin::set_enabled(&web.pool, login, on).await?;
+    channels::set_enabled(&web.pool, login, on).await?;
     let next = form(&axum::body::Bytes::copy_from_slice(body)).next;
     Ok(done(headers, next.as_deref(), json!({ "channel": login, "enabled": on })))
 }
@@ -109,7 +109,7 @@ pub async fn add_channel(
     let blank = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
     let (url, login, platform) = (blank(&f.url), blank(&f.login), blank(&f.platform));
     let new = NewChannel::from_cli(url.as_deref(), login.as_deref(), platform.as_deref(), ChannelExtras::default())?;
-    let id = admin::add_channel(&web.pool, &new).await?;
+    let id = channels::add(&web.pool, &new).await?;
     let next = format!("/channels/{}", new.login);
     Ok(done(&headers, Some(&next), json!({ "id": id, "login": new.login.to_string() })))
 }
@@ -126,7 +126,7 @@ pub async fn export(
     if recording.segment_count == 0 {
         return Err(WebError::BadRequest(format!("recording {id} has no segments to export yet")));
     }
-    let job = JobArgs::Export(RecordingArgs { recording_id: id }).job().unique_key(format!("export:recording:{id}"));
+    let job = JobArgs::Export(RecordingArgs { recording_id: id }).job();
     let (job_id, created) = match Queue::new(web.pool.clone()).enqueue(&job).await.map_err(WebError::internal)? {
         Enqueued::Created(j) => (j, true),
         Enqueued::Duplicate(j) => (j, false),

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::data::{self, Chapter, HarvestCell, LiveChannel, Recording, Span};
 use super::{Web, WebError};
-use crate::admin;
+use crate::views;
 
 pub type ApiResult = Result<Json<Value>, WebError>;
 
@@ -24,8 +24,8 @@ fn to_json(value: impl Serialize) -> ApiResult {
 
 /// The same as `mothership status --json`.
 pub async fn status(State(web): State<Web>) -> ApiResult {
-    let channels = admin::channel_status(&web.pool).await?;
-    let cells = admin::cells(&web.pool, false, 1000).await?;
+    let channels = views::channel_status(&web.pool).await?;
+    let cells = views::cells(&web.pool, false, 1000).await?;
     let queue = colony::queue::Queue::new(web.pool.clone()).stats().await.map_err(WebError::internal)?;
     let detection = crate::platform::detection(&web.platforms, &channels);
     to_json(json!({ "channels": channels, "cells": cells, "queue": queue, "detection": detection }))
@@ -37,7 +37,7 @@ pub struct Overview {
     pub live: Vec<LiveChannel>,
     pub harvest: Vec<HarvestCell>,
     pub queue: Vec<colony::queue::KindStats>,
-    pub failed_decisions: Vec<admin::Decision>,
+    pub failed_decisions: Vec<views::Decision>,
     pub channels: usize,
 }
 
@@ -46,7 +46,7 @@ pub async fn overview_data(web: &Web) -> Result<Overview, WebError> {
         async { data::live_channels(&web.pool).await.map_err(WebError::from) },
         async { data::harvest_cells(&web.pool).await.map_err(WebError::from) },
         async { colony::queue::Queue::new(web.pool.clone()).stats().await.map_err(WebError::internal) },
-        async { admin::decisions(&web.pool, 10, true).await.map_err(WebError::from) },
+        async { views::decisions(&web.pool, 10, true).await.map_err(WebError::from) },
         async {
             sqlx::query_scalar::<_, i64>("SELECT count(*) FROM channels")
                 .fetch_one(&web.pool)
@@ -63,17 +63,17 @@ pub async fn overview(State(web): State<Web>) -> ApiResult {
 
 /// The same as `mothership channel list --json`.
 pub async fn channels(State(web): State<Web>) -> ApiResult {
-    to_json(admin::channel_status(&web.pool).await?)
+    to_json(views::channel_status(&web.pool).await?)
 }
 
 #[derive(Debug, Serialize)]
 pub struct ChannelPage {
-    pub channel: admin::ChannelStatus,
+    pub channel: views::ChannelStatus,
     pub recordings: Vec<Recording>,
 }
 
 pub async fn channel_data(web: &Web, login: &str) -> Result<ChannelPage, WebError> {
-    let channel = admin::channel_status(&web.pool)
+    let channel = views::channel_status(&web.pool)
         .await?
         .into_iter()
         .find(|c| c.login == login)
@@ -98,7 +98,7 @@ pub struct RecordingPage {
     pub storyboard_vtt: Option<String>,
     pub export: Option<String>,
     /// The recording's export job, when one was queued.
-    pub export_job: Option<admin::JobRow>,
+    pub export_job: Option<views::JobRow>,
     /// Chunks of chat archived beside the video.
     pub chat_chunks: usize,
 }
@@ -137,7 +137,7 @@ pub struct JobQuery {
 /// The same as `mothership job list --json`.
 pub async fn jobs(State(web): State<Web>, Query(q): Query<JobQuery>) -> ApiResult {
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    to_json(admin::jobs(&web.pool, q.state.as_deref(), q.kind.as_deref(), limit).await?)
+    to_json(views::jobs(&web.pool, q.state.as_deref(), q.kind.as_deref(), limit).await?)
 }
 
 /// Running jobs and their progress, once a second, for the jobs page's bars.
@@ -162,7 +162,7 @@ impl JobFeed {
                 if feed.latest.receiver_count() == 0 {
                     continue;
                 }
-                let event = match admin::jobs(&pool, Some("running"), None, 200).await {
+                let event = match views::jobs(&pool, Some("running"), None, 200).await {
                     Ok(rows) => {
                         let progress: Vec<Value> = rows
                             .iter()
@@ -203,7 +203,7 @@ pub struct CellQuery {
 
 /// The same as `mothership cells --json`.
 pub async fn cells(State(web): State<Web>, Query(q): Query<CellQuery>) -> ApiResult {
-    to_json(admin::cells(&web.pool, q.all.unwrap_or(false), 200).await?)
+    to_json(views::cells(&web.pool, q.all.unwrap_or(false), 200).await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,7 +215,7 @@ pub struct DecisionQuery {
 /// The same as `mothership decisions --json`.
 pub async fn decisions(State(web): State<Web>, Query(q): Query<DecisionQuery>) -> ApiResult {
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    to_json(admin::decisions(&web.pool, limit, q.failed.unwrap_or(false)).await?)
+    to_json(views::decisions(&web.pool, limit, q.failed.unwrap_or(false)).await?)
 }
 
 /// The token POSTs must carry, for API clients.

@@ -1,5 +1,5 @@
 //! What the pages and the JSON API show, read from Postgres. Read-only: the
-//! writes the dashboard offers go through the admin functions the CLI uses.
+//! writes the dashboard offers go through `crate::channels`, as the CLI's do.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -152,7 +152,7 @@ pub async fn ledger(pool: &PgPool, recording_id: i64) -> Result<Vec<LedgerRow>, 
 }
 
 /// The newest export job of a recording, in any state.
-pub async fn export_job(pool: &PgPool, recording_id: i64) -> Result<Option<crate::admin::JobRow>, sqlx::Error> {
+pub async fn export_job(pool: &PgPool, recording_id: i64) -> Result<Option<crate::views::JobRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, kind, state::text AS state, attempt, max_attempts, run_at, attempted_by, last_error, args, progress
            FROM jobs WHERE kind = 'export' AND args->>'recording_id' = $1::text ORDER BY id DESC LIMIT 1",

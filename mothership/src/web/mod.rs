@@ -1,6 +1,6 @@
 //! `mothership serve`: the operator's web surface, one long-running axum
 //! server beside the tick loop. It reads Postgres (never writes it except
-//! through the admin functions the CLI uses) and points browsers at media.
+//! through `crate::channels`, as the CLI does) and points browsers at media.
 //!
 //! - Pages (server-rendered with maud, which escapes every string it is
 //!   given) and the same data as JSON under `/api/v1`.

@@ -11,7 +11,7 @@ use maud::{DOCTYPE, Markup, html};
 use super::api::{self, Overview};
 use super::data::SpanKind;
 use super::{Web, WebError};
-use crate::admin;
+use crate::views;
 
 fn layout(title: &str, web: &Web, body: Markup) -> Markup {
     html! {
@@ -176,7 +176,7 @@ fn progress_bar(progress: Option<&serde_json::Value>) -> Markup {
     }
 }
 
-fn decisions_table(rows: &[admin::Decision]) -> Markup {
+fn decisions_table(rows: &[views::Decision]) -> Markup {
     html! {
         @if rows.is_empty() { p.muted { "None." } } @else {
             table {
@@ -295,7 +295,7 @@ pub async fn recording(State(web): State<Web>, Path(id): Path<i64>) -> Result<Ma
 }
 
 pub async fn jobs(State(web): State<Web>) -> Result<Markup, WebError> {
-    let rows = admin::jobs(&web.pool, None, None, 200).await?;
+    let rows = views::jobs(&web.pool, None, None, 200).await?;
     let body = html! {
         h1 { "Jobs" }
         p.muted { "Open and failed jobs, newest first; progress updates live." }
@@ -324,7 +324,7 @@ pub async fn jobs(State(web): State<Web>) -> Result<Markup, WebError> {
 
 pub async fn cells(State(web): State<Web>) -> Result<Markup, WebError> {
     let (cells, decisions) =
-        tokio::try_join!(admin::cells(&web.pool, true, 100), admin::decisions(&web.pool, 100, false))?;
+        tokio::try_join!(views::cells(&web.pool, true, 100), views::decisions(&web.pool, 100, false))?;
     let body = html! {
         h1 { "Cells" }
         table {
