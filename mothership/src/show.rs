@@ -1,8 +1,8 @@
 //! Printing: readable tables for people, JSON (`--json`) for scripts.
 
-use crate::admin::{CellStatus, ChannelStatus, Decision, JobRow};
 use crate::platform::Detection;
 use crate::tick::TickReport;
+use crate::views::{CellStatus, ChannelStatus, Decision, JobRow};
 use chrono::{DateTime, Utc};
 use colony::queue::KindStats;
 use comfy_table::Table;
@@ -69,8 +69,8 @@ pub fn tick(r: &TickReport, as_json: bool) {
         println!("  warning:   the {} backend could not be listed; see the log", r.launcher);
     }
     for a in &r.actions {
-        let error = a.error.as_deref().map(|e| format!(" [{e}]")).unwrap_or_default();
-        println!("  {:<7} {:<16} {}: {}{error}", a.outcome, a.action, a.subject, a.reason);
+        let error = a.outcome.error().map(|e| format!(" [{e}]")).unwrap_or_default();
+        println!("  {:<7} {:<16} {}: {}{error}", a.outcome.carried(), a.action, a.subject, a.reason);
     }
     for s in &r.plan.skipped {
         println!("  waiting {}: {}", s.subject, s.reason);
