@@ -327,11 +327,8 @@ struct Found {
 impl Found {
     /// The delivery job. Its arguments hold the event, never the URL or the secret.
     fn job(self) -> colony::queue::NewJob {
-        let key = format!("webhook:{}:{}", self.hook_id, self.id);
         let payload = json!({ "type": self.kind, "timestamp": self.at, "data": self.data });
-        JobArgs::Webhook(WebhookArgs { hook_id: self.hook_id, event_id: self.id, event_type: self.kind, payload })
-            .job()
-            .unique_key(key)
+        JobArgs::Webhook(WebhookArgs { hook_id: self.hook_id, event_id: self.id, event_type: self.kind, payload }).job()
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
+use colony::exit::{Classify, ErrorClass};
 use colony::recording::{Ledger, LedgerError, LedgerRow, Progress, RecordingState};
 
 /// Longest wait for one statement; past it the connection is given up and
@@ -212,7 +213,7 @@ impl Writer {
         }
         let closed = loop {
             match timed(self.ledger.finalize(state)).await {
-                Err(LedgerError::Db(_) | LedgerError::TimedOut(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
+                Err(e) if e.class() == ErrorClass::Transient => tokio::time::sleep(Duration::from_secs(1)).await,
                 other => break other?,
             }
         };

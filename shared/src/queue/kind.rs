@@ -6,89 +6,12 @@
 //! tagged by its kind, so a handler gets fields, not `args.get("url")`.
 //! The queue itself stays generic: it stores any kind as text.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Job, NewJob};
 
-/// Every kind of job this build knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    VodDownload,
-    Reencode,
-    Repair,
-    Export,
-    Thumbnails,
-    ArchiveTier,
-    Webhook,
-    ChatExport,
-}
-
-impl JobKind {
-    pub const ALL: [JobKind; 8] = [
-        JobKind::VodDownload,
-        JobKind::Reencode,
-        JobKind::Repair,
-        JobKind::Export,
-        JobKind::Thumbnails,
-        JobKind::ArchiveTier,
-        JobKind::Webhook,
-        JobKind::ChatExport,
-    ];
-
-    /// The name stored in `jobs.kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::VodDownload => "vod_download",
-            JobKind::Reencode => "reencode",
-            JobKind::Repair => "repair",
-            JobKind::Export => "export",
-            JobKind::Thumbnails => "thumbnails",
-            JobKind::ArchiveTier => "archive_tier",
-            JobKind::Webhook => "webhook",
-            JobKind::ChatExport => "chat_export",
-        }
-    }
-
-    /// Attempts before a job of this kind goes dead. A webhook delivery
-    /// gets many, so its backoff spans hours of a receiver being down.
-    pub fn max_attempts(self) -> i32 {
-        match self {
-            JobKind::Webhook => 12,
-            _ => 5,
-        }
-    }
-
-    /// Every kind, comma-separated, as the CLI spells them (`vod-download`).
-    pub fn cli_list() -> String {
-        JobKind::ALL.iter().map(|k| k.as_str().replace('_', "-")).collect::<Vec<_>>().join(", ")
-    }
-}
-
-impl fmt::Display for JobKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A name that is not a job kind.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{}' is not a job kind; use one of {}", .0.escape_debug(), JobKind::cli_list())]
-pub struct UnknownKind(pub String);
-
-impl FromStr for JobKind {
-    type Err = UnknownKind;
-
-    /// Accepts the stored name and the CLI's spelling: `vod_download` or `vod-download`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let name = s.trim().replace('-', "_");
-        JobKind::ALL.into_iter().find(|k| k.as_str() == name).ok_or_else(|| UnknownKind(s.to_owned()))
-    }
-}
+pub use colony_vocab::{JobKind, UnknownKind};
 
 /// A job's arguments, by kind. Unknown fields are ignored, so a row written
 /// by a newer build still runs on an older one.
@@ -227,15 +150,51 @@ impl JobArgs {
         tagged.get_mut("args").map(Value::take).unwrap_or_else(|| Value::Object(Default::default()))
     }
 
-    /// A job for the queue with these arguments.
-    pub fn job(&self) -> NewJob {
-        NewJob::new(self.kind().as_str(), self.to_value()).max_attempts(self.kind().max_attempts())
+    /// The work a recording's pipeline names (`channels.pipeline`), for
+    /// that recording; None for a kind that is not about one recording.
+    pub fn for_recording(kind: JobKind, recording_id: i64) -> Option<JobArgs> {
+        let one = RecordingArgs { recording_id };
+        Some(match kind {
+            JobKind::Reencode => JobArgs::Reencode(ReencodeArgs { recording_id, ladder: None }),
+            JobKind::Repair => JobArgs::Repair(one),
+            JobKind::Export => JobArgs::Export(one),
+            JobKind::Thumbnails => JobArgs::Thumbnails(one),
+            JobKind::ChatExport => JobArgs::ChatExport(one),
+            JobKind::ArchiveTier => JobArgs::ArchiveTier(ArchiveTierArgs {
+                recording_id: Some(recording_id),
+                storage_class: None,
+                older_than: None,
+            }),
+            JobKind::VodDownload | JobKind::Webhook => return None,
+        })
     }
-}
 
-impl crate::exit::Classify for UnknownKind {
-    fn class(&self) -> crate::exit::ErrorClass {
-        crate::exit::ErrorClass::Config
+    /// What makes queueing the same work twice a no-op while the first is
+    /// queued, running or done: the recording a job works on, the URL a
+    /// channel downloads, the event a webhook delivers. None: every job is new.
+    pub fn unique_key(&self) -> Option<String> {
+        let kind = self.kind();
+        match self {
+            JobArgs::Repair(a) | JobArgs::Export(a) | JobArgs::Thumbnails(a) | JobArgs::ChatExport(a) => {
+                Some(format!("{kind}:recording:{}", a.recording_id))
+            }
+            // The default ladder once per recording; a ladder asked for by hand is new work.
+            JobArgs::Reencode(a) => a.ladder.is_none().then(|| format!("{kind}:recording:{}", a.recording_id)),
+            JobArgs::ArchiveTier(a) => a.recording_id.map(|id| format!("{kind}:recording:{id}")),
+            JobArgs::VodDownload(a) => a.channel_id.map(|channel| format!("{kind}:{channel}:{}", a.url)),
+            JobArgs::Webhook(a) => Some(format!("{kind}:{}:{}", a.hook_id, a.event_id)),
+        }
+    }
+
+    /// A job for the queue with these arguments, its kind's attempts and
+    /// its [`unique key`](Self::unique_key).
+    pub fn job(&self) -> NewJob {
+        let kind = self.kind();
+        let job = NewJob::new(kind.as_str(), self.to_value()).max_attempts(kind.max_attempts());
+        match self.unique_key() {
+            Some(key) => job.unique_key(key),
+            None => job,
+        }
     }
 }
 
@@ -290,6 +249,34 @@ mod tests {
         let job = args.job();
         assert_eq!((job.kind.as_str(), job.max_attempts), ("webhook", 12));
         assert_eq!(JobArgs::Repair(RecordingArgs { recording_id: 1 }).job().max_attempts, 5);
+    }
+
+    #[test]
+    fn a_job_is_keyed_by_what_it_works_on() {
+        let key = |args: JobArgs| args.job().unique_key;
+        assert_eq!(key(JobArgs::Export(RecordingArgs { recording_id: 4 })).as_deref(), Some("export:recording:4"));
+        for kind in [JobKind::Reencode, JobKind::Repair, JobKind::Thumbnails, JobKind::ChatExport, JobKind::ArchiveTier]
+        {
+            let args = JobArgs::for_recording(kind, 7).unwrap();
+            assert_eq!(args.to_value(), json!({ "recording_id": 7 }), "{kind}");
+            assert_eq!(key(args), Some(format!("{kind}:recording:7")));
+        }
+        assert!(JobArgs::for_recording(JobKind::VodDownload, 7).is_none());
+        assert!(JobArgs::for_recording(JobKind::Webhook, 7).is_none());
+        let ladder = JobArgs::Reencode(ReencodeArgs { recording_id: 7, ladder: Some(vec![360]) });
+        assert_eq!(key(ladder), None, "a ladder asked for by hand is new work");
+        let all = JobArgs::ArchiveTier(ArchiveTierArgs { recording_id: None, storage_class: None, older_than: None });
+        assert_eq!(key(all), None);
+        let vod = JobArgs::VodDownload(VodDownloadArgs {
+            url: "https://example.com/v.m3u8".into(),
+            channel_id: Some(3),
+            channel: None,
+            resolver: None,
+            stream_id: None,
+            title: None,
+            live_recording_id: None,
+        });
+        assert_eq!(key(vod).as_deref(), Some("vod_download:3:https://example.com/v.m3u8"));
     }
 
     #[test]

@@ -139,6 +139,19 @@ pub enum Failure {
     Permanent,
 }
 
+impl Failure {
+    /// What an error's class means for its job: only a transient error
+    /// earns another attempt.
+    pub fn of(e: &impl crate::exit::Classify) -> Self {
+        match e.class() {
+            crate::exit::ErrorClass::Transient => Failure::Transient,
+            crate::exit::ErrorClass::Permanent | crate::exit::ErrorClass::Config | crate::exit::ErrorClass::Fenced => {
+                Failure::Permanent
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailOutcome {
     RetryAt(DateTime<Utc>),

@@ -10,12 +10,11 @@
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use serde_json::json;
 use sqlx::PgPool;
 use tracing::instrument;
 
 use super::{LedgerRow, MediaSource, RecordingState};
-use crate::queue::{NewJob, Queue};
+use crate::queue::{JobArgs, JobKind, Queue};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -29,6 +28,10 @@ pub enum LedgerError {
     Db(#[source] sqlx::Error),
     #[error("postgres did not answer within {0:?}")]
     TimedOut(std::time::Duration),
+    /// Queueing the recording's post-processing, in the same transaction
+    /// as closing it, failed.
+    #[error("queueing the recording's jobs failed")]
+    Queue(#[source] crate::queue::QueueError),
 }
 
 impl From<sqlx::Error> for LedgerError {
@@ -305,18 +308,22 @@ impl Ledger {
         };
         let mut jobs = Vec::new();
         if progress.segments > 0 {
-            for kind in pipeline.as_array().into_iter().flatten().filter_map(|k| k.as_str()) {
-                let job = NewJob::new(kind, json!({ "recording_id": self.recording_id }))
-                    .unique_key(format!("{kind}:recording:{}", self.recording_id));
-                jobs.push(
-                    Queue::enqueue_with(&mut *tx, &job)
-                        .await
-                        .map_err(|e| match e {
-                            crate::queue::QueueError::Db(e) => LedgerError::Db(e),
-                            other => LedgerError::Db(sqlx::Error::Protocol(other.to_string())),
-                        })?
-                        .id(),
-                );
+            for name in pipeline.as_array().into_iter().flatten().filter_map(|k| k.as_str()) {
+                let args =
+                    name.parse::<JobKind>().ok().and_then(|kind| JobArgs::for_recording(kind, self.recording_id));
+                let Some(args) = args else {
+                    tracing::warn!(
+                        kind = name,
+                        recording = self.recording_id,
+                        "the channel's pipeline names a job this build cannot queue for a recording; skipped"
+                    );
+                    continue;
+                };
+                let queued = Queue::enqueue_with(&mut *tx, &args.job()).await.map_err(|e| match e {
+                    crate::queue::QueueError::Db(e) => LedgerError::Db(e),
+                    other => LedgerError::Queue(other),
+                })?;
+                jobs.push(queued.id());
             }
         }
         tx.commit().await?;
@@ -407,6 +414,7 @@ impl crate::exit::Classify for LedgerError {
             LedgerError::Fenced { .. } => ErrorClass::Fenced,
             LedgerError::Refused(_) => ErrorClass::Permanent,
             LedgerError::Db(_) | LedgerError::TimedOut(_) => ErrorClass::Transient,
+            LedgerError::Queue(e) => e.class(),
         }
     }
 }
