@@ -26,6 +26,7 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use colony::exit::{Classify, ErrorClass};
 use colony::hls::policy::{GuardedResolver, forbidden_ip, is_public};
 use colony::queue::{FailOutcome, Failure, Job, JobArgs, KindFilter, Queue, QueueError, WebhookArgs};
 use colony::webhook::{Format, Target};
@@ -62,12 +63,13 @@ pub enum DeliveryError {
     Private { hook: i64, host: String },
 }
 
-impl DeliveryError {
-    /// A refused address stays refused: no retry can help.
-    fn failure(&self) -> Failure {
+/// A refused address stays refused: no retry can help. A receiver that
+/// answered badly or not at all may do better on the next attempt.
+impl Classify for DeliveryError {
+    fn class(&self) -> ErrorClass {
         match self {
-            DeliveryError::Private { .. } => Failure::Permanent,
-            _ => Failure::Transient,
+            DeliveryError::Private { .. } => ErrorClass::Permanent,
+            DeliveryError::Status { .. } | DeliveryError::Send { .. } => ErrorClass::Transient,
         }
     }
 }
@@ -294,7 +296,7 @@ async fn one(queue: &Queue, job: &Job) -> Result<bool, QueueError> {
             Ok(true)
         }
         Err(e) => {
-            let outcome = queue.fail(lease, &colony::error_chain(&e), e.failure()).await?;
+            let outcome = queue.fail(lease, &colony::error_chain(&e), Failure::of(&e)).await?;
             let retry = matches!(outcome, FailOutcome::RetryAt(_));
             warn!(hook = args.hook_id, error = %colony::error_chain(&e), retry, "webhook delivery failed");
             Ok(false)

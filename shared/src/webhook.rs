@@ -216,6 +216,20 @@ pub async fn target<'e>(db: impl sqlx::PgExecutor<'e>, id: i64) -> Result<Option
     }))
 }
 
+/// The operator's input: fixed by giving a valid one.
+impl crate::exit::Classify for UnknownEvent {
+    fn class(&self) -> crate::exit::ErrorClass {
+        crate::exit::ErrorClass::Config
+    }
+}
+
+/// The operator's input: fixed by giving a valid one.
+impl crate::exit::Classify for BadSecret {
+    fn class(&self) -> crate::exit::ErrorClass {
+        crate::exit::ErrorClass::Config
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

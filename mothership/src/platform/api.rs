@@ -292,6 +292,24 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Credentials are the operator's to fix; an answer the reference does not
+/// describe will not change on a retry; the rest may pass.
+impl colony::exit::Classify for ApiError {
+    fn class(&self) -> colony::exit::ErrorClass {
+        use colony::exit::ErrorClass;
+        match self {
+            ApiError::Credentials { .. } => ErrorClass::Config,
+            ApiError::Malformed { .. } => ErrorClass::Permanent,
+            ApiError::Status { status, .. } if (400..500).contains(status) && *status != 429 => ErrorClass::Permanent,
+            ApiError::Status { .. }
+            | ApiError::RateLimited { .. }
+            | ApiError::Deadline { .. }
+            | ApiError::Http { .. }
+            | ApiError::Db(_) => ErrorClass::Transient,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,6 +135,13 @@ pub struct ChunkLineError {
     pub reason: String,
 }
 
+/// A damaged chunk stays damaged.
+impl crate::exit::Classify for ChunkLineError {
+    fn class(&self) -> crate::exit::ErrorClass {
+        crate::exit::ErrorClass::Permanent
+    }
+}
+
 /// A chunk's messages, one at a time, from its gzip body. A line longer than
 /// [`MAX_CHUNK_LINE_BYTES`], one that is not a message, or a body that is
 /// not whole gzip is an error: chunks are Colony's own writing, so a bad

@@ -319,6 +319,14 @@ pub fn pick_variant<'a>(variants: &'a [Variant], choice: &VariantChoice) -> Opti
     }
 }
 
+/// A playlist that does not parse will not parse the next time either;
+/// whether to fetch it again is the fetch loop's call, not the parser's.
+impl crate::exit::Classify for ParseError {
+    fn class(&self) -> crate::exit::ErrorClass {
+        crate::exit::ErrorClass::Permanent
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -272,6 +272,13 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
+/// A refused address is the operator's to allow (`--allow-host`) or fix.
+impl crate::exit::Classify for Refusal {
+    fn class(&self) -> crate::exit::ErrorClass {
+        crate::exit::ErrorClass::Config
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
