@@ -26,10 +26,10 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::webhook::hooks::{Format, Target};
 use colony::exit::{Classify, ErrorClass};
 use colony::hls::policy::{GuardedResolver, forbidden_ip, is_public};
 use colony::queue::{FailOutcome, Failure, Job, JobArgs, KindFilter, Queue, QueueError, WebhookArgs};
-use colony::webhook::{Format, Target};
 use futures::StreamExt;
 use serde_json::Value;
 use tracing::{info, warn};
@@ -277,7 +277,7 @@ async fn one(queue: &Queue, job: &Job) -> Result<bool, QueueError> {
             return Ok(false);
         }
     };
-    let target = match colony::webhook::target(queue.pool(), args.hook_id).await {
+    let target = match crate::webhook::hooks::target(queue.pool(), args.hook_id).await {
         Ok(Some(target)) if target.enabled => target,
         Ok(_) => {
             info!(hook = args.hook_id, event = %args.event_id, "the webhook was removed or disabled; nothing sent");

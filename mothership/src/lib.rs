@@ -15,6 +15,7 @@ pub mod executor;
 pub mod launcher;
 pub mod migrate;
 pub mod observe;
+pub mod pgcluster;
 pub mod platform;
 pub mod policy;
 pub mod probe;

@@ -15,7 +15,6 @@ pub mod config;
 pub mod db;
 pub mod exit;
 pub mod hls;
-pub mod pgcluster;
 pub mod platform;
 pub mod queue;
 pub mod recording;
@@ -23,7 +22,6 @@ pub mod resolver;
 pub mod signals;
 pub mod storage;
 pub mod telemetry;
-pub mod webhook;
 
 /// The version every binary reports and records on its cell row.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

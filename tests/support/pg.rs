@@ -1,7 +1,7 @@
 //! PostgreSQL for tests: a private cluster under the temp dir, started once per
 //! machine (initdb + pg_ctl on a free loopback port, as the `postgres` user when
 //! run as root, which initdb refuses), unless `DATABASE_URL` names a server.
-//! The commands come from `colony::pgcluster`, as `mothership up`'s do.
+//! The commands come from `mothership::pgcluster`, as `mothership up`'s do.
 //! Every test gets a fresh database named by a UUID, dropped when it ends,
 //! with the colony's roles granted in it (`mothership db roles`): cells in
 //! tests connect as `colony_test_observer` and `colony_test_harvest`, the
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use colony::config::DatabaseUrl;
-use colony::pgcluster::PgTools;
+use mothership::pgcluster::PgTools;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
 use crate::proc::{free_port, is_root, lock, port_open, run};
@@ -57,7 +57,7 @@ pub fn start_cluster(dir: &Path, settings: &[&str]) -> String {
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap();
     if is_root() {
-        run(&mut colony::pgcluster::chown_to_postgres(dir));
+        run(&mut mothership::pgcluster::chown_to_postgres(dir));
     }
     run(&mut tools.initdb(&data, &["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"]));
     let port = free_port();

@@ -1,13 +1,13 @@
 //! The private cluster: `<dir>/postgres/data`, listening on 127.0.0.1 only,
 //! with a generated password (`<dir>/postgres/password`, mode 0600). The
-//! `initdb`/`pg_ctl` commands come from [`colony::pgcluster`], which the
+//! `initdb`/`pg_ctl` commands come from [`crate::pgcluster`], which the
 //! test harness uses too; here they run on tokio's process API.
 
 use std::path::{Path, PathBuf};
 
+use crate::pgcluster::{self, PgTools};
 use anyhow::Context;
 use colony::exit::Exit;
-use colony::pgcluster::{self, PgTools};
 use sqlx::PgPool;
 
 use super::say;

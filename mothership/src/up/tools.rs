@@ -1,9 +1,9 @@
 //! What `up` needs on the machine: PostgreSQL's server programs and ffmpeg
 //! (for the demo), installed with apt-get when allowed and missing.
 
+use crate::pgcluster::PgTools;
 use anyhow::{Context, bail};
 use colony::exit::Exit;
-use colony::pgcluster::PgTools;
 
 use super::say;
 

@@ -183,11 +183,11 @@ pub enum TargetError {
     Db(#[from] sqlx::Error),
 }
 
-impl crate::exit::Classify for TargetError {
-    fn class(&self) -> crate::exit::ErrorClass {
+impl colony::exit::Classify for TargetError {
+    fn class(&self) -> colony::exit::ErrorClass {
         match self {
-            TargetError::Db(_) => crate::exit::ErrorClass::Transient,
-            _ => crate::exit::ErrorClass::Permanent,
+            TargetError::Db(_) => colony::exit::ErrorClass::Transient,
+            _ => colony::exit::ErrorClass::Permanent,
         }
     }
 }
@@ -217,16 +217,16 @@ pub async fn target<'e>(db: impl sqlx::PgExecutor<'e>, id: i64) -> Result<Option
 }
 
 /// The operator's input: fixed by giving a valid one.
-impl crate::exit::Classify for UnknownEvent {
-    fn class(&self) -> crate::exit::ErrorClass {
-        crate::exit::ErrorClass::Config
+impl colony::exit::Classify for UnknownEvent {
+    fn class(&self) -> colony::exit::ErrorClass {
+        colony::exit::ErrorClass::Config
     }
 }
 
 /// The operator's input: fixed by giving a valid one.
-impl crate::exit::Classify for BadSecret {
-    fn class(&self) -> crate::exit::ErrorClass {
-        crate::exit::ErrorClass::Config
+impl colony::exit::Classify for BadSecret {
+    fn class(&self) -> colony::exit::ErrorClass {
+        colony::exit::ErrorClass::Config
     }
 }
 

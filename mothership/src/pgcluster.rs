@@ -145,11 +145,11 @@ pub fn run_blocking(what: &str, mut cmd: Command) -> Result<(), ClusterError> {
     checked(what, cmd.output())
 }
 
-impl crate::exit::Classify for ClusterError {
-    fn class(&self) -> crate::exit::ErrorClass {
+impl colony::exit::Classify for ClusterError {
+    fn class(&self) -> colony::exit::ErrorClass {
         match self {
-            ClusterError::NotInstalled => crate::exit::ErrorClass::Config,
-            ClusterError::Spawn { .. } | ClusterError::Failed { .. } => crate::exit::ErrorClass::Permanent,
+            ClusterError::NotInstalled => colony::exit::ErrorClass::Config,
+            ClusterError::Spawn { .. } | ClusterError::Failed { .. } => colony::exit::ErrorClass::Permanent,
         }
     }
 }

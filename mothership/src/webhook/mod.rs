@@ -13,15 +13,18 @@
 //! retries and backoff mean a receiver that is down loses nothing and holds
 //! up no one.
 //!
-//! This module is the only writer of the `webhooks` table.
+//! This module is the only writer of the `webhooks` table; [`hooks`] holds
+//! the events, secrets and signatures, and its reads.
+
+pub mod hooks;
 
 use chrono::{DateTime, Utc};
 use colony::config::DatabaseArgs;
 use colony::exit::{Classify, ErrorClass, classified};
 use colony::queue::{JobArgs, Queue, QueueError, WebhookArgs};
-use colony::webhook::{EVENTS, Format, Secret, UnknownEvent, Webhook};
 use comfy_table::Table;
 use comfy_table::presets::ASCII_NO_BORDERS;
+use hooks::{EVENTS, Format, Secret, UnknownEvent, Webhook};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use url::Url;
@@ -81,7 +84,7 @@ pub async fn run(command: WebhookCommand) -> anyhow::Result<()> {
         }
         WebhookCommand::List { db, json } => {
             let pool = colony::db::connect(&db).await?;
-            let hooks = colony::webhook::list(&pool).await.map_err(|e| classified(WebhookError::Db(e)))?;
+            let hooks = crate::webhook::hooks::list(&pool).await.map_err(|e| classified(WebhookError::Db(e)))?;
             print_list(&hooks, json);
         }
         WebhookCommand::Remove { db, id } => {
@@ -142,7 +145,7 @@ impl NewWebhook {
             return Err(WebhookError::Invalid(format!("'{}' is not an http(s) URL with a host", shown())));
         }
         let given: Vec<&str> = events.iter().map(|e| e.trim()).filter(|e| !e.is_empty()).collect();
-        let events = if given.is_empty() { EVENTS.to_vec() } else { colony::webhook::parse_events(&given)? };
+        let events = if given.is_empty() { EVENTS.to_vec() } else { crate::webhook::hooks::parse_events(&given)? };
         Ok(Self { url: parsed, events, format, allow_private: false })
     }
 
