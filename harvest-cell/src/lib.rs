@@ -11,19 +11,11 @@
 //! running jobs get a deadline, then go back to the queue without spending
 //! an attempt.
 
-mod archive_tier;
-pub mod chat_export;
-pub mod export;
-mod media;
-pub mod reencode;
-mod repair;
-pub mod thumbnails;
-mod vod_download;
+pub mod jobs;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
@@ -33,6 +25,7 @@ use colony::exit::{Classify, ErrorClass};
 use colony::hls::HlsClient;
 use colony::queue::{FailOutcome, Failure, Job, JobArgs, JobKind, JobWaker, KindFilter, Lease, Queue, QueueError};
 use colony::storage::ObjectStore;
+use jobs::{JobError, ProgressSink, archive_tier, chat_export, export, reencode, repair, thumbnails, vod_download};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct HarvestArgs {
@@ -155,94 +148,6 @@ pub struct Ctx {
     pub worker: String,
     pub kinds: KindFilter,
     pub args: HarvestArgs,
-}
-
-/// Why a job failed, which decides retry or dead.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// Will never succeed (a VOD that answers 404, media ffmpeg cannot decode).
-    #[error("{}", colony::error_chain(.0.as_ref()))]
-    Permanent(Cause),
-    /// Worth another attempt after a backoff (timeouts, 5xx, storage hiccups).
-    #[error("{}", colony::error_chain(.0.as_ref()))]
-    Transient(Cause),
-    /// The job is no longer this worker's (a fenced write was refused):
-    /// stop, and report nothing.
-    #[error("the job's lease was lost: {}", colony::error_chain(.0.as_ref()))]
-    Fenced(Cause),
-}
-
-/// Why a job failed: the error itself, with its chain (a message is one too).
-pub type Cause = Box<dyn std::error::Error + Send + Sync>;
-
-impl JobError {
-    pub fn transient(e: impl Into<Cause>) -> Self {
-        JobError::Transient(e.into())
-    }
-
-    pub fn permanent(e: impl Into<Cause>) -> Self {
-        JobError::Permanent(e.into())
-    }
-
-    pub fn fenced(e: impl Into<Cause>) -> Self {
-        JobError::Fenced(e.into())
-    }
-
-    /// By what the error says it is. Inside a job, a configuration problem
-    /// (a resolver the host does not allow) will not pass by retrying: permanent.
-    pub fn classified<E: Classify + std::error::Error + Send + Sync + 'static>(e: E) -> Self {
-        match e.class() {
-            ErrorClass::Config | ErrorClass::Permanent => JobError::Permanent(Box::new(e)),
-            ErrorClass::Transient => JobError::Transient(Box::new(e)),
-            ErrorClass::Fenced => JobError::Fenced(Box::new(e)),
-        }
-    }
-
-    /// The error the job failed with.
-    pub fn cause(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        match self {
-            JobError::Permanent(c) | JobError::Transient(c) | JobError::Fenced(c) => c.as_ref(),
-        }
-    }
-}
-
-impl Classify for JobError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            JobError::Permanent(_) => ErrorClass::Permanent,
-            JobError::Transient(_) => ErrorClass::Transient,
-            JobError::Fenced(_) => ErrorClass::Fenced,
-        }
-    }
-}
-
-impl From<colony::recording::PublishError> for JobError {
-    fn from(e: colony::recording::PublishError) -> Self {
-        JobError::classified(e)
-    }
-}
-
-/// Progress a running job reports; the heartbeat writes the latest value.
-#[derive(Clone, Default)]
-pub struct ProgressSink(Arc<Mutex<Option<Value>>>);
-
-impl ProgressSink {
-    pub fn set(&self, value: Value) {
-        *self.lock() = Some(value);
-    }
-    fn take(&self) -> Option<Value> {
-        self.lock().take()
-    }
-    /// Put back a value that could not be written, unless a newer one came.
-    fn keep(&self, value: Option<Value>) {
-        let mut slot = self.lock();
-        if slot.is_none() {
-            *slot = value;
-        }
-    }
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Value>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 /// What one turn of a worker loop did.

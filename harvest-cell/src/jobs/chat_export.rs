@@ -21,7 +21,8 @@ use std::sync::Arc;
 use serde_json::json;
 use tracing::info;
 
-use super::{Ctx, JobError, ProgressSink};
+use super::{JobError, ProgressSink};
+use crate::Ctx;
 use colony::chat::export::{ExportWriter, Streamer, Video};
 use colony::queue::RecordingArgs;
 use colony::recording::chat::{self, ChatChunk};

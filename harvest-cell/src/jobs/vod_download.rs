@@ -21,7 +21,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::{Ctx, JobError, ProgressSink};
+use super::{JobError, ProgressSink};
+use crate::Ctx;
 use colony::hls::{FetchPolicy, HlsError, InitRef, MediaPlaylist, Retry, SourceSegment, VariantChoice};
 use colony::queue::{Job, VodDownloadArgs};
 use colony::recording::{self, Ledger, LedgerError, LedgerRow, MediaSource, OpenedVod, RecordingState};

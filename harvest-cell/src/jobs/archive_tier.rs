@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Ctx, JobError, ProgressSink};
+use super::{JobError, ProgressSink};
+use crate::Ctx;
 use colony::queue::ArchiveTierArgs;
 use colony::storage::{ObjectKey, StorageError};
 
