@@ -88,7 +88,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         kinds,
         args: cli.harvest,
     };
-    let done = harvest_cell::run(ctx, stop).await?;
+    let done = harvest_cell::work(ctx, stop).await?;
     heartbeat.abort();
     if buried.is_cancelled() {
         return Err(Exit::fenced("the mothership marked this cell dead; it stopped without claiming more").into());
