@@ -69,6 +69,14 @@ pub struct HarvestArgs {
 
     #[command(flatten)]
     pub resolvers: colony::resolver::Resolvers,
+
+    /// How often the cell tells the mothership it is alive.
+    #[arg(long, env = "COLONY_HEARTBEAT_INTERVAL", default_value = "10s", value_name = "DURATION")]
+    pub heartbeat: colony::config::NonZeroDuration,
+
+    /// This cell's id; the mothership sets it, a joining laptop gets a fresh one.
+    #[arg(long = "cell-id", env = "COLONY_CELL_ID", value_name = "UUID")]
+    pub cell_id: Option<uuid::Uuid>,
 }
 
 /// A job kind's timeout: `reencode=12h`.
