@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use colony::exit::{Classify, ErrorClass};
 use colony::queue::{JobKind, KindFilter};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -105,23 +106,35 @@ impl HarvestArgs {
     /// The kinds to claim, refusing kinds this build cannot run. Webhook
     /// deliveries are never a harvest cell's: the mothership signs and
     /// sends them, so a cell never holds a webhook's secret.
-    pub fn kind_filter(&self) -> Result<KindFilter, String> {
+    pub fn kind_filter(&self) -> Result<KindFilter, KindsError> {
         let runs = |k: &JobKind| *k != JobKind::Webhook;
         if self.kinds.is_empty() {
             return Ok(KindFilter::Only(JobKind::ALL.iter().filter(|k| runs(k)).map(|k| k.to_string()).collect()));
         }
         let mut kinds = Vec::new();
         for kind in &self.kinds {
-            let kind: JobKind = kind.parse().map_err(|_| {
-                format!("this build cannot run '{}' jobs; it runs: {}", kind.escape_debug(), JobKind::cli_list())
-            })?;
+            let kind: JobKind = kind.parse().map_err(|_| KindsError::Unknown(kind.clone()))?;
             if !runs(&kind) {
-                return Err("webhook deliveries are the mothership's (it holds the signing secrets); \
-                            drop webhook from HARVEST_KINDS"
-                    .into());
+                return Err(KindsError::Webhook);
             }
             kinds.push(kind.to_string());
         }
         Ok(KindFilter::Only(kinds))
+    }
+}
+
+/// Why `--kinds` (HARVEST_KINDS) cannot be claimed as given: the operator's
+/// to fix, before the cell connects to anything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KindsError {
+    #[error("this build cannot run '{}' jobs; it runs: {}", .0.escape_debug(), JobKind::cli_list())]
+    Unknown(String),
+    #[error("webhook deliveries are the mothership's (it holds the signing secrets); drop webhook from HARVEST_KINDS")]
+    Webhook,
+}
+
+impl Classify for KindsError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Config
     }
 }

@@ -15,6 +15,6 @@ mod cell;
 pub mod jobs;
 mod worker;
 
-pub use args::{HarvestArgs, KindTimeout};
+pub use args::{HarvestArgs, KindTimeout, KindsError};
 pub use cell::{CellEnd, CellError, run};
 pub use worker::{Ctx, JobResult, Turn, work_once};

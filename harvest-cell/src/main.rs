@@ -42,7 +42,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let kinds = cli.harvest.kind_filter().map_err(Exit::config)?;
+    let kinds = cli.harvest.kind_filter().map_err(colony::exit::classified)?;
     let pool = colony::db::connect(&cli.db).await?;
     let store = colony::storage::open(&cli.storage).await?;
     match harvest_cell::run(cli.harvest, kinds, pool, store).await.map_err(colony::exit::classified)? {

@@ -20,8 +20,9 @@ use tracing::{Instrument, info, warn};
 
 use crate::HarvestArgs;
 use crate::jobs::{self, JobError, ProgressSink};
+use colony::exit::{Classify, ErrorClass};
 use colony::hls::HlsClient;
-use colony::queue::{FailOutcome, Failure, Job, JobArgs, JobWaker, KindFilter, Lease, Queue, QueueError};
+use colony::queue::{FailOutcome, Job, JobArgs, JobWaker, KindFilter, Lease, Queue, QueueError};
 use colony::storage::ObjectStore;
 
 /// Everything a job needs, injected.
@@ -167,7 +168,7 @@ async fn run_claimed(ctx: &Ctx, job: &Job, stop: &CancellationToken) -> Result<J
             info!("shutdown deadline passed; handing the job back");
             return match answered(ctx.queue.give_back(lease)).await {
                 Ok(()) => Ok(JobResult::HandedBack),
-                Err(e @ (QueueError::Db(_) | QueueError::NoAnswer(_))) => Err(e),
+                Err(e) if e.class() == ErrorClass::Transient => Err(e),
                 Err(_) => Ok(JobResult::Abandoned),
             };
         }
@@ -177,8 +178,14 @@ async fn run_claimed(ctx: &Ctx, job: &Job, stop: &CancellationToken) -> Result<J
     if let Some(last) = progress.take() {
         let _ = tokio::time::timeout(lease_len / 6, ctx.queue.heartbeat(lease, lease_len, Some(&last))).await;
     }
+    // A job whose lease was lost, or whose fenced write was refused, is
+    // another worker's now: nothing is recorded for it.
+    let outcome = outcome.and_then(|r| match r {
+        Ok(()) => Some(Ok(())),
+        Err(e) => e.failure().map(|failure| Err((e, failure))),
+    });
     let result = match outcome {
-        None | Some(Err(JobError::Fenced(_))) => {
+        None => {
             warn!("the job's lease was lost; stopped it without reporting anything");
             Ok(JobResult::Abandoned)
         }
@@ -193,11 +200,7 @@ async fn run_claimed(ctx: &Ctx, job: &Job, stop: &CancellationToken) -> Result<J
             }
             Err(e) => Err(e),
         },
-        Some(Err(e)) => {
-            let failure = match e {
-                JobError::Permanent(_) => Failure::Permanent,
-                _ => Failure::Transient,
-            };
+        Some(Err((e, failure))) => {
             let error = e.to_string();
             let result = report(lease, lease_len, || ctx.queue.fail(lease, &error, failure)).await.map(|o| match o {
                 Some(FailOutcome::Dead) => JobResult::Dead,
@@ -268,9 +271,11 @@ where
     loop {
         let error = match tokio::time::timeout(len / 6, write()).await {
             Ok(Ok(value)) => return Ok(Some(value)),
-            Ok(Err(QueueError::LostLease { .. } | QueueError::Cancelled { .. })) => return Ok(None),
-            Ok(Err(e @ (QueueError::Db(_) | QueueError::NoAnswer(_)))) => e,
-            Ok(Err(other)) => return Err(other),
+            Ok(Err(e)) => match e.class() {
+                ErrorClass::Fenced => return Ok(None),
+                ErrorClass::Transient => e,
+                ErrorClass::Config | ErrorClass::Permanent => return Err(e),
+            },
             Err(_) => QueueError::NoAnswer(len / 6),
         };
         if Instant::now() >= deadline {

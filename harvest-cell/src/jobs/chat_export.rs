@@ -24,6 +24,7 @@ use tracing::info;
 use super::{JobError, ProgressSink};
 use crate::Ctx;
 use colony::chat::export::{ExportWriter, Streamer, Video};
+use colony::exit::{Classify, ErrorClass};
 use colony::queue::RecordingArgs;
 use colony::recording::chat::{self, ChatChunk};
 use colony::storage::ObjectKey;
@@ -94,6 +95,13 @@ pub enum ChunkError {
     },
 }
 
+/// A lost or damaged chunk is chat that no retry brings back.
+impl Classify for ChunkError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Permanent
+    }
+}
+
 /// Counts of one export.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -112,7 +120,7 @@ pub fn export_chunk<W: Write>(
     tally: &mut Tally,
 ) -> Result<(), JobError> {
     let corrupt = |line: usize, source: Box<dyn std::error::Error + Send + Sync>| {
-        JobError::permanent(ChunkError::Corrupt { seq, key: key.to_owned(), line, source })
+        JobError::classified(ChunkError::Corrupt { seq, key: key.to_owned(), line, source })
     };
     for message in colony::chat::read_chunk(gzipped) {
         let message = message.map_err(|e| corrupt(e.line, e.reason.into()))?;
@@ -202,9 +210,9 @@ pub async fn run(ctx: &Ctx, args: &RecordingArgs, progress: &ProgressSink) -> Re
 }
 
 async fn fetch_chunk(ctx: &Ctx, chunk: &ChatChunk) -> Result<impl AsRef<[u8]> + Send + 'static, JobError> {
-    let missing = || JobError::permanent(ChunkError::Missing { seq: chunk.seq, key: chunk.object_key.clone() });
+    let missing = || JobError::classified(ChunkError::Missing { seq: chunk.seq, key: chunk.object_key.clone() });
     let key = ObjectKey::parse(&chunk.object_key).map_err(|e| {
-        JobError::permanent(ChunkError::Corrupt {
+        JobError::classified(ChunkError::Corrupt {
             seq: chunk.seq,
             key: chunk.object_key.clone(),
             line: 0,

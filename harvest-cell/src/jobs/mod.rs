@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use colony::exit::{Classify, ErrorClass};
+use colony::queue::Failure;
 
 /// Why a job failed, which decides retry or dead.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,17 @@ impl JobError {
             ErrorClass::Config | ErrorClass::Permanent => JobError::Permanent(Box::new(e)),
             ErrorClass::Transient => JobError::Transient(Box::new(e)),
             ErrorClass::Fenced => JobError::Fenced(Box::new(e)),
+        }
+    }
+
+    /// How the queue records this failure, by the error's class: what will
+    /// never succeed goes dead at once, the rest is retried after a backoff.
+    /// `None` for a job that is no longer this worker's: nothing is recorded.
+    pub fn failure(&self) -> Option<Failure> {
+        match self.class() {
+            ErrorClass::Config | ErrorClass::Permanent => Some(Failure::Permanent),
+            ErrorClass::Transient => Some(Failure::Transient),
+            ErrorClass::Fenced => None,
         }
     }
 
