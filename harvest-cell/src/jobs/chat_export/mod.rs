@@ -14,6 +14,8 @@
 //! fails the job for good, naming the chunk: that chat is gone, and an
 //! export that silently skipped it would look complete.
 
+pub mod twitch_json;
+
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
@@ -23,11 +25,11 @@ use tracing::info;
 
 use super::{JobError, ProgressSink};
 use crate::Ctx;
-use colony::chat::export::{ExportWriter, Streamer, Video};
 use colony::exit::{Classify, ErrorClass};
 use colony::queue::RecordingArgs;
 use colony::recording::chat::{self, ChatChunk};
 use colony::storage::ObjectKey;
+use twitch_json::{ExportWriter, Streamer, Video};
 
 /// How far apart in server time two copies of one message can be found.
 const DEDUP_WINDOW_MS: i64 = 10 * 60 * 1000;
@@ -226,8 +228,8 @@ async fn fetch_chunk(ctx: &Ctx, chunk: &ChatChunk) -> Result<impl AsRef<[u8]> + 
 
 #[cfg(test)]
 mod tests {
+    use super::twitch_json::Video;
     use super::*;
-    use colony::chat::export::Video;
     use flate2::Compression;
     use flate2::write::GzEncoder;
 
