@@ -1,7 +1,7 @@
 //! The job handlers, one module per kind, and what each shares with the
 //! worker that runs it: [`JobError`], whose class decides retry or dead, and
 //! the [`ProgressSink`] the lease's heartbeat reads. The ffmpeg jobs share
-//! [`media`].
+//! `media.rs`.
 
 pub(crate) mod archive_tier;
 pub mod chat_export;
