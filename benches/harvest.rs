@@ -215,7 +215,7 @@ async fn ladder() -> anyhow::Result<()> {
     // Exactly the job's ffmpeg arguments, for any set of rungs.
     let ladder = |out: &Path, rungs: &[u32]| {
         let mut cmd = Command::new("ffmpeg");
-        cmd.args(["-v", "error", "-y"]).args(harvest_cell::reencode::ladder_args(
+        cmd.args(["-v", "error", "-y"]).args(harvest_cell::jobs::reencode::ladder_args(
             &input.display().to_string(),
             &out.display().to_string(),
             rungs,

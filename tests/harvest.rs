@@ -346,7 +346,7 @@ async fn an_export_killed_midway_is_still_a_valid_file() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("partial.mp4");
     // A slow, long input: the whole 120 s test media, read in real time.
-    let mut args = harvest_cell::export::ffmpeg_args(&media.dir.join("index.m3u8"), &output);
+    let mut args = harvest_cell::jobs::export::ffmpeg_args(&media.dir.join("index.m3u8"), &output);
     args.insert(0, "-re".into());
     let mut child = std::process::Command::new("ffmpeg").args(["-v", "error", "-y"]).args(&args).spawn().unwrap();
     std::thread::sleep(Duration::from_secs(4));

@@ -538,9 +538,14 @@ pub fn check_irc(frame: &str, report: &mut IrcFuzzReport) -> Result<(), TestCase
             prop_assert!(k.len() <= MAX_FIELD_BYTES && v.len() <= MAX_FIELD_BYTES);
         }
         // The export of any message must be writable too (hostile emote ranges).
-        let streamer = colony::chat::export::Streamer { name: "d".into(), login: "d".into(), id: "1".into() };
-        let mut out = colony::chat::export::ExportWriter::new(Vec::new(), &streamer, Default::default())
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let streamer = harvest_cell::jobs::chat_export::twitch_json::Streamer {
+            name: "d".into(),
+            login: "d".into(),
+            id: "1".into(),
+        };
+        let mut out =
+            harvest_cell::jobs::chat_export::twitch_json::ExportWriter::new(Vec::new(), &streamer, Default::default())
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
         out.push(&m).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let json = out.finish(1.0).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(serde_json::from_slice::<serde_json::Value>(&json).is_ok());

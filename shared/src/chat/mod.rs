@@ -1,12 +1,11 @@
 //! Live chat as Colony archives it: the message model (one line of a chunk's
-//! NDJSON), the IRC parser that turns Twitch's IRC-over-WebSocket lines into
-//! messages, and the export to the JSON chat renderers read.
+//! NDJSON) and the IRC parser that turns Twitch's IRC-over-WebSocket lines
+//! into messages.
 //!
 //! Everything here is pure. A chat line is untrusted input: parsing never
 //! panics, every field is bounded, and a message over [`MAX_TEXT_BYTES`] is
 //! cut with `truncated` set.
 
-pub mod export;
 pub mod irc;
 
 use std::collections::BTreeMap;

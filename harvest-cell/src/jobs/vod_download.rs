@@ -21,9 +21,10 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::{Ctx, JobError, ProgressSink};
+use super::{JobError, ProgressSink};
+use crate::Ctx;
 use colony::hls::{FetchPolicy, HlsError, InitRef, MediaPlaylist, Retry, SourceSegment, VariantChoice};
-use colony::queue::{Job, VodDownloadArgs};
+use colony::queue::{Failure, Job, VodDownloadArgs};
 use colony::recording::{self, Ledger, LedgerError, LedgerRow, MediaSource, OpenedVod, RecordingState};
 use colony::storage::ObjectKey;
 
@@ -65,8 +66,11 @@ pub async fn run(ctx: &Ctx, job: &Job, args: &VodDownloadArgs, progress: &Progre
     let ledger = Ledger::new(pool.clone(), recording_id, token);
     let result = download(ctx, args, progress, &url, channel_id, &prefix, &ledger).await;
     // The last try, or one that can never succeed: the recording says so.
-    let last = matches!(result, Err(JobError::Permanent(_)))
-        || (matches!(result, Err(JobError::Transient(_))) && job.attempt >= job.max_attempts);
+    let last = match result.as_ref().err().and_then(JobError::failure) {
+        Some(Failure::Permanent) => true,
+        Some(Failure::Transient) => job.attempt >= job.max_attempts,
+        None => false,
+    };
     if let (true, Err(e)) = (last, &result)
         && let Err(db) = recording::rows::fail(pool, recording_id, token, &e.to_string()).await
     {

@@ -5,7 +5,8 @@
 use std::fmt::Write;
 
 use super::media::{ffmpeg, local_recording, probe, upload_dir};
-use super::{Ctx, JobError, ProgressSink};
+use super::{JobError, ProgressSink};
+use crate::Ctx;
 use colony::queue::RecordingArgs;
 
 const TILE_WIDTH: u32 = 160;

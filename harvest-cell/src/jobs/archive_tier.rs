@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Ctx, JobError, ProgressSink};
+use super::{JobError, ProgressSink};
+use crate::Ctx;
+use colony::exit::{Classify, ErrorClass};
 use colony::queue::ArchiveTierArgs;
 use colony::storage::{ObjectKey, StorageError};
 
@@ -77,6 +79,16 @@ enum Failure {
     Recording(String),
     /// Nothing can be tiered here (the store has no storage classes).
     Job(JobError),
+}
+
+impl Classify for Failure {
+    fn class(&self) -> ErrorClass {
+        match self {
+            // The job fails, to be tried again, once the others are done.
+            Failure::Recording(_) => ErrorClass::Transient,
+            Failure::Job(e) => e.class(),
+        }
+    }
 }
 
 /// Move every object of one recording to `class`; returns how many moved.

@@ -11,7 +11,8 @@ use sqlx::PgPool;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use super::{Ctx, JobError, ProgressSink};
+use super::{JobError, ProgressSink};
+use crate::Ctx;
 use colony::recording::{self, Ledger, LedgerRow, PlaylistKind};
 use colony::storage::{ObjectKey, ObjectStore};
 
@@ -216,15 +217,15 @@ mod tests {
         let playlist = Path::new("/work/recording.m3u8");
         let commands = [
             super::hls_input(playlist),
-            crate::export::ffmpeg_args(playlist, Path::new("/work/out.mp4")),
-            crate::reencode::ladder_args("/work/recording.m3u8", "/work/ladder", &[480, 360], true),
+            crate::jobs::export::ffmpeg_args(playlist, Path::new("/work/out.mp4")),
+            crate::jobs::reencode::ladder_args("/work/recording.m3u8", "/work/ladder", &[480, 360], true),
         ];
         for args in &commands {
             let joined = args.join(" ");
             assert!(!joined.contains("allowed_extensions"), "{joined}");
             assert!(joined.contains("-f hls -protocol_whitelist file -i /work/recording.m3u8"), "{joined}");
         }
-        let decode = crate::repair::decode_args(Path::new("/work/segment")).join(" ");
+        let decode = crate::jobs::repair::decode_args(Path::new("/work/segment")).join(" ");
         assert!(decode.contains("-protocol_whitelist file -f mpegts -i /work/segment"), "{decode}");
     }
 }

@@ -4,7 +4,8 @@
 //! 64 KiB) is a failure, never a saved export.
 
 use super::media::{ffmpeg, local_recording};
-use super::{Ctx, JobError, ProgressSink};
+use super::{JobError, ProgressSink};
+use crate::Ctx;
 use colony::queue::RecordingArgs;
 
 const MIN_EXPORT_BYTES: u64 = 64 * 1024;

@@ -14,6 +14,8 @@
 //! fails the job for good, naming the chunk: that chat is gone, and an
 //! export that silently skipped it would look complete.
 
+pub mod twitch_json;
+
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
@@ -21,11 +23,13 @@ use std::sync::Arc;
 use serde_json::json;
 use tracing::info;
 
-use super::{Ctx, JobError, ProgressSink};
-use colony::chat::export::{ExportWriter, Streamer, Video};
+use super::{JobError, ProgressSink};
+use crate::Ctx;
+use colony::exit::{Classify, ErrorClass};
 use colony::queue::RecordingArgs;
 use colony::recording::chat::{self, ChatChunk};
 use colony::storage::ObjectKey;
+use twitch_json::{ExportWriter, Streamer, Video};
 
 /// How far apart in server time two copies of one message can be found.
 const DEDUP_WINDOW_MS: i64 = 10 * 60 * 1000;
@@ -93,6 +97,13 @@ pub enum ChunkError {
     },
 }
 
+/// A lost or damaged chunk is chat that no retry brings back.
+impl Classify for ChunkError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Permanent
+    }
+}
+
 /// Counts of one export.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -111,7 +122,7 @@ pub fn export_chunk<W: Write>(
     tally: &mut Tally,
 ) -> Result<(), JobError> {
     let corrupt = |line: usize, source: Box<dyn std::error::Error + Send + Sync>| {
-        JobError::permanent(ChunkError::Corrupt { seq, key: key.to_owned(), line, source })
+        JobError::classified(ChunkError::Corrupt { seq, key: key.to_owned(), line, source })
     };
     for message in colony::chat::read_chunk(gzipped) {
         let message = message.map_err(|e| corrupt(e.line, e.reason.into()))?;
@@ -201,9 +212,9 @@ pub async fn run(ctx: &Ctx, args: &RecordingArgs, progress: &ProgressSink) -> Re
 }
 
 async fn fetch_chunk(ctx: &Ctx, chunk: &ChatChunk) -> Result<impl AsRef<[u8]> + Send + 'static, JobError> {
-    let missing = || JobError::permanent(ChunkError::Missing { seq: chunk.seq, key: chunk.object_key.clone() });
+    let missing = || JobError::classified(ChunkError::Missing { seq: chunk.seq, key: chunk.object_key.clone() });
     let key = ObjectKey::parse(&chunk.object_key).map_err(|e| {
-        JobError::permanent(ChunkError::Corrupt {
+        JobError::classified(ChunkError::Corrupt {
             seq: chunk.seq,
             key: chunk.object_key.clone(),
             line: 0,
@@ -217,8 +228,8 @@ async fn fetch_chunk(ctx: &Ctx, chunk: &ChatChunk) -> Result<impl AsRef<[u8]> + 
 
 #[cfg(test)]
 mod tests {
+    use super::twitch_json::Video;
     use super::*;
-    use colony::chat::export::Video;
     use flate2::Compression;
     use flate2::write::GzEncoder;
 

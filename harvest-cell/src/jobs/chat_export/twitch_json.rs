@@ -31,7 +31,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{ChatKind, ChatMessage};
+use colony::chat::{ChatKind, ChatMessage};
 
 /// Emote ranges read from one message's `emotes` tag, at most.
 const MAX_EMOTE_RANGES: usize = 1024;
@@ -303,7 +303,7 @@ pub fn body_fragments<'a>(body: &'a str, emotes: &'a str) -> Vec<Fragment<'a>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::irc::{Event, event};
+    use colony::chat::irc::{Event, event};
 
     fn at(ms: i64) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(ms).unwrap()

@@ -20,7 +20,8 @@ use serde_json::json;
 use tokio::process::Command;
 use tracing::{info, warn};
 
-use super::{Ctx, JobError, ProgressSink};
+use super::{JobError, ProgressSink};
+use crate::Ctx;
 use colony::hls::{FetchPolicy, MediaPlaylist, VariantChoice};
 use colony::queue::{Job, JobFence, RecordingArgs};
 use colony::recording::{self, Ledger, LedgerRow, RecordingState, SegmentFix};

@@ -6,7 +6,8 @@
 //! without audio makes video-only variants.
 
 use super::media::{ffmpeg, local_recording, probe, upload_dir};
-use super::{Ctx, JobError, ProgressSink};
+use super::{JobError, ProgressSink};
+use crate::Ctx;
 use colony::queue::ReencodeArgs;
 
 pub const DEFAULT_LADDER: &[u32] = &[720, 480, 360];
