@@ -355,7 +355,7 @@ pub async fn store_probes(
 ) -> Result<Vec<crate::probe::ProbeResult>, sqlx::Error> {
     let ids: Vec<i64> = results.iter().map(|r| r.channel_id).collect();
     let live: Vec<bool> = results.iter().map(|r| r.live).collect();
-    let errors: Vec<Option<String>> = results.iter().map(|r| r.error.clone()).collect();
+    let errors: Vec<Option<&str>> = results.iter().map(|r| r.error.as_ref().map(|e| e.message.as_str())).collect();
     let prints: Vec<Option<String>> = results.iter().map(|r| r.fingerprint.clone()).collect();
     let stream = |f: fn(&crate::platform::StreamInfo) -> String| -> Vec<Option<String>> {
         results.iter().map(|r| r.stream.as_ref().map(f)).collect()
@@ -411,7 +411,10 @@ pub async fn store_probes(
             let mut r = r.clone();
             if frozen.get(&r.channel_id).copied().unwrap_or(false) {
                 r.live = false;
-                r.error = Some("the source has served the same playlist for too long; treating it as offline".into());
+                r.error = Some(crate::probe::ProbeError::new(
+                    crate::probe::ProbeFailure::Frozen,
+                    "the source has served the same playlist for too long; treating it as offline",
+                ));
             }
             r
         })

@@ -47,12 +47,66 @@ pub struct ProbeArgs {
     pub platforms: PlatformArgs,
 }
 
+/// What kept a probe from telling whether a channel is live: the label
+/// `colony_probe_errors_total` counts it under, beside the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeFailure {
+    /// The channel's resolver could not turn its page into a playlist.
+    Resolver,
+    /// The playlist could not be fetched, was refused, or did not parse.
+    Playlist,
+    /// No answer within `--probe-timeout`.
+    Timeout,
+    /// The platform's API could not tell.
+    Api,
+    /// The source has served the same playlist for too long.
+    Frozen,
+    /// The probe itself panicked (a bug; the channel counts as offline).
+    Panic,
+}
+
+impl ProbeFailure {
+    pub const ALL: [ProbeFailure; 6] = [
+        ProbeFailure::Resolver,
+        ProbeFailure::Playlist,
+        ProbeFailure::Timeout,
+        ProbeFailure::Api,
+        ProbeFailure::Frozen,
+        ProbeFailure::Panic,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeFailure::Resolver => "resolver",
+            ProbeFailure::Playlist => "playlist",
+            ProbeFailure::Timeout => "timeout",
+            ProbeFailure::Api => "api",
+            ProbeFailure::Frozen => "frozen",
+            ProbeFailure::Panic => "panic",
+        }
+    }
+}
+
+/// Why a probe failed: its class, and the one line `channels.probe_error` keeps.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProbeError {
+    pub class: ProbeFailure,
+    pub message: String,
+}
+
+impl ProbeError {
+    pub fn new(class: ProbeFailure, message: impl Into<String>) -> Self {
+        Self { class, message: message.into() }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ProbeResult {
     pub channel_id: i64,
     pub login: String,
     pub live: bool,
-    pub error: Option<String>,
+    pub error: Option<ProbeError>,
     /// The last segment the playlist offered (sequence and URI path), to
     /// tell a frozen source from a live one.
     #[serde(skip)]
@@ -81,20 +135,28 @@ pub async fn due(pool: &PgPool, every: Duration, youtube_every: Option<Duration>
 /// Probe one channel, with a client for its allowed hosts
 /// ([`HlsClient::for_channel`]).
 pub async fn probe(channel: &Channel, client: &HlsClient, timeout: Duration, resolvers: &Resolvers) -> ProbeResult {
+    let failed = |class| move |e: &dyn std::error::Error| ProbeError::new(class, colony::error_chain(e));
     let outcome = tokio::time::timeout(timeout, async {
-        let url = channel.resolve(timeout, resolvers).await.map_err(|e| colony::error_chain(&e))?;
+        let url = channel.resolve(timeout, resolvers).await.map_err(|e| failed(ProbeFailure::Resolver)(&e))?;
         let policy = FetchPolicy::for_source(&url, &channel.allowed_hosts());
         let choice: VariantChoice = channel.variant.parse().unwrap_or(VariantChoice::Best);
-        let (_, playlist, _) = client.open(&url, &choice, &policy).await.map_err(|e| colony::error_chain(&e))?;
+        let (_, playlist, _) =
+            client.open(&url, &choice, &policy).await.map_err(|e| failed(ProbeFailure::Playlist)(&e))?;
         let fingerprint = playlist.segments.last().map(|s| format!("{}:{}", s.sequence, s.uri.path()));
-        Ok::<_, String>((!playlist.segments.is_empty() && !playlist.ended, fingerprint))
+        Ok::<_, ProbeError>((!playlist.segments.is_empty() && !playlist.ended, fingerprint))
     });
     let outcome = std::panic::AssertUnwindSafe(outcome).catch_unwind().await;
     let (live, error, fingerprint) = match outcome {
         Ok(Ok(Ok((live, fingerprint)))) => (live, None, fingerprint),
         Ok(Ok(Err(e))) => (false, Some(e), None),
-        Ok(Err(_)) => (false, Some(format!("no answer within {}", humantime::format_duration(timeout))), None),
-        Err(_) => (false, Some("probing this channel panicked; treating it as offline".into()), None),
+        Ok(Err(_)) => {
+            let why = format!("no answer within {}", humantime::format_duration(timeout));
+            (false, Some(ProbeError::new(ProbeFailure::Timeout, why)), None)
+        }
+        Err(_) => {
+            let why = "probing this channel panicked; treating it as offline";
+            (false, Some(ProbeError::new(ProbeFailure::Panic, why)), None)
+        }
     };
     ProbeResult { channel_id: channel.id, login: channel.login.clone(), live, error, fingerprint, stream: None }
 }
@@ -163,7 +225,7 @@ fn verdicts_to_results(channels: &[&Channel], verdicts: Vec<(i64, crate::platfor
             let verdict = verdicts.remove(&c.id).unwrap_or_else(|| Err("the platform's API was not asked".into()));
             let (stream, error) = match verdict {
                 Ok(stream) => (stream, None),
-                Err(e) => (None, Some(e)),
+                Err(e) => (None, Some(ProbeError::new(ProbeFailure::Api, e))),
             };
             ProbeResult {
                 channel_id: c.id,

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::counters::Increments;
 use crate::executor::{ActionOutcome, Done, Outcome};
 use crate::launcher::{CellEnv, Launcher};
-use crate::probe::{self, ProbeArgs, ProbeResult};
+use crate::probe::{self, ProbeArgs, ProbeFailure, ProbeResult};
 use colony::queue::Queue;
 use colony_planner::model::{CellKind, Observed};
 use colony_planner::policy::Policy;
@@ -61,9 +61,9 @@ pub struct TickReport {
     pub launcher: &'static str,
     pub took_ms: u64,
     pub probes: ProbeSummary,
-    /// The channels whose probe failed, by id.
+    /// The channels whose probe failed, by id, and why.
     #[serde(skip)]
-    pub probe_errors: Vec<i64>,
+    pub probe_errors: Vec<(i64, ProbeFailure)>,
     /// False when the backend could not be listed (nothing was declared gone or orphaned).
     pub backend_listed: bool,
     pub live_channels: u32,
@@ -195,14 +195,21 @@ async fn count(pool: &PgPool, result: &Result<TickReport, TickError>, started: I
             );
         }
         if !report.probe_errors.is_empty() {
-            let by_platform: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT COALESCE(platform, source_kind), count(*) FROM channels WHERE id = ANY($1) GROUP BY 1",
-            )
-            .bind(&report.probe_errors)
-            .fetch_all(pool)
-            .await?;
-            for (platform, n) in by_platform {
-                inc.add("colony_probe_errors_total", &[("platform", &platform)], n as f64);
+            let ids: Vec<i64> = report.probe_errors.iter().map(|(id, _)| *id).collect();
+            let platforms: std::collections::HashMap<i64, String> =
+                sqlx::query_as("SELECT id, COALESCE(platform, source_kind) FROM channels WHERE id = ANY($1)")
+                    .bind(&ids)
+                    .fetch_all(pool)
+                    .await?
+                    .into_iter()
+                    .collect();
+            let mut counted: std::collections::BTreeMap<(&str, &str), f64> = Default::default();
+            for (id, class) in &report.probe_errors {
+                let Some(platform) = platforms.get(id) else { continue };
+                *counted.entry((platform.as_str(), class.as_str())).or_default() += 1.0;
+            }
+            for ((platform, class), n) in counted {
+                inc.add("colony_probe_errors_total", &[("platform", platform), ("class", class)], n);
             }
         }
     }
@@ -213,7 +220,9 @@ async fn locked_tick(ctx: &TickCtx<'_>, started: Instant) -> Result<TickReport, 
     let probes = probe::probe_due(ctx.pool, ctx.probe).await?;
     let probe_summary = summarize(&probes);
     for p in probes.iter().filter(|p| p.error.is_some()) {
-        info!(channel = %p.login, error = p.error.as_deref().unwrap_or_default(), "probe failed; treating the channel as offline");
+        let error = p.error.as_ref().map(|e| e.message.as_str()).unwrap_or_default();
+        let class = p.error.as_ref().map(|e| e.class.as_str()).unwrap_or_default();
+        info!(channel = %p.login, error, class, "probe failed; treating the channel as offline");
     }
     let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(ctx.pool).await?;
     let SavedPlan { plan, tick_id, listed, .. } = observe_plan_save(ctx, now).await?;
@@ -243,7 +252,7 @@ async fn locked_tick(ctx: &TickCtx<'_>, started: Instant) -> Result<TickReport, 
         launcher: ctx.launcher.backend(),
         took_ms: started.elapsed().as_millis() as u64,
         probes: probe_summary,
-        probe_errors: probes.iter().filter(|p| p.error.is_some()).map(|p| p.channel_id).collect(),
+        probe_errors: probes.iter().filter_map(|p| Some((p.channel_id, p.error.as_ref()?.class))).collect(),
         backend_listed: listed,
         live_channels: plan.report.live_channels,
         observers_healthy: plan.report.observers_healthy,

@@ -279,8 +279,8 @@ fn write_counters(page: &mut Page, rows: &[Counter]) {
         page,
         "colony_probe_errors_total",
         "counter",
-        "Liveness probes that failed, by platform (or source kind).",
-        &[("platform", "none")],
+        "Liveness probes that failed, by platform (or source kind) and class (resolver, playlist, timeout, api, frozen, panic).",
+        &[("platform", "none"), ("class", "none")],
     );
 
     page.family("colony_tick_duration_seconds", "histogram", "How long each tick took.");
