@@ -21,6 +21,7 @@ use colony::cells;
 use colony::queue::Queue;
 use colony_planner::model::CellKind;
 use colony_planner::{Action, Planned};
+use colony_vocab::{ChannelId, RecordingId};
 
 /// What one carried-out action did. The tick's report counts by matching on
 /// it; `decisions.detail` stores it as JSON ([`Done::detail`]).
@@ -63,7 +64,7 @@ pub enum Done {
 pub struct ObserverStart {
     pub cell: Uuid,
     pub backend_ref: String,
-    pub recording: i64,
+    pub recording: RecordingId,
     pub lease_token: i64,
     /// The recording was opened for this start (not continued).
     pub new_recording: bool,
@@ -396,9 +397,9 @@ async fn start_observer(
     let env = ctx.cell_env.observer(
         cell,
         &ObserverAssignment {
-            recording_id: assignment.recording_id,
+            recording_id: RecordingId(assignment.recording_id),
             lease_token: assignment.lease_token,
-            channel_id,
+            channel_id: ChannelId(channel_id),
             login,
             name,
         },
@@ -418,7 +419,7 @@ async fn start_observer(
     Ok(ObserverStart {
         cell,
         backend_ref,
-        recording: assignment.recording_id,
+        recording: RecordingId(assignment.recording_id),
         lease_token: assignment.lease_token,
         new_recording: assignment.created,
     })

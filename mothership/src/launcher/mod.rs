@@ -10,6 +10,7 @@ pub mod docker;
 pub mod ecs;
 pub mod process;
 
+use colony_vocab::{ChannelId, RecordingId};
 use uuid::Uuid;
 
 use colony_planner::model::{CellKind, Instance};
@@ -240,9 +241,9 @@ impl CellEnv {
 /// What an observer is started for.
 #[derive(Debug, Clone, Copy)]
 pub struct ObserverAssignment<'a> {
-    pub recording_id: i64,
+    pub recording_id: RecordingId,
     pub lease_token: i64,
-    pub channel_id: i64,
+    pub channel_id: ChannelId,
     pub login: &'a str,
     pub name: &'a str,
 }
@@ -306,7 +307,13 @@ mod cell_env_tests {
         let cell = Uuid::nil();
         let observer = env.observer(
             cell,
-            &ObserverAssignment { recording_id: 7, lease_token: 3, channel_id: 2, login: "mike", name: "Mike" },
+            &ObserverAssignment {
+                recording_id: RecordingId(7),
+                lease_token: 3,
+                channel_id: ChannelId(2),
+                login: "mike",
+                name: "Mike",
+            },
         );
         assert_eq!(get(&observer, "DATABASE_URL"), "postgres://obs/db");
         assert_eq!(get(&observer, "OBSERVER_STANDBY"), "5s");
