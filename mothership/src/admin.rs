@@ -3,7 +3,7 @@
 //! beside what they touch: [`crate::channels`] writes channels,
 //! [`crate::views`] reads what `status`, `cells`, `decisions` and `jobs`
 //! show, [`crate::backfill`] queues downloads, and
-//! [`crate::platform::backfill`] asks a platform for past broadcasts.
+//! [`crate::platform_api::backfill`] asks a platform for past broadcasts.
 
 use sqlx::PgPool;
 

@@ -1,5 +1,5 @@
 //! Queueing downloads by hand: `job enqueue` and `backfill --urls-from`.
-//! (`backfill --from-platform` asks the platform: [`crate::platform::backfill`].)
+//! (`backfill --from-platform` asks the platform: [`crate::platform_api::backfill`].)
 
 use sqlx::PgPool;
 use url::Url;

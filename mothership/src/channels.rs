@@ -357,7 +357,7 @@ pub async fn store_probes(
     let live: Vec<bool> = results.iter().map(|r| r.live).collect();
     let errors: Vec<Option<&str>> = results.iter().map(|r| r.error.as_ref().map(|e| e.message.as_str())).collect();
     let prints: Vec<Option<String>> = results.iter().map(|r| r.fingerprint.clone()).collect();
-    let stream = |f: fn(&crate::platform::StreamInfo) -> String| -> Vec<Option<String>> {
+    let stream = |f: fn(&crate::platform_api::StreamInfo) -> String| -> Vec<Option<String>> {
         results.iter().map(|r| r.stream.as_ref().map(f)).collect()
     };
     let (stream_ids, titles, categories) =

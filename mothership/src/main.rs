@@ -86,7 +86,7 @@ enum Command {
         #[command(flatten)]
         db: DatabaseArgs,
         #[command(flatten, next_help_heading = "Platforms")]
-        platforms: mothership::platform::PlatformArgs,
+        platforms: mothership::platform_api::PlatformArgs,
         #[arg(long)]
         json: bool,
     },
@@ -119,7 +119,7 @@ enum Command {
         #[arg(long, value_name = "N", requires = "from_platform", default_value_t = 10_000)]
         limit: usize,
         #[command(flatten, next_help_heading = "Platforms")]
-        platforms: mothership::platform::PlatformArgs,
+        platforms: mothership::platform_api::PlatformArgs,
     },
     /// The cells that run (with --all, also recently finished ones).
     Cells {
@@ -381,7 +381,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let channels = views::channel_status(&pool).await.map_err(classified)?;
             let cells = views::cells(&pool, false, 1000).await.map_err(classified)?;
             let queue = colony::queue::Queue::new(pool.clone()).stats().await?;
-            let detection = mothership::platform::detection(&platforms, &channels);
+            let detection = mothership::platform_api::detection(&platforms, &channels);
             show::status(&channels, &cells, &queue, &detection, json);
         }
         Command::Channel(c) => channel(c).await?,
@@ -389,10 +389,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Backfill { db, channel, urls_from: None, since, limit, platforms, .. } => {
             let since = since.as_deref().map(parse_since).transpose()?;
             let pool = colony::db::connect(&db).await?;
-            let detectors = mothership::platform::Detectors::new(&platforms, &pool, Duration::from_secs(30));
+            let detectors = mothership::platform_api::Detectors::new(&platforms, &pool, Duration::from_secs(30));
             let listing = show::spinner("listing past broadcasts");
             let bar = show::progress(0, "enqueueing");
-            let done = mothership::platform::backfill::queue_past_broadcasts(
+            let done = mothership::platform_api::backfill::queue_past_broadcasts(
                 &pool,
                 &channel,
                 &detectors,

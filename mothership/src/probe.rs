@@ -18,7 +18,7 @@ use colony::platform::Platform;
 use colony::resolver::Resolvers;
 use tokio::time::Instant;
 
-use crate::platform::{Detectors, PlatformArgs, StreamInfo};
+use crate::platform_api::{Detectors, PlatformArgs, StreamInfo};
 use colony::hls::{FetchLimits, FetchPolicy, HlsClient, VariantChoice};
 
 /// Results stored per statement while probes come in.
@@ -217,8 +217,8 @@ pub async fn probe_due(pool: &PgPool, args: &ProbeArgs) -> Result<Vec<ProbeResul
 }
 
 /// A platform API's verdicts as probe results.
-fn verdicts_to_results(channels: &[&Channel], verdicts: Vec<(i64, crate::platform::Verdict)>) -> Vec<ProbeResult> {
-    let mut verdicts: std::collections::HashMap<i64, crate::platform::Verdict> = verdicts.into_iter().collect();
+fn verdicts_to_results(channels: &[&Channel], verdicts: Vec<(i64, crate::platform_api::Verdict)>) -> Vec<ProbeResult> {
+    let mut verdicts: std::collections::HashMap<i64, crate::platform_api::Verdict> = verdicts.into_iter().collect();
     channels
         .iter()
         .map(|c| {

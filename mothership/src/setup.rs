@@ -13,7 +13,7 @@ use crate::launcher::docker::{DockerArgs, DockerLauncher};
 use crate::launcher::ecs::{EcsArgs, EcsLauncher};
 use crate::launcher::process::{ProcessArgs, ProcessLauncher};
 use crate::launcher::{self, Launcher};
-use crate::policy::PolicyArgs;
+use crate::policy_args::PolicyArgs;
 use crate::probe::ProbeArgs;
 use crate::tick::{TickCtx, TickOutcome};
 use colony_planner::policy::Policy;

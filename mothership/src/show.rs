@@ -1,6 +1,6 @@
 //! Printing: readable tables for people, JSON (`--json`) for scripts.
 
-use crate::platform::Detection;
+use crate::platform_api::Detection;
 use crate::tick::TickReport;
 use crate::views::{CellStatus, ChannelStatus, Decision, JobRow};
 use chrono::{DateTime, Utc};

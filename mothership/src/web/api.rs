@@ -27,7 +27,7 @@ pub async fn status(State(web): State<Web>) -> ApiResult {
     let channels = views::channel_status(&web.pool).await?;
     let cells = views::cells(&web.pool, false, 1000).await?;
     let queue = colony::queue::Queue::new(web.pool.clone()).stats().await.map_err(WebError::internal)?;
-    let detection = crate::platform::detection(&web.platforms, &channels);
+    let detection = crate::platform_api::detection(&web.platforms, &channels);
     to_json(json!({ "channels": channels, "cells": cells, "queue": queue, "detection": detection }))
 }
 

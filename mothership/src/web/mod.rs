@@ -44,7 +44,7 @@ use sqlx::PgPool;
 
 pub use access::check_exposure;
 
-use crate::platform::PlatformArgs;
+use crate::platform_api::PlatformArgs;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {

@@ -28,13 +28,13 @@ pub struct PlatformBackfill {
 pub async fn queue_past_broadcasts(
     pool: &PgPool,
     channel: &str,
-    detectors: &crate::platform::Detectors,
+    detectors: &crate::platform_api::Detectors,
     since: Option<DateTime<Utc>>,
     limit: usize,
     mut listed: impl FnMut(usize),
     mut progress: impl FnMut(u64),
 ) -> Result<PlatformBackfill, AdminError> {
-    use crate::platform::api::{ApiError, clean};
+    use crate::platform_api::api::{ApiError, clean};
     type PlatformRow = (i64, Option<String>, Option<String>, Option<String>);
     let row: Option<PlatformRow> =
         sqlx::query_as("SELECT id, platform, platform_handle, platform_id FROM channels WHERE login = $1")
@@ -92,7 +92,7 @@ pub async fn queue_past_broadcasts(
                     "--from-platform asks the YouTube Data API: set COLONY_YOUTUBE_API_KEY".into(),
                 ));
             };
-            if !platform_id.as_deref().is_some_and(crate::platform::youtube::is_channel_id) {
+            if !platform_id.as_deref().is_some_and(crate::platform_api::youtube::is_channel_id) {
                 let id = youtube.channel_id(&handle, deadline).await.map_err(api_error)?;
                 let Some(id) = id else {
                     return Err(AdminError::Invalid(format!("YouTube has no channel with the handle @{handle}")));
