@@ -5,6 +5,8 @@
 //! VOD playlist is streamed from the ledger once at the end. A replacement
 //! reads the ledger once, as a stream, to pick up where the last cell left.
 
+mod admit;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::ops::RangeInclusive;
@@ -28,7 +30,8 @@ use super::chat::{ChatEnd, ChatRecorder, ChatStats};
 use super::spool::{self, Spool};
 use super::tracker::{Lost, Step, Tracker};
 use super::writer::{Message, Writer};
-use colony::channel::{self, Channel};
+use admit::{Admitted, admit};
+use colony::channel::Channel;
 use colony::exit::{Classify, ErrorClass};
 use colony::hls::{
     Body, Clamp, FetchPolicy, HlsClient, HlsError, HostPattern, InitRef, MediaPlaylist, ParseLimits, Retry,
@@ -147,74 +150,6 @@ struct Recorder {
     adopt_init: Option<String>,
     /// When Postgres last confirmed this cell's lease (a write that passed the fence).
     confirmed: Arc<std::sync::Mutex<std::time::Instant>>,
-}
-
-/// The recording row a cell was started for.
-struct Admitted {
-    channel: Channel,
-    prefix: ObjectKey,
-    db_epoch: i32,
-}
-
-/// An assignment that cannot be recorded: the launcher's configuration is
-/// wrong (exit 2), or Postgres could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum AdmitError {
-    #[error("recording {0} (OBSERVER_RECORDING_ID) does not exist")]
-    NoRecording(i64),
-    #[error("recording {recording} belongs to channel {owner}, not OBSERVER_CHANNEL_ID {channel}")]
-    OtherChannel { recording: i64, owner: i64, channel: i64 },
-    #[error("lease token {ours} is newer than the recording's {current}")]
-    FutureToken { ours: i64, current: i64 },
-    #[error("channel {0} does not exist")]
-    NoChannel(i64),
-    #[error("the recording's storage prefix")]
-    BadPrefix(#[source] colony::storage::StorageError),
-    #[error("loading the assignment")]
-    Db(#[from] sqlx::Error),
-}
-
-impl Classify for AdmitError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            AdmitError::Db(_) => ErrorClass::Transient,
-            _ => ErrorClass::Config,
-        }
-    }
-}
-
-/// Check the assignment against the recording row: it must exist, belong to
-/// the channel, carry our token and still be open.
-async fn admit(args: &ObserverArgs, pool: &PgPool) -> Result<Result<Admitted, RecordingEnd>, AdmitError> {
-    let row: Option<(i64, RecordingState, i64, i32, String)> =
-        sqlx::query_as("SELECT channel_id, state, lease_token, epoch, storage_prefix FROM recordings WHERE id = $1")
-            .bind(args.recording_id)
-            .fetch_optional(pool)
-            .await?;
-    let Some((channel_id, state, token, db_epoch, storage_prefix)) = row else {
-        return Err(AdmitError::NoRecording(args.recording_id));
-    };
-    if channel_id != args.channel_id {
-        return Err(AdmitError::OtherChannel {
-            recording: args.recording_id,
-            owner: channel_id,
-            channel: args.channel_id,
-        });
-    }
-    if token > args.lease_token {
-        warn!(current = token, ours = args.lease_token, "recording already handed to another cell");
-        return Ok(Err(RecordingEnd::Fenced));
-    }
-    if token < args.lease_token {
-        return Err(AdmitError::FutureToken { ours: args.lease_token, current: token });
-    }
-    if !state.is_open() {
-        info!(?state, "recording already closed; nothing to do");
-        return Ok(Err(RecordingEnd::AlreadyClosed(state)));
-    }
-    let channel = channel::get(pool, channel_id).await?.ok_or(AdmitError::NoChannel(channel_id))?;
-    let prefix = ObjectKey::parse(&storage_prefix).map_err(AdmitError::BadPrefix)?;
-    Ok(Ok(Admitted { channel, prefix, db_epoch }))
 }
 
 /// What a replacement picks up from the ledger.
