@@ -6,6 +6,7 @@
 //! reads the ledger once, as a stream, to pick up where the last cell left.
 
 mod admit;
+mod resume;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use futures::{FutureExt, TryStreamExt};
+use futures::FutureExt;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -34,11 +35,12 @@ use admit::{Admitted, admit};
 use colony::channel::Channel;
 use colony::exit::{Classify, ErrorClass};
 use colony::hls::{
-    Body, Clamp, FetchPolicy, HlsClient, HlsError, HostPattern, InitRef, MediaPlaylist, ParseLimits, Retry,
-    SourceSegment, VariantChoice,
+    Body, Clamp, FetchPolicy, HlsClient, HlsError, HostPattern, InitRef, MediaPlaylist, Retry, SourceSegment,
+    VariantChoice,
 };
 use colony::recording::{self, LedgerError, LedgerRow, LiveWindow, MediaSource, Progress, RecordingState};
 use colony::storage::{ObjectKey, ObjectStore};
+use resume::resume;
 
 /// How the cell's recording ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,85 +152,6 @@ struct Recorder {
     adopt_init: Option<String>,
     /// When Postgres last confirmed this cell's lease (a write that passed the fence).
     confirmed: Arc<std::sync::Mutex<std::time::Instant>>,
-}
-
-/// What a replacement picks up from the ledger.
-struct Resumed {
-    rows: u64,
-    totals: Progress,
-    live: LiveWindow,
-    epoch: u32,
-    high: Option<u64>,
-    holes: Vec<RangeInclusive<u64>>,
-    /// Holes too far below the last sequence for any live window to offer again.
-    old_holes: Vec<RangeInclusive<u64>>,
-    inits: usize,
-    /// The open epoch's init section and the duration of its last segment,
-    /// for rows adopted from storage.
-    last_init: Option<String>,
-    last_secs: f64,
-}
-
-/// Read the ledger once, as a stream: running totals, the live window, and
-/// the open epoch's highest sequence, holes and init sections.
-async fn resume(ledger: &recording::Ledger, db_epoch: i32, window: usize) -> Result<Resumed, sqlx::Error> {
-    let mut r = Resumed {
-        rows: 0,
-        totals: Progress::default(),
-        live: LiveWindow::new(window),
-        epoch: 0,
-        high: None,
-        holes: Vec::new(),
-        old_holes: Vec::new(),
-        inits: 0,
-        last_init: None,
-        last_secs: 0.0,
-    };
-    let mut current: Option<i32> = None;
-    let mut inits = std::collections::HashSet::new();
-    let mut rows = ledger.stream();
-    while let Some(row) = rows.try_next().await? {
-        r.rows += 1;
-        r.totals.add(&row);
-        if current != Some(row.epoch) {
-            current = Some(row.epoch);
-            r.high = None;
-            r.holes.clear();
-            inits.clear();
-            r.last_init = None;
-        }
-        let first = row.media_sequence.max(0) as u64;
-        let span = if row.is_gap { u64::try_from(row.gap_count).unwrap_or(0).max(1) } else { 1 };
-        let last = first.saturating_add(span - 1);
-        if let Some(high) = r.high
-            && first > high.saturating_add(1)
-        {
-            r.holes.push(high + 1..=first - 1);
-        }
-        r.high = Some(r.high.map_or(last, |h| h.max(last)));
-        if let Some(init) = &row.init_key {
-            inits.insert(init.clone());
-            r.last_init = Some(init.clone());
-        }
-        if !row.is_gap {
-            r.last_secs = row.duration_secs;
-        }
-        r.live.insert(row);
-    }
-    r.inits = inits.len();
-    r.epoch = current.unwrap_or(0).max(db_epoch).max(0) as u32;
-    if current.is_some_and(|c| c.max(0) as u32 != r.epoch) {
-        // The recording moved to an epoch the ledger has no row of yet.
-        (r.high, r.inits, r.last_init) = (None, 0, None);
-        r.holes.clear();
-    }
-    // No live window reaches further back than a playlist's segment limit.
-    if let Some(high) = r.high {
-        let reach = high.saturating_sub(ParseLimits::LIVE.max_segments as u64);
-        let (old, recent): (Vec<_>, Vec<_>) = r.holes.drain(..).partition(|h| *h.end() < reach);
-        (r.old_holes, r.holes) = (old, recent);
-    }
-    Ok(r)
 }
 
 /// Record until the broadcast ends (and the standby window passes), the
