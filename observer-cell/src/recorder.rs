@@ -6,6 +6,7 @@
 //! reads the ledger once, as a stream, to pick up where the last cell left.
 
 mod admit;
+mod fetch;
 mod resume;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -16,7 +17,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use futures::FutureExt;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -35,11 +35,11 @@ use admit::{Admitted, admit};
 use colony::channel::Channel;
 use colony::exit::{Classify, ErrorClass};
 use colony::hls::{
-    Body, Clamp, FetchPolicy, HlsClient, HlsError, HostPattern, InitRef, MediaPlaylist, Retry, SourceSegment,
-    VariantChoice,
+    Clamp, FetchPolicy, HlsClient, HlsError, HostPattern, InitRef, MediaPlaylist, SourceSegment, VariantChoice,
 };
 use colony::recording::{self, LedgerError, LedgerRow, LiveWindow, MediaSource, Progress, RecordingState};
 use colony::storage::{ObjectKey, ObjectStore};
+use fetch::{Fetched, upload_spooled};
 use resume::resume;
 
 /// How the cell's recording ended.
@@ -54,31 +54,6 @@ pub enum RecordingEnd {
     /// Postgres would not take the end in time: the recording stays open,
     /// for a replacement to continue and close.
     NotFinalized,
-}
-
-/// What a fetch task reports back.
-enum Fetched {
-    Stored {
-        epoch: u32,
-        seq: u64,
-        row: LedgerRow,
-    },
-    Spooled {
-        epoch: u32,
-        seq: u64,
-    },
-    Failed {
-        epoch: u32,
-        seq: u64,
-        duration: f64,
-        error: String,
-        /// Refused or over the cap: asking again cannot help.
-        lost_for_good: bool,
-    },
-    /// A spooled segment reached storage.
-    Unspooled {
-        row: LedgerRow,
-    },
 }
 
 /// The whole state machine of a recording cell: recording the live
@@ -632,118 +607,6 @@ impl Recorder {
         fresh
     }
 
-    /// Start queued fetches while fewer than `--concurrency` run. Tasks are
-    /// only made for fetches that run, so a backlog costs a queue entry each.
-    async fn pump(&mut self) {
-        while self.fetches.try_join_next().is_some() {}
-        while self.fetches.len() < self.args.concurrency.max(1) {
-            let Some((epoch, segment)) = self.queued.pop_front() else { break };
-            self.spawn_fetch(epoch, segment).await;
-        }
-    }
-
-    async fn spawn_fetch(&mut self, epoch: u32, segment: SourceSegment) {
-        let seq = segment.sequence;
-        let init_key = match &segment.init {
-            Some(init) => match self.store_init(epoch, init).await {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    warn!(seq, error = %format!("{e:#}"), "init section unavailable; will retry");
-                    self.failures.insert(seq, format!("init section unavailable: {e:#}"));
-                    self.tracker.released(seq);
-                    return;
-                }
-            },
-            None => None,
-        };
-        let key = match recording::segment_key(&self.prefix, epoch, seq, segment.extension()) {
-            Ok(k) => k,
-            Err(e) => {
-                error!(seq, error = %e, "cannot name segment");
-                self.tracker.released(seq);
-                return;
-            }
-        };
-        let task = FetchTask {
-            hls: self.hls.clone(),
-            store: self.store.clone(),
-            spool: self.spool.clone(),
-            policy: self.policy.clone(),
-            epoch,
-            key,
-            init_key,
-            segment,
-        };
-        let done = self.done_tx.clone();
-        self.fetches.spawn(async move {
-            let duration = task.segment.duration;
-            // A panic while fetching one segment costs that segment, not the cell.
-            let report = std::panic::AssertUnwindSafe(task.run()).catch_unwind().await.unwrap_or(Fetched::Failed {
-                epoch,
-                seq,
-                duration,
-                error: "fetching the segment panicked".into(),
-                lost_for_good: false,
-            });
-            let _ = done.send(report);
-        });
-    }
-
-    async fn store_init(&mut self, epoch: u32, init: &InitRef) -> anyhow::Result<String> {
-        if let Some(k) = self.inits.get(init) {
-            return Ok(k.clone());
-        }
-        let key = recording::init_key(&self.prefix, epoch, self.inits_named)?;
-        let body = self.hls.init_section(&init.uri, init.byte_range, &self.policy).await?;
-        if let Err(e) = self.store.put(&key, body.clone()).await {
-            warn!(error = %e, "init upload failed; spooling it");
-            self.spool.put(&key, Body::Memory(body), None).await?;
-        }
-        self.inits_named += 1;
-        self.inits.insert(init.clone(), key.to_string());
-        Ok(key.to_string())
-    }
-
-    fn on_fetched(&mut self, done: Fetched) {
-        let current = |epoch: u32, r: &Recorder| epoch == r.tracker.epoch();
-        match done {
-            Fetched::Stored { epoch, seq, row } => {
-                if current(epoch, self) {
-                    self.tracker.stored(seq);
-                    self.failures.remove(&seq);
-                }
-                self.record(row);
-            }
-            Fetched::Spooled { epoch, seq } => {
-                if current(epoch, self) {
-                    self.tracker.stored(seq);
-                    self.failures.remove(&seq);
-                }
-            }
-            Fetched::Unspooled { row } => self.record(row),
-            Fetched::Failed { epoch, seq, duration, error, lost_for_good } => {
-                if lost_for_good {
-                    warn!(epoch, seq, %error, "segment cannot be fetched; recording an explicit gap");
-                    if current(epoch, self) {
-                        self.tracker.lost(seq);
-                    }
-                    self.failures.insert(seq, error);
-                    self.record_gap(epoch, seq..=seq, Lost::LeftWindow, duration);
-                } else if current(epoch, self) {
-                    warn!(epoch, seq, %error, "segment fetch failed; it is retried while the source offers it");
-                    self.failures.insert(seq, error);
-                    self.tracker.released(seq);
-                } else {
-                    // Its epoch is over: nothing will offer it again.
-                    warn!(epoch, seq, %error, "segment of an earlier epoch could not be fetched; recording an explicit gap");
-                    let row = LedgerRow::gap(epoch, seq, 1, duration, MediaSource::Live)
-                        .because(format!("fetching failed after its epoch ended: {error}"));
-                    self.record(row);
-                }
-            }
-        }
-    }
-
     fn record(&mut self, row: LedgerRow) {
         debug!(epoch = row.epoch, seq = row.media_sequence, gap = row.is_gap, "ledger row");
         self.totals.add(&row);
@@ -791,13 +654,6 @@ impl Recorder {
                 warn!(error = %colony::error_chain(&e), "live playlist update failed; will retry");
             }
         }));
-    }
-
-    async fn stop_uploader(&mut self) {
-        if let Some((stop, handle)) = self.uploader.take() {
-            stop.cancel();
-            let _ = handle.await;
-        }
     }
 
     /// Flush everything and close the recording, within `deadline`.
@@ -932,90 +788,5 @@ impl Recorder {
             }
         }
         outcome
-    }
-}
-
-/// One segment to fetch and store, off the recorder's loop.
-struct FetchTask {
-    hls: HlsClient,
-    store: Arc<dyn ObjectStore>,
-    spool: Arc<Spool>,
-    policy: FetchPolicy,
-    epoch: u32,
-    key: ObjectKey,
-    init_key: Option<String>,
-    segment: SourceSegment,
-}
-
-impl FetchTask {
-    async fn run(self) -> Fetched {
-        let FetchTask { hls, store, spool, policy, epoch, key, init_key, segment } = self;
-        let seq = segment.sequence;
-        let retry = Retry { attempts: 3, backoff: Duration::from_millis(250) };
-        let body = match hls
-            .segment(&segment.uri, segment.byte_range, segment.duration, &policy, spool.incoming(), retry)
-            .await
-        {
-            Ok(body) => body,
-            Err(e) => {
-                let lost_for_good = e.is_final() && !e.is_gone();
-                let error = colony::error_chain(&e);
-                return Fetched::Failed { epoch, seq, duration: segment.duration, error, lost_for_good };
-            }
-        };
-        let row = LedgerRow::stored(epoch, &segment, &key, init_key, body.len(), MediaSource::Live);
-        match body.upload(store.as_ref(), &key).await {
-            Ok(()) => Fetched::Stored { epoch, seq, row },
-            Err(e) => {
-                warn!(seq, error = %colony::error_chain(&e), "upload failed; spooling the segment locally");
-                match spool.put(&key, body, Some(row)).await {
-                    Ok(()) => Fetched::Spooled { epoch, seq },
-                    Err(e) => Fetched::Failed {
-                        epoch,
-                        seq,
-                        duration: segment.duration,
-                        error: colony::error_chain(&e),
-                        lost_for_good: false,
-                    },
-                }
-            }
-        }
-    }
-}
-
-/// Upload what the spool holds, oldest first, as storage allows.
-async fn upload_spooled(
-    spool: Arc<Spool>,
-    store: Arc<dyn ObjectStore>,
-    done: mpsc::UnboundedSender<Fetched>,
-    stop: CancellationToken,
-) {
-    let mut backoff = Duration::from_millis(500);
-    while !stop.is_cancelled() {
-        let Some(entry) = spool.peek() else {
-            tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_millis(250)) => {} }
-            continue;
-        };
-        let uploaded = async {
-            let path = spool.verified_path(&entry)?;
-            store.put_file(&ObjectKey::parse(&entry.key)?, &path).await?;
-            anyhow::Ok(())
-        }
-        .await;
-        match uploaded {
-            Ok(()) => {
-                info!(key = %entry.key, left = spool.len().saturating_sub(1), "spooled segment uploaded");
-                spool.pop(&entry).await;
-                if let Some(row) = entry.row {
-                    let _ = done.send(Fetched::Unspooled { row });
-                }
-                backoff = Duration::from_millis(500);
-            }
-            Err(e) => {
-                debug!(error = %format!("{e:#}"), "storage still unavailable");
-                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
     }
 }
