@@ -1,9 +1,21 @@
-//! The recorder loop: reload, fetch, store, ledger; offline, standby, finalize.
+//! The recorder: one recording from admission to its end, and the loop at
+//! its heart. [`run`] admits the assignment, starts the cell, then runs
+//! `Recorder::record_until_end`: in the current [`Phase`] it reloads the
+//! playlist on its cadence, hands what the tracker finds new to fetch tasks,
+//! records their reports and the gaps in the ledger, heartbeats and rewrites
+//! the live playlist, until the broadcast ends (and the standby window
+//! passes), the cell is told to stop, or it is fenced out; then it finalizes.
 //!
 //! Its cost per segment does not grow with the recording: totals are kept
 //! running, the live playlist holds the last `--live-window` rows, and the
-//! VOD playlist is streamed from the ledger once at the end. A replacement
-//! reads the ledger once, as a stream, to pick up where the last cell left.
+//! VOD playlist is streamed from the ledger once at the end.
+//!
+//! The rest of a recording's life sits beside the loop, in `recorder/`:
+//! `admit.rs` (is the assignment ours to record), `resume.rs` (what a
+//! replacement picks up from the ledger), `start.rs` (registering the cell,
+//! the writer, the spool uploader, and chat), `fetch.rs` (the fetch backlog
+//! and its tasks) and `finalize.rs` (closing the recording and publishing
+//! its VOD playlist).
 
 mod admit;
 mod fetch;
@@ -55,79 +67,6 @@ pub enum RecordingEnd {
     NotFinalized,
 }
 
-/// The whole state machine of a recording cell: recording the live
-/// source, or standing by after it went offline until `until`. Whether it
-/// ends (finalized, fenced, stopped) is the loop's return value, not a phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Live,
-    Standby { until: Instant },
-}
-
-impl Phase {
-    /// The recording's state as Postgres shows it in this phase.
-    fn recording_state(self) -> RecordingState {
-        match self {
-            Phase::Live => RecordingState::Recording,
-            Phase::Standby { .. } => RecordingState::Standby,
-        }
-    }
-}
-
-/// Where the live playlist stands.
-#[derive(Default)]
-struct LivePlaylist {
-    dirty: bool,
-    written_at: Option<Instant>,
-    writing: Option<JoinHandle<()>>,
-}
-
-struct Recorder {
-    args: ObserverArgs,
-    store: Arc<dyn ObjectStore>,
-    pool: PgPool,
-    hls: HlsClient,
-    channel: Channel,
-    variant: VariantChoice,
-    allowed: Vec<HostPattern>,
-    /// Where this source may send us; set when the source is resolved.
-    policy: FetchPolicy,
-    prefix: ObjectKey,
-    tracker: Tracker,
-    totals: Progress,
-    live: LiveWindow,
-    /// The last error of each sequence waiting for another try: its gap reason if it never succeeds.
-    failures: BTreeMap<u64, String>,
-    /// Init sections stored in the current epoch, and how many.
-    inits: HashMap<InitRef, String>,
-    inits_named: usize,
-    db: mpsc::UnboundedSender<Message>,
-    done_tx: mpsc::UnboundedSender<Fetched>,
-    /// Segments handed out, waiting for one of `--concurrency` fetch tasks.
-    queued: VecDeque<(u32, SourceSegment)>,
-    fetches: JoinSet<()>,
-    spool: Arc<Spool>,
-    uploader: Option<(CancellationToken, JoinHandle<()>)>,
-    media_url: Option<Url>,
-    last_body: u64,
-    last_clamps: Vec<Clamp>,
-    last_new_segment: Instant,
-    last_loaded: Option<Instant>,
-    /// How long after a change to reload: the clamped target duration, or
-    /// less when the segments are shorter.
-    cadence: Duration,
-    playlist: LivePlaylist,
-    phase: Phase,
-    /// For a replacement: adopts what an earlier cell stored before any gap
-    /// is written, and again at finalize.
-    adopter: Option<Adopter>,
-    /// Still before the first playlist since start: gaps are checked against storage.
-    adopting: bool,
-    adopt_init: Option<String>,
-    /// When Postgres last confirmed this cell's lease (a write that passed the fence).
-    confirmed: Arc<std::sync::Mutex<std::time::Instant>>,
-}
-
 /// Record until the broadcast ends (and the standby window passes), the
 /// cell is told to stop, or it is fenced out.
 pub async fn run(
@@ -161,18 +100,31 @@ pub async fn run(
     Ok(end)
 }
 
+/// The whole state machine of a recording cell: recording the live
+/// source, or standing by after it went offline until `until`. Whether it
+/// ends (finalized, fenced, stopped) is the loop's return value, not a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Live,
+    Standby { until: Instant },
+}
+
+impl Phase {
+    /// The recording's state as Postgres shows it in this phase.
+    fn recording_state(self) -> RecordingState {
+        match self {
+            Phase::Live => RecordingState::Recording,
+            Phase::Standby { .. } => RecordingState::Standby,
+        }
+    }
+}
+
 /// What the loop does next after a playlist load or a standby probe.
 enum Next {
     /// Load (or probe) again at this instant.
     ReloadAt(Instant),
     /// The standby window passed: finalize as complete.
     Finish,
-}
-
-fn digest(body: &[u8]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    body.hash(&mut h);
-    h.finish()
 }
 
 impl Recorder {
@@ -260,7 +212,66 @@ impl Recorder {
         self.heartbeat();
         Next::ReloadAt(Instant::now())
     }
+}
 
+/// What the loop carries from one turn to the next: the source and where
+/// it may send us, the tracker, the running totals and live window, the
+/// fetch backlog, and the channels to the writer and the fetch tasks.
+struct Recorder {
+    args: ObserverArgs,
+    store: Arc<dyn ObjectStore>,
+    pool: PgPool,
+    hls: HlsClient,
+    channel: Channel,
+    variant: VariantChoice,
+    allowed: Vec<HostPattern>,
+    /// Where this source may send us; set when the source is resolved.
+    policy: FetchPolicy,
+    prefix: ObjectKey,
+    tracker: Tracker,
+    totals: Progress,
+    live: LiveWindow,
+    /// The last error of each sequence waiting for another try: its gap reason if it never succeeds.
+    failures: BTreeMap<u64, String>,
+    /// Init sections stored in the current epoch, and how many.
+    inits: HashMap<InitRef, String>,
+    inits_named: usize,
+    db: mpsc::UnboundedSender<Message>,
+    done_tx: mpsc::UnboundedSender<Fetched>,
+    /// Segments handed out, waiting for one of `--concurrency` fetch tasks.
+    queued: VecDeque<(u32, SourceSegment)>,
+    fetches: JoinSet<()>,
+    spool: Arc<Spool>,
+    uploader: Option<(CancellationToken, JoinHandle<()>)>,
+    media_url: Option<Url>,
+    last_body: u64,
+    last_clamps: Vec<Clamp>,
+    last_new_segment: Instant,
+    last_loaded: Option<Instant>,
+    /// How long after a change to reload: the clamped target duration, or
+    /// less when the segments are shorter.
+    cadence: Duration,
+    playlist: LivePlaylist,
+    phase: Phase,
+    /// For a replacement: adopts what an earlier cell stored before any gap
+    /// is written, and again at finalize.
+    adopter: Option<Adopter>,
+    /// Still before the first playlist since start: gaps are checked against storage.
+    adopting: bool,
+    adopt_init: Option<String>,
+    /// When Postgres last confirmed this cell's lease (a write that passed the fence).
+    confirmed: Arc<std::sync::Mutex<std::time::Instant>>,
+}
+
+/// Where the live playlist stands.
+#[derive(Default)]
+struct LivePlaylist {
+    dirty: bool,
+    written_at: Option<Instant>,
+    writing: Option<JoinHandle<()>>,
+}
+
+impl Recorder {
     /// Load the playlist once. Returns how long to wait before the next load
     /// and, if the source is now offline, why.
     async fn reload(&mut self) -> (Duration, Option<String>) {
@@ -498,4 +509,11 @@ impl Recorder {
             }
         }));
     }
+}
+
+/// A playlist body's fingerprint, to tell a changed playlist from one that was not.
+fn digest(body: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    h.finish()
 }
