@@ -17,7 +17,7 @@ use colony_tests::chat::{FakeChat, Sent, Step};
 use colony_tests::live::{Container, LiveSource, Profile, media};
 use colony_tests::observer::{Rig, signal, wait_exit};
 use colony_tests::web::{plays, serve};
-use observer_cell::chat::load_chunk;
+use observer_cell::chat_capture::load_chunk;
 use serde_json::Value;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;

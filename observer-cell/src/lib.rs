@@ -16,13 +16,14 @@
 //! `start.rs`, `fetch.rs` and `finalize.rs`. Around the recorder:
 //! `tracker.rs` (the pure bookkeeping of sequences, epochs and gaps),
 //! `writer.rs` (the Postgres side), `spool.rs` (local disk while storage is
-//! down), `adopt.rs` (what an earlier cell stored), `chat.rs` (the channel's
-//! chat), `args.rs` (the contract a launcher hands the cell) and `check.rs`
-//! (`observer-cell --check`). `main.rs` is a thin shell over this library.
+//! down), `adopt.rs` (what an earlier cell stored), `chat_capture/` (the
+//! channel's chat), `args.rs` (the contract a launcher hands the cell) and
+//! `check.rs` (`observer-cell --check`). `main.rs` is a thin shell over this
+//! library.
 
 mod adopt;
 mod args;
-pub mod chat;
+pub mod chat_capture;
 pub mod check;
 mod recorder;
 mod spool;

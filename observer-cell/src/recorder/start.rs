@@ -20,7 +20,7 @@ use super::resume::resume;
 use super::{LivePlaylist, Phase, Recorder, RecordingEnd};
 use crate::adopt::Adopter;
 use crate::args::ObserverArgs;
-use crate::chat::{ChatEnd, ChatRecorder, ChatStats};
+use crate::chat_capture::{ChatEnd, ChatRecorder, ChatStats};
 use crate::spool::{self, Spool};
 use crate::tracker::{Lost, Tracker};
 use crate::writer::Writer;
