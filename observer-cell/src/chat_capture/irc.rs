@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use colony::chat::{ChatKind, ChatMessage, MAX_TEXT_BYTES};
+use colony::exit::{Classify, ErrorClass};
 
 /// The longest IRC line read at all; a longer one is counted and skipped.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
@@ -53,6 +54,22 @@ pub enum IrcError {
     TooManyParams,
     #[error("a {command} line without its {missing}")]
     Missing { command: &'static str, missing: &'static str },
+}
+
+/// A line that cannot be read stays so: asking again cannot help, and the
+/// operator has nothing to fix. The observer counts it and reads on.
+impl Classify for IrcError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            IrcError::TooLong { .. }
+            | IrcError::Empty
+            | IrcError::ControlCharacter
+            | IrcError::NoCommand
+            | IrcError::BadCommand
+            | IrcError::TooManyParams
+            | IrcError::Missing { .. } => ErrorClass::Permanent,
+        }
+    }
 }
 
 /// One IRC line, borrowed from the input: `[@tags] [:prefix] COMMAND [params] [:trailing]`.

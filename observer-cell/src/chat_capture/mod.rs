@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 use url::Url;
 
 use colony::chat::ChatMessage;
+use colony::exit::{Classify, ErrorClass};
 use colony::recording::LedgerError;
 use colony::recording::chat::{ChatChunk, ChatGap, ChatLedger, chunk_key};
 use colony::storage::{ObjectKey, ObjectStore};
@@ -500,6 +501,16 @@ impl From<LedgerError> for SessionError {
     }
 }
 
+/// A lost connection is made again; fenced out is the end.
+impl Classify for SessionError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            SessionError::Fenced => ErrorClass::Fenced,
+            SessionError::Lost(_) => ErrorClass::Transient,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum ChunkError {
     #[error("storage")]
@@ -508,6 +519,18 @@ enum ChunkError {
     Ledger(#[from] LedgerError),
     #[error("encoding")]
     Encode(#[from] std::io::Error),
+}
+
+/// Storage and the ledger say for themselves; messages that cannot be
+/// encoded once cannot be encoded again.
+impl Classify for ChunkError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            ChunkError::Storage(e) => e.class(),
+            ChunkError::Ledger(e) => e.class(),
+            ChunkError::Encode(_) => ErrorClass::Permanent,
+        }
+    }
 }
 
 /// A stored chunk's messages.

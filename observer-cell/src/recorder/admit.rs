@@ -42,7 +42,11 @@ impl Classify for AdmitError {
     fn class(&self) -> ErrorClass {
         match self {
             AdmitError::Db(_) => ErrorClass::Transient,
-            _ => ErrorClass::Config,
+            AdmitError::NoRecording(_)
+            | AdmitError::OtherChannel { .. }
+            | AdmitError::FutureToken { .. }
+            | AdmitError::NoChannel(_)
+            | AdmitError::BadPrefix(_) => ErrorClass::Config,
         }
     }
 }
