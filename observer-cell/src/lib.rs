@@ -31,5 +31,5 @@ mod tracker;
 mod writer;
 
 pub use args::{ObserverArgs, RECORDING_ID_ALIAS, RECORDING_ID_VAR, accept_old_names};
-pub use recorder::{RecordingEnd, run};
+pub use recorder::{EndError, RecordingEnd, run};
 pub use tracker::{EpochReason, Lost, MAX_IN_FLIGHT, Step, Tracker};

@@ -45,6 +45,7 @@ use super::tracker::{Lost, Step, Tracker};
 use super::writer::Message;
 use admit::admit;
 use colony::channel::Channel;
+use colony::exit::{Classify, ErrorClass};
 use colony::hls::{
     Clamp, FetchPolicy, HlsClient, HlsError, HostPattern, InitRef, MediaPlaylist, SourceSegment, VariantChoice,
 };
@@ -65,6 +66,39 @@ pub enum RecordingEnd {
     /// Postgres would not take the end in time: the recording stays open,
     /// for a replacement to continue and close.
     NotFinalized,
+}
+
+impl RecordingEnd {
+    /// The end as the process reports it: a recording finalized here, or
+    /// found closed, is done; any other end is an [`EndError`], whose class
+    /// picks the exit code.
+    pub fn into_result(self) -> Result<(), EndError> {
+        match self {
+            RecordingEnd::Finalized(_) | RecordingEnd::AlreadyClosed(_) => Ok(()),
+            RecordingEnd::Fenced => Err(EndError::Fenced),
+            RecordingEnd::NotFinalized => Err(EndError::NotFinalized),
+        }
+    }
+}
+
+/// A recording this cell leaves without having closed it.
+#[derive(Debug, thiserror::Error)]
+pub enum EndError {
+    #[error("fenced out: the recording was handed to a replacement cell")]
+    Fenced,
+    #[error("the recording could not be finalized; see the log above")]
+    NotFinalized,
+}
+
+/// Fenced out is its own exit (3). A recording Postgres would not close in
+/// time stays open for a replacement: a failure that may pass (exit 1).
+impl Classify for EndError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            EndError::Fenced => ErrorClass::Fenced,
+            EndError::NotFinalized => ErrorClass::Transient,
+        }
+    }
 }
 
 /// Record until the broadcast ends (and the standby window passes), the
