@@ -128,5 +128,5 @@ pub struct ObserverArgs {
     pub resolvers: Resolvers,
 
     #[command(flatten, next_help_heading = "Chat (Twitch channels)")]
-    pub chat: crate::chat::ChatArgs,
+    pub chat: crate::chat_capture::ChatArgs,
 }

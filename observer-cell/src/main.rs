@@ -12,7 +12,7 @@ use colony::exit::Exit;
 use colony::resolver::Resolvers;
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
-use observer_cell::{ObserverArgs, RecordingEnd};
+use observer_cell::ObserverArgs;
 
 /// An observer cell records one live channel natively from HLS into object
 /// storage, writing every segment to the ledger and heartbeating while it
@@ -88,13 +88,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let pool = colony::db::connect(&cli.db).await?;
     let store = colony::storage::open(&cli.storage).await?;
     let stop = colony::signals::stop_token().context("installing the SIGTERM handler")?;
-    match observer_cell::run(cli.observer, pool, store, stop).await? {
-        RecordingEnd::Fenced => Err(Exit::fenced("fenced out: the recording was handed to a replacement cell").into()),
-        RecordingEnd::NotFinalized => {
-            anyhow::bail!("the recording could not be finalized; see the log above")
-        }
-        RecordingEnd::Finalized(_) | RecordingEnd::AlreadyClosed(_) => Ok(()),
-    }
+    let end = observer_cell::run(cli.observer, pool, store, stop).await?;
+    end.into_result().map_err(colony::exit::classified)
 }
 
 fn check() -> ExitCode {

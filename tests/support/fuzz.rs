@@ -485,7 +485,7 @@ pub fn any_irc_frame() -> impl Strategy<Value = String> {
                 // One line over the limit: refused before it is read.
                 frame.push_str(eol);
                 frame.push_str("PRIVMSG #c :");
-                frame.push_str(&"x".repeat(colony::chat::MAX_LINE_BYTES));
+                frame.push_str(&"x".repeat(observer_cell::chat_capture::irc::MAX_LINE_BYTES));
             }
             frame
         },
@@ -495,8 +495,10 @@ pub fn any_irc_frame() -> impl Strategy<Value = String> {
 /// One frame through `split_frame` and `irc::event`: no panic (even a
 /// caught one), allocation within the bound, every field within its cap.
 pub fn check_irc(frame: &str, report: &mut IrcFuzzReport) -> Result<(), TestCaseError> {
-    use colony::chat::irc::{self, Event, MAX_BADGES, MAX_EMOTES_BYTES, MAX_FIELD_BYTES, MAX_PARAMS};
-    use colony::chat::{MAX_LINE_BYTES, MAX_TEXT_BYTES};
+    use colony::chat::MAX_TEXT_BYTES;
+    use observer_cell::chat_capture::irc::{
+        self, Event, MAX_BADGES, MAX_EMOTES_BYTES, MAX_FIELD_BYTES, MAX_LINE_BYTES, MAX_PARAMS,
+    };
     let received = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
     let before = panics();
     for line in irc::split_frame(frame) {

@@ -1,12 +1,13 @@
 //! Live chat as Colony archives it: the message model (one line of a chunk's
-//! NDJSON) and the IRC parser that turns Twitch's IRC-over-WebSocket lines
-//! into messages.
+//! NDJSON) and the chunks that hold them. The IRC parser that turns Twitch's
+//! IRC-over-WebSocket lines into messages belongs to the observer, the one
+//! role that hears chat (`observer_cell::chat_capture::irc`); the export to
+//! the JSON chat renderers read belongs to the harvest cell
+//! (`harvest_cell::jobs::chat_export`).
 //!
-//! Everything here is pure. A chat line is untrusted input: parsing never
-//! panics, every field is bounded, and a message over [`MAX_TEXT_BYTES`] is
-//! cut with `truncated` set.
-
-pub mod irc;
+//! Everything here is pure. A chat line is untrusted input: the parser never
+//! panics, bounds every field, and cuts a message over [`MAX_TEXT_BYTES`]
+//! with `truncated` set.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
@@ -18,9 +19,6 @@ use serde::{Deserialize, Serialize};
 /// at most 2,000 bytes of UTF-8); longer ones are cut at a character
 /// boundary and flagged.
 pub const MAX_TEXT_BYTES: usize = 2_048;
-
-/// The longest IRC line read at all; a longer one is counted and skipped.
-pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
 /// What kind of chat event a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -303,17 +303,6 @@ pub fn body_fragments<'a>(body: &'a str, emotes: &'a str) -> Vec<Fragment<'a>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use colony::chat::irc::{Event, event};
-
-    fn at(ms: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(ms).unwrap()
-    }
-
-    fn message(line: &str, offset: f64) -> ChatMessage {
-        let Ok(Event::Message(mut m)) = event(line, at(1_700_000_000_000)) else { panic!("{line}") };
-        m.offset_secs = offset;
-        m
-    }
 
     fn frag<'a>(text: &'a str, emote: Option<&'a str>) -> Fragment<'a> {
         Fragment { text, emoticon: emote.map(|emoticon_id| EmoteRef { emoticon_id }) }
@@ -358,86 +347,6 @@ mod tests {
         }
         assert_eq!(body_fragments("", "25:0-0"), [frag("", None)]);
         assert_eq!(body_fragments(body, "25:0-4,2-6")[0], frag("Kappa", Some("25")));
-    }
-
-    #[test]
-    fn the_export_parses_and_has_twitchdownloaders_shape() {
-        let lines = [
-            (
-                "@badges=subscriber/12,premium/1;color=#1E90FF;display-name=Gänse;emotes=25:0-4;id=m1;\
-              tmi-sent-ts=1700000001234;user-id=7 :gaense!gaense@gaense.tmi.twitch.tv PRIVMSG #dallas :Kappa ünd 日本",
-                1.2346,
-            ),
-            (
-                "@bits=100;display-name=A;id=m2;tmi-sent-ts=1700000002000;user-id=8 :a!a@a PRIVMSG #dallas :cheer100",
-                2.0,
-            ),
-            (
-                "@display-name=Ronni;id=n1;login=ronni;msg-id=sub;system-msg=Ronni\\ssubscribed\\sat\\sTier\\s1.;\
-              tmi-sent-ts=1700000003000;user-id=9 :tmi.twitch.tv USERNOTICE #dallas",
-                3.0,
-            ),
-            (
-                "@display-name=Ronni;emotes=25:0-4;id=n2;login=ronni;msg-id=resub;system-msg=x;\
-              tmi-sent-ts=1700000004000;user-id=9 :tmi.twitch.tv USERNOTICE #dallas :Kappa again",
-                4.0,
-            ),
-            ("@ban-duration=10;tmi-sent-ts=1700000005000 :tmi.twitch.tv CLEARCHAT #dallas :ronni", 5.0),
-            ("@login=a;target-msg-id=m2;tmi-sent-ts=1700000006000 :tmi.twitch.tv CLEARMSG #dallas :cheer100", 6.0),
-            ("@slow=10 :tmi.twitch.tv ROOMSTATE #dallas", 7.0),
-        ];
-        let streamer = Streamer { name: "Dallas".into(), login: "dallas".into(), id: "12826".into() };
-        let video = Video { id: "v42".into(), title: Some("Stream".into()), created_at: Some(at(1_700_000_000_000)) };
-        let mut w = ExportWriter::new(Vec::new(), &streamer, video).unwrap();
-        let written: Vec<bool> = lines.iter().map(|(l, o)| w.push(&message(l, *o)).unwrap()).collect();
-        assert_eq!(written, [true, true, true, true, false, false, false]);
-        assert_eq!(w.comments(), 4);
-        let out = w.finish(3600.5).unwrap();
-        let json: Value = serde_json::from_slice(&out).unwrap();
-
-        assert_eq!(json["FileInfo"]["Version"]["Major"], 1);
-        assert_eq!(json["streamer"], serde_json::json!({ "name": "Dallas", "login": "dallas", "id": 12826 }));
-        let video = &json["video"];
-        assert_eq!(
-            (video["id"].as_str(), video["start"].as_f64(), video["end"].as_f64()),
-            (Some("v42"), Some(0.0), Some(3600.5))
-        );
-        assert_eq!(video["title"], "Stream");
-        assert_eq!(video["created_at"], "2023-11-14T22:13:20.000Z");
-
-        let comments = json["comments"].as_array().unwrap();
-        assert_eq!(comments.len(), 4);
-        let c = &comments[0];
-        assert_eq!(c["_id"], "m1");
-        assert_eq!(c["created_at"], "2023-11-14T22:13:21.234Z");
-        assert_eq!(c["channel_id"], "12826");
-        assert_eq!(c["content_id"], "v42");
-        assert_eq!(c["content_offset_seconds"], 1.235);
-        assert_eq!(c["commenter"], serde_json::json!({ "display_name": "Gänse", "_id": "7", "name": "gaense" }));
-        let m = &c["message"];
-        assert_eq!(m["body"], "Kappa ünd 日本");
-        assert_eq!(
-            m["fragments"],
-            serde_json::json!([{ "text": "Kappa", "emoticon": { "emoticon_id": "25" } }, { "text": " ünd 日本", "emoticon": null }])
-        );
-        assert_eq!(
-            m["user_badges"],
-            serde_json::json!([{ "_id": "subscriber", "version": "12" }, { "_id": "premium", "version": "1" }])
-        );
-        assert_eq!(m["user_color"], "#1E90FF");
-        assert_eq!(m["emoticons"], serde_json::json!([{ "_id": "25", "begin": 0, "end": 4 }]));
-        assert!(m.get("user_notice_params").is_none());
-        assert_eq!(comments[1]["message"]["bits_spent"], 100);
-        assert_eq!(comments[1]["message"]["user_color"], Value::Null);
-
-        let sub = &comments[2]["message"];
-        assert_eq!(sub["body"], "Ronni subscribed at Tier 1.");
-        assert_eq!(sub["user_notice_params"], serde_json::json!({ "msg_id": "sub", "msg-id": "sub" }));
-        assert_eq!(sub["fragments"], serde_json::json!([{ "text": "Ronni subscribed at Tier 1.", "emoticon": null }]));
-        let resub = &comments[3]["message"];
-        assert_eq!(resub["body"], "Kappa again");
-        assert_eq!(resub["user_notice_params"]["msg_id"], "resub");
-        assert_eq!(resub["fragments"][0]["emoticon"]["emoticon_id"], "25");
     }
 
     #[test]

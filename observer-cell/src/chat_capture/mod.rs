@@ -9,7 +9,10 @@
 //! continues after the last chunk, records the time its predecessor's
 //! unflushed messages were lost as a gap, and skips messages already stored
 //! (by id). Memory is bounded whatever the chat's rate: at most one chunk is
-//! buffered, and the recent-id set has a fixed size.
+//! buffered, and the recent-id set has a fixed size. Twitch's lines become
+//! messages in [`irc`], a pure parser that trusts nothing it reads.
+
+pub mod irc;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -25,10 +28,11 @@ use tracing::{debug, info, warn};
 use url::Url;
 
 use colony::chat::ChatMessage;
-use colony::chat::irc::{self, Event};
+use colony::exit::{Classify, ErrorClass};
 use colony::recording::LedgerError;
 use colony::recording::chat::{ChatChunk, ChatGap, ChatLedger, chunk_key};
 use colony::storage::{ObjectKey, ObjectStore};
+use irc::Event;
 
 /// Twitch's IRC-over-WebSocket endpoint.
 pub const TWITCH_CHAT_URL: &str = "wss://irc-ws.chat.twitch.tv:443";
@@ -497,6 +501,16 @@ impl From<LedgerError> for SessionError {
     }
 }
 
+/// A lost connection is made again; fenced out is the end.
+impl Classify for SessionError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            SessionError::Fenced => ErrorClass::Fenced,
+            SessionError::Lost(_) => ErrorClass::Transient,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum ChunkError {
     #[error("storage")]
@@ -505,6 +519,18 @@ enum ChunkError {
     Ledger(#[from] LedgerError),
     #[error("encoding")]
     Encode(#[from] std::io::Error),
+}
+
+/// Storage and the ledger say for themselves; messages that cannot be
+/// encoded once cannot be encoded again.
+impl Classify for ChunkError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            ChunkError::Storage(e) => e.class(),
+            ChunkError::Ledger(e) => e.class(),
+            ChunkError::Encode(_) => ErrorClass::Permanent,
+        }
+    }
 }
 
 /// A stored chunk's messages.

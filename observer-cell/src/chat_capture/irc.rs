@@ -20,8 +20,11 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{ChatKind, ChatMessage, MAX_LINE_BYTES, MAX_TEXT_BYTES};
+use colony::chat::{ChatKind, ChatMessage, MAX_TEXT_BYTES};
+use colony::exit::{Classify, ErrorClass};
 
+/// The longest IRC line read at all; a longer one is counted and skipped.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
 /// The longest id, name, colour, badge, parameter or system text kept, in bytes.
 pub const MAX_FIELD_BYTES: usize = 256;
 /// The longest `emotes` tag kept (a 500-character message of one-letter
@@ -51,6 +54,22 @@ pub enum IrcError {
     TooManyParams,
     #[error("a {command} line without its {missing}")]
     Missing { command: &'static str, missing: &'static str },
+}
+
+/// A line that cannot be read stays so: asking again cannot help, and the
+/// operator has nothing to fix. The observer counts it and reads on.
+impl Classify for IrcError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            IrcError::TooLong { .. }
+            | IrcError::Empty
+            | IrcError::ControlCharacter
+            | IrcError::NoCommand
+            | IrcError::BadCommand
+            | IrcError::TooManyParams
+            | IrcError::Missing { .. } => ErrorClass::Permanent,
+        }
+    }
 }
 
 /// One IRC line, borrowed from the input: `[@tags] [:prefix] COMMAND [params] [:trailing]`.
@@ -394,7 +413,7 @@ fn cap_emotes(raw: &str) -> String {
 }
 
 /// `s` cut to at most `max` bytes at a character boundary.
-pub(crate) fn cap(s: &str, max: usize) -> String {
+fn cap(s: &str, max: usize) -> String {
     s[..floor_char_boundary(s, max)].to_owned()
 }
 

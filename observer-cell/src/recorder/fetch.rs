@@ -1,0 +1,250 @@
+//! Fetching, off the recorder's loop: the backlog of segments the tracker
+//! handed out, at most `--concurrency` fetch tasks that download and store
+//! them (spooling to local disk when storage is down), what the tasks report
+//! back, and the uploader that drains the spool once storage returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::Recorder;
+use crate::spool::Spool;
+use crate::tracker::Lost;
+use colony::hls::{Body, FetchPolicy, HlsClient, InitRef, Retry, SourceSegment};
+use colony::recording::{self, LedgerRow, MediaSource};
+use colony::storage::{ObjectKey, ObjectStore};
+
+/// What a fetch task reports back.
+pub(super) enum Fetched {
+    Stored {
+        epoch: u32,
+        seq: u64,
+        row: LedgerRow,
+    },
+    Spooled {
+        epoch: u32,
+        seq: u64,
+    },
+    Failed {
+        epoch: u32,
+        seq: u64,
+        duration: f64,
+        error: String,
+        /// Refused or over the cap: asking again cannot help.
+        lost_for_good: bool,
+    },
+    /// A spooled segment reached storage.
+    Unspooled {
+        row: LedgerRow,
+    },
+}
+
+impl Recorder {
+    /// Start queued fetches while fewer than `--concurrency` run. Tasks are
+    /// only made for fetches that run, so a backlog costs a queue entry each.
+    pub(super) async fn pump(&mut self) {
+        while self.fetches.try_join_next().is_some() {}
+        while self.fetches.len() < self.args.concurrency.max(1) {
+            let Some((epoch, segment)) = self.queued.pop_front() else { break };
+            self.spawn_fetch(epoch, segment).await;
+        }
+    }
+
+    async fn spawn_fetch(&mut self, epoch: u32, segment: SourceSegment) {
+        let seq = segment.sequence;
+        let init_key = match &segment.init {
+            Some(init) => match self.store_init(epoch, init).await {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    warn!(seq, error = %format!("{e:#}"), "init section unavailable; will retry");
+                    self.failures.insert(seq, format!("init section unavailable: {e:#}"));
+                    self.tracker.released(seq);
+                    return;
+                }
+            },
+            None => None,
+        };
+        let key = match recording::segment_key(&self.prefix, epoch, seq, segment.extension()) {
+            Ok(k) => k,
+            Err(e) => {
+                error!(seq, error = %e, "cannot name segment");
+                self.tracker.released(seq);
+                return;
+            }
+        };
+        let task = FetchTask {
+            hls: self.hls.clone(),
+            store: self.store.clone(),
+            spool: self.spool.clone(),
+            policy: self.policy.clone(),
+            epoch,
+            key,
+            init_key,
+            segment,
+        };
+        let done = self.done_tx.clone();
+        self.fetches.spawn(async move {
+            let duration = task.segment.duration;
+            // A panic while fetching one segment costs that segment, not the cell.
+            let report = std::panic::AssertUnwindSafe(task.run()).catch_unwind().await.unwrap_or(Fetched::Failed {
+                epoch,
+                seq,
+                duration,
+                error: "fetching the segment panicked".into(),
+                lost_for_good: false,
+            });
+            let _ = done.send(report);
+        });
+    }
+
+    async fn store_init(&mut self, epoch: u32, init: &InitRef) -> anyhow::Result<String> {
+        if let Some(k) = self.inits.get(init) {
+            return Ok(k.clone());
+        }
+        let key = recording::init_key(&self.prefix, epoch, self.inits_named)?;
+        let body = self.hls.init_section(&init.uri, init.byte_range, &self.policy).await?;
+        if let Err(e) = self.store.put(&key, body.clone()).await {
+            warn!(error = %e, "init upload failed; spooling it");
+            self.spool.put(&key, Body::Memory(body), None).await?;
+        }
+        self.inits_named += 1;
+        self.inits.insert(init.clone(), key.to_string());
+        Ok(key.to_string())
+    }
+
+    pub(super) fn on_fetched(&mut self, done: Fetched) {
+        let current = |epoch: u32, r: &Recorder| epoch == r.tracker.epoch();
+        match done {
+            Fetched::Stored { epoch, seq, row } => {
+                if current(epoch, self) {
+                    self.tracker.stored(seq);
+                    self.failures.remove(&seq);
+                }
+                self.record(row);
+            }
+            Fetched::Spooled { epoch, seq } => {
+                if current(epoch, self) {
+                    self.tracker.stored(seq);
+                    self.failures.remove(&seq);
+                }
+            }
+            Fetched::Unspooled { row } => self.record(row),
+            Fetched::Failed { epoch, seq, duration, error, lost_for_good } => {
+                if lost_for_good {
+                    warn!(epoch, seq, %error, "segment cannot be fetched; recording an explicit gap");
+                    if current(epoch, self) {
+                        self.tracker.lost(seq);
+                    }
+                    self.failures.insert(seq, error);
+                    self.record_gap(epoch, seq..=seq, Lost::LeftWindow, duration);
+                } else if current(epoch, self) {
+                    warn!(epoch, seq, %error, "segment fetch failed; it is retried while the source offers it");
+                    self.failures.insert(seq, error);
+                    self.tracker.released(seq);
+                } else {
+                    // Its epoch is over: nothing will offer it again.
+                    warn!(epoch, seq, %error, "segment of an earlier epoch could not be fetched; recording an explicit gap");
+                    let row = LedgerRow::gap(epoch, seq, 1, duration, MediaSource::Live)
+                        .because(format!("fetching failed after its epoch ended: {error}"));
+                    self.record(row);
+                }
+            }
+        }
+    }
+
+    pub(super) async fn stop_uploader(&mut self) {
+        if let Some((stop, handle)) = self.uploader.take() {
+            stop.cancel();
+            let _ = handle.await;
+        }
+    }
+}
+
+/// One segment to fetch and store, off the recorder's loop.
+struct FetchTask {
+    hls: HlsClient,
+    store: Arc<dyn ObjectStore>,
+    spool: Arc<Spool>,
+    policy: FetchPolicy,
+    epoch: u32,
+    key: ObjectKey,
+    init_key: Option<String>,
+    segment: SourceSegment,
+}
+
+impl FetchTask {
+    async fn run(self) -> Fetched {
+        let FetchTask { hls, store, spool, policy, epoch, key, init_key, segment } = self;
+        let seq = segment.sequence;
+        let retry = Retry { attempts: 3, backoff: Duration::from_millis(250) };
+        let body = match hls
+            .segment(&segment.uri, segment.byte_range, segment.duration, &policy, spool.incoming(), retry)
+            .await
+        {
+            Ok(body) => body,
+            Err(e) => {
+                let lost_for_good = e.is_final() && !e.is_gone();
+                let error = colony::error_chain(&e);
+                return Fetched::Failed { epoch, seq, duration: segment.duration, error, lost_for_good };
+            }
+        };
+        let row = LedgerRow::stored(epoch, &segment, &key, init_key, body.len(), MediaSource::Live);
+        match body.upload(store.as_ref(), &key).await {
+            Ok(()) => Fetched::Stored { epoch, seq, row },
+            Err(e) => {
+                warn!(seq, error = %colony::error_chain(&e), "upload failed; spooling the segment locally");
+                match spool.put(&key, body, Some(row)).await {
+                    Ok(()) => Fetched::Spooled { epoch, seq },
+                    Err(e) => Fetched::Failed {
+                        epoch,
+                        seq,
+                        duration: segment.duration,
+                        error: colony::error_chain(&e),
+                        lost_for_good: false,
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// Upload what the spool holds, oldest first, as storage allows.
+pub(super) async fn upload_spooled(
+    spool: Arc<Spool>,
+    store: Arc<dyn ObjectStore>,
+    done: mpsc::UnboundedSender<Fetched>,
+    stop: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(500);
+    while !stop.is_cancelled() {
+        let Some(entry) = spool.peek() else {
+            tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_millis(250)) => {} }
+            continue;
+        };
+        let uploaded = async {
+            let path = spool.verified_path(&entry)?;
+            store.put_file(&ObjectKey::parse(&entry.key)?, &path).await?;
+            anyhow::Ok(())
+        }
+        .await;
+        match uploaded {
+            Ok(()) => {
+                info!(key = %entry.key, left = spool.len().saturating_sub(1), "spooled segment uploaded");
+                spool.pop(&entry).await;
+                if let Some(row) = entry.row {
+                    let _ = done.send(Fetched::Unspooled { row });
+                }
+                backoff = Duration::from_millis(500);
+            }
+            Err(e) => {
+                debug!(error = %format!("{e:#}"), "storage still unavailable");
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
