@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use colony::chat::{ChatKind, ChatMessage};
-use colony::recording::chat::{ChatGap, chunks, gaps};
+use colony::recording::chat_ledger::{ChatGap, chunks, gaps};
 use colony_tests::browser::Browser;
 use colony_tests::chat::{FakeChat, Sent, Step};
 use colony_tests::live::{Container, LiveSource, Profile, media};

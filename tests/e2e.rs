@@ -298,7 +298,7 @@ async fn the_whole_loop_runs_in_containers_from_live_to_post_processed_to_zero()
         // The chat was recorded beside the video, every message once, and exported.
         let (steady, _, _) = one_recording(&colony, "steady").await;
         let mut heard = Vec::new();
-        for chunk in colony::recording::chat::chunks(&colony.rig.pool, steady).await.unwrap() {
+        for chunk in colony::recording::chat_ledger::chunks(&colony.rig.pool, steady).await.unwrap() {
             let key = ObjectKey::parse(&chunk.object_key).unwrap();
             let body = colony::storage::get_bytes(colony.rig.store.as_ref(), &key).await.unwrap();
             heard.extend(colony::chat::decode_chunk(&body).unwrap().into_iter().map(|m| m.id));

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use colony::cells::{Registration, Role};
+use colony::cells::{CellKind, Registration};
 use colony::queue::{Failure, KindFilter, NewJob, Queue};
 use colony_tests::live::{Container, LiveSource, Profile, media};
 use colony_tests::mothership::Colony;
@@ -141,7 +141,8 @@ async fn every_event_is_delivered_once_signed_despite_a_failing_receiver() {
         .unwrap();
     let dead_job = a_job_dies(&pool).await;
     let cell = uuid::Uuid::new_v4();
-    let me = Registration { id: cell, role: Role::Harvest, channel_id: None, recording_id: None, lease_token: None };
+    let me =
+        Registration { id: cell, role: CellKind::Harvest, channel_id: None, recording_id: None, lease_token: None };
     assert!(colony::cells::register(&pool, me).await.unwrap());
     colony::cells::mark_dead(&pool, cell, "stopped heartbeating (test)").await.unwrap();
 

@@ -99,8 +99,8 @@ impl std::str::FromStr for KindTimeout {
 
 impl HarvestArgs {
     /// How long a job of `kind` may run.
-    pub fn timeout_for(&self, kind: &str) -> Duration {
-        self.job_timeouts.iter().find(|t| t.kind.as_str() == kind).map_or(self.job_timeout.get(), |t| t.timeout)
+    pub fn timeout_for(&self, kind: JobKind) -> Duration {
+        self.job_timeouts.iter().find(|t| t.kind == kind).map_or(self.job_timeout.get(), |t| t.timeout)
     }
 
     /// The kinds to claim, refusing kinds this build cannot run. Webhook

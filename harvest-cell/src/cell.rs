@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::HarvestArgs;
 use crate::worker::{self, Ctx};
-use colony::cells::{self, Registration, Role};
+use colony::cells::{self, CellKind, Registration};
 use colony::exit::{Classify, ErrorClass};
 use colony::hls::HlsClient;
 use colony::queue::{KindFilter, Queue};
@@ -107,7 +107,8 @@ pub async fn run(
 /// A row the mothership marked dead, exited or stopping stays so: the cell
 /// must not run, and gets [`CellError::Gone`].
 async fn register(pool: &PgPool, cell_id: uuid::Uuid) -> Result<(), CellError> {
-    let me = Registration { id: cell_id, role: Role::Harvest, channel_id: None, recording_id: None, lease_token: None };
+    let me =
+        Registration { id: cell_id, role: CellKind::Harvest, channel_id: None, recording_id: None, lease_token: None };
     if cells::register(pool, me).await.map_err(CellError::Register)? { Ok(()) } else { Err(CellError::Gone(cell_id)) }
 }
 

@@ -149,7 +149,8 @@ async fn run_claimed(ctx: &Ctx, job: &Job, stop: &CancellationToken) -> Result<J
     let lease_len: Duration = ctx.args.lease.into();
     let lost = CancellationToken::new();
     let renewing = tokio::spawn(keep_lease(ctx.queue.clone(), lease, lease_len, progress.clone(), lost.clone()));
-    let timeout = ctx.args.timeout_for(&job.kind);
+    // A kind this build does not know fails at dispatch, under the default timeout.
+    let timeout = job.known_kind().map_or(ctx.args.job_timeout.get(), |kind| ctx.args.timeout_for(kind));
     let deadline = async {
         stop.cancelled().await;
         tokio::time::sleep(ctx.args.shutdown_deadline.into()).await;

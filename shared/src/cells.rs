@@ -12,13 +12,13 @@ use uuid::Uuid;
 /// The states of a cell that may still run.
 const ACTIVE: &str = "('starting', 'running', 'stopping')";
 
-pub use colony_vocab::CellKind as Role;
+pub use colony_vocab::CellKind;
 
 /// The mothership's row for a cell it is about to launch.
 pub async fn insert_starting<'e>(
     db: impl sqlx::PgExecutor<'e>,
     id: Uuid,
-    role: Role,
+    role: CellKind,
     backend: &str,
     channel_id: Option<i64>,
 ) -> Result<(), sqlx::Error> {
@@ -115,7 +115,7 @@ pub async fn mark_dead<'e>(
 #[derive(Debug, Clone, Copy)]
 pub struct Registration {
     pub id: Uuid,
-    pub role: Role,
+    pub role: CellKind,
     pub channel_id: Option<i64>,
     pub recording_id: Option<i64>,
     pub lease_token: Option<i64>,

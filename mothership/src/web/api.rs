@@ -109,7 +109,7 @@ pub async fn recording_data(web: &Web, id: i64) -> Result<RecordingPage, WebErro
     let (rows, chapters) = tokio::try_join!(data::ledger(&web.pool, id), data::chapters(&web.pool, id))?;
     let media = super::media::Extras::find(web, &recording).await;
     let export_job = data::export_job(&web.pool, id).await?;
-    let chat_chunks = colony::recording::chat::chunk_count(&web.pool, id).await? as usize;
+    let chat_chunks = colony::recording::chat_ledger::chunk_count(&web.pool, id).await? as usize;
     Ok(RecordingPage {
         timeline: data::timeline(&rows),
         chapters,
@@ -239,7 +239,7 @@ pub async fn chat(State(web): State<Web>, Path(id): Path<i64>, Query(q): Query<C
     let from = q.from.filter(|f| f.is_finite()).unwrap_or(0.0);
     let to = q.to.filter(|t| t.is_finite()).unwrap_or(f64::MAX).max(from);
     let mut messages = Vec::new();
-    for chunk in colony::recording::chat::chunks_between(&web.pool, id, from, to).await? {
+    for chunk in colony::recording::chat_ledger::chunks_between(&web.pool, id, from, to).await? {
         let key = colony::storage::ObjectKey::parse(&chunk.object_key).map_err(WebError::internal)?;
         let body = colony::storage::get_bytes(web.store.as_ref(), &key).await.map_err(WebError::internal)?;
         let chunk = colony::chat::decode_chunk(&body).map_err(WebError::internal)?;
@@ -249,6 +249,6 @@ pub async fn chat(State(web): State<Web>, Path(id): Path<i64>, Query(q): Query<C
         }
     }
     messages.truncate(CHAT_PAGE);
-    let gaps = colony::recording::chat::gaps(&web.pool, id).await?;
+    let gaps = colony::recording::chat_ledger::gaps(&web.pool, id).await?;
     to_json(json!({ "messages": messages, "gaps": gaps }))
 }

@@ -30,7 +30,7 @@ use url::Url;
 use colony::chat::ChatMessage;
 use colony::exit::{Classify, ErrorClass};
 use colony::recording::LedgerError;
-use colony::recording::chat::{ChatChunk, ChatGap, ChatLedger, chunk_key};
+use colony::recording::chat_ledger::{ChatChunk, ChatGap, ChatLedger, chunk_key};
 use colony::storage::{ObjectKey, ObjectStore};
 use irc::Event;
 
@@ -222,7 +222,7 @@ impl ChatRecorder {
         token: i64,
     ) -> Result<Self, sqlx::Error> {
         install_tls_provider();
-        let chunks = colony::recording::chat::chunks(&pool, recording_id).await?;
+        let chunks = colony::recording::chat_ledger::chunks(&pool, recording_id).await?;
         let mut seen = RecentIds::new(RECENT_IDS);
         let mut deaf_since = None;
         if let Some(last) = chunks.last() {

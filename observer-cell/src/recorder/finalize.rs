@@ -134,11 +134,8 @@ impl Recorder {
                 }
                 Err(e) => {
                     error!(error = %colony::error_chain(&e), "could not write the VOD playlist; a repair job rebuilds it from the ledger");
-                    let repair = colony::queue::NewJob::new(
-                        "repair",
-                        serde_json::json!({ "recording_id": self.args.recording_id }),
-                    )
-                    .unique_key(format!("repair:recording:{}", self.args.recording_id));
+                    let recording = colony::queue::RecordingArgs { recording_id: self.args.recording_id };
+                    let repair = colony::queue::JobArgs::Repair(recording).job();
                     if let Err(e) = colony::queue::Queue::new(self.pool.clone()).enqueue(&repair).await {
                         error!(error = %colony::error_chain(&e), "could not enqueue the repair job either; run it by hand");
                     }

@@ -53,7 +53,7 @@ pub(super) async fn start(
         &pool,
         colony::cells::Registration {
             id: args.cell_id,
-            role: colony::cells::Role::Observer,
+            role: colony::cells::CellKind::Observer,
             channel_id: Some(channel.id),
             recording_id: Some(args.recording_id),
             lease_token: Some(args.lease_token),
@@ -170,10 +170,9 @@ impl Recorder {
             return;
         }
         let id = self.args.recording_id;
-        match colony::recording::chat::chunk_count(&self.pool, id).await {
+        match colony::recording::chat_ledger::chunk_count(&self.pool, id).await {
             Ok(chunks) if chunks > 0 => {
-                let job = colony::queue::NewJob::new("chat_export", serde_json::json!({ "recording_id": id }))
-                    .unique_key(format!("chat_export:recording:{id}"));
+                let job = colony::queue::JobArgs::ChatExport(colony::queue::RecordingArgs { recording_id: id }).job();
                 if let Err(e) = colony::queue::Queue::new(self.pool.clone()).enqueue(&job).await {
                     warn!(error = %e, "could not queue the chat export; `mothership job enqueue chat-export` does it");
                 }

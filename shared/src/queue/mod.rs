@@ -67,6 +67,13 @@ pub struct Job {
 }
 
 impl Job {
+    /// The job's kind, if this build knows it. The row stores text: the
+    /// queue carries any kind, and a newer build may have written one this
+    /// build cannot run.
+    pub fn known_kind(&self) -> Result<JobKind, kind::UnknownKind> {
+        self.kind.parse()
+    }
+
     /// The fence a worker presents with every change to this job.
     pub fn lease(&self) -> Lease {
         Lease { id: self.id, attempt: self.attempt, generation: self.lease_generation }

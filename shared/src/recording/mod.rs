@@ -2,7 +2,7 @@
 //! recording's media lives in object storage, and handing a recording to a
 //! cell under a fresh fencing token.
 
-pub mod chat;
+pub mod chat_ledger;
 mod ledger;
 mod playlist;
 mod publish;

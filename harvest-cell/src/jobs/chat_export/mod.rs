@@ -27,7 +27,7 @@ use super::{JobError, ProgressSink};
 use crate::Ctx;
 use colony::exit::{Classify, ErrorClass};
 use colony::queue::RecordingArgs;
-use colony::recording::chat::{self, ChatChunk};
+use colony::recording::chat_ledger::{self, ChatChunk};
 use colony::storage::ObjectKey;
 use twitch_json::{ExportWriter, Streamer, Video};
 
@@ -166,7 +166,7 @@ pub async fn run(ctx: &Ctx, args: &RecordingArgs, progress: &ProgressSink) -> Re
     let (prefix, stream_id, title, duration_secs, started_at, login, display_name, handle, platform_id) =
         row.ok_or_else(|| JobError::permanent(format!("recording {id} does not exist")))?;
     let prefix = ObjectKey::parse(&prefix).map_err(JobError::permanent)?;
-    let chunks = chat::chunks(pool, id).await.map_err(JobError::transient)?;
+    let chunks = chat_ledger::chunks(pool, id).await.map_err(JobError::transient)?;
     if chunks.is_empty() {
         info!(recording = id, "the recording has no chat; nothing to export");
         return Ok(());
@@ -204,7 +204,7 @@ pub async fn run(ctx: &Ctx, args: &RecordingArgs, progress: &ProgressSink) -> Re
         .await
         .map_err(|e| JobError::permanent(format!("finishing the chat export panicked: {e}")))?
         .map_err(JobError::transient)?;
-    let key = chat::export_key(&prefix).map_err(JobError::permanent)?;
+    let key = chat_ledger::export_key(&prefix).map_err(JobError::permanent)?;
     let size = ctx.store.put_file(&key, &path).await.map_err(JobError::transient)?;
     info!(%key, size, chunks = chunks.len(), messages = tally.messages, duplicates = tally.duplicates,
           comments = tally.comments, "chat export stored");
