@@ -1,11 +1,18 @@
-//! What every Colony role uses: the database guard, the job queue and its
-//! typed job kinds, object storage (file and S3), HLS fetching and parsing,
-//! the recording model and its ledger, channels, configuration parsed once
-//! at the boundary, telemetry, signals and exit codes.
+//! What more than one Colony role uses: the database guard, the job queue
+//! and the typed arguments of each job kind, object storage (file and S3),
+//! HLS fetching and parsing, recordings with their segment and chat ledgers,
+//! channels, platform pages and resolver profiles, configuration parsed once
+//! at the boundary, telemetry, signals and exit reporting.
 //!
-//! The roles live in their own crates: `observer-cell/`, `harvest-cell/`,
-//! `mothership/` and the pure `mothership/planner/`. Nothing here knows
-//! about a launcher or the planner.
+//! The names every crate shares (cell kinds, platforms, job kinds, recording
+//! states, error classes) are `colony-vocab`'s, re-exported here where they
+//! have always been found. The roles live in their own crates:
+//! `observer-cell/`, `harvest-cell/`, `mothership/` and the pure
+//! `mothership/planner/`. Code only one role uses lives with that role.
+//! Nothing here knows about a launcher, the planner or the web stack.
+//!
+//! Start reading here: [`recording`] (the ledger every segment goes
+//! through), then [`queue`].
 
 pub mod cells;
 pub mod channel;
