@@ -424,3 +424,65 @@ async fn start_observer(
         new_recording: assignment.created,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start() -> ObserverStart {
+        ObserverStart {
+            cell: Uuid::from_u128(1),
+            backend_ref: "4242".into(),
+            recording: RecordingId(7),
+            lease_token: 3,
+            new_recording: true,
+        }
+    }
+
+    /// `decisions.detail` and the report's JSON are read by operators,
+    /// webhooks and tests: the typed outcome writes the keys they always had.
+    #[test]
+    fn each_outcome_keeps_the_details_decisions_always_had() {
+        let cell = Uuid::from_u128(1);
+        let started = Done::ObserverStarted(start()).detail();
+        assert_eq!(
+            started,
+            json!({ "cell": cell, "backend_ref": "4242", "recording": 7, "lease_token": 3, "new_recording": true })
+        );
+        let replaced =
+            Done::ObserverReplaced { start: start(), old: Uuid::from_u128(2), old_stopped: Err("gone".into()) }
+                .detail();
+        assert_eq!(replaced["replaced"], json!(Uuid::from_u128(2)));
+        assert_eq!(replaced["old_stopped"], "not stopped: gone");
+        assert_eq!(replaced["recording"], 7);
+        let stopped = Done::CellStopped { cell, kind: CellKind::Harvest, backend_ref: "c1".into() }.detail();
+        assert_eq!(stopped, json!({ "cell": cell, "backend_ref": "c1" }));
+        assert_eq!(
+            Done::MarkedDead { cell, kind: CellKind::Observer, stopped: false }.detail(),
+            json!({ "cell": cell, "stopped": false })
+        );
+        assert_eq!(Done::LeasesRescued { jobs: vec![4, 5] }.detail(), json!({ "rescued": 2, "jobs": [4, 5] }));
+        assert_eq!(
+            Done::OrphanReaped { backend_ref: "c9".into(), cell: None }.detail(),
+            json!({ "backend_ref": "c9", "cell": null })
+        );
+    }
+
+    #[test]
+    fn an_action_serializes_as_the_report_always_stored_it() {
+        let done = ActionOutcome {
+            action: "start_harvest",
+            subject: "harvest pool".into(),
+            reason: "queue".into(),
+            outcome: Outcome::Done(Done::HarvestStarted { cell: Uuid::from_u128(1), backend_ref: "9".into() }),
+        };
+        let json = serde_json::to_value(&done).unwrap();
+        assert_eq!(json["outcome"], "ok");
+        assert_eq!(json["detail"]["backend_ref"], "9");
+        assert!(json.get("error").is_none());
+        let failed = ActionOutcome { outcome: Outcome::Failed("no docker".into()), ..done };
+        let json = serde_json::to_value(&failed).unwrap();
+        assert_eq!((json["outcome"].as_str(), json["error"].as_str()), (Some("failed"), Some("no docker")));
+        assert!(json.get("detail").is_none());
+    }
+}

@@ -327,3 +327,34 @@ fn summarize(probes: &[ProbeResult]) -> ProbeSummary {
         errors: probes.iter().filter(|p| p.error.is_some()).count() as u32,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(outcome: Outcome) -> ActionOutcome {
+        ActionOutcome { action: "any", subject: "any".into(), reason: "any".into(), outcome }
+    }
+
+    /// The report counts what the actions did by their typed outcome: a
+    /// stopped cell by its kind, rescued leases by the jobs put back, and
+    /// failures whatever the action.
+    #[test]
+    fn the_report_counts_typed_outcomes() {
+        let cell = uuid::Uuid::from_u128(1);
+        let stop = |kind| Outcome::Done(Done::CellStopped { cell, kind, backend_ref: "r".into() });
+        let outcomes = [
+            outcome(stop(CellKind::Observer)),
+            outcome(stop(CellKind::Harvest)),
+            outcome(stop(CellKind::Harvest)),
+            outcome(Outcome::Done(Done::LeasesRescued { jobs: vec![1, 2, 3] })),
+            outcome(Outcome::Done(Done::MarkedDead { cell, kind: CellKind::Observer, stopped: true })),
+            outcome(Outcome::Failed("launch failed".into())),
+            outcome(Outcome::Skipped("another launcher's".into())),
+        ];
+        let n = Counts::of(&outcomes);
+        assert_eq!((n.observers_stopped, n.harvest_stopped), (1, 2));
+        assert_eq!((n.leases_rescued, n.marked_dead, n.failed), (3, 1, 1));
+        assert_eq!((n.observers_started, n.harvest_started, n.orphans_reaped), (0, 0, 0));
+    }
+}
