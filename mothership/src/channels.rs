@@ -2,7 +2,10 @@
 //! changes, enables and removes channels (`channel …`, the dashboard); a
 //! tick stores what its probes saw and counts failed starts; a platform
 //! client keeps the id it looked up. Input is validated here, before
-//! anything is written. Other modules read channels; none writes them.
+//! anything is written. Other modules read channels; none writes them, but
+//! for `migrate`'s schema-21 pre-step, which rewrites the old `resolver`
+//! column before the migration that renames it (this module knows only the
+//! schema as it is).
 
 use std::time::Duration;
 

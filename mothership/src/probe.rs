@@ -67,15 +67,6 @@ pub enum ProbeFailure {
 }
 
 impl ProbeFailure {
-    pub const ALL: [ProbeFailure; 6] = [
-        ProbeFailure::Resolver,
-        ProbeFailure::Playlist,
-        ProbeFailure::Timeout,
-        ProbeFailure::Api,
-        ProbeFailure::Frozen,
-        ProbeFailure::Panic,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             ProbeFailure::Resolver => "resolver",
@@ -135,13 +126,13 @@ pub async fn due(pool: &PgPool, every: Duration, youtube_every: Option<Duration>
 /// Probe one channel, with a client for its allowed hosts
 /// ([`HlsClient::for_channel`]).
 pub async fn probe(channel: &Channel, client: &HlsClient, timeout: Duration, resolvers: &Resolvers) -> ProbeResult {
-    let failed = |class| move |e: &dyn std::error::Error| ProbeError::new(class, colony::error_chain(e));
+    let failed = |class, e: &dyn std::error::Error| ProbeError::new(class, colony::error_chain(e));
     let outcome = tokio::time::timeout(timeout, async {
-        let url = channel.resolve(timeout, resolvers).await.map_err(|e| failed(ProbeFailure::Resolver)(&e))?;
+        let url = channel.resolve(timeout, resolvers).await.map_err(|e| failed(ProbeFailure::Resolver, &e))?;
         let policy = FetchPolicy::for_source(&url, &channel.allowed_hosts());
         let choice: VariantChoice = channel.variant.parse().unwrap_or(VariantChoice::Best);
         let (_, playlist, _) =
-            client.open(&url, &choice, &policy).await.map_err(|e| failed(ProbeFailure::Playlist)(&e))?;
+            client.open(&url, &choice, &policy).await.map_err(|e| failed(ProbeFailure::Playlist, &e))?;
         let fingerprint = playlist.segments.last().map(|s| format!("{}:{}", s.sequence, s.uri.path()));
         Ok::<_, ProbeError>((!playlist.segments.is_empty() && !playlist.ended, fingerprint))
     });

@@ -18,7 +18,7 @@ pub use colony_vocab::CellKind;
 pub async fn insert_starting<'e>(
     db: impl sqlx::PgExecutor<'e>,
     id: Uuid,
-    role: CellKind,
+    kind: CellKind,
     backend: &str,
     channel_id: Option<i64>,
 ) -> Result<(), sqlx::Error> {
@@ -27,7 +27,7 @@ pub async fn insert_starting<'e>(
          VALUES ($1, $2::cell_kind, $3, $4, 'starting', NULL, $5)",
     )
     .bind(id)
-    .bind(role.as_str())
+    .bind(kind.as_str())
     .bind(backend)
     .bind(channel_id)
     .bind(crate::VERSION)

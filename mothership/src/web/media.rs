@@ -26,10 +26,8 @@ async fn open_recording(web: &Web, id: i64) -> Result<Recording, WebError> {
 pub async fn playlist(State(web): State<Web>, Path(id): Path<i64>) -> Result<Response, WebError> {
     let recording = open_recording(&web, id).await?;
     let rows = data::ledger(&web.pool, id).await?;
-    let kind = match recording.state.as_str() {
-        "recording" | "standby" => PlaylistKind::Event,
-        _ => PlaylistKind::Vod,
-    };
+    let open = colony_vocab::RecordingState::parse(&recording.state).is_some_and(colony_vocab::RecordingState::is_open);
+    let kind = if open { PlaylistKind::Event } else { PlaylistKind::Vod };
     let text = render_with(&rows, kind, &|key: &str| format!("/media/recordings/{id}/objects/{key}"));
     Ok((
         [

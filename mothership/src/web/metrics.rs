@@ -22,6 +22,7 @@ use tokio::sync::Mutex;
 
 use super::{Web, WebError};
 use crate::counters::Counter;
+use colony_vocab::{CellKind, RecordingState};
 
 /// The last page computed, shared by concurrent scrapes.
 #[derive(Debug)]
@@ -104,9 +105,7 @@ fn number(v: f64) -> String {
 }
 
 const CHANNEL_STATES: [&str; 3] = ["live", "offline", "disabled"];
-const RECORDING_STATES: [&str; 5] = ["recording", "standby", "complete", "interrupted", "failed"];
 const JOB_STATES: [&str; 6] = ["available", "running", "retryable", "succeeded", "dead", "cancelled"];
-const CELL_KINDS: [&str; 2] = ["observer", "harvest"];
 const CELL_STATES: [&str; 5] = ["starting", "running", "stopping", "exited", "dead"];
 
 /// The recordings of one state, summed.
@@ -170,7 +169,7 @@ pub async fn render(pool: &PgPool) -> Result<String, sqlx::Error> {
     }
 
     page.family("colony_recordings", "gauge", "Recordings by state.");
-    for state in RECORDING_STATES {
+    for state in RecordingState::ALL.map(RecordingState::as_str) {
         let n = recordings.iter().find(|r| r.state == state).map_or(0, |r| r.count);
         page.sample("colony_recordings", &[("state", state)], n as f64);
     }
@@ -228,7 +227,7 @@ pub async fn render(pool: &PgPool) -> Result<String, sqlx::Error> {
     }
 
     page.family("colony_cells", "gauge", "Cells by kind and state.");
-    for kind in CELL_KINDS {
+    for kind in CellKind::ALL.map(CellKind::as_str) {
         for state in CELL_STATES {
             let n = cells.iter().find(|c| c.0 == kind && c.1 == state).map_or(0, |c| c.2);
             page.sample("colony_cells", &[("kind", kind), ("state", state)], n as f64);

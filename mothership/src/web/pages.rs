@@ -235,7 +235,7 @@ pub async fn recording(State(web): State<Web>, Path(id): Path<i64>) -> Result<Ma
     let pct = |x: f64| format!("{:.3}", (x / total * 100.0).clamp(0.0, 100.0));
     let here = format!("/recordings/{id}");
     let sprite = page.storyboard_vtt.as_deref().map(|v| v.replace("sprite.vtt", "sprite.jpg"));
-    let open = matches!(r.state.as_str(), "recording" | "standby");
+    let open = colony_vocab::RecordingState::parse(&r.state).is_some_and(colony_vocab::RecordingState::is_open);
     let body = html! {
         h1 { a href={ "/channels/" (r.channel) } { (r.channel_name) } " · #" (r.id) " "
             span class=(state_class(&r.state)) { (r.state) } }
