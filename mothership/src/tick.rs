@@ -111,8 +111,6 @@ impl colony::exit::Classify for TickError {
     }
 }
 
-/// Observe, plan and save, without acting: the part of a tick the benchmark
-/// times. Returns the observed state, the plan and the tick id it was saved under.
 /// A plan as saved in `ticks`, with what it was made from.
 pub struct SavedPlan {
     pub observed: Observed,
@@ -124,6 +122,8 @@ pub struct SavedPlan {
     pub listed: bool,
 }
 
+/// Observe, plan and save, without acting: the part of a tick the benchmark
+/// times. Returns the observed state, the plan and the tick id it was saved under.
 pub async fn observe_plan_save(ctx: &TickCtx<'_>, now: DateTime<Utc>) -> Result<SavedPlan, TickError> {
     // List the backend before reading cells: a cell row is written before its
     // launch, so every instance listed has its row visible by now.

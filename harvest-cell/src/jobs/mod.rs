@@ -64,11 +64,7 @@ impl JobError {
     /// never succeed goes dead at once, the rest is retried after a backoff.
     /// `None` for a job that is no longer this worker's: nothing is recorded.
     pub fn failure(&self) -> Option<Failure> {
-        match self.class() {
-            ErrorClass::Config | ErrorClass::Permanent => Some(Failure::Permanent),
-            ErrorClass::Transient => Some(Failure::Transient),
-            ErrorClass::Fenced => None,
-        }
+        (self.class() != ErrorClass::Fenced).then(|| Failure::of(self))
     }
 
     /// The error the job failed with.
