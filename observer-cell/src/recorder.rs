@@ -223,6 +223,14 @@ impl Recorder {
     /// recording (the same epoch if it carries on, a new one if not).
     async fn standby_step(&mut self, until: Instant) -> Next {
         let started = Instant::now();
+        // The source ended while this cell was behind: the rest of its final
+        // playlist is still served, so fetch it rather than let it go.
+        if self.tracker.waiting()
+            && let Some(last) = self.ended.take()
+        {
+            self.apply(&last, self.last_loaded.map(|t| t.elapsed())).await;
+            self.ended = Some(last);
+        }
         let Some(playlist) = self.probe().await else {
             if Instant::now() >= until {
                 return Next::Finish;
@@ -241,6 +249,7 @@ impl Recorder {
             info!(epoch, "source is back inside the standby window; continuing the recording as a new epoch");
         }
         self.phase = Phase::Live;
+        self.ended = None;
         self.last_new_segment = Instant::now();
         self.last_loaded = None;
         self.heartbeat();
@@ -287,6 +296,10 @@ struct Recorder {
     cadence: Duration,
     playlist: LivePlaylist,
     phase: Phase,
+    /// The playlist that carried `EXT-X-ENDLIST`, while standing by after
+    /// it: what the in-flight cap held back is handed out from it as the
+    /// fetches drain (issue 24, finding 2).
+    ended: Option<MediaPlaylist>,
     /// For a replacement: adopts what an earlier cell stored before any gap
     /// is written, and again at finalize.
     adopter: Option<Adopter>,
@@ -354,6 +367,7 @@ impl Recorder {
                     self.last_new_segment = Instant::now();
                 }
                 if playlist.ended {
+                    self.ended = Some(playlist);
                     return (self.cadence, Some("the playlist carries EXT-X-ENDLIST".into()));
                 }
                 // RFC 8216 §6.3.4: a changed playlist is reloaded after one

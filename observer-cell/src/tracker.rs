@@ -207,13 +207,17 @@ impl Tracker {
                     steps.push(self.gap(high + 1..=seq - 1, Lost::Skipped));
                 }
             }
+            self.uris.insert(seq, segment.uri.path().to_owned());
+            self.high = Some(self.high.map_or(seq, |h| h.max(seq)));
             if self.inflight.len() >= MAX_IN_FLIGHT {
-                break;
+                // Past the cap the segment waits, tracked: a later load
+                // hands it out while the window still offers it, and it is
+                // a gap if it leaves the window or the recording ends first.
+                self.missing.insert(seq..=seq);
+                continue;
             }
             self.missing.remove(seq..=seq);
             self.inflight.insert(seq);
-            self.uris.insert(seq, segment.uri.path().to_owned());
-            self.high = Some(self.high.map_or(seq, |h| h.max(seq)));
             steps.push(Step::Fetch { epoch: self.epoch, segment: Box::new(segment.clone()) });
         }
         // Whatever is still missing below the window is gone for good.
@@ -250,6 +254,13 @@ impl Tracker {
 
     pub fn in_flight(&self) -> usize {
         self.inflight.len()
+    }
+
+    /// Segments seen but not handed out (past the in-flight cap) or handed
+    /// back after a failed fetch: a load of a playlist that still offers
+    /// them hands them out.
+    pub fn waiting(&self) -> bool {
+        !self.missing.is_empty()
     }
 
     fn gap(&self, run: RangeInclusive<u64>, lost: Lost) -> Step {
@@ -543,5 +554,38 @@ mod tests {
         let s = t.observe(&window(0..=(MAX_IN_FLIGHT as u64 + 100)), None);
         assert_eq!(fetched(&s).len(), MAX_IN_FLIGHT);
         assert_eq!(t.in_flight(), MAX_IN_FLIGHT);
+    }
+
+    /// Issue 24, finding 2: what the cap held back was tracked nowhere, so
+    /// a broadcast that ended while the observer was behind lost the tail
+    /// of its final playlist without a gap row. It waits now: the next load
+    /// of the (frozen) final playlist hands it out, and whatever is still
+    /// not stored when the recording ends is a gap.
+    #[test]
+    fn what_the_cap_holds_back_is_fetched_later_or_becomes_a_gap() {
+        let last = MAX_IN_FLIGHT as u64 + 100;
+        let final_window = window(0..=last);
+        let mut t = Tracker::new();
+        let s = t.observe(&final_window, None);
+        assert_eq!(fetched(&s).len(), MAX_IN_FLIGHT);
+        assert!(t.waiting());
+        // Ended here: nothing more is fetched, and the held-back tail is a gap.
+        let mut ended = t.clone();
+        let gaps: Vec<(u64, u64, Lost)> = ended
+            .close_epoch(false)
+            .into_iter()
+            .filter_map(|s| match s {
+                Step::Gap { first_sequence, count, lost, .. } => Some((first_sequence, count, lost)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(gaps, [(MAX_IN_FLIGHT as u64, 101, Lost::Unfinished)]);
+        // Or the fetches drain and the same final playlist is loaded again.
+        store_all(&mut t, &s);
+        let again = t.observe(&final_window, TICK);
+        assert_eq!(fetched(&again), (MAX_IN_FLIGHT as u64..=last).collect::<Vec<_>>());
+        assert!(!t.waiting());
+        store_all(&mut t, &again);
+        assert!(t.close_epoch(false).is_empty(), "every segment of the final playlist is stored");
     }
 }

@@ -105,6 +105,7 @@ pub(super) async fn start(
         cadence: Duration::from_secs(2),
         playlist: LivePlaylist::default(),
         phase: Phase::Live,
+        ended: None,
         adopter: (resumed.rows > 0).then(|| Adopter {
             store: store.clone(),
             prefix: prefix.clone(),
