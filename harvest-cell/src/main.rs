@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use colony::config::DatabaseArgs;
+use colony::config::{DatabaseArgs, StartArgs};
 use colony::exit::Exit;
 use colony::storage::StorageArgs;
 use colony::telemetry::LogArgs;
@@ -26,6 +26,8 @@ struct Cli {
     #[command(flatten)]
     db: DatabaseArgs,
     #[command(flatten)]
+    start: StartArgs,
+    #[command(flatten)]
     storage: StorageArgs,
     #[command(flatten)]
     harvest: HarvestArgs,
@@ -43,7 +45,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let kinds = cli.harvest.kind_filter().map_err(colony::exit::classified)?;
-    let pool = colony::db::connect(&cli.db).await?;
+    let pool = colony::db::connect_within(&cli.db, cli.start.start_grace.into()).await?;
     let store = colony::storage::open(&cli.storage).await?;
     match harvest_cell::run(cli.harvest, kinds, pool, store).await.map_err(colony::exit::classified)? {
         CellEnd::Finished { .. } => Ok(()),

@@ -101,7 +101,8 @@ impl Setup {
             observer: args.observer_database_url.as_ref().map(|u| u.expose().to_owned()),
             harvest: args.harvest_database_url.as_ref().map(|u| u.expose().to_owned()),
         };
-        let cell_env = launcher::CellEnv::new(args.db.database_url.expose(), roles, &args.cell_env);
+        let mut cell_env = launcher::CellEnv::new(args.db.database_url.expose(), roles, &args.cell_env);
+        cell_env.start_grace(policy.start_grace);
         // ECS cells take DATABASE_URL from their own task definitions, not from here.
         let from_task_definitions = matches!(args.launcher, LauncherKind::Ecs) && !args.ecs.ecs_pass_secrets;
         if !cell_env.cells_have_roles() && !from_task_definitions {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use colony::config::DatabaseArgs;
+use colony::config::{DatabaseArgs, StartArgs};
 use colony::exit::Exit;
 use colony::resolver::Resolvers;
 use colony::storage::StorageArgs;
@@ -33,6 +33,8 @@ struct Cli {
     log: LogArgs,
     #[command(flatten)]
     db: DatabaseArgs,
+    #[command(flatten)]
+    start: StartArgs,
     #[command(flatten)]
     storage: StorageArgs,
     #[command(flatten)]
@@ -85,7 +87,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let pool = colony::db::connect(&cli.db).await?;
+    let pool = colony::db::connect_within(&cli.db, cli.start.start_grace.into()).await?;
     let store = colony::storage::open(&cli.storage).await?;
     let stop = colony::signals::stop_token().context("installing the SIGTERM handler")?;
     let end = observer_cell::run(cli.observer, pool, store, stop).await?;

@@ -247,6 +247,16 @@ pub struct DatabaseArgs {
     pub statement_timeout: humantime::Duration,
 }
 
+/// A cell's patience with Postgres at start.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StartArgs {
+    /// Keep trying to reach Postgres this long at start, with backoff,
+    /// before giving up. The mothership waits as long for a cell's first
+    /// heartbeat, and its launchers set this to its own --start-grace.
+    #[arg(long, env = "COLONY_START_GRACE", default_value = "90s", value_name = "DURATION")]
+    pub start_grace: humantime::Duration,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,6 +96,64 @@ pub async fn connect(args: &DatabaseArgs) -> Result<PgPool, DbError> {
     Ok(pool)
 }
 
+/// [`connect`] for a cell: a Postgres it cannot reach yet (a partition, a
+/// restart, a half-open route) is tried again with backoff until `grace`
+/// has passed since the first try. A schema that is not this binary's is
+/// refused at once: waiting does not fix configuration.
+pub async fn connect_within(args: &DatabaseArgs, grace: Duration) -> Result<PgPool, DbError> {
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut wait = Duration::from_millis(500);
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let attempt = match tokio::time::timeout(left.max(Duration::from_secs(1)), connect(args)).await {
+            Ok(attempt) => attempt,
+            Err(_) => Err(DbError::Connect { url: args.database_url.redacted(), source: sqlx::Error::PoolTimedOut }),
+        };
+        match attempt {
+            Ok(pool) => {
+                if tries > 1 {
+                    info!(tries, "connected to postgres");
+                }
+                return Ok(pool);
+            }
+            Err(e) if !worth_waiting_for(&e) => return Err(e),
+            Err(e) => {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return Err(e);
+                }
+                if tries == 1 {
+                    tracing::warn!(
+                        error = %crate::error_chain(&e),
+                        grace = %humantime::format_duration(grace),
+                        "cannot reach postgres yet; trying again with backoff within the start grace"
+                    );
+                }
+                tokio::time::sleep(wait.min(left)).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Would trying again fix it? A route or a server that is not there yet
+/// (I/O, a timeout, Postgres starting up or out of connections) may come
+/// back; a wrong password, a missing database or a foreign schema will not.
+fn worth_waiting_for(e: &DbError) -> bool {
+    let source = match e {
+        DbError::Connect { source, .. } | DbError::Query(source) => source,
+        _ => return false,
+    };
+    match source {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        // Class 57: operator intervention (starting up, shutting down); 53: out of resources.
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("57") || c.starts_with("53")),
+        _ => false,
+    }
+}
+
 /// The newest migration version this binary knows.
 pub fn binary_version() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)

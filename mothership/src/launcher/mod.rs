@@ -201,6 +201,13 @@ impl CellEnv {
         self.vars.push((key.to_owned(), value.into()));
     }
 
+    /// Tell cells the start grace: one that cannot reach Postgres keeps
+    /// trying that long before it gives up (`COLONY_START_GRACE`), since the
+    /// mothership waits that long for its first heartbeat anyway.
+    pub fn start_grace(&mut self, grace: std::time::Duration) {
+        self.set("COLONY_START_GRACE", humantime::format_duration(grace).to_string());
+    }
+
     /// Does every kind of cell connect as a role of its own?
     pub fn cells_have_roles(&self) -> bool {
         self.roles.observer.is_some() && self.roles.harvest.is_some()
