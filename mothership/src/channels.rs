@@ -350,10 +350,12 @@ pub async fn set_platform_id(pool: &PgPool, id: i64, platform_id: Option<&str>) 
 }
 
 /// Store probe results, and return them as stored: a live result for a
-/// source that has not moved on within `frozen_after` becomes offline.
+/// source that has not moved on within `frozen_after` becomes offline. Each
+/// is stamped with `began`, when the pass began: no earlier than what it saw.
 pub async fn store_probes(
     pool: &PgPool,
     results: &[crate::probe::ProbeResult],
+    began: chrono::DateTime<chrono::Utc>,
     frozen_after: Duration,
 ) -> Result<Vec<crate::probe::ProbeResult>, sqlx::Error> {
     let ids: Vec<i64> = results.iter().map(|r| r.channel_id).collect();
@@ -386,7 +388,7 @@ pub async fn store_probes(
                 stream_title = CASE WHEN p.live AND NOT p.frozen THEN p.title END,
                 stream_category = CASE WHEN p.live AND NOT p.frozen THEN p.category END,
                 stream_started_at = CASE WHEN p.live AND NOT p.frozen THEN p.started END,
-                probed_at = now(),
+                probed_at = $10,
                 probe_error = CASE WHEN p.frozen
                     THEN 'the source has served the same playlist since ' || to_char(c.progressed_at, 'YYYY-MM-DD HH24:MI:SS TZ') || '; treating it as offline'
                     ELSE p.error END,
@@ -404,6 +406,7 @@ pub async fn store_probes(
     .bind(&titles)
     .bind(&categories)
     .bind(&started)
+    .bind(began)
     .fetch_all(pool)
     .await?;
     colony::recording::rows::note_broadcast(pool, &ids, &stream_ids, &titles, &categories, &started).await?;

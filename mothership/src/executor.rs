@@ -29,11 +29,11 @@ use colony_vocab::{ChannelId, RecordingId};
 pub enum Done {
     ObserverStarted(ObserverStart),
     /// A new observer holds the channel's recording; the old one is fenced
-    /// out, and `old_stopped` says whether its backend confirmed it gone.
+    /// out, and `old` says what became of its process.
     ObserverReplaced {
         start: ObserverStart,
         old: Uuid,
-        old_stopped: Result<bool, String>,
+        old_cell: OldCell,
     },
     CellStopped {
         cell: Uuid,
@@ -57,6 +57,18 @@ pub enum Done {
         backend_ref: String,
         cell: Option<Uuid>,
     },
+}
+
+/// What a replacement did with the cell it replaced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OldCell {
+    /// Marked dead; true when its backend confirmed it stopped.
+    Stopped(bool),
+    /// Marked dead, but stopping it failed.
+    NotStopped(String),
+    /// Left running: it may still be capturing, and is stopped once the
+    /// replacement holds the lease and has fetched (make before break).
+    KeptUntilCaughtUp,
 }
 
 /// A launched observer and the recording lease it carries.
@@ -84,13 +96,17 @@ impl Done {
         };
         match self {
             Done::ObserverStarted(s) => start(s),
-            Done::ObserverReplaced { start: s, old, old_stopped } => {
+            Done::ObserverReplaced { start: s, old, old_cell } => {
                 let mut detail = start(s);
                 detail["replaced"] = json!(old);
-                detail["old_stopped"] = match old_stopped {
-                    Ok(stopped) => json!(stopped),
-                    Err(why) => json!(format!("not stopped: {why}")),
+                detail["old_stopped"] = match old_cell {
+                    OldCell::Stopped(stopped) => json!(stopped),
+                    OldCell::NotStopped(why) => json!(format!("not stopped: {why}")),
+                    OldCell::KeptUntilCaughtUp => json!(false),
                 };
+                if *old_cell == OldCell::KeptUntilCaughtUp {
+                    detail["old_kept"] = json!("running until the replacement holds the lease and has fetched");
+                }
                 detail
             }
             Done::CellStopped { cell, backend_ref, .. } => json!({ "cell": cell, "backend_ref": backend_ref }),
@@ -307,12 +323,20 @@ async fn act(ctx: &TickCtx<'_>, action: &Action, reason: &str) -> Result<Done, A
         Action::StartObserver { channel_id, login, name } => {
             Ok(Done::ObserverStarted(start_observer(ctx, *channel_id, login, name).await?))
         }
-        Action::ReplaceObserver { old, old_ref, channel_id, login, name } => {
+        Action::ReplaceObserver { old, old_ref, stop_old, channel_id, login, name } => {
             // The replacement is launched whether or not the old cell could
             // be stopped: the bumped lease token fences it out either way.
-            let old_stopped = retire(ctx, *old, old_ref.as_deref(), reason).await.map_err(|e| colony::error_chain(&e));
+            // One that may still be capturing is not stopped here at all.
+            let old_cell = if *stop_old {
+                match retire(ctx, *old, old_ref.as_deref(), reason).await {
+                    Ok(stopped) => OldCell::Stopped(stopped),
+                    Err(e) => OldCell::NotStopped(colony::error_chain(&e)),
+                }
+            } else {
+                OldCell::KeptUntilCaughtUp
+            };
             let start = start_observer(ctx, *channel_id, login, name).await?;
-            Ok(Done::ObserverReplaced { start, old: *old, old_stopped })
+            Ok(Done::ObserverReplaced { start, old: *old, old_cell })
         }
         Action::StopCell { cell, kind, backend_ref } => {
             let ours = cells::backend(ctx.pool, *cell).await?.as_deref() == Some(backend);
@@ -449,9 +473,12 @@ mod tests {
             started,
             json!({ "cell": cell, "backend_ref": "4242", "recording": 7, "lease_token": 3, "new_recording": true })
         );
-        let replaced =
-            Done::ObserverReplaced { start: start(), old: Uuid::from_u128(2), old_stopped: Err("gone".into()) }
-                .detail();
+        let replaced = Done::ObserverReplaced {
+            start: start(),
+            old: Uuid::from_u128(2),
+            old_cell: OldCell::NotStopped("gone".into()),
+        }
+        .detail();
         assert_eq!(replaced["replaced"], json!(Uuid::from_u128(2)));
         assert_eq!(replaced["old_stopped"], "not stopped: gone");
         assert_eq!(replaced["recording"], 7);

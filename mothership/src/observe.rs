@@ -31,6 +31,8 @@ struct ChannelRow {
     open_recording: Option<i64>,
     start_failures: i32,
     start_retry_at: Option<DateTime<Utc>>,
+    probed_at: Option<DateTime<Utc>>,
+    last_ended_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -43,15 +45,20 @@ struct CellRow {
     state: String,
     started_at: DateTime<Utc>,
     last_heartbeat: Option<DateTime<Utc>>,
+    caught_up: bool,
 }
 
 pub async fn channels(pool: &PgPool) -> Result<Vec<ChannelView>, sqlx::Error> {
     let rows: Vec<ChannelRow> = sqlx::query_as(
         "SELECT c.id, c.login, c.display_name, c.enabled, c.live, c.live_since, r.id AS open_recording,
-                c.start_failures, c.start_retry_at
+                c.start_failures, c.start_retry_at, c.probed_at, last.ended_at AS last_ended_at
            FROM channels c
            LEFT JOIN recordings r
              ON r.channel_id = c.id AND r.source = 'live' AND r.state IN ('recording', 'standby')
+           LEFT JOIN LATERAL (
+                SELECT ended_at FROM recordings l
+                 WHERE l.channel_id = c.id AND l.source = 'live'
+                 ORDER BY l.started_at DESC LIMIT 1) last ON true
           ORDER BY c.id",
     )
     .fetch_all(pool)
@@ -68,13 +75,16 @@ pub async fn channels(pool: &PgPool) -> Result<Vec<ChannelView>, sqlx::Error> {
             open_recording: r.open_recording,
             start_failures: r.start_failures.max(0) as u32,
             start_retry_at: r.start_retry_at,
+            probed_at: r.probed_at,
+            last_ended_at: r.last_ended_at,
         })
         .collect())
 }
 
 pub async fn cells(pool: &PgPool) -> Result<Vec<CellView>, sqlx::Error> {
     let rows: Vec<CellRow> = sqlx::query_as(
-        "SELECT id, kind::text AS kind, backend, backend_ref, channel_id, state::text AS state, started_at, last_heartbeat
+        "SELECT id, kind::text AS kind, backend, backend_ref, channel_id, state::text AS state, started_at, last_heartbeat,
+                caught_up_at IS NOT NULL AS caught_up
            FROM cells WHERE state IN ('starting', 'running', 'stopping')",
     )
     .fetch_all(pool)
@@ -103,6 +113,7 @@ pub async fn cells(pool: &PgPool) -> Result<Vec<CellView>, sqlx::Error> {
                 channel_id: r.channel_id,
                 started_at: r.started_at,
                 last_heartbeat: r.last_heartbeat,
+                caught_up: r.caught_up,
             })
         })
         .collect())

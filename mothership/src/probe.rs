@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::{FutureExt, StreamExt};
 use sqlx::PgPool;
 
@@ -108,12 +109,17 @@ pub struct ProbeResult {
 }
 
 /// Enabled channels whose last probe is older than `every`; YouTube
-/// channels probed with their resolver, older than `youtube_every`.
+/// channels probed with their resolver, older than `youtube_every`; and any
+/// channel whose last live recording ended after its last probe: the planner
+/// will not start it again on a probe older than that end, so it needs a
+/// newer one now.
 pub async fn due(pool: &PgPool, every: Duration, youtube_every: Option<Duration>) -> Result<Vec<Channel>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {} FROM channels
+        "SELECT {} FROM channels c
           WHERE enabled AND (probed_at IS NULL OR probed_at <= now() - make_interval(secs =>
-                CASE WHEN platform = 'youtube' THEN COALESCE($2, $1) ELSE $1 END))
+                CASE WHEN platform = 'youtube' THEN COALESCE($2, $1) ELSE $1 END)
+             OR (SELECT l.ended_at FROM recordings l WHERE l.channel_id = c.id AND l.source = 'live'
+                  ORDER BY l.started_at DESC LIMIT 1) >= probed_at)
           ORDER BY probed_at NULLS FIRST, id",
         colony::channel::COLUMNS
     ))
@@ -162,6 +168,9 @@ pub async fn probe_due(pool: &PgPool, args: &ProbeArgs) -> Result<Vec<ProbeResul
     if channels.is_empty() {
         return Ok(Vec::new());
     }
+    // Stored as each probe's time: what it says was true from here on, at
+    // the earliest (an end seen after this is newer than the probe).
+    let began: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(pool).await?;
     let timeout: Duration = args.probe_timeout.into();
     let detectors = Detectors::new(&args.platforms, pool, timeout);
     let (by_api, by_source): (Vec<&Channel>, Vec<&Channel>) =
@@ -182,7 +191,7 @@ pub async fn probe_due(pool: &PgPool, args: &ProbeArgs) -> Result<Vec<ProbeResul
     let mut results = Vec::with_capacity(channels.len());
     for probed in asked {
         for batch in probed.chunks(STORE_EVERY * 8) {
-            results.extend(crate::channels::store_probes(pool, batch, args.probe_frozen_after.into()).await?);
+            results.extend(crate::channels::store_probes(pool, batch, began, args.probe_frozen_after.into()).await?);
         }
     }
     // One client per distinct allow-list (its names may resolve to private
@@ -201,7 +210,7 @@ pub async fn probe_due(pool: &PgPool, args: &ProbeArgs) -> Result<Vec<ProbeResul
         .buffer_unordered(args.probe_concurrency.max(1))
         .ready_chunks(STORE_EVERY);
     while let Some(batch) = batches.next().await {
-        let stored = crate::channels::store_probes(pool, &batch, args.probe_frozen_after.into()).await?;
+        let stored = crate::channels::store_probes(pool, &batch, began, args.probe_frozen_after.into()).await?;
         results.extend(stored);
     }
     Ok(results)

@@ -53,8 +53,12 @@ pub fn tick(r: &TickReport, as_json: bool) {
         r.live_channels, r.probes.probed, r.probes.live, r.probes.errors
     );
     println!(
-        "  observers: {} healthy; started {}, replaced {}, stopped {}",
-        r.observers_healthy, r.observers_started, r.observers_replaced, r.observers_stopped
+        "  observers: {} healthy, {} handing over; started {}, replaced {}, stopped {}",
+        r.observers_healthy,
+        r.plan.observers_handing_over,
+        r.observers_started,
+        r.observers_replaced,
+        r.observers_stopped
     );
     println!(
         "  harvest:   want {}, running {}; started {}, stopped {} (may shrink to {})",

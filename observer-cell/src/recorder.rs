@@ -214,6 +214,8 @@ impl Recorder {
             let until = Instant::now() + Duration::from(self.args.standby);
             info!(%reason, standby = %self.args.standby, "source offline; standing by");
             self.phase = Phase::Standby { until };
+            // Nothing to capture: no cell this one replaced captures either.
+            self.caught_up = true;
             self.heartbeat();
         }
         Next::ReloadAt(started + wait)
@@ -308,6 +310,9 @@ struct Recorder {
     adopt_init: Option<String>,
     /// When Postgres last confirmed this cell's lease (a write that passed the fence).
     confirmed: Arc<std::sync::Mutex<std::time::Instant>>,
+    /// This cell has stored a segment it fetched, or found the source
+    /// offline; sent with each heartbeat (`cells.caught_up_at`).
+    caught_up: bool,
 }
 
 /// Where the live playlist stands.
@@ -524,7 +529,18 @@ impl Recorder {
     }
 
     fn heartbeat(&self) {
-        let _ = self.db.send(Message::Heartbeat(self.progress(), self.phase.recording_state()));
+        let _ = self.db.send(Message::Heartbeat(self.progress(), self.phase.recording_state(), self.caught_up));
+    }
+
+    /// This cell holds its lease and has stored a segment it fetched (or
+    /// found the source offline): say so at once, so that the mothership
+    /// stops a silent cell this one replaced only now (make before break).
+    fn caught_up(&mut self) {
+        if !self.caught_up {
+            self.caught_up = true;
+            info!("caught up: fetching and storing under this cell's lease");
+            self.heartbeat();
+        }
     }
 
     /// Rewrite the live playlist at most once a second, one write at a time,

@@ -28,7 +28,8 @@ const BATCH: usize = 256;
 
 pub enum Message {
     Row(LedgerRow),
-    Heartbeat(Progress, RecordingState),
+    /// Progress, the recording's state, and whether the cell has caught up.
+    Heartbeat(Progress, RecordingState, bool),
     /// Write everything queued, then answer.
     Flush {
         reply: oneshot::Sender<Result<(), LedgerError>>,
@@ -47,7 +48,7 @@ pub struct Writer {
     /// When Postgres last accepted a fenced write: the cell's lease was valid then.
     confirmed: Arc<Mutex<Instant>>,
     pending: VecDeque<LedgerRow>,
-    heartbeat: Option<(Progress, RecordingState)>,
+    heartbeat: Option<(Progress, RecordingState, bool)>,
     fenced: watch::Sender<bool>,
     db_down_since: Option<std::time::Instant>,
 }
@@ -119,7 +120,7 @@ impl Writer {
     fn take(&mut self, msg: Message, control: &mut Option<Message>) {
         match msg {
             Message::Row(row) => self.pending.push_back(row),
-            Message::Heartbeat(p, s) => self.heartbeat = Some((p, s)),
+            Message::Heartbeat(p, s, caught_up) => self.heartbeat = Some((p, s, caught_up)),
             other => *control = Some(other),
         }
     }
@@ -139,12 +140,12 @@ impl Writer {
                 Err(e) => return Err(self.database_failed(e)),
             }
         }
-        if let Some((progress, state)) = self.heartbeat.take() {
-            match timed(self.ledger.heartbeat(self.cell_id, &progress, state)).await {
+        if let Some((progress, state, caught_up)) = self.heartbeat.take() {
+            match timed(self.ledger.heartbeat(self.cell_id, &progress, state, caught_up)).await {
                 Ok(()) => self.database_answered(),
                 Err(e @ LedgerError::Fenced { .. }) => return Err(e),
                 Err(e) => {
-                    self.heartbeat.get_or_insert((progress, state));
+                    self.heartbeat.get_or_insert((progress, state, caught_up));
                     return Err(self.database_failed(e));
                 }
             }

@@ -161,6 +161,17 @@ pub async fn heartbeat<'e>(db: impl sqlx::PgExecutor<'e>, id: Uuid) -> Result<bo
     Ok(done.rows_affected() > 0)
 }
 
+/// An observer holds its lease and has fetched (or found its source
+/// offline): a silent cell it replaced may now be stopped. Kept from the
+/// first time it is said.
+pub async fn caught_up<'e>(db: impl sqlx::PgExecutor<'e>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE cells SET caught_up_at = now() WHERE id = $1 AND caught_up_at IS NULL")
+        .bind(id)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
 /// The cell leaves of its own accord, exit code 0. A row already buried
 /// stays as the mothership left it.
 pub async fn mark_exited<'e>(db: impl sqlx::PgExecutor<'e>, id: Uuid) -> Result<(), sqlx::Error> {

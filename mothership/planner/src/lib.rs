@@ -31,10 +31,13 @@ pub enum Action {
         name: String,
     },
     /// Hand the channel's recording to a new observer; the old one is fenced
-    /// out by the bumped lease token, marked dead and stopped if it still runs.
+    /// out by the bumped lease token. With `stop_old` it is marked dead and
+    /// stopped if it still runs; without, it may still be capturing and is
+    /// left running until the replacement has fetched (make before break).
     ReplaceObserver {
         old: Uuid,
         old_ref: Option<String>,
+        stop_old: bool,
         channel_id: i64,
         login: String,
         name: String,
@@ -116,6 +119,8 @@ pub struct PlanReport {
     pub observers_to_start: u32,
     pub observers_to_replace: u32,
     pub observers_to_stop: u32,
+    /// Silent observers left running until their replacement has fetched.
+    pub observers_handing_over: u32,
     pub harvest_running: u32,
     pub harvest_busy: u32,
     /// `clamp(ceil(ready / jobs_per_cell), min, max)` for this tick.
@@ -289,6 +294,11 @@ struct Wanted<'a> {
 /// Judge each channel's observers once: keep the newest healthy one and
 /// stop the extras, bury the unhealthy, and say which channels want a
 /// replacement or a start. Channels that went live first come first.
+///
+/// Make before break: a silent observer may still be capturing (cut from
+/// Postgres, not from the source or storage), so it is stopped only once a
+/// newer observer of its channel holds the lease and has fetched. Until
+/// then it keeps uploading adoptable objects, and the hand-over leaves no hole.
 fn judge_channels<'a>(
     observed: &'a Observed,
     mut by_channel: HashMap<i64, Vec<&'a CellView>>,
@@ -300,7 +310,8 @@ fn judge_channels<'a>(
     let mut channels: Vec<&ChannelView> = observed.channels.iter().collect();
     channels.sort_by_key(|c| (c.live_since.is_none(), c.live_since, c.id));
     for channel in channels {
-        plan.report.live_channels += u32::from(channel.live && channel.enabled);
+        let live = channel.live_after_end();
+        plan.report.live_channels += u32::from(live && channel.enabled);
         let mut cells = by_channel.remove(&channel.id).unwrap_or_default();
         // Newest first: a replacement is newer than the cell it replaced.
         cells.sort_by_key(|c| std::cmp::Reverse((c.started_at, c.id)));
@@ -325,6 +336,7 @@ fn judge_channels<'a>(
                 Health::Unhealthy(why) => unhealthy.push((cell, why)),
             }
         }
+        let recording_wanted = live || channel.open_recording.is_some();
         if let Some((keep, extra)) = healthy.split_first() {
             wanted.healthy += 1;
             for cell in extra {
@@ -335,11 +347,25 @@ fn judge_channels<'a>(
                 });
             }
             for (cell, why) in unhealthy {
-                mark_dead(plan, dead_marked, cell, Reason::unhealthy(why));
+                if !why.may_be_capturing() || !recording_wanted {
+                    mark_dead(plan, dead_marked, cell, Reason::unhealthy(why));
+                } else if keep.caught_up {
+                    mark_dead(plan, dead_marked, cell, Reason::unhealthy_and(why, Reason::HandedOver { to: keep.id }));
+                } else {
+                    hand_over_pending(plan, cell, why, Some(keep.id));
+                }
             }
             continue;
         }
-        let recording_wanted = channel.live || channel.open_recording.is_some();
+        // An observer saw the broadcast end after the probe that says live:
+        // no start until a newer probe says so too.
+        if let Some(ended) = channel.last_ended_at.filter(|_| channel.live && !live && channel.open_recording.is_none())
+        {
+            plan.report.skipped.push(Skipped {
+                subject: format!("channel {}", channel.login),
+                reason: Reason::ProbePredatesEnd { login: channel.login.clone(), ended },
+            });
+        }
         let mut unhealthy = unhealthy.into_iter();
         match unhealthy.next() {
             Some((newest, why)) if recording_wanted => wanted.replacements.push((channel, newest, why)),
@@ -347,9 +373,7 @@ fn judge_channels<'a>(
                 let offline = Reason::ChannelOffline { login: channel.login.clone() };
                 mark_dead(plan, dead_marked, newest, Reason::unhealthy_and(why, offline));
             }
-            None if channel.live => {
-                wanted.starts.push((channel, Reason::LiveWithoutObserver { login: channel.login.clone() }))
-            }
+            None if live => wanted.starts.push((channel, Reason::LiveWithoutObserver { login: channel.login.clone() })),
             None => {
                 if let Some(recording) = channel.open_recording {
                     wanted.starts.push((channel, Reason::LeftOpen { recording, login: channel.login.clone() }));
@@ -357,10 +381,24 @@ fn judge_channels<'a>(
             }
         }
         for (cell, why) in unhealthy {
-            mark_dead(plan, dead_marked, cell, Reason::unhealthy_and(why, Reason::Superseded));
+            if recording_wanted && why.may_be_capturing() {
+                hand_over_pending(plan, cell, why, None);
+            } else {
+                mark_dead(plan, dead_marked, cell, Reason::unhealthy_and(why, Reason::Superseded));
+            }
         }
     }
     wanted
+}
+
+/// Leave a silent observer running until its replacement has fetched, and
+/// say so in the report.
+fn hand_over_pending(plan: &mut Plan, cell: &CellView, why: Sickness, to: Option<Uuid>) {
+    plan.report.observers_handing_over += 1;
+    plan.report.skipped.push(Skipped {
+        subject: format!("observer cell {}", cell.id),
+        reason: Reason::HandOverPending { old: cell.id, why, to },
+    });
 }
 
 /// Replace dead observers while the observer budget lasts and the
@@ -374,21 +412,32 @@ fn schedule_replacements(
     dead_marked: &mut HashSet<Uuid>,
 ) {
     for (channel, old, why) in replacements {
+        // A silent cell may be the only one still capturing: it keeps
+        // running until its replacement has fetched (`judge_channels`).
+        let stop_old = !why.may_be_capturing();
         match may_start(channel, policy, now, budget, plan, true) {
             Admission::Go => {}
-            Admission::BackingOff => {
+            Admission::BackingOff if stop_old => {
                 // The dead cell is buried now; the channel gets its observer when the backoff ends.
                 mark_dead(plan, dead_marked, old, Reason::unhealthy_and(why, Reason::ReplacementWaits));
                 continue;
             }
-            Admission::NoBudget => continue,
+            Admission::BackingOff | Admission::NoBudget => {
+                if !stop_old {
+                    hand_over_pending(plan, old, why, None);
+                }
+                continue;
+            }
         }
-        dead_marked.insert(old.id);
+        if stop_old {
+            dead_marked.insert(old.id);
+        }
         plan.report.observers_to_replace += 1;
         plan.actions.push(Planned {
             action: Action::ReplaceObserver {
                 old: old.id,
                 old_ref: old.backend_ref.clone(),
+                stop_old,
                 channel_id: channel.id,
                 login: channel.login.clone(),
                 name: channel.name.clone(),

@@ -35,6 +35,29 @@ pub struct ChannelView {
     /// the next may be tried (exponential backoff).
     pub start_failures: u32,
     pub start_retry_at: Option<DateTime<Utc>>,
+    /// When the observation behind `live` was made (the probe's start).
+    pub probed_at: Option<DateTime<Utc>>,
+    /// When the channel's last live recording ended (finalized), if one did.
+    pub last_ended_at: Option<DateTime<Utc>>,
+}
+
+impl ChannelView {
+    /// Live, by a probe made after the channel's last recording ended. An
+    /// observer that saw a broadcast end knows more than any probe older than
+    /// that end: a source that keeps serving its final playlist (or a
+    /// platform API that lags) must not start the same broadcast again.
+    pub fn live_after_end(&self) -> bool {
+        self.live && !self.probe_predates_end()
+    }
+
+    /// The last recording ended after (or without) the probe that says live.
+    pub fn probe_predates_end(&self) -> bool {
+        match (self.last_ended_at, self.probed_at) {
+            (Some(end), Some(probe)) => probe <= end,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
 }
 
 /// A cell row in an active state.
@@ -52,6 +75,9 @@ pub struct CellView {
     pub last_heartbeat: Option<DateTime<Utc>>,
     /// Jobs this cell holds right now (harvest cells).
     pub running_jobs: u32,
+    /// An observer that holds its lease and has fetched from the source (or
+    /// found it offline): a cell it replaces may stop now.
+    pub caught_up: bool,
 }
 
 /// Something the launcher backend runs under this colony's labels.

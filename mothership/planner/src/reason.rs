@@ -23,6 +23,15 @@ pub enum Sickness {
     NoFirstHeartbeat { after: Duration, grace: Duration },
 }
 
+impl Sickness {
+    /// The cell may still be fetching and uploading: it only stopped
+    /// answering Postgres (a partition, a half-open connection, a pause).
+    /// One its backend reports gone, or that never had its lease, is not.
+    pub fn may_be_capturing(&self) -> bool {
+        matches!(self, Sickness::Silent { .. })
+    }
+}
+
 impl fmt::Display for Sickness {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = humantime::format_duration;
@@ -78,6 +87,24 @@ pub enum Reason {
     Superseded,
     /// Said of a dead observer whose replacement waits for the start backoff.
     ReplacementWaits,
+    /// Said of a silent observer whose replacement `to` holds the lease and
+    /// has fetched: the hand-over is made, the old cell may stop.
+    HandedOver {
+        to: Uuid,
+    },
+    /// A silent observer is left running: it may be the only one still
+    /// capturing, and its replacement (`to`, if started) has not fetched yet.
+    HandOverPending {
+        old: Uuid,
+        why: Sickness,
+        to: Option<Uuid>,
+    },
+    /// The probe that says live predates the end of the channel's last
+    /// recording: no start until a newer probe.
+    ProbePredatesEnd {
+        login: String,
+        ended: DateTime<Utc>,
+    },
     /// A dead observer is replaced; the replacement continues the recording.
     Replace {
         old: Uuid,
@@ -155,6 +182,20 @@ impl fmt::Display for Reason {
             Reason::ChannelOffline { login } => write!(f, "channel {login} is offline"),
             Reason::Superseded => f.write_str("superseded"),
             Reason::ReplacementWaits => f.write_str("its replacement waits"),
+            Reason::HandedOver { to } => write!(f, "its replacement {to} holds the lease and has fetched"),
+            Reason::HandOverPending { old, why, to: Some(to) } => write!(
+                f,
+                "observer {old} {why}; it keeps running, as it may still be capturing, until its replacement {to} has fetched"
+            ),
+            Reason::HandOverPending { old, why, to: None } => write!(
+                f,
+                "observer {old} {why}; it keeps running, as it may still be capturing, until a replacement has fetched"
+            ),
+            Reason::ProbePredatesEnd { login, ended } => write!(
+                f,
+                "channel {login}'s last recording ended at {}, after the probe that says live; waiting for a newer probe",
+                ended.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
             Reason::Replace { old, why } => {
                 write!(f, "observer {old} {why}; the replacement continues the same recording")
             }

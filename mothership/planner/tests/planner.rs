@@ -42,6 +42,8 @@ fn channel(n: i64, live: bool) -> ChannelView {
         open_recording: None,
         start_failures: 0,
         start_retry_at: None,
+        probed_at: Some(now() - Ago::seconds(5)),
+        last_ended_at: None,
     }
 }
 
@@ -57,6 +59,7 @@ fn cell(n: u128, kind: CellKind, channel: Option<i64>, started: i64, beat: Optio
         started_at: now() - Ago::seconds(started),
         last_heartbeat: beat.map(|b| now() - Ago::seconds(b)),
         running_jobs: 0,
+        caught_up: beat.is_some(),
     }
 }
 
@@ -283,6 +286,93 @@ fn a_cell_the_backend_reports_exited_is_replaced_at_once_grace_or_not() {
     assert!(plan(&o, &policy(), now()).actions.is_empty());
 }
 
+/// Issue 24, finding 1: a replacement stopped the old observer at once,
+/// although the old one, cut only from Postgres, was the only cell still
+/// capturing; its replacement could not reach Postgres either, and the
+/// source's window moved on in between. Make before break: the silent cell
+/// keeps running (and uploading adoptable objects) until a replacement
+/// holds the lease and has fetched, through any number of failed
+/// replacements; only then is it stopped.
+#[test]
+fn a_silent_observer_keeps_running_until_its_replacement_has_fetched() {
+    let old = observer(10, 1, 61);
+    let p = plan(&observed(vec![channel(1, true)], vec![old.clone()]), &policy(), now());
+    assert_eq!(names(&p), ["replace_observer"]);
+    let Action::ReplaceObserver { old: replaced, stop_old, .. } = &p.actions[0].action else { unreachable!() };
+    assert_eq!((*replaced, *stop_old), (id(10), false), "the silent cell must not be stopped by its replacement");
+
+    // The replacement runs but has not fetched yet: nothing is stopped.
+    let mut new = cell(11, CellKind::Observer, Some(1), 5, Some(1));
+    new.caught_up = false;
+    let p = plan(&observed(vec![channel(1, true)], vec![old.clone(), new.clone()]), &policy(), now());
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.report.observers_handing_over, 1);
+    let pending = &p.report.skipped[0].reason;
+    assert_eq!(pending, &Reason::HandOverPending { old: id(10), why: silent(61), to: Some(id(11)) });
+    assert!(pending.to_string().contains("keeps running"), "{pending}");
+
+    // The replacement died before it fetched (it could not reach Postgres
+    // either): it is buried and replaced again, and the old one still runs.
+    let mut o = observed(vec![channel(1, true)], vec![old.clone(), new.clone()]);
+    o.instances.as_mut().unwrap()[1].running = false;
+    let p = plan(&o, &policy(), now());
+    assert_eq!(names(&p), ["replace_observer"], "{:?}", p.actions);
+    let Action::ReplaceObserver { old: replaced, stop_old, .. } = &p.actions[0].action else { unreachable!() };
+    assert_eq!((*replaced, *stop_old), (id(11), true), "the exited replacement is buried");
+    assert!(!p.actions.iter().any(|a| matches!(a.action, Action::MarkDead { cell, .. } if cell == id(10))));
+
+    // The replacement has fetched: now the old one is stopped.
+    new.caught_up = true;
+    let p = plan(&observed(vec![channel(1, true)], vec![old, new]), &policy(), now());
+    assert_eq!(names(&p), ["mark_dead"]);
+    assert!(matches!(p.actions[0].action, Action::MarkDead { cell, .. } if cell == id(10)));
+    assert_eq!(p.actions[0].reason, Reason::unhealthy_and(silent(61), Reason::HandedOver { to: id(11) }));
+}
+
+/// A cell its backend reports gone is not capturing: its replacement
+/// buries it at once, as before.
+#[test]
+fn an_observer_that_is_gone_is_buried_by_its_replacement() {
+    let mut o = observed(vec![channel(1, true)], vec![observer(10, 1, 61)]);
+    o.instances = Some(vec![]);
+    let p = plan(&o, &policy(), now());
+    let Action::ReplaceObserver { stop_old, .. } = &p.actions[0].action else { unreachable!() };
+    assert!(*stop_old);
+    // And a silent observer of a channel that is offline with nothing open is buried.
+    let p = plan(&observed(vec![channel(1, false)], vec![observer(10, 1, 61)]), &policy(), now());
+    assert_eq!(names(&p), ["mark_dead"]);
+}
+
+/// Issue 24, finding 3: an observer finalized a recording after
+/// `EXT-X-ENDLIST`, and the next tick started a second observer for the
+/// same channel on a probe made before that end; a source that keeps its
+/// final playlist up was recorded twice. No start until a newer probe.
+#[test]
+fn a_probe_older_than_the_last_end_starts_nothing() {
+    let mut ch = channel(1, true);
+    ch.probed_at = Some(now() - Ago::seconds(20));
+    ch.last_ended_at = Some(now() - Ago::seconds(1));
+    let p = plan(&observed(vec![ch.clone()], vec![]), &policy(), now());
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.report.live_channels, 0);
+    assert!(matches!(&p.report.skipped[0].reason, Reason::ProbePredatesEnd { login, .. } if login == "ch1"));
+    // A probe newer than the end that still says live: a new broadcast.
+    ch.probed_at = Some(now());
+    assert_eq!(names(&plan(&observed(vec![ch.clone()], vec![]), &policy(), now())), ["start_observer"]);
+    // A recording left open is finished whatever the probe says.
+    ch.probed_at = Some(now() - Ago::seconds(20));
+    ch.open_recording = Some(7);
+    assert_eq!(names(&plan(&observed(vec![ch], vec![]), &policy(), now())), ["start_observer"]);
+}
+
+fn silent(secs: u64) -> Sickness {
+    Sickness::Silent {
+        silent: std::time::Duration::from_secs(secs),
+        timeout: std::time::Duration::from_secs(60),
+        since_restart: false,
+    }
+}
+
 /// Defect: a failing start was tried again on every tick, with no backoff.
 #[test]
 fn a_start_that_keeps_failing_backs_off_and_says_until_when() {
@@ -301,10 +391,15 @@ fn a_start_that_keeps_failing_backs_off_and_says_until_when() {
     // When the backoff has passed, it is tried again.
     ch.start_retry_at = Some(now() - Ago::seconds(1));
     assert_eq!(names(&plan(&observed(vec![ch.clone()], vec![]), &policy(), now())), ["start_observer"]);
-    // A dead observer is buried while its replacement waits.
+    // A dead observer is buried while its replacement waits; a silent one
+    // may still be capturing, so it keeps running meanwhile.
     ch.start_retry_at = Some(now() + Ago::seconds(30));
+    let mut o = observed(vec![ch.clone()], vec![observer(1, 1, 300)]);
+    o.instances = Some(vec![]);
+    assert_eq!(names(&plan(&o, &policy(), now())), ["mark_dead"]);
     let p = plan(&observed(vec![ch], vec![observer(1, 1, 300)]), &policy(), now());
-    assert_eq!(names(&p), ["mark_dead"]);
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert!(p.report.skipped.iter().any(|s| matches!(s.reason, Reason::HandOverPending { .. })));
     // The harvest pool backs off the same way.
     let mut o = observed(vec![], vec![]);
     o.queue.ready = 5;
@@ -363,6 +458,7 @@ fn apply(o: &Observed, p: &Plan, t: DateTime<Utc>) -> Observed {
             started_at: t,
             last_heartbeat: None,
             running_jobs: 0,
+            caught_up: false,
         }
     };
     let remove = |next: &mut Observed, cell: Uuid| {
@@ -374,7 +470,7 @@ fn apply(o: &Observed, p: &Plan, t: DateTime<Utc>) -> Observed {
     for planned in &p.actions {
         match &planned.action {
             Action::StartObserver { channel_id, .. } | Action::ReplaceObserver { channel_id, .. } => {
-                if let Action::ReplaceObserver { old, .. } = &planned.action {
+                if let Action::ReplaceObserver { old, stop_old: true, .. } = &planned.action {
                     remove(&mut next, *old);
                 }
                 let c = fresh(CellKind::Observer, Some(*channel_id));
@@ -507,9 +603,12 @@ proptest! {
     fn every_live_channel_ends_with_exactly_one_observer(o in arb_observed(), mut pol in arb_policy()) {
         pol.max_observers = 1000;
         let applied = apply(&o, &plan(&o, &pol, now()), now());
+        // Silent observers left running until their replacement has fetched
+        // are not counted: they are fenced out and on their way.
+        let silent = |c: &CellView| c.last_heartbeat.is_some_and(|b| now() - b > Ago::seconds(60));
         for ch in applied.channels.iter().filter(|c| c.live && c.enabled) {
             let observers = applied.cells.iter()
-                .filter(|c| c.kind == CellKind::Observer && c.channel_id == Some(ch.id) && c.state != ActiveState::Stopping)
+                .filter(|c| c.kind == CellKind::Observer && c.channel_id == Some(ch.id) && c.state != ActiveState::Stopping && !silent(c))
                 .count();
             prop_assert_eq!(observers, 1, "channel {} has {} observers", ch.id, observers);
         }

@@ -125,6 +125,7 @@ impl Recorder {
                     self.failures.remove(&seq);
                 }
                 self.record(row);
+                self.caught_up();
             }
             Fetched::Spooled { epoch, seq } => {
                 if current(epoch, self) {
@@ -132,7 +133,10 @@ impl Recorder {
                     self.failures.remove(&seq);
                 }
             }
-            Fetched::Unspooled { row } => self.record(row),
+            Fetched::Unspooled { row } => {
+                self.record(row);
+                self.caught_up();
+            }
             Fetched::Failed { epoch, seq, duration, error, lost_for_good } => {
                 if lost_for_good {
                     warn!(epoch, seq, %error, "segment cannot be fetched; recording an explicit gap");

@@ -115,6 +115,7 @@ pub(super) async fn start(
         adopting: resumed.rows > 0,
         adopt_init: resumed.last_init.clone(),
         confirmed,
+        caught_up: false,
         args,
         store,
         pool,

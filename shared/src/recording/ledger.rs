@@ -213,6 +213,7 @@ impl Ledger {
         cell_id: uuid::Uuid,
         progress: &Progress,
         state: RecordingState,
+        caught_up: bool,
     ) -> Result<(), LedgerError> {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query_scalar(
@@ -230,6 +231,9 @@ impl Ledger {
         }
         // Never revive a cell the mothership is stopping or has buried.
         crate::cells::heartbeat(&mut *tx, cell_id).await?;
+        if caught_up {
+            crate::cells::caught_up(&mut *tx, cell_id).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
