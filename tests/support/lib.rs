@@ -22,6 +22,7 @@ pub mod kick;
 pub mod live;
 pub mod mothership;
 pub mod moto;
+pub mod netns;
 pub mod observer;
 pub mod pg;
 mod proc;

@@ -142,6 +142,8 @@ struct Channel {
     failing_segments: HashSet<u64>,
     truncate_next_playlists: u32,
     segment_delay: Duration,
+    /// Segments are published this many times faster than their duration.
+    speed: f64,
     /// When each segment request arrived.
     segment_requests: Vec<Instant>,
     /// Sequences served as Twitch serves its stitched ads.
@@ -165,7 +167,7 @@ impl Channel {
             let dur = self.media.segments[self.next_index % self.media.segments.len()].1;
             let due = SystemTime::now() - now.duration_since(self.next_publish);
             self.publish_at(due);
-            self.next_publish += Duration::from_secs_f64(dur);
+            self.next_publish += Duration::from_secs_f64(dur / self.speed);
         }
     }
 
@@ -287,6 +289,7 @@ impl LiveSource {
             failing_segments: HashSet::new(),
             truncate_next_playlists: 0,
             segment_delay: Duration::ZERO,
+            speed: 1.0,
             segment_requests: Vec::new(),
             ads: HashSet::new(),
             token: None,
@@ -392,6 +395,12 @@ impl LiveSource {
     /// This segment answers again.
     pub fn heal_segment(&self, name: &str, seq: u64) {
         self.with(name, |c| c.failing_segments.remove(&seq));
+    }
+
+    /// Fast-forward: publish `factor` segments per segment duration.
+    pub fn speed(&self, name: &str, factor: f64) {
+        assert!(factor > 0.0);
+        self.with(name, |c| c.speed = factor);
     }
 
     /// Every segment response waits this long first (a slow CDN).
