@@ -209,6 +209,42 @@ async fn a_source_that_keeps_its_final_playlist_up_is_recorded_once() {
     colony.kill_cells().await;
 }
 
+/// A cell frozen inside a transaction (SIGSTOP between two statements of
+/// its heartbeat, found by `a_zombie_observer_never_overwrites_its_replacements_playlist`
+/// hanging) held its recording's row lock, and the replacement's hand-over
+/// (`assign_live`) waited on it for as long as the cell stayed frozen. A
+/// cell's sessions now end after `CELL_IDLE_IN_TRANSACTION` idle in one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cell_frozen_inside_a_transaction_does_not_hold_up_its_hand_over() {
+    let rig = Rig::file().await;
+    let channel = rig.channel("frozen", "http://unused.invalid/").await;
+    let (_, a) = rig.assign(channel).await;
+    let args = colony::config::DatabaseArgs {
+        database_url: rig.db.role_url(Role::Observer).parse().unwrap(),
+        db_max_connections: 1,
+        db_connect_timeout: SECS(5).into(),
+        statement_timeout: SECS(60).into(),
+    };
+    let cell = colony::db::connect_within(&args, SECS(5)).await.unwrap();
+    let mut frozen = cell.begin().await.unwrap();
+    sqlx::query("UPDATE recordings SET segment_count = segment_count WHERE id = $1 AND lease_token = $2")
+        .bind(a.recording_id)
+        .bind(a.lease_token)
+        .execute(&mut *frozen)
+        .await
+        .unwrap();
+    // The cell freezes here, its transaction open. The mothership hands over.
+    let started = Instant::now();
+    let (_, b) = tokio::time::timeout(SECS(40), rig.assign(channel))
+        .await
+        .expect("the hand-over waited on the frozen cell's row lock");
+    assert!(b.lease_token > a.lease_token);
+    assert!(started.elapsed() >= colony::db::CELL_IDLE_IN_TRANSACTION.saturating_sub(SECS(1)));
+    // The frozen cell's session is gone: its next statement fails.
+    let late = sqlx::query("SELECT 1").execute(&mut *frozen).await;
+    assert!(late.is_err(), "the frozen session was not ended");
+}
+
 fn tail_of(log: &str) -> &str {
     let mut from = log.len().saturating_sub(4000);
     while !log.is_char_boundary(from) {

@@ -49,6 +49,8 @@ pub struct Writer {
     confirmed: Arc<Mutex<Instant>>,
     pending: VecDeque<LedgerRow>,
     heartbeat: Option<(Progress, RecordingState, bool)>,
+    /// Postgres has the cell's `caught_up_at`.
+    caught_up_told: bool,
     fenced: watch::Sender<bool>,
     db_down_since: Option<std::time::Instant>,
 }
@@ -72,6 +74,7 @@ impl Writer {
             confirmed,
             pending: VecDeque::new(),
             heartbeat: None,
+            caught_up_told: false,
             fenced,
             db_down_since: None,
         };
@@ -141,8 +144,13 @@ impl Writer {
             }
         }
         if let Some((progress, state, caught_up)) = self.heartbeat.take() {
-            match timed(self.ledger.heartbeat(self.cell_id, &progress, state, caught_up)).await {
-                Ok(()) => self.database_answered(),
+            // Said once: the row keeps the first time.
+            let tell = caught_up && !self.caught_up_told;
+            match timed(self.ledger.heartbeat(self.cell_id, &progress, state, tell)).await {
+                Ok(()) => {
+                    self.caught_up_told |= tell;
+                    self.database_answered()
+                }
                 Err(e @ LedgerError::Fenced { .. }) => return Err(e),
                 Err(e) => {
                     self.heartbeat.get_or_insert((progress, state, caught_up));

@@ -70,9 +70,30 @@ pub async fn connect_url(
     timeout: Duration,
     statement_timeout: Option<Duration>,
 ) -> Result<PgPool, DbError> {
+    connect_url_with(url, max_connections, timeout, statement_timeout, None).await
+}
+
+/// How long a cell's connection may sit inside a transaction between two
+/// statements before Postgres ends its session. Every transaction a cell
+/// opens is a few statements with no other I/O between them; a cell frozen
+/// in one (SIGSTOP, a paused VM, a partition mid-transaction) would hold
+/// its recording's row lock forever, and its replacement's hand-over
+/// (`assign_live`) would wait on it.
+pub const CELL_IDLE_IN_TRANSACTION: Duration = Duration::from_secs(10);
+
+async fn connect_url_with(
+    url: &DatabaseUrl,
+    max_connections: u32,
+    timeout: Duration,
+    statement_timeout: Option<Duration>,
+    idle_in_transaction: Option<Duration>,
+) -> Result<PgPool, DbError> {
     let mut options = url.connect_options();
     if let Some(limit) = statement_timeout.filter(|t| !t.is_zero()) {
         options = options.options([("statement_timeout", format!("{}ms", limit.as_millis()))]);
+    }
+    if let Some(limit) = idle_in_transaction {
+        options = options.options([("idle_in_transaction_session_timeout", format!("{}ms", limit.as_millis()))]);
     }
     PgPoolOptions::new()
         .max_connections(max_connections.max(1))
@@ -85,11 +106,16 @@ pub async fn connect_url(
 /// Open a pool, with `--statement-timeout` on every statement, and refuse a
 /// database whose schema is not this binary's.
 pub async fn connect(args: &DatabaseArgs) -> Result<PgPool, DbError> {
-    let pool = connect_url(
+    connect_checked(args, None).await
+}
+
+async fn connect_checked(args: &DatabaseArgs, idle_in_transaction: Option<Duration>) -> Result<PgPool, DbError> {
+    let pool = connect_url_with(
         &args.database_url,
         args.db_max_connections,
         args.db_connect_timeout.into(),
         Some(args.statement_timeout.into()),
+        idle_in_transaction,
     )
     .await?;
     check_schema(&pool, &args.database_url.redacted()).await?;
@@ -99,7 +125,8 @@ pub async fn connect(args: &DatabaseArgs) -> Result<PgPool, DbError> {
 /// [`connect`] for a cell: a Postgres it cannot reach yet (a partition, a
 /// restart, a half-open route) is tried again with backoff until `grace`
 /// has passed since the first try. A schema that is not this binary's is
-/// refused at once: waiting does not fix configuration.
+/// refused at once: waiting does not fix configuration. Its sessions end
+/// after [`CELL_IDLE_IN_TRANSACTION`] idle inside a transaction.
 pub async fn connect_within(args: &DatabaseArgs, grace: Duration) -> Result<PgPool, DbError> {
     let deadline = tokio::time::Instant::now() + grace;
     let mut wait = Duration::from_millis(500);
@@ -107,7 +134,8 @@ pub async fn connect_within(args: &DatabaseArgs, grace: Duration) -> Result<PgPo
     loop {
         tries += 1;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let attempt = match tokio::time::timeout(left.max(Duration::from_secs(1)), connect(args)).await {
+        let connecting = connect_checked(args, Some(CELL_IDLE_IN_TRANSACTION));
+        let attempt = match tokio::time::timeout(left.max(Duration::from_secs(1)), connecting).await {
             Ok(attempt) => attempt,
             Err(_) => Err(DbError::Connect { url: args.database_url.redacted(), source: sqlx::Error::PoolTimedOut }),
         };
