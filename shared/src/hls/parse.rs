@@ -128,12 +128,27 @@ impl std::str::FromStr for VariantChoice {
 }
 
 /// Refuse input larger than `limits` before the parser allocates for it.
+///
+/// Counted as the parser reads: a lone CR ends a line as LF does, and a
+/// bare URI line is a segment whether or not an `#EXTINF` precedes it.
 fn check_size(bytes: &[u8], limits: ParseLimits) -> Result<(), ParseError> {
-    let lines = bytes.iter().filter(|b| **b == b'\n').count() + 1;
+    let (mut lines, mut tagged, mut uris) = (0usize, 0usize, 0usize);
+    for line in bytes.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        for piece in line.split(|b| *b == b'\r') {
+            lines += 1;
+            let piece = piece.trim_ascii();
+            if piece.starts_with(b"#EXTINF:") {
+                tagged += 1;
+            } else if piece.first().is_some_and(|b| *b != b'#') {
+                uris += 1;
+            }
+        }
+    }
     if lines > limits.max_lines {
         return Err(ParseError::TooLarge { what: "lines", found: lines, limit: limits.max_lines });
     }
-    let segments = bytes.windows(8).filter(|w| w == b"#EXTINF:").count();
+    let segments = tagged.max(uris);
     if segments > limits.max_segments {
         return Err(ParseError::TooLarge { what: "segments", found: segments, limit: limits.max_segments });
     }
@@ -516,5 +531,31 @@ mid/index.m3u8
         );
         let few_lines = ParseLimits { max_segments: 100, max_lines: 10 };
         assert!(matches!(parse_playlist(text.as_bytes(), &base(), few_lines), Err(ParseError::TooLarge { .. })));
+    }
+
+    /// Issue 24, found by the fuzz edges: the size check counted lines by LF
+    /// and segments by `#EXTINF`, but the parser also ends a line at a lone
+    /// CR and makes a segment of a bare URI line, so 60,000 URI lines parsed
+    /// into 60,000 live segments and 1 MiB of `#X\r` allocated 114 MB.
+    #[test]
+    fn the_size_check_counts_lines_and_segments_as_the_parser_reads_them() {
+        let small = ParseLimits { max_segments: 10, max_lines: 1000 };
+        let mut bare = String::from("#EXTM3U\n#EXT-X-TARGETDURATION:2\n");
+        for i in 0..20 {
+            bare.push_str(&format!("{i}.ts\n"));
+        }
+        assert_eq!(
+            parse_media(bare.as_bytes(), &base(), small).unwrap_err(),
+            ParseError::TooLarge { what: "segments", found: 20, limit: 10 }
+        );
+        let cr = format!("#EXTM3U\r{}", "#X\r".repeat(2000));
+        assert!(matches!(
+            parse_playlist(cr.as_bytes(), &base(), small),
+            Err(ParseError::TooLarge { what: "lines", found: 2001, .. })
+        ));
+        // CRLF is one line ending, not two.
+        let crlf = "#EXTM3U\r\n#EXT-X-TARGETDURATION:2\r\n#EXTINF:2,\r\n0.ts\r\n";
+        let limits = ParseLimits { max_segments: 1, max_lines: 5 };
+        assert!(parse_media(crlf.as_bytes(), &base(), limits).is_ok());
     }
 }
