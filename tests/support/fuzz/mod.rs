@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 
+pub mod edges;
 pub mod irc;
 pub mod playlist;
 
@@ -103,10 +104,11 @@ pub(crate) fn mutate(
     }
 }
 
-/// Serialises the fuzz runs of one test binary: the allocation bound is
-/// measured on a process-wide counter, so two runs at once would blur it.
+/// Serialises the fuzz runs of one test binary, and any test of that binary
+/// that allocates much: the allocation bound is measured on a process-wide
+/// counter, so two at once would blur it.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
