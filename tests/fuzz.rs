@@ -177,8 +177,50 @@ fn irc_lines_from_anywhere_never_panic_and_stay_within_their_caps() {
     let cases = cases();
     let started = std::time::Instant::now();
     let report = run_irc(cases).unwrap_or_else(|e| panic!("fuzzing found a counterexample: {e}"));
-    eprintln!("irc fuzz: {report:?} in {:.1?}", started.elapsed());
-    assert_eq!(report.cases, cases as usize);
-    assert!(report.messages > 0, "no generated line became a message: the generator is broken");
-    assert!(report.refused > 0, "no generated line was refused: the generator is too tame");
+    eprintln!("irc fuzz: {report:#?} in {:.1?}", started.elapsed());
+    assert_eq!(report.cases, cases as usize, "cases that ran to their end");
+
+    // Every event and every reason to refuse a line, reached.
+    let (e, r) = (report.events, report.refusals);
+    for (what, n) in [
+        ("a message", e.messages),
+        ("a PING", e.pings),
+        ("a RECONNECT", e.reconnects),
+        ("a join", e.joins),
+        ("a failed login", e.login_failures),
+        ("another command", e.other),
+        ("refused as too long", r.too_long),
+        ("refused as empty", r.empty),
+        ("refused for a control character", r.control_character),
+        ("refused without a command", r.no_command),
+        ("refused for a bad command", r.bad_command),
+        ("refused for too many parameters", r.too_many_params),
+        ("refused for a missing part", r.missing),
+    ] {
+        assert!(n > 0, "no line was {what}: the generators no longer reach it ({e:?}, {r:?})");
+    }
+    // Every cap, kept whole at it and cut (or refused) past it.
+    let c = report.caps;
+    for (cap, n) in [
+        ("a line at its cap", c.line_at),
+        ("a line with the most parameters", c.params_per_line_at),
+        ("a text at its cap", c.text_at),
+        ("a text cut", c.text_cut),
+        ("a field at its cap", c.field_at),
+        ("a field cut", c.field_cut),
+        ("emotes at their cap", c.emotes_at),
+        ("emotes cut", c.emotes_cut),
+        ("badges at their cap", c.badges_at),
+        ("badges cut", c.badges_cut),
+        ("parameters at their cap", c.params_at),
+        ("parameters cut", c.params_cut),
+    ] {
+        assert!(n > 0, "no line reached {cap} ({c:?})");
+    }
+    // Near the allocation bound, as for the playlists.
+    assert!(
+        report.worst_share_of_bound >= 0.7,
+        "the worst line used {:.0} % of its allocation bound: tighten the bound or restore the generators",
+        report.worst_share_of_bound * 100.0
+    );
 }
