@@ -250,6 +250,12 @@ async fn the_compose_stack_starts_records_a_channel_is_scraped_and_goes_away() {
                 .unwrap();
         assert_eq!((state.as_str(), ended), ("interrupted", true), "the observer finalized the recording on SIGTERM");
         pool.close().await;
+        // The queries that must come back empty after down see the stack
+        // before it: an empty answer then means gone, not missed by a filter
+        // (and a failed docker command panics instead of answering nothing).
+        assert!(!stack.project_containers().is_empty(), "no container of the project found before down");
+        assert!(!stack.network().is_empty(), "the stack's network not found before down");
+        assert!(!stack.volumes().is_empty(), "the project's named volumes not found before down");
         let down = tokio::task::spawn_blocking({
             let stack = stack.clone();
             move || stack.down()
@@ -259,11 +265,8 @@ async fn the_compose_stack_starts_records_a_channel_is_scraped_and_goes_away() {
         assert!(down.status.success(), "compose down failed:\n{}", String::from_utf8_lossy(&down.stderr));
         assert_eq!(stack.project_containers(), Vec::<String>::new(), "containers of the project after down");
         assert_eq!(stack.cells(), Vec::new(), "cell containers of the colony after down");
-        let network = docker(&["network", "ls", "-q", "--filter", &format!("name=^{}$", stack.project)]);
-        assert!(network.is_empty(), "the stack's network outlived down");
-        let volumes =
-            docker(&["volume", "ls", "-q", "--filter", &format!("label=com.docker.compose.project={}", stack.project)]);
-        assert!(volumes.is_empty(), "down -v left volumes: {volumes}");
+        assert_eq!(stack.network(), "", "the stack's network outlived down");
+        assert_eq!(stack.volumes(), Vec::<String>::new(), "down -v left volumes");
         assert!(failures.is_empty(), "the stack ran, but:\n- {}", failures.join("\n- "));
     })
     .await;

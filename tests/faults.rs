@@ -135,32 +135,42 @@ async fn a_worker_cut_off_from_postgres_stops_its_job_and_its_ffmpeg() {
     let (proxy, through) = Blackhole::in_front_of(&rig.db.role_url(Role::Harvest)).await;
     let mut cmd = rig.cell("harvest-cell");
     cmd.env("DATABASE_URL", &through).env("HARVEST_LEASE", "4s").env("HARVEST_POLL", "500ms").arg("--drain");
-    let worker = cmd.spawn().unwrap();
+    let mut worker = cmd.spawn().unwrap();
     let pid = worker.id().unwrap();
     // The worker's child processes (ffmpeg), whichever of its threads started them.
     let ffmpeg = || -> Vec<u32> {
-        let tasks =
-            std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap_or_else(|e| panic!("the worker ({pid}) is gone: {e}"))
+            .flatten()
+            .collect::<Vec<_>>();
         tasks
             .iter()
             .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
             .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
             .collect()
     };
-    colony_tests::eventually("ffmpeg to run the job", SECS(30), || async { (!ffmpeg().is_empty()).then_some(()) })
-        .await;
+    let started = colony_tests::eventually("ffmpeg to run the job", SECS(30), || async {
+        Some(ffmpeg()).filter(|f| !f.is_empty())
+    })
+    .await;
     proxy.cut();
     let cut = Instant::now();
-    // Half the lease (2s) and a renewal attempt later, the job is stopped.
+    // Half the lease (2s) and a renewal attempt later, the job is stopped:
+    // the ffmpeg that ran it is gone (not merely no longer the worker's
+    // child, as it would be if the worker died and left it running).
+    let running = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+    };
     colony_tests::eventually("the worker to stop the job and its ffmpeg", SECS(10), || async {
-        ffmpeg().is_empty().then_some(())
+        (!started.iter().any(running) && ffmpeg().is_empty()).then_some(())
     })
     .await;
     assert!(cut.elapsed() < SECS(8), "stopped only after {:?}", cut.elapsed());
+    assert_eq!(worker.try_wait().unwrap(), None, "the worker stopped the job by dying");
     let state: String =
         sqlx::query_scalar("SELECT state::text FROM jobs WHERE id = $1").bind(job).fetch_one(&rig.pool).await.unwrap();
     assert_eq!(state, "running", "nothing was reported for the job: its lease simply runs out");
-    let mut worker = worker;
     let _ = worker.start_kill();
     let _ = worker.wait().await;
 }

@@ -457,11 +457,16 @@ async fn hostile_sources_cannot_stop_a_colony_or_cost_an_honest_channel_a_segmen
     assert_eq!(stored, published, "the honest channel lost segments");
     assert!(rows.iter().all(|r| !r.is_gap && r.epoch == 0));
 
-    // No cell panicked.
+    // No cell panicked: every cell's log read (lossily: a hostile source's
+    // bytes may not be UTF-8), and none says so.
+    let mut logs = 0;
     for log in std::fs::read_dir(colony.logs.path()).unwrap().flatten() {
-        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        let bytes = std::fs::read(log.path()).unwrap_or_else(|e| panic!("cannot read {}: {e}", log.path().display()));
+        let text = String::from_utf8_lossy(&bytes);
         assert!(!text.contains("panicked"), "{} panicked:\n{text}", log.path().display());
+        logs += 1;
     }
+    assert!(logs >= peaks.len(), "{logs} cell logs for {} observers", peaks.len());
     // Memory stayed bounded everywhere.
     for (login, peak) in &peaks {
         assert!(*peak < RSS_BOUND_MIB, "observer of {login}: peak RSS {peak:.1} MiB");

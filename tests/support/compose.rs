@@ -63,12 +63,21 @@ fn hex(bytes: usize) -> String {
     (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
 }
 
-/// Run `docker ARGS` and return its trimmed stdout (empty on failure).
-pub fn docker(args: &[&str]) -> String {
-    match Command::new("docker").args(args).output() {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        _ => String::new(),
+/// Run `docker ARGS`: its trimmed stdout, or the command, its status and
+/// its stderr when it fails.
+pub fn try_docker(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker").args(args).output().map_err(|e| format!("cannot run docker {args:?}: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("docker {args:?} failed ({}): {}", out.status, stderr.trim()));
     }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Run `docker ARGS` and return its trimmed stdout. A failure panics with
+/// the command and its stderr: an empty answer is always docker's own.
+pub fn docker(args: &[&str]) -> String {
+    try_docker(args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A compose project of `infra/compose.yaml` plus a test override file.
@@ -231,37 +240,62 @@ impl Stack {
 
     /// The colony's instance id: its cells carry it as `colony.instance`.
     pub fn set_instance(&self, instance: &str) {
-        *self.instance.lock().unwrap() = Some(instance.to_owned());
+        *self.instance.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(instance.to_owned());
     }
 
     /// Containers of this compose project, running or not.
     pub fn project_containers(&self) -> Vec<String> {
+        self.try_project_containers().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_project_containers(&self) -> Result<Vec<String>, String> {
         let filter = format!("label=com.docker.compose.project={}", self.project);
-        docker(&["ps", "-aq", "--filter", &filter]).lines().map(str::to_owned).collect()
+        Ok(try_docker(&["ps", "-aq", "--filter", &filter])?.lines().map(str::to_owned).collect())
     }
 
     /// Cell containers labelled with this colony, running or not:
-    /// (id, kind, state).
+    /// (id, kind, state). Panics before the instance is known: no answer
+    /// could be trusted then.
     pub fn cells(&self) -> Vec<(String, String, String)> {
-        let Some(instance) = self.instance.lock().unwrap().clone() else { return Vec::new() };
+        self.try_cells().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_cells(&self) -> Result<Vec<(String, String, String)>, String> {
+        let instance = self.instance().ok_or("the colony's instance id is not known yet (set_instance)")?;
         let filter = format!("label=colony.instance={instance}");
-        docker(&["ps", "-a", "--filter", &filter, "--format", "{{.ID}} {{.Label \"colony.cell.kind\"}} {{.State}}"])
+        let format = "{{.ID}} {{.Label \"colony.cell.kind\"}} {{.State}}";
+        Ok(try_docker(&["ps", "-a", "--filter", &filter, "--format", format])?
             .lines()
             .filter_map(|l| {
                 let mut w = l.split_whitespace().map(str::to_owned);
                 Some((w.next()?, w.next()?, w.next()?))
             })
-            .collect()
+            .collect())
     }
 
-    /// The observer spool volume the docker launcher made for this colony.
-    pub fn remove_spool_volume(&self) {
-        if let Some(instance) = self.instance.lock().unwrap().clone() {
-            let filter = format!("label=colony.instance={instance}");
-            for volume in docker(&["volume", "ls", "-q", "--filter", &filter]).lines() {
-                docker(&["volume", "rm", "-f", volume]);
-            }
+    fn instance(&self) -> Option<String> {
+        self.instance.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The stack's network, by its exact name: its id, or "" when there is none.
+    pub fn network(&self) -> String {
+        docker(&["network", "ls", "-q", "--filter", &format!("name=^{}$", self.project)])
+    }
+
+    /// The project's named volumes (compose labels them with the project).
+    pub fn volumes(&self) -> Vec<String> {
+        let filter = format!("label=com.docker.compose.project={}", self.project);
+        docker(&["volume", "ls", "-q", "--filter", &filter]).lines().map(str::to_owned).collect()
+    }
+
+    /// The observer spool volumes the docker launcher made for this colony.
+    fn remove_spool_volumes(&self) -> Result<(), String> {
+        let Some(instance) = self.instance() else { return Ok(()) };
+        let filter = format!("label=colony.instance={instance}");
+        for volume in try_docker(&["volume", "ls", "-q", "--filter", &filter])?.lines() {
+            try_docker(&["volume", "rm", "-f", volume])?;
         }
+        Ok(())
     }
 
     /// `down -v`: the project's containers, network and volumes.
@@ -270,22 +304,42 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// Take down whatever the project and the colony left, in order: the
+    /// loop first, so that it starts no cell after the sweep; then the
+    /// cells, because the network cannot go while they are attached to it.
+    fn sweep(&self) -> Result<(), String> {
+        // Down follows whatever stop answers (it fails on a project already down).
+        let _ = self.compose(&["stop", "-t", "10", "mothership"]);
+        let cells = || Ok::<_, String>(if self.instance().is_some() { self.try_cells()? } else { Vec::new() });
+        for (id, _, _) in cells()? {
+            try_docker(&["rm", "-f", &id])?;
+        }
+        let down = self.down();
+        if !down.status.success() {
+            return Err(format!("compose down failed: {}", String::from_utf8_lossy(&down.stderr)));
+        }
+        for id in self.try_project_containers()?.into_iter().chain(cells()?.into_iter().map(|c| c.0)) {
+            try_docker(&["rm", "-f", &id])?;
+        }
+        self.remove_spool_volumes()?;
+        let network = try_docker(&["network", "ls", "-q", "--filter", &format!("name=^{}$", self.project)])?;
+        if !network.is_empty() {
+            try_docker(&["network", "rm", &self.project])?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("--- compose logs of {} ---\n{}", self.project, self.logs());
         }
-        // The loop first, so that it starts no cell after the sweep; then the
-        // cells, because the network cannot go while they are attached to it.
-        let _ = self.compose(&["stop", "-t", "10", "mothership"]);
-        for (id, _, _) in self.cells() {
-            docker(&["rm", "-f", &id]);
+        // A guard must not panic (while unwinding that aborts the test
+        // process): a sweep that fails says what it left, loudly.
+        if let Err(e) = self.sweep() {
+            eprintln!("!!! the compose stack {} was not swept clean: {e}", self.project);
         }
-        let _ = self.down();
-        for id in self.project_containers().into_iter().chain(self.cells().into_iter().map(|c| c.0)) {
-            docker(&["rm", "-f", &id]);
-        }
-        self.remove_spool_volume();
-        docker(&["network", "rm", &self.project]);
     }
 }
