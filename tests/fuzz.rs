@@ -90,13 +90,12 @@ fn playlists_from_anywhere_never_panic_and_allocate_within_bounds() {
     );
 }
 
-/// Found by the edge set (issue 24): the parse limits count a segment per
+/// Found by the edge set (issue 24): the parse limits counted a segment per
 /// `#EXTINF:` and a line per `\n`, but m3u8-rs makes a segment of every URI
 /// line and ends a tag's line at a lone `\r` as well. 60,000 bare URI lines
-/// parse into 60,000 live segments (six times the limit, 54 MB); 1 MiB of
-/// `#X\r` parses into 350,000 tags (114 MB), and the fetch cap allows four
-/// times that. The random generators stay under the limits; this test goes
-/// past them. `check_size` in shared/src/hls/parse.rs counts both now.
+/// parsed into 60,000 live segments (six times the limit, 54 MB), and 1 MiB
+/// of `#X\r` into 350,000 tags (114 MB). The random generators stay under
+/// the limits; this test goes past them.
 #[test]
 fn playlists_past_the_limits_as_m3u8_rs_reads_them_are_refused() {
     let _serial = serial();

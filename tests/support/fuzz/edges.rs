@@ -39,10 +39,10 @@ pub const DENSE_FORMS: &[&str] = &[
 ];
 
 /// The lines of an input as m3u8-rs reads them: a line ends at `\n`, and a
-/// tag's line at a lone `\r` too.
+/// tag's line at a lone `\r` too (a last `\r` ends the last line).
 pub fn lines(input: &[u8]) -> usize {
     let lone_cr = input.windows(2).filter(|w| w[0] == b'\r' && w[1] != b'\n').count();
-    input.iter().filter(|b| **b == b'\n').count() + lone_cr + usize::from(input.ends_with(b"\r")) + 1
+    input.iter().filter(|b| **b == b'\n').count() + lone_cr + 1
 }
 
 /// The segments of an input as m3u8-rs reads them: one per `#EXTINF:`, and
