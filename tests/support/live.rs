@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -151,6 +151,42 @@ struct Channel {
     /// With Some, the playlist answers 403 unless asked with `?token=` this
     /// value, as a platform's signed playlist URLs do once they expire.
     token: Option<u64>,
+    /// Each segment carries a stamp of its channel and sequence number.
+    stamped: bool,
+    /// With Some, every request is logged here with the process that sent
+    /// it; the server's port, for the kernel's socket tables.
+    trace: Option<(u16, Vec<Request>)>,
+}
+
+/// One request the source answered, as the source saw it: the evidence the
+/// chaos audit reconstructs executions from, independent of the cells' logs.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// None for a playlist, else the segment's media sequence number.
+    pub seq: Option<u64>,
+    pub peer: SocketAddr,
+    /// The process that owned the client end of the connection, found in
+    /// the kernel's socket tables while the request was open.
+    pub pid: Option<i32>,
+    pub began: SystemTime,
+    pub ended: SystemTime,
+    pub status: u16,
+}
+
+/// The processes whose requests a trace attributes.
+const CLIENTS: &[&str] = &["harvest-cell", "observer-cell", "mothership"];
+
+/// The stamp a stamped channel appends to a segment: one MPEG-TS null
+/// packet (PID 0x1FFF, which every demuxer skips) whose payload names the
+/// channel, the session and the sequence number, so two segments made from
+/// the same media file never hash alike.
+pub fn stamp(name: &str, session: u32, seq: u64) -> [u8; 188] {
+    let mut packet = [0xFFu8; 188];
+    packet[..4].copy_from_slice(&[0x47, 0x1F, 0xFF, 0x10]);
+    let text = format!("colony-stamp {name} {session} {seq}");
+    let n = text.len().min(184);
+    packet[4..4 + n].copy_from_slice(&text.as_bytes()[..n]);
+    packet
 }
 
 impl Channel {
@@ -267,7 +303,7 @@ impl LiveSource {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
         });
         Self { addr, channels, _server: server }
     }
@@ -293,6 +329,8 @@ impl LiveSource {
             segment_requests: Vec::new(),
             ads: HashSet::new(),
             token: None,
+            stamped: false,
+            trace: None,
         };
         // The window a live source already offers was captured one segment
         // after another: back-date each so that its program date-time ends
@@ -413,6 +451,24 @@ impl LiveSource {
         self.with(name, |c| c.truncate_next_playlists = n);
     }
 
+    /// Stamp every segment of this channel with its name and sequence
+    /// number ([`stamp`]): what the source served can then be told apart
+    /// byte for byte, even where the media files repeat.
+    pub fn stamp(&self, name: &str) {
+        self.with(name, |c| c.stamped = true);
+    }
+
+    /// Log every request to this channel, with the process that sent it.
+    pub fn trace(&self, name: &str) {
+        let port = self.addr.port();
+        self.with(name, |c| c.trace = Some((port, Vec::new())));
+    }
+
+    /// The requests a traced channel answered, in the order they ended.
+    pub fn requests(&self, name: &str) -> Vec<Request> {
+        self.with(name, |c| c.trace.as_ref().map(|t| t.1.clone()).unwrap_or_default())
+    }
+
     /// Every sequence number the first session published, with its publish time.
     pub fn published(&self, name: &str) -> Vec<(u64, SystemTime)> {
         self.published_in(name, 0)
@@ -428,14 +484,20 @@ impl LiveSource {
         self.with(name, |c| c.segment_requests.clone())
     }
 
-    /// The bytes of a segment the first session published.
+    /// The bytes of a segment the first session published, as it was
+    /// served (with its stamp on a stamped channel).
     pub fn segment_bytes(&self, name: &str, seq: u64) -> Option<Vec<u8>> {
-        let path = self.with(name, |c| {
-            c.segment_path(0, seq).or_else(|| {
+        let (path, stamped) = self.with(name, |c| {
+            let path = c.segment_path(0, seq).or_else(|| {
                 c.published.iter().find(|p| p.0 == 0 && p.1 == seq).map(|p| c.media.segments[p.2].0.clone())
-            })
-        })?;
-        std::fs::read(path).ok()
+            });
+            (path, c.stamped)
+        });
+        let mut bytes = std::fs::read(path?).ok()?;
+        if stamped {
+            bytes.extend_from_slice(&stamp(name, 0, seq));
+        }
+        Some(bytes)
     }
 }
 
@@ -450,13 +512,45 @@ async fn master(State(channels): State<Channels>, UrlPath(name): UrlPath<String>
 
 async fn playlist(
     State(channels): State<Channels>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     UrlPath(name): UrlPath<String>,
+    query: axum::extract::RawQuery,
+) -> Response {
+    let began = SystemTime::now();
+    let traced = channels.lock().unwrap().get(&name).and_then(|c| c.trace.as_ref().map(|t| t.0));
+    let pid = owner(traced, peer).await;
+    let response = playlist_response(&channels, &name, query);
+    log_request(
+        &channels,
+        &name,
+        Request { seq: None, peer, pid, began, ended: SystemTime::now(), status: 0 },
+        &response,
+    );
+    response
+}
+
+/// Who sent a request on a traced channel (`port` is the server's).
+async fn owner(port: Option<u16>, peer: SocketAddr) -> Option<i32> {
+    let port = port?;
+    tokio::task::spawn_blocking(move || crate::kernel::owner_of_connection(peer.port(), port, CLIENTS)).await.ok()?
+}
+
+fn log_request(channels: &Channels, name: &str, mut request: Request, response: &Response) {
+    request.status = response.status().as_u16();
+    if let Some((_, log)) = channels.lock().unwrap().get_mut(name).and_then(|c| c.trace.as_mut()) {
+        log.push(request);
+    }
+}
+
+fn playlist_response(
+    channels: &Channels,
+    name: &str,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
     let given: Option<u64> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "token")
         .and_then(|(_, v)| v.parse().ok());
-    let result = match channels.lock().unwrap().get_mut(&name) {
+    let result = match channels.lock().unwrap().get_mut(name) {
         None => Err(StatusCode::NOT_FOUND),
         Some(ch) if ch.token.is_some() && ch.token != given => Err(StatusCode::FORBIDDEN),
         Some(ch) => ch.playlist(),
@@ -480,16 +574,21 @@ async fn token(State(channels): State<Channels>, UrlPath(name): UrlPath<String>)
 
 async fn init(State(channels): State<Channels>, UrlPath(name): UrlPath<String>) -> Response {
     let path = channels.lock().unwrap().get(&name).and_then(|c| c.media.init.clone());
-    file_response(path).await
+    file_response(path, None).await
 }
 
-async fn segment(State(channels): State<Channels>, UrlPath((name, file)): UrlPath<(String, String)>) -> Response {
-    let id = file
+async fn segment(
+    State(channels): State<Channels>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    UrlPath((name, file)): UrlPath<(String, String)>,
+) -> Response {
+    let began = SystemTime::now();
+    let id: Option<(u32, u64)> = file
         .split('.')
         .next()
         .and_then(|s| s.split_once('-'))
         .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
-    let (path, delay) = {
+    let (path, delay, stamped, traced) = {
         let mut map = channels.lock().unwrap();
         if let Some(ch) = map.get_mut(&name) {
             ch.segment_requests.push(Instant::now());
@@ -498,17 +597,27 @@ async fn segment(State(channels): State<Channels>, UrlPath((name, file)): UrlPat
         (
             id.and_then(|(session, seq)| ch.and_then(|c| c.segment_path(session, seq))),
             ch.map_or(Duration::ZERO, |c| c.segment_delay),
+            ch.is_some_and(|c| c.stamped),
+            ch.and_then(|c| c.trace.as_ref().map(|t| t.0)),
         )
     };
+    let pid = owner(traced, peer).await;
     tokio::time::sleep(delay).await;
-    file_response(path).await
+    let stamp = id.filter(|_| stamped).map(|(session, seq)| stamp(&name, session, seq));
+    let response = file_response(path, stamp).await;
+    let seq = id.map(|i| i.1);
+    log_request(&channels, &name, Request { seq, peer, pid, began, ended: SystemTime::now(), status: 0 }, &response);
+    response
 }
 
-async fn file_response(path: Option<PathBuf>) -> Response {
+async fn file_response(path: Option<PathBuf>, stamp: Option<[u8; 188]>) -> Response {
     match path {
         None => StatusCode::NOT_FOUND.into_response(),
         Some(p) => match tokio::fs::read(&p).await {
-            Ok(body) => ([(header::CONTENT_TYPE, "video/mp2t")], Bytes::from(body)).into_response(),
+            Ok(mut body) => {
+                body.extend_from_slice(stamp.as_ref().map_or(&[][..], |s| &s[..]));
+                ([(header::CONTENT_TYPE, "video/mp2t")], Bytes::from(body)).into_response()
+            }
             Err(_) => StatusCode::NOT_FOUND.into_response(),
         },
     }

@@ -46,7 +46,13 @@ impl Colony {
 
     /// `mothership` with this colony's database, storage and fast timings.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = self.rig.cell("mothership");
+        self.command_at(&crate::bins::bin("mothership"), args)
+    }
+
+    /// [`Colony::command`] through another program in front of `mothership`
+    /// (a wrapper that runs it in a network namespace, say).
+    pub fn command_at(&self, program: &std::path::Path, args: &[&str]) -> Command {
+        let mut cmd = self.rig.cell_at("mothership", program);
         for (k, v) in FAST {
             cmd.env(k, v);
         }

@@ -8,7 +8,9 @@
 //! SNAT so that servers which trust only loopback, as the test Postgres
 //! does in `pg_hba.conf`, see 127.0.0.1), so a URL
 //! made with [`CellNet::url`] works inside the namespace and on the host
-//! alike. [`CellNet::cut`] drops every packet between the namespace and one
+//! alike, and from another [`CellNet`]'s namespace too (the DNAT matches
+//! the address on any interface), so two namespaces can share one URL and
+//! still be cut apart. [`CellNet::cut`] drops every packet between the namespace and one
 //! of those ports, both ways: established connections go half-open and new
 //! ones time out, as on a real partition, and [`CellNet::heal`] lets them
 //! through again. Nothing here is a proxy: the kernel drops the packets.
@@ -99,14 +101,22 @@ impl CellNet {
         nft(&format!(
             "table ip {table} {{
                set cut {{ type inet_service; }}
-               chain nat_in {{ type nat hook prerouting priority -100; iifname \"{host_if}\" ip daddr {host_ip} dnat to 127.0.0.1; }}
+               counter dropped {{ }}
+               chain nat_in {{ type nat hook prerouting priority -100; ip daddr {host_ip} dnat to 127.0.0.1; }}
                chain nat_out {{ type nat hook output priority -100; ip daddr {host_ip} dnat to 127.0.0.1; }}
                chain nat_src {{ type nat hook input priority 100; iifname \"{host_if}\" snat to 127.0.0.1; }}
-               chain drop_in {{ type filter hook prerouting priority -300; iifname \"{host_if}\" tcp dport @cut drop; }}
-               chain drop_out {{ type filter hook postrouting priority 0; oifname \"{host_if}\" tcp sport @cut drop; }}
+               chain drop_in {{ type filter hook prerouting priority -300; iifname \"{host_if}\" tcp dport @cut counter name dropped drop; }}
+               chain drop_out {{ type filter hook postrouting priority 0; oifname \"{host_if}\" tcp sport @cut counter name dropped drop; }}
              }}"
         ));
         net
+    }
+
+    /// The namespace's inode number, as [`crate::kernel::netns_of`] reads
+    /// it for a process inside.
+    pub fn inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/var/run/netns/{}", self.name)).expect("the namespace exists").ino()
     }
 
     /// The address the namespace reaches the host's loopback servers at.
@@ -135,6 +145,24 @@ impl CellNet {
     /// Drop every packet between the namespace and the host's `port`, both ways.
     pub fn cut(&self, port: u16) {
         run("nft", &["add", "element", "ip", &self.table, "cut", &format!("{{ {port} }}")]);
+    }
+
+    /// Packets dropped by [`CellNet::cut`] so far, both ways: the kernel's
+    /// own count, the proof that a cut met traffic.
+    pub fn dropped(&self) -> u64 {
+        let out = Command::new("nft")
+            .args(["list", "counter", "ip", &self.table, "dropped"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run nft: {e}"));
+        assert!(out.status.success(), "nft list counter failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut words = text.split_whitespace();
+        while let Some(word) = words.next() {
+            if word == "packets" {
+                return words.next().and_then(|n| n.parse().ok()).expect("nft prints `packets N`");
+            }
+        }
+        panic!("no packet count in `nft list counter`: {text}")
     }
 
     /// Let `port` through again.

@@ -146,12 +146,18 @@ impl Rig {
     /// the test's environment. A cell connects as its role's login, as the
     /// mothership's launchers start it; anything else as the owner.
     pub fn cell(&self, name: &str) -> Command {
+        self.cell_at(name, &bin(name))
+    }
+
+    /// [`Rig::cell`] with another program in front: a wrapper script that
+    /// runs `name` in a network namespace, say.
+    pub fn cell_at(&self, name: &str, program: &std::path::Path) -> Command {
         let url = match name {
             "observer-cell" => self.db.role_url(Role::Observer),
             "harvest-cell" => self.db.role_url(Role::Harvest),
             _ => self.db.url.clone(),
         };
-        let mut cmd = Command::new(bin(name));
+        let mut cmd = Command::new(program);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("DATABASE_URL", url)
@@ -184,7 +190,21 @@ impl Rig {
         a: Assignment,
         extra: &[&str],
     ) -> Command {
-        let mut cmd = self.cell("observer-cell");
+        self.observer_command_at(&bin("observer-cell"), channel_id, login, cell, a, extra)
+    }
+
+    /// [`Rig::observer_command`] through another program in front of
+    /// `observer-cell` (a [`crate::netns::CellNet::wrap`] script, say).
+    pub fn observer_command_at(
+        &self,
+        program: &std::path::Path,
+        channel_id: i64,
+        login: &str,
+        cell: uuid::Uuid,
+        a: Assignment,
+        extra: &[&str],
+    ) -> Command {
+        let mut cmd = self.cell_at("observer-cell", program);
         cmd.env("OBSERVER_RECORDING_ID", a.recording_id.to_string())
             .env("OBSERVER_CHANNEL_ID", channel_id.to_string())
             .env("OBSERVER_CHANNEL_LOGIN", login)
