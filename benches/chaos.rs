@@ -30,5 +30,11 @@ async fn main() -> anyhow::Result<()> {
     if report.losses() > 0 {
         anyhow::bail!("{} segment(s) or job(s) lost or doubled", report.losses());
     }
+    if let Some(blind) = report.blind_spots().first() {
+        anyhow::bail!("the audit cannot vouch for this run: {blind}");
+    }
+    if let Some(fault) = colony_tests::chaos::Fault::ALL.iter().find(|f| !report.injected.contains_key(f)) {
+        anyhow::bail!("{fault:?} was never seen to take effect");
+    }
     Ok(())
 }
