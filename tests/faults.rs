@@ -2,22 +2,29 @@
 //! zombie cells that wake up after their replacement, leases that expire
 //! under a running job, cells the mothership buried, launches that fail and
 //! ticks that hang. Real Postgres, ffmpeg, the test live source, the real
-//! binaries, and a TCP proxy that cuts a line without closing it. Each test
-//! names the defect it guards against; each failed on the code before the fix.
+//! binaries, and real partitions: the cell under test runs in a network
+//! namespace and nftables drops its packets to Postgres ([`CellNet`]). Each
+//! test names the defect it guards against; each failed on the code before
+//! the fix.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use colony::recording::LedgerRow;
 use colony::storage::{ObjectKey, get_bytes};
+use colony_tests::bins::bin;
 use colony_tests::live::{Container, LiveSource, Profile, media};
 use colony_tests::mothership::Colony;
+use colony_tests::netns::CellNet;
 use colony_tests::observer::{Rig, signal, wait_exit};
 use colony_tests::pg::Role;
-use colony_tests::proxy::Blackhole;
 use nix::sys::signal::Signal;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn port_of(url: &str) -> u16 {
+    url::Url::parse(url).unwrap().port_or_known_default().expect("a URL with a port")
+}
 
 async fn test_media() -> colony_tests::live::Media {
     tokio::task::spawn_blocking(|| media(Container::Ts, Profile::TEST)).await.unwrap()
@@ -36,16 +43,17 @@ async fn a_replacement_adopts_what_a_partitioned_observer_stored() {
     let source = LiveSource::start().await;
     source.add("papa", &test_media().await, 4);
     let rig = Rig::file().await;
-    let channel = rig.channel("papa", &source.media_url("papa")).await;
-    let (proxy, through) = Blackhole::in_front_of(&rig.db.role_url(Role::Observer)).await;
+    let net = CellNet::create();
+    let channel = rig.channel("papa", &net.url(&source.media_url("papa"))).await;
+    let observer_url = rig.db.role_url(Role::Observer);
     let (cell_a, a) = rig.assign(channel).await;
-    let mut cmd = rig.observer_command(channel, "papa", cell_a, a, &[]);
-    cmd.env("DATABASE_URL", &through);
+    let mut cmd = rig.observer_command_at(&net.wrap(&bin("observer-cell")), channel, "papa", cell_a, a, &[]);
+    cmd.env("DATABASE_URL", net.url(&observer_url));
     let old = cmd.spawn().unwrap();
     rig.wait_segments(a.recording_id, 3, SECS(30)).await;
 
     // Cut: the old observer goes on uploading, its rows go nowhere.
-    proxy.cut();
+    net.cut(port_of(&observer_url));
     let before = stored(&rig.rows(a.recording_id).await);
     tokio::time::sleep(SECS(10)).await;
     // The mothership replaces it (as a tick would after the heartbeat timeout).
@@ -56,7 +64,7 @@ async fn a_replacement_adopts_what_a_partitioned_observer_stored() {
         (stored(&rig.rows(a.recording_id).await).len() > before.len() + 8).then_some(())
     })
     .await;
-    proxy.heal();
+    net.heal(port_of(&observer_url));
     let (code, stderr) = wait_exit(old, SECS(60)).await;
     assert_eq!(code, Some(3), "the old observer is fenced out once it reaches Postgres again\n{stderr}");
 
@@ -132,9 +140,13 @@ async fn a_worker_cut_off_from_postgres_stops_its_job_and_its_ffmpeg() {
         .unwrap()
         .id();
 
-    let (proxy, through) = Blackhole::in_front_of(&rig.db.role_url(Role::Harvest)).await;
-    let mut cmd = rig.cell("harvest-cell");
-    cmd.env("DATABASE_URL", &through).env("HARVEST_LEASE", "4s").env("HARVEST_POLL", "500ms").arg("--drain");
+    let net = CellNet::create();
+    let harvest_url = rig.db.role_url(Role::Harvest);
+    let mut cmd = rig.cell_at("harvest-cell", &net.wrap(&bin("harvest-cell")));
+    cmd.env("DATABASE_URL", net.url(&harvest_url))
+        .env("HARVEST_LEASE", "4s")
+        .env("HARVEST_POLL", "500ms")
+        .arg("--drain");
     let mut worker = cmd.spawn().unwrap();
     let pid = worker.id().unwrap();
     // The worker's child processes (ffmpeg), whichever of its threads started them.
@@ -153,7 +165,7 @@ async fn a_worker_cut_off_from_postgres_stops_its_job_and_its_ffmpeg() {
         Some(ffmpeg()).filter(|f| !f.is_empty())
     })
     .await;
-    proxy.cut();
+    net.cut(port_of(&harvest_url));
     let cut = Instant::now();
     // Half the lease (2s) and a renewal attempt later, the job is stopped:
     // the ffmpeg that ran it is gone (not merely no longer the worker's
