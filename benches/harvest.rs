@@ -12,6 +12,7 @@
 //!     cargo build --release --workspace
 //!     ./target/release/harvest-bench download
 //!     ./target/release/harvest-bench ladder
+//!     ./target/debug/harvest-bench --small ladder    # the tiny form CI runs
 
 use std::path::Path;
 use std::process::Stdio;
@@ -24,6 +25,10 @@ use tokio::process::Command;
 
 #[derive(Debug, Parser)]
 struct Args {
+    /// Small media (the 1-second test profile for `download`, 10 s of 480p
+    /// for `ladder`, one round): the tiny form, for CI.
+    #[arg(long, global = true)]
+    small: bool,
     #[command(subcommand)]
     bench: Bench,
 }
@@ -47,9 +52,10 @@ struct Run {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Args::parse().bench {
-        Bench::Download { segments } => download(segments).await,
-        Bench::Ladder => ladder().await,
+    let args = Args::parse();
+    match args.bench {
+        Bench::Download { segments } => download(segments, args.small).await,
+        Bench::Ladder => ladder(args.small).await,
     }
 }
 
@@ -90,8 +96,9 @@ fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
-async fn download(segments: usize) -> anyhow::Result<()> {
-    let media = tokio::task::spawn_blocking(|| media(Container::Ts, Profile::BENCH_1080P)).await?;
+async fn download(segments: usize, small: bool) -> anyhow::Result<()> {
+    let profile = if small { Profile::TEST } else { Profile::BENCH_1080P };
+    let media = tokio::task::spawn_blocking(move || media(Container::Ts, profile)).await?;
     let source = LiveSource::start().await;
     source.add("vod", &media, segments);
     source.end("vod");
@@ -195,14 +202,16 @@ async fn download(segments: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ladder() -> anyhow::Result<()> {
-    let media = tokio::task::spawn_blocking(|| media(Container::Ts, Profile::BENCH_1080P)).await?;
+async fn ladder(small: bool) -> anyhow::Result<()> {
+    let profile = if small { Profile::SMALL_480P } else { Profile::BENCH_1080P };
+    let (seconds, rounds) = if small { (10.0, 1) } else { (60.0, 3) };
+    let media = tokio::task::spawn_blocking(move || media(Container::Ts, profile)).await?;
     let work = tempfile::Builder::new().prefix("colony-ladderbench-").tempdir_in(std::env::temp_dir())?;
     // The first 60 s of the 1080p media as a VOD playlist.
     let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:VOD\n");
     let mut secs = 0.0;
     for (path, dur) in &media.segments {
-        if secs >= 60.0 {
+        if secs >= seconds {
             break;
         }
         text.push_str(&format!("#EXTINF:{dur:.3},\n{}\n", path.display()));
@@ -211,7 +220,7 @@ async fn ladder() -> anyhow::Result<()> {
     text.push_str("#EXT-X-ENDLIST\n");
     let input = work.path().join("source.m3u8");
     std::fs::write(&input, text)?;
-    let rungs = [720u32, 480, 360];
+    let rungs = if small { [480u32, 360, 240] } else { [720u32, 480, 360] };
     // Exactly the job's ffmpeg arguments, for any set of rungs.
     let ladder = |out: &Path, rungs: &[u32]| {
         let mut cmd = Command::new("ffmpeg");
@@ -224,7 +233,7 @@ async fn ladder() -> anyhow::Result<()> {
         cmd
     };
     let mut results = Vec::new();
-    for round in 0..3 {
+    for round in 0..rounds {
         let single_dir = work.path().join(format!("single-{round}"));
         std::fs::create_dir_all(&single_dir)?;
         let single = timed("single pass", work.path(), ladder(&single_dir, &rungs), || 0).await?;
@@ -241,13 +250,16 @@ async fn ladder() -> anyhow::Result<()> {
         eprintln!("round {round}: single {:.1} s, separate {:.1} s", single.secs, separate);
     }
     results.sort_by(|a, b| (a.2 / a.0).total_cmp(&(b.2 / b.0)));
-    let (s, sc, p, pc) = results[1];
+    let (s, sc, p, pc) = results[results.len() / 2];
+    let names: Vec<String> = rungs.iter().map(|h| format!("{h}p")).collect();
     println!(
-        "\nLadder (720p/480p/360p from {secs:.0} s of 1080p, libx264 veryfast), median of 3 rounds by speed-up:\n"
+        "\nLadder ({} from {secs:.0} s of {}p, libx264 veryfast), median of {rounds} round(s) by speed-up:\n",
+        names.join("/"),
+        profile.height
     );
     println!("| method | wall s | CPU s |\n|---|---:|---:|");
     println!("| one ffmpeg, split + scale + var_stream_map | {s:.1} | {sc:.1} |");
-    println!("| three ffmpeg runs, one rung each | {p:.1} | {pc:.1} |");
+    println!("| {} ffmpeg runs, one rung each | {p:.1} | {pc:.1} |", rungs.len());
     println!(
         "\nspeed-up: {:.2}x (all rounds: {})",
         p / s,

@@ -7,6 +7,13 @@
 //! its resident memory at segment 1,000 and at the end. They must not grow
 //! with the recording's length.
 //!
+//! The comparison with ffmpeg counts the observer's whole cost: its own CPU
+//! and the CPU of the Postgres backends serving its connections (the ledger
+//! rows ffmpeg does not write), against ffmpeg's process tree. Peak memory
+//! is the kernel's `VmHWM`, not a sampled RSS. `--dir` puts the storage,
+//! the spool and the database on a filesystem of your choice (a real disk,
+//! or tmpfs such as /dev/shm); the bench prints which one it ran on.
+//!
 //!     cargo build --release --workspace
 //!     ./target/release/week-bench                      # 302,400 segments at 1,000/s
 //!     ./target/release/week-bench --segments 20000     # a short run
@@ -52,6 +59,76 @@ struct Args {
     /// Skip reading the final VOD playlist back with ffmpeg.
     #[arg(long)]
     no_verify: bool,
+    /// Where the storage, the spool, ffmpeg's copy and the benchmark's own
+    /// Postgres cluster live (default: the temp dir).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+/// The filesystem type `path` lives on, from /proc/mounts (the longest
+/// mount point that holds it).
+fn fs_type(path: &Path) -> String {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((PathBuf::from(f.get(1)?), f.get(2)?.to_string()))
+        })
+        .filter(|(mount, _)| path.starts_with(mount))
+        .max_by_key(|(mount, _)| mount.as_os_str().len())
+        .map_or_else(|| "unknown".to_owned(), |(_, kind)| kind)
+}
+
+/// User + system CPU seconds of a process and of its children it has
+/// reaped, plus every live descendant's: a process tree's CPU.
+fn tree_cpu(root: u32) -> f64 {
+    let stat = |pid: u32| -> Option<(u32, f64)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let f: Vec<&str> = text[text.rfind(')')? + 2..].split_whitespace().collect();
+        let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        Some((f.first()?.parse().ok()?, (t(11) + t(12) + t(13) + t(14)) / 100.0))
+    };
+    let all: Vec<(u32, u32, f64)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| stat(pid).map(|(ppid, cpu)| (pid, ppid, cpu)))
+        .collect();
+    let mut tree = vec![root];
+    let mut total = 0.0;
+    while let Some(pid) = tree.pop() {
+        total += all.iter().find(|p| p.0 == pid).map_or(0.0, |p| p.2);
+        tree.extend(all.iter().filter(|p| p.1 == pid).map(|p| p.0));
+    }
+    total
+}
+
+/// CPU seconds of Postgres backends by pid, as last read: the backends
+/// serving one database role come and go with its pool.
+#[derive(Default)]
+struct Backends(std::collections::HashMap<i32, f64>);
+
+impl Backends {
+    async fn sample(&mut self, pool: &sqlx::PgPool, role: &str) {
+        let pids: Vec<i32> =
+            sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE usename = $1 AND datname = current_database()")
+                .bind(role)
+                .fetch_all(pool)
+                .await
+                .unwrap_or_default();
+        for pid in pids {
+            if let Some(stat) = proc_stat(pid as u32) {
+                self.0.insert(pid, stat.cpu_secs);
+            }
+        }
+    }
+
+    fn cpu_secs(&self) -> f64 {
+        self.0.values().sum()
+    }
 }
 
 struct Source {
@@ -114,6 +191,8 @@ async fn segment(State(s): State<Arc<Source>>, headers: HeaderMap, UrlPath(file)
 struct ProcStat {
     cpu_secs: f64,
     rss_mib: f64,
+    /// The peak resident set so far (`VmHWM`).
+    hwm_mib: f64,
     /// Bytes it handed to write(2) and send(2): storage files and Postgres.
     wchar: u64,
 }
@@ -125,11 +204,13 @@ fn proc_stat(pid: u32) -> Option<ProcStat> {
     let ticks = 100.0;
     let cpu_secs = (fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / ticks;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kb: f64 =
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kib = |key: &str| -> Option<f64> {
+        status.lines().find_map(|l| l.strip_prefix(key))?.trim().trim_end_matches("kB").trim().parse().ok()
+    };
+    let (rss_kb, hwm_kb) = (kib("VmRSS:")?, kib("VmHWM:")?);
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
     let wchar = io.lines().find_map(|l| l.strip_prefix("wchar:"))?.trim().parse().ok()?;
-    Some(ProcStat { cpu_secs, rss_mib: rss_kb / 1024.0, wchar })
+    Some(ProcStat { cpu_secs, rss_mib: rss_kb / 1024.0, hwm_mib: hwm_kb / 1024.0, wchar })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -169,10 +250,22 @@ async fn main() -> anyhow::Result<()> {
     });
     let url = format!("http://{addr}/week/index.m3u8");
 
-    let admin = colony_tests::pg::bench_server(None).await;
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&base)?;
+    let filesystem = fs_type(&base);
+    let work = tempfile::Builder::new().prefix("colony-weekbench-").tempdir_in(&base)?;
+    // The bench's own cluster on the same filesystem, so the ledger's writes
+    // land there too; the postgres user must be able to reach it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755))?;
+    }
+    let pg_dir = work.path().join("pg");
+    let cluster = pg_dir.clone();
+    let admin = tokio::task::spawn_blocking(move || colony_tests::pg::start_cluster(&cluster, &[])).await?;
     let db = TestDb::migrated_on(&admin).await;
     let pool = db.pool(2).await;
-    let work = tempfile::Builder::new().prefix("colony-weekbench-").tempdir_in(std::env::temp_dir())?;
+    let observer_role = url::Url::parse(&db.role_url(Role::Observer))?.username().to_owned();
     let channel: i64 = sqlx::query_scalar(
         "INSERT INTO channels (login, display_name, source_kind, source_url, pipeline) VALUES ('week', 'week', 'hls', $1, '[]') RETURNING id",
     )
@@ -234,8 +327,11 @@ async fn main() -> anyhow::Result<()> {
     let playlist_path = media_root.join(format!("channels/week/{}/playlist.m3u8", a.recording_id));
     let mut samples: Vec<Sample> = Vec::new();
     let mut ffmpeg_last = ProcStat::default();
+    let mut ffmpeg_tree = 0.0f64;
+    let mut backends = Backends::default();
     let mut last_report = Instant::now();
     loop {
+        backends.sample(&pool, &observer_role).await;
         if let Some(stat) = proc_stat(observer_pid) {
             let segments: i64 = sqlx::query_scalar("SELECT segment_count FROM recordings WHERE id = $1")
                 .bind(a.recording_id)
@@ -246,6 +342,7 @@ async fn main() -> anyhow::Result<()> {
         }
         if let Some(stat) = ffmpeg_pid.and_then(proc_stat) {
             ffmpeg_last = stat;
+            ffmpeg_tree = ffmpeg_tree.max(tree_cpu(ffmpeg_pid.unwrap()));
         }
         if let Ok(Some(_)) = observer.try_wait() {
             break;
@@ -306,12 +403,14 @@ async fn main() -> anyhow::Result<()> {
     let late = cost((end - 11_000).max(1_000), (end - 1_000).max(1_001));
     let finalize_cpu = at(end - 1_000).map(|s| last.stat.cpu_secs - s.stat.cpu_secs);
     println!(
-        "\nweek benchmark: {} two-second segments ({:.1} days), {} B each, published at {}/s; observer {}",
+        "\nweek benchmark: {} two-second segments ({:.1} days), {} B each, published at {}/s; observer {}; \
+         storage, spool and Postgres on {filesystem} ({})",
         args.segments,
         args.segments as f64 * 2.0 / 86_400.0,
         segment_bytes,
         args.rate,
-        observer_bin.display()
+        observer_bin.display(),
+        base.display()
     );
     println!(
         "\n| observer | CPU µs per segment | bytes written per segment (storage + Postgres) | RSS MiB | live playlist bytes |"
@@ -340,17 +439,23 @@ async fn main() -> anyhow::Result<()> {
     if let (Some(e), Some(l)) = (early, late) {
         println!("\nlate / early: CPU per segment {:.2}x, bytes per segment {:.2}x", l.0 / e.0, l.1 / e.1);
     }
-    let peak_rss = samples.iter().map(|s| s.stat.rss_mib).fold(0.0, f64::max);
+    let peak_rss = samples.iter().map(|s| s.stat.hwm_mib).fold(0.0, f64::max);
     let observer_cpu = last.stat.cpu_secs;
+    let backend_cpu = backends.cpu_secs();
     println!(
         "\nobserver: {stored} of {} segments stored ({:.2}%), state {state}, exit {:?}, {:.1} CPU s in all \
-         ({:.0} µs per stored segment), peak RSS {peak_rss:.1} MiB, {:.0} s to the end including the finalize",
+         ({:.0} µs per stored segment), peak RSS (VmHWM) {peak_rss:.1} MiB, {:.0} s to the end including the finalize",
         args.segments,
         100.0 * stored as f64 / args.segments as f64,
         observer_out.status.code(),
         observer_cpu,
         observer_cpu / stored.max(1) as f64 * 1e6,
         finished.as_secs_f64()
+    );
+    println!(
+        "its Postgres backends: {backend_cpu:.1} CPU s ({:.0} µs per stored segment) over {} connection(s)",
+        backend_cpu / stored.max(1) as f64 * 1e6,
+        backends.0.len()
     );
     let holes: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT s + 1, next - 1 FROM (
@@ -375,15 +480,21 @@ async fn main() -> anyhow::Result<()> {
     }
     if !args.no_peer {
         let fetched = source.by_ffmpeg.load(Ordering::Relaxed);
+        let ffmpeg_cpu = ffmpeg_tree.max(ffmpeg_last.cpu_secs);
+        let ffmpeg_per = ffmpeg_cpu / fetched.max(1) as f64;
         println!(
-            "ffmpeg -c copy: fetched {fetched} segments, {:.1} CPU s ({:.0} µs per fetched segment), RSS {:.1} MiB at the end",
-            ffmpeg_last.cpu_secs,
-            ffmpeg_last.cpu_secs / fetched.max(1) as f64 * 1e6,
-            ffmpeg_last.rss_mib
+            "ffmpeg -c copy: fetched {fetched} segments, {ffmpeg_cpu:.1} CPU s for its process tree ({:.0} µs per fetched segment), peak RSS (VmHWM) {:.1} MiB",
+            ffmpeg_per * 1e6,
+            ffmpeg_last.hwm_mib
         );
         println!(
-            "observer CPU per segment / ffmpeg's: {:.2}x",
-            (observer_cpu / stored.max(1) as f64) / (ffmpeg_last.cpu_secs / fetched.max(1) as f64)
+            "\n| per segment, CPU | observer | observer + its Postgres backends | ffmpeg -c copy (tree) |\n|---|---:|---:|---:|\n\
+             | µs | {:.0} | {:.0} | {:.0} |\n| / ffmpeg | {:.2}x | {:.2}x | 1.00x |",
+            observer_cpu / stored.max(1) as f64 * 1e6,
+            (observer_cpu + backend_cpu) / stored.max(1) as f64 * 1e6,
+            ffmpeg_per * 1e6,
+            (observer_cpu / stored.max(1) as f64) / ffmpeg_per,
+            ((observer_cpu + backend_cpu) / stored.max(1) as f64) / ffmpeg_per
         );
     }
     if !observer_out.status.success() {
@@ -394,6 +505,7 @@ async fn main() -> anyhow::Result<()> {
     }
     pool.close().await;
     drop(db);
+    tokio::task::spawn_blocking(move || colony_tests::pg::stop_cluster(&pg_dir)).await?;
     Ok(())
 }
 
