@@ -276,6 +276,7 @@ impl Report {
              skipped (nothing to hit, or no effect seen): {skipped}\n\
              cells started: {obs} observers, {harv} harvest; launches refused: {refused}\n\
              | published | stored (hashed) | missing | duplicates | gap segments | damaged | unledgered | adopted | jobs | done | lost | VODs verified | done twice | overlapping runs | executions (trace / logs) | reruns | recordings left open |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|\n\
              | {published} | {stored} ({hashed}) | {missing} | {duplicates} | {gaps} | {damaged} | {unledgered} | {adopted} | {jobs} | {done} | {lost} | {verified} of {vods} | {twice} | {overlap} | {traced} / {logged} | {reruns} | {open} |\n\
              origin requests traced: {requests}, not tied to a process: {unattributed}\n\
              cells ended: {ends:?}\n\
@@ -903,11 +904,12 @@ impl Run<'_> {
     /// the truth: a cell counts only if a live process carries its id.
     async fn pick_cell(&mut self, kind: &str) -> Option<(uuid::Uuid, nix::unistd::Pid, bool)> {
         let busy: HashSet<uuid::Uuid> =
-            sqlx::query_scalar::<_, String>("SELECT attempted_by FROM jobs WHERE state = 'running'")
+            sqlx::query_scalar::<_, Option<String>>("SELECT attempted_by FROM jobs WHERE state = 'running'")
                 .fetch_all(&self.colony.rig.pool)
                 .await
                 .unwrap_or_default()
                 .iter()
+                .flatten()
                 .filter_map(|c| c.parse().ok())
                 .collect();
         let alive: Vec<(uuid::Uuid, nix::unistd::Pid, bool)> = cells_in(self.cells, &format!("{kind}-cell"))
