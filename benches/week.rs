@@ -90,11 +90,9 @@ fn tree_cpu(root: u32) -> f64 {
         let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         Some((f.first()?.parse().ok()?, (t(11) + t(12) + t(13) + t(14)) / 100.0))
     };
-    let all: Vec<(u32, u32, f64)> = std::fs::read_dir("/proc")
+    let all: Vec<(u32, u32, f64)> = colony_tests::kernel::pids()
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .map(|pid| pid as u32)
         .filter_map(|pid| stat(pid).map(|(ppid, cpu)| (pid, ppid, cpu)))
         .collect();
     let mut tree = vec![root];

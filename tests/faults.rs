@@ -15,16 +15,12 @@ use colony::storage::{ObjectKey, get_bytes};
 use colony_tests::bins::bin;
 use colony_tests::live::{Container, LiveSource, Profile, media};
 use colony_tests::mothership::Colony;
-use colony_tests::netns::CellNet;
+use colony_tests::netns::{CellNet, port_of};
 use colony_tests::observer::{Rig, signal, wait_exit};
 use colony_tests::pg::Role;
 use nix::sys::signal::Signal;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-fn port_of(url: &str) -> u16 {
-    url::Url::parse(url).unwrap().port_or_known_default().expect("a URL with a port")
-}
 
 async fn test_media() -> colony_tests::live::Media {
     tokio::task::spawn_blocking(|| media(Container::Ts, Profile::TEST)).await.unwrap()

@@ -15,7 +15,7 @@ use colony::storage::{ObjectKey, get_bytes};
 use colony_tests::bins::bin;
 use colony_tests::live::{Container, LiveSource, Profile, media};
 use colony_tests::mothership::Colony;
-use colony_tests::netns::CellNet;
+use colony_tests::netns::{CellNet, port_of};
 use colony_tests::observer::{Rig, wait_exit};
 use colony_tests::pg::Role;
 
@@ -26,10 +26,6 @@ const SOURCE: Profile = Profile { segment_secs: 2, total_secs: 60, ..Profile::TE
 const WINDOW: usize = 6;
 /// Cron's cadence.
 const TICK: Duration = Duration::from_secs(60);
-
-fn port_of(url: &str) -> u16 {
-    url::Url::parse(url).unwrap().port().expect("a URL with a port")
-}
 
 /// Issue 24, finding 1: an observer cut from Postgres (but not from its
 /// source or storage) was stopped by its replacement at once, and the

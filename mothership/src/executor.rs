@@ -99,13 +99,13 @@ impl Done {
             Done::ObserverReplaced { start: s, old, old_cell } => {
                 let mut detail = start(s);
                 detail["replaced"] = json!(old);
-                detail["old_stopped"] = match old_cell {
-                    OldCell::Stopped(stopped) => json!(stopped),
-                    OldCell::NotStopped(why) => json!(format!("not stopped: {why}")),
-                    OldCell::KeptUntilCaughtUp => json!(false),
-                };
-                if *old_cell == OldCell::KeptUntilCaughtUp {
-                    detail["old_kept"] = json!("running until the replacement holds the lease and has fetched");
+                match old_cell {
+                    OldCell::Stopped(stopped) => detail["old_stopped"] = json!(stopped),
+                    OldCell::NotStopped(why) => detail["old_stopped"] = json!(format!("not stopped: {why}")),
+                    OldCell::KeptUntilCaughtUp => {
+                        detail["old_stopped"] = json!(false);
+                        detail["old_kept"] = json!("running until the replacement holds the lease and has fetched");
+                    }
                 }
                 detail
             }

@@ -48,19 +48,21 @@ struct CellRow {
     caught_up: bool,
 }
 
+/// When channel `c`'s last live recording ended (NULL while it is open, or
+/// when there is none): the planner starts no observer on a probe older than
+/// that, and the probe pass asks again at once (`probe::due`).
+pub(crate) const LAST_LIVE_ENDED_AT: &str = "(SELECT l.ended_at FROM recordings l
+    WHERE l.channel_id = c.id AND l.source = 'live' ORDER BY l.started_at DESC LIMIT 1)";
+
 pub async fn channels(pool: &PgPool) -> Result<Vec<ChannelView>, sqlx::Error> {
-    let rows: Vec<ChannelRow> = sqlx::query_as(
+    let rows: Vec<ChannelRow> = sqlx::query_as(&format!(
         "SELECT c.id, c.login, c.display_name, c.enabled, c.live, c.live_since, r.id AS open_recording,
-                c.start_failures, c.start_retry_at, c.probed_at, last.ended_at AS last_ended_at
+                c.start_failures, c.start_retry_at, c.probed_at, {LAST_LIVE_ENDED_AT} AS last_ended_at
            FROM channels c
            LEFT JOIN recordings r
              ON r.channel_id = c.id AND r.source = 'live' AND r.state IN ('recording', 'standby')
-           LEFT JOIN LATERAL (
-                SELECT ended_at FROM recordings l
-                 WHERE l.channel_id = c.id AND l.source = 'live'
-                 ORDER BY l.started_at DESC LIMIT 1) last ON true
-          ORDER BY c.id",
-    )
+          ORDER BY c.id"
+    ))
     .fetch_all(pool)
     .await?;
     Ok(rows

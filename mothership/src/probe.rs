@@ -118,10 +118,10 @@ pub async fn due(pool: &PgPool, every: Duration, youtube_every: Option<Duration>
         "SELECT {} FROM channels c
           WHERE enabled AND (probed_at IS NULL OR probed_at <= now() - make_interval(secs =>
                 CASE WHEN platform = 'youtube' THEN COALESCE($2, $1) ELSE $1 END)
-             OR (SELECT l.ended_at FROM recordings l WHERE l.channel_id = c.id AND l.source = 'live'
-                  ORDER BY l.started_at DESC LIMIT 1) >= probed_at)
+             OR {} >= probed_at)
           ORDER BY probed_at NULLS FIRST, id",
-        colony::channel::COLUMNS
+        colony::channel::COLUMNS,
+        crate::observe::LAST_LIVE_ENDED_AT
     ))
     .bind(every.as_secs_f64())
     .bind(youtube_every.map(|e| e.as_secs_f64()))

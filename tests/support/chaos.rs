@@ -52,7 +52,7 @@ use crate::bins::bin;
 use crate::kernel;
 use crate::live::{Container, LiveSource, Profile, Request, media};
 use crate::mothership::Colony;
-use crate::netns::CellNet;
+use crate::netns::{CellNet, port_of};
 use crate::observer::Rig;
 use crate::pg::Role;
 use crate::pg::TestDb;
@@ -473,10 +473,6 @@ struct Run<'a> {
     /// Cells this run SIGKILLed, and when.
     killed: HashMap<uuid::Uuid, DateTime<Utc>>,
     report: Report,
-}
-
-fn port_of(url: &str) -> u16 {
-    url::Url::parse(url).unwrap().port_or_known_default().expect("a URL with a port")
 }
 
 /// Run the colony under faults for `config.chaos`, let it settle, and count.

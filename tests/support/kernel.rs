@@ -15,7 +15,8 @@ pub struct CellProcess {
     pub cell: Option<uuid::Uuid>,
 }
 
-fn pids() -> Vec<i32> {
+/// Every process id the kernel lists.
+pub fn pids() -> Vec<i32> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()

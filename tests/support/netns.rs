@@ -59,6 +59,11 @@ fn nft(rules: &str) {
     assert!(out.status.success(), "nft failed: {}\n{rules}", String::from_utf8_lossy(&out.stderr).trim());
 }
 
+/// The port of a test server's URL, which [`CellNet::cut`] names.
+pub fn port_of(url: &str) -> u16 {
+    url::Url::parse(url).unwrap().port().expect("a URL with a port")
+}
+
 impl CellNet {
     /// A new namespace with a veth pair to the host and a way to the
     /// host's loopback servers through [`CellNet::host_ip`].
