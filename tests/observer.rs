@@ -225,6 +225,35 @@ async fn a_blip_inside_the_standby_window_continues_the_same_epoch_without_dupli
     assert_eq!(stored(&rows, 0), published, "nothing lost, nothing twice");
 }
 
+/// The source was unreachable long enough to put the observer in standby,
+/// kept publishing, and came back with its final playlist: the broadcast
+/// ended while the observer could not see it (the 30-minute chaos soak's
+/// `CutEverything` at the very end). The segments that final playlist lists
+/// are still served, so they are recorded. The old observer ignored any
+/// playlist with `EXT-X-ENDLIST` while standing by and finalized `complete`
+/// with 0 gaps, the tail neither stored nor a gap row (issue 24).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_that_comes_back_ended_during_standby_has_its_tail_recorded() {
+    let t = Live::new("tango", Container::Ts, 30, false).await;
+    let child = t.observer(&["--offline-after", "4s", "--standby", "12s"]);
+    t.wait_segments(5).await;
+    t.source.playlist_status(t.name, Some(503));
+    colony_tests::eventually("standby", SECS(20), || async { (t.state().await == "standby").then_some(()) }).await;
+    // Still publishing behind the error, then the end.
+    tokio::time::sleep(SECS(3)).await;
+    t.source.end(t.name);
+    t.source.playlist_status(t.name, None);
+    let (code, stderr) = wait_exit(child, SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(t.state().await, "complete");
+    let rows = t.rows().await;
+    assert!(rows.iter().all(|r| !r.is_gap), "every segment was still served\n{stderr}");
+    let published = t.published();
+    assert!(published.len() >= 10, "segments were published during the outage: {published:?}");
+    assert_eq!(stored(&rows, 0), published, "the tail of the final playlist is recorded\n{stderr}");
+    objects_match_source(&t.rig, &rows, &t.source, t.name).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drop_past_the_standby_window_finalizes_and_enqueues_post_processing() {
     let t = Live::new("charlie", Container::Ts, 6, false).await;

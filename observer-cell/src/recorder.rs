@@ -250,6 +250,22 @@ impl Recorder {
             self.new_epoch();
             info!(epoch, "source is back inside the standby window; continuing the recording as a new epoch");
         }
+        if playlist.ended {
+            // It ended while this cell could not see it (an outage at the
+            // end of a broadcast): what its final playlist lists is still
+            // served, so it is fetched, or a gap with its reason. The
+            // broadcast is over; the standby window goes on.
+            info!(
+                last = playlist.last_sequence(),
+                "source is back with its final playlist; fetching what it lists past what this recording holds"
+            );
+            let since = self.last_loaded.map(|t| t.elapsed());
+            self.last_loaded = Some(Instant::now());
+            self.apply(&playlist, since).await;
+            self.ended = Some(playlist);
+            self.heartbeat();
+            return Next::ReloadAt(started + self.cadence.max(Duration::from_secs(1)).min(until - Instant::now()));
+        }
         self.phase = Phase::Live;
         self.ended = None;
         self.last_new_segment = Instant::now();
@@ -416,12 +432,13 @@ impl Recorder {
         Ok((playlist, body))
     }
 
-    /// In standby: is the source live again with something new? Returns its
-    /// playlist if so. A source still serving the playlist it froze on is not.
+    /// In standby: does the source offer something new, live again or
+    /// ended while this cell could not load it? Returns its playlist if so.
+    /// A source still serving the playlist it froze on does not.
     async fn probe(&mut self) -> Option<MediaPlaylist> {
         self.media_url = None;
         let (playlist, _) = self.resolve().await.ok()?;
-        (!playlist.ended && self.tracker.offers_news(&playlist)).then_some(playlist)
+        self.tracker.offers_news(&playlist).then_some(playlist)
     }
 
     /// A new epoch: init sections and failures of the last one no longer apply.
