@@ -79,6 +79,78 @@ async fn a_replacement_adopts_what_a_partitioned_observer_stored() {
     );
 }
 
+/// Storage that drops packets held segments hostage. An upload had no bound
+/// but the S3 client's 60-second read timeout, so every segment handed out
+/// during the cut sat in the cell's memory, neither stored nor spooled; a
+/// cell killed (or fenced) meanwhile lost them, and a replacement that ran
+/// after they left the source's window wrote them off as a gap. The chaos
+/// suite found it: three segments of `live1` after `CutCellsStorage` and
+/// then `CutEverything` (issue 24). Now an attempt past its deadline spools
+/// the segment to this host's disk, and a replacement on the same host
+/// counts what the spool holds before it calls anything a gap.
+#[tokio::test(flavor = "multi_thread")]
+async fn segments_whose_uploads_hang_reach_the_spool_and_survive_a_kill() {
+    let g = tokio::task::spawn_blocking(colony_tests::garage::garage).await.unwrap();
+    let source = LiveSource::start().await;
+    source.add("romeo", &test_media().await, 8);
+    let rig = Rig::garage(&g).await;
+    let net = CellNet::create();
+    let channel = rig.channel("romeo", &net.url(&source.media_url("romeo"))).await;
+    let observer_url = rig.db.role_url(Role::Observer);
+    let in_net = |cell, a| {
+        let mut cmd = rig.observer_command_at(&net.wrap(&bin("observer-cell")), channel, "romeo", cell, a, &[]);
+        cmd.env("DATABASE_URL", net.url(&observer_url))
+            .env("AWS_ENDPOINT_URL", net.url(&g.endpoint))
+            .env("OBSERVER_UPLOAD_TIMEOUT", "3s");
+        cmd.spawn().unwrap()
+    };
+    let (cell_a, a) = rig.assign(channel).await;
+    let old = in_net(cell_a, a);
+    rig.wait_segments(a.recording_id, 3, SECS(30)).await;
+
+    // Storage goes silent for the cell: its uploads hang, they are not refused.
+    net.cut(port_of(&g.endpoint));
+    let dropped = net.dropped();
+    tokio::time::sleep(SECS(14)).await;
+    assert!(net.dropped() > dropped, "the cut dropped nothing: the cell never tried to upload");
+    let spool = rig.spool.path().join(a.recording_id.to_string());
+    let spooled = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
+    signal(&old, Signal::SIGKILL);
+    let (_, stderr) = wait_exit(old, SECS(10)).await;
+    assert!(spooled > 0, "14 s into the cut nothing was spooled: the segments were only in memory\n{stderr}");
+
+    // A replacement on the same host, after what was spooled has left the
+    // source's 8-second window, and while storage is still silent: it must
+    // not call the spooled segments a gap because it cannot see them in
+    // storage yet.
+    let (cell_b, b) = rig.assign(channel).await;
+    let replacement = in_net(cell_b, b);
+    tokio::time::sleep(SECS(8)).await;
+    net.heal(port_of(&g.endpoint));
+    rig.wait_segments(a.recording_id, 30, SECS(30)).await;
+    source.end("romeo");
+    let (code, stderr) = wait_exit(replacement, SECS(60)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let rows = rig.rows(a.recording_id).await;
+    let gaps: Vec<(i64, i32, Option<&str>)> =
+        rows.iter().filter(|r| r.is_gap).map(|r| (r.media_sequence, r.gap_count, r.gap_reason.as_deref())).collect();
+    assert!(gaps.is_empty(), "gaps for media this host had: {gaps:?}\n{stderr}");
+    let adopted: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.warning.as_deref().is_some_and(|w| w.starts_with("adopted")))
+        .map(|r| r.media_sequence)
+        .collect();
+    assert!(adopted.is_empty(), "spooled rows, not estimates adopted after a gap: {adopted:?}\n{stderr}");
+    let published: BTreeSet<u64> = source.published("romeo").iter().map(|p| p.0).collect();
+    assert_eq!(stored(&rows), published, "every published segment is stored and in the ledger\n{stderr}");
+    for row in &rows {
+        let key = ObjectKey::parse(row.object_key.as_deref().unwrap()).unwrap();
+        let body = get_bytes(rig.store.as_ref(), &key).await.unwrap_or_else(|e| panic!("{key}: {e}"));
+        let served = source.segment_bytes("romeo", row.media_sequence as u64).unwrap();
+        assert!(body.as_ref() == served.as_slice(), "{key} is not what the source served");
+    }
+}
+
 /// Defect 2: a stale observer could overwrite its replacement's playlist:
 /// object storage writes carry no fence, and the final VOD playlist was
 /// written before the fenced finalize.

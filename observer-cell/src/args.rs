@@ -79,6 +79,15 @@ pub struct ObserverArgs {
     #[arg(long, env = "OBSERVER_FETCH_TIMEOUT", default_value = "10s", value_name = "DURATION")]
     pub fetch_timeout: humantime::Duration,
 
+    /// How long one upload of a segment may take, plus 4 s per MiB, before
+    /// the segment goes to the spool and is retried from there. Storage that
+    /// drops packets instead of refusing them would otherwise hold each
+    /// segment in memory for the S3 client's read timeout (60 s), longer
+    /// than a live window: a cell killed meanwhile loses it. Spooled, it is
+    /// on this host's disk, where a replacement finds it.
+    #[arg(long, env = "OBSERVER_UPLOAD_TIMEOUT", default_value = "10s", value_name = "DURATION")]
+    pub upload_timeout: humantime::Duration,
+
     /// Segments fetched at once (the live window at start is taken in parallel).
     #[arg(long, env = "OBSERVER_CONCURRENCY", default_value_t = 4, value_name = "N")]
     pub concurrency: usize,

@@ -88,7 +88,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let pool = colony::db::connect_within(&cli.db, cli.start.start_grace.into()).await?;
-    let store = colony::storage::open(&cli.storage).await?;
+    // Storage that does not answer at start is what the spool is for: a
+    // replacement launched during an outage records from its first second.
+    let store = colony::storage::open_or_spool(&cli.storage, std::time::Duration::from_secs(3)).await?;
     let stop = colony::signals::stop_token().context("installing the SIGTERM handler")?;
     let end = observer_cell::run(cli.observer, pool, store, stop).await?;
     end.into_result().map_err(colony::exit::classified)

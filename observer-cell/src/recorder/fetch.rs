@@ -77,6 +77,7 @@ impl Recorder {
             }
         };
         let task = FetchTask {
+            upload_timeout: self.args.upload_timeout.into(),
             hls: self.hls.clone(),
             store: self.store.clone(),
             spool: self.spool.clone(),
@@ -107,8 +108,13 @@ impl Recorder {
         }
         let key = recording::init_key(&self.prefix, epoch, self.inits_named)?;
         let body = self.hls.init_section(&init.uri, init.byte_range, &self.policy).await?;
-        if let Err(e) = self.store.put(&key, body.clone()).await {
-            warn!(error = %e, "init upload failed; spooling it");
+        let limit = upload_deadline(self.args.upload_timeout.into(), body.len() as u64);
+        let uploaded = match tokio::time::timeout(limit, self.store.put(&key, body.clone())).await {
+            Ok(done) => done.map_err(|e| colony::error_chain(&e)),
+            Err(_) => Err(format!("no answer from storage within {}", humantime::format_duration(limit))),
+        };
+        if let Err(error) = uploaded {
+            warn!(%error, "init upload failed; spooling it");
             self.spool.put(&key, Body::Memory(body), None).await?;
         }
         self.inits_named += 1;
@@ -170,6 +176,7 @@ impl Recorder {
 
 /// One segment to fetch and store, off the recorder's loop.
 struct FetchTask {
+    upload_timeout: Duration,
     hls: HlsClient,
     store: Arc<dyn ObjectStore>,
     spool: Arc<Spool>,
@@ -182,7 +189,7 @@ struct FetchTask {
 
 impl FetchTask {
     async fn run(self) -> Fetched {
-        let FetchTask { hls, store, spool, policy, epoch, key, init_key, segment } = self;
+        let FetchTask { upload_timeout, hls, store, spool, policy, epoch, key, init_key, segment } = self;
         let seq = segment.sequence;
         let retry = Retry { attempts: 3, backoff: Duration::from_millis(250) };
         let body = match hls
@@ -197,10 +204,15 @@ impl FetchTask {
             }
         };
         let row = LedgerRow::stored(epoch, &segment, &key, init_key, body.len(), MediaSource::Live);
-        match body.upload(store.as_ref(), &key).await {
+        let limit = upload_deadline(upload_timeout, body.len());
+        let uploaded = match tokio::time::timeout(limit, body.upload(store.as_ref(), &key)).await {
+            Ok(done) => done.map_err(|e| colony::error_chain(&e)),
+            Err(_) => Err(format!("no answer from storage within {}", humantime::format_duration(limit))),
+        };
+        match uploaded {
             Ok(()) => Fetched::Stored { epoch, seq, row },
-            Err(e) => {
-                warn!(seq, error = %colony::error_chain(&e), "upload failed; spooling the segment locally");
+            Err(error) => {
+                warn!(seq, %error, "upload failed; spooling the segment locally");
                 match spool.put(&key, body, Some(row)).await {
                     Ok(()) => Fetched::Spooled { epoch, seq },
                     Err(e) => Fetched::Failed {
@@ -222,6 +234,7 @@ pub(super) async fn upload_spooled(
     store: Arc<dyn ObjectStore>,
     done: mpsc::UnboundedSender<Fetched>,
     stop: CancellationToken,
+    upload_timeout: Duration,
 ) {
     let mut backoff = Duration::from_millis(500);
     while !stop.is_cancelled() {
@@ -231,7 +244,10 @@ pub(super) async fn upload_spooled(
         };
         let uploaded = async {
             let path = spool.verified_path(&entry)?;
-            store.put_file(&ObjectKey::parse(&entry.key)?, &path).await?;
+            let limit = upload_deadline(upload_timeout, entry.size);
+            tokio::time::timeout(limit, store.put_file(&ObjectKey::parse(&entry.key)?, &path)).await.map_err(
+                |_| anyhow::anyhow!("no answer from storage within {}", humantime::format_duration(limit)),
+            )??;
             anyhow::Ok(())
         }
         .await;
@@ -251,4 +267,10 @@ pub(super) async fn upload_spooled(
             }
         }
     }
+}
+
+/// How long one upload of `bytes` may take: the base, plus 4 s per MiB (a
+/// floor of 256 KiB/s, so a slow uplink is not mistaken for a dead one).
+pub(super) fn upload_deadline(base: Duration, bytes: u64) -> Duration {
+    base + Duration::from_secs_f64(bytes as f64 / (256.0 * 1024.0))
 }

@@ -6,6 +6,7 @@
 use std::ops::RangeInclusive;
 
 use futures::TryStreamExt;
+use rangemap::RangeInclusiveSet;
 
 use colony::hls::ParseLimits;
 use colony::recording::{self, LiveWindow, Progress};
@@ -87,4 +88,76 @@ pub(super) async fn resume(ledger: &recording::Ledger, db_epoch: i32, window: us
         (r.old_holes, r.holes) = (old, recent);
     }
     Ok(r)
+}
+
+impl Resumed {
+    /// Count what a predecessor on this host left in the spool as held:
+    /// the spool uploader puts it in storage and the ledger as soon as
+    /// storage takes it. Left out, a segment spooled above the ledger's
+    /// last row, or in a hole below it, looked lost to a replacement that
+    /// started after it left the source's window, and became a gap for
+    /// media this host still had (issue 24: the chaos suite's `live1`).
+    /// Sequences of other epochs, and an epoch the ledger has no row of
+    /// yet, are left alone: a playlist that still offers them is fetched.
+    pub(super) fn include_spooled(&mut self, spooled: impl IntoIterator<Item = (i32, u64)>) {
+        let Some(high) = self.high else { return };
+        let mine: std::collections::BTreeSet<u64> = spooled
+            .into_iter()
+            .filter(|(epoch, _)| *epoch >= 0 && *epoch as u32 == self.epoch)
+            .map(|(_, s)| s)
+            .collect();
+        let Some(&top) = mine.last() else { return };
+        let mut holes: RangeInclusiveSet<u64> = self.holes.drain(..).collect();
+        let mut old: RangeInclusiveSet<u64> = self.old_holes.drain(..).collect();
+        if top > high.saturating_add(1) {
+            holes.insert(high + 1..=top - 1);
+        }
+        self.high = Some(high.max(top));
+        for &seq in &mine {
+            holes.remove(seq..=seq);
+            old.remove(seq..=seq);
+        }
+        self.holes = holes.into_iter().collect();
+        self.old_holes = old.into_iter().collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resumed(high: Option<u64>, holes: Vec<RangeInclusive<u64>>) -> Resumed {
+        Resumed {
+            rows: 1,
+            totals: Progress::default(),
+            live: LiveWindow::new(4),
+            epoch: 2,
+            high,
+            holes,
+            old_holes: vec![1..=3],
+            inits: 0,
+            last_init: None,
+            last_secs: 2.0,
+        }
+    }
+
+    #[test]
+    fn spooled_segments_are_held_not_holes() {
+        // Ledger: ..=10, a hole at 6..=8; the spool: 7 and 12..=13 of this epoch, 20 of another.
+        let mut r = resumed(Some(10), vec![6..=8]);
+        r.include_spooled([(2, 7), (2, 12), (2, 13), (1, 20), (2, 2)]);
+        assert_eq!(r.high, Some(13));
+        assert_eq!(r.holes, [6..=6, 8..=8, 11..=11]);
+        assert_eq!(r.old_holes, [1..=1, 3..=3]);
+    }
+
+    #[test]
+    fn an_empty_spool_or_an_epoch_without_rows_changes_nothing() {
+        let mut r = resumed(Some(10), vec![6..=8]);
+        r.include_spooled([(1, 20)]);
+        assert_eq!((r.high, r.holes.clone()), (Some(10), vec![6..=8]));
+        let mut r = resumed(None, vec![]);
+        r.include_spooled([(2, 5)]);
+        assert_eq!((r.high, r.holes), (None, vec![]));
+    }
 }

@@ -67,11 +67,7 @@ pub(super) async fn start(
     }
 
     let ledger = recording::Ledger::new(pool.clone(), args.recording_id, args.lease_token);
-    let resumed = resume(&ledger, db_epoch, args.live_window).await.context("loading the ledger")?;
-    let tracker = Tracker::resume(resumed.epoch, resumed.high, resumed.holes.iter().cloned(), None);
-    if resumed.rows > 0 {
-        info!(rows = resumed.rows, epoch = resumed.epoch, "continuing a recording another cell started");
-    }
+    let mut resumed = resume(&ledger, db_epoch, args.live_window).await.context("loading the ledger")?;
     let spool_root = args.spool_dir.clone().unwrap_or_else(spool::default_root);
     let max_spool = args.spool_max_mib.saturating_mul(1024 * 1024);
     let spool = Arc::new(
@@ -79,11 +75,32 @@ pub(super) async fn start(
             .await
             .map_err(|e| colony::exit::classified(e).context("opening the spool"))?,
     );
+    let spooled: Vec<(i32, u64)> = spool
+        .entries()
+        .into_iter()
+        .filter_map(|e| e.row)
+        .filter(|row| !row.is_gap && row.media_sequence >= 0)
+        .map(|row| (row.epoch, row.media_sequence as u64))
+        .collect();
+    if !spooled.is_empty() {
+        info!(segments = spooled.len(), "found segments an earlier cell spooled on this host; uploading them");
+    }
+    resumed.include_spooled(spooled);
+    let tracker = Tracker::resume(resumed.epoch, resumed.high, resumed.holes.iter().cloned(), None);
+    if resumed.rows > 0 {
+        info!(rows = resumed.rows, epoch = resumed.epoch, "continuing a recording another cell started");
+    }
     let confirmed = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
     let (db, fenced) = Writer::spawn(ledger, args.cell_id, confirmed.clone());
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let uploader_stop = CancellationToken::new();
-    let uploader = tokio::spawn(upload_spooled(spool.clone(), store.clone(), done_tx.clone(), uploader_stop.clone()));
+    let uploader = tokio::spawn(upload_spooled(
+        spool.clone(),
+        store.clone(),
+        done_tx.clone(),
+        uploader_stop.clone(),
+        args.upload_timeout.into(),
+    ));
 
     let mut r = Recorder {
         hls: HlsClient::new(args.fetch_timeout.into(), args.limits).for_channel(&channel.allowed_hosts()),

@@ -9,6 +9,7 @@ mod url;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -209,6 +210,26 @@ pub async fn open(args: &StorageArgs) -> Result<Arc<dyn ObjectStore>, StorageErr
             url: args.storage_url.to_string(),
             reason: "an s3:// URL without S3 settings".into(),
         }),
+    }
+}
+
+/// Open the store for a cell that records whether or not storage answers
+/// now: S3 that is unreachable, or silent for `wait` (a partition, a
+/// restart), is opened unchecked with a warning, and the cell spools until
+/// it answers. A missing bucket, refused keys and bad URLs still fail.
+pub async fn open_or_spool(args: &StorageArgs, wait: Duration) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    match args.s3_settings() {
+        Some(settings) => {
+            let (store, deferred) = S3Store::open_within(settings, wait).await?;
+            if let Some(why) = deferred {
+                tracing::warn!(
+                    error = %why,
+                    "object storage does not answer; starting anyway, segments wait in the spool until it does"
+                );
+            }
+            Ok(Arc::new(store))
+        }
+        None => open(args).await,
     }
 }
 

@@ -64,6 +64,33 @@ impl S3Store {
 
     /// Build the client and check that the bucket exists and answers.
     pub async fn open(settings: S3Settings) -> Result<Self, StorageError> {
+        let store = Self::connect(settings).await;
+        store.check_bucket().await?;
+        Ok(store)
+    }
+
+    /// Build the client and check that the bucket exists, within `wait`.
+    /// A store that does not answer in time, or is unreachable, is returned
+    /// unchecked with the reason; a bucket that does not exist, or refused
+    /// keys, are still errors.
+    pub async fn open_within(settings: S3Settings, wait: Duration) -> Result<(Self, Option<String>), StorageError> {
+        let store = Self::connect(settings).await;
+        match tokio::time::timeout(wait, store.check_bucket()).await {
+            Ok(Ok(())) => Ok((store, None)),
+            Ok(Err(e)) if matches!(e, StorageError::Unreachable { .. }) => {
+                let why = crate::error_chain(&e);
+                Ok((store, Some(why)))
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                let why = format!("{} did not answer within {}", store.endpoint(), humantime::format_duration(wait));
+                Ok((store, Some(why)))
+            }
+        }
+    }
+
+    /// Build the client; nothing is asked of the store.
+    async fn connect(settings: S3Settings) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))
@@ -82,9 +109,7 @@ impl S3Store {
             // Garage, MinIO and friends accept any region; AWS users set AWS_REGION.
             config = config.region(Region::new("us-east-1"));
         }
-        let store = Self { client: Client::from_conf(config.build()), settings };
-        store.check_bucket().await?;
-        Ok(store)
+        Self { client: Client::from_conf(config.build()), settings }
     }
 
     fn endpoint(&self) -> String {
