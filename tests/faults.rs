@@ -93,7 +93,7 @@ async fn segments_whose_uploads_hang_reach_the_spool_and_survive_a_kill() {
     let g = tokio::task::spawn_blocking(colony_tests::garage::garage).await.unwrap();
     let source = LiveSource::start().await;
     source.add("romeo", &test_media().await, 8);
-    let rig = Rig::garage(&g).await;
+    let rig = Rig::garage(g).await;
     let net = CellNet::create();
     let channel = rig.channel("romeo", &net.url(&source.media_url("romeo"))).await;
     let observer_url = rig.db.role_url(Role::Observer);
