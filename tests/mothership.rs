@@ -279,3 +279,64 @@ async fn channel_commands_list_update_disable_and_refuse_to_remove_recorded_chan
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("CHANNELS (1 total, 0 live)") && text.contains("beta"), "{text}");
 }
+
+/// One rule in two places: the planner will not start an observer on a
+/// probe that predates the channel's last live end
+/// (`ChannelView::probe_predates_end`, in Rust), and the probe pass asks
+/// such a channel again at once (`probe::due`, in SQL, through
+/// `observe::LAST_LIVE_ENDED_AT`). If the two disagreed, a channel would
+/// either wait a whole probe interval after every broadcast, or be probed
+/// on every tick for nothing. Each case is one channel, probed recently
+/// enough that only the end can make it due.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_probe_pass_and_the_planner_agree_on_which_probe_predates_an_end() {
+    let rig = Rig::file().await;
+    let pool = &rig.pool;
+    // (name, probed seconds ago, [(started, ended) seconds ago of its live recordings], predates?)
+    type Case = (&'static str, Option<i64>, &'static [(i64, Option<i64>)], bool);
+    let cases: [Case; 7] = [
+        ("never-recorded", Some(10), &[], false),
+        ("ended-after-probe", Some(10), &[(100, Some(5))], true),
+        ("probed-after-end", Some(5), &[(100, Some(10))], false),
+        ("probed-at-the-end", Some(7), &[(100, Some(7))], true),
+        ("open-recording-is-the-last", Some(10), &[(100, Some(5)), (50, None)], false),
+        ("the-last-started-counts", Some(10), &[(300, Some(5)), (100, Some(20))], false),
+        ("never-probed-after-an-end", None, &[(100, Some(5))], true),
+    ];
+    // One instant for every timestamp, so that "at the end" is exactly equal.
+    let base = chrono::Utc::now();
+    let ago = |secs: i64| base - chrono::Duration::seconds(secs);
+    let mut ids = std::collections::BTreeMap::new();
+    for (name, probed, recordings, _) in cases {
+        let id = rig.channel(name, "http://127.0.0.1:9/never-fetched.m3u8").await;
+        ids.insert(id, name);
+        sqlx::query("UPDATE channels SET probed_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(probed.map(ago))
+            .execute(pool)
+            .await
+            .unwrap();
+        for (i, (started, ended)) in recordings.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO recordings (channel_id, source, state, source_url, storage_prefix, started_at, ended_at)
+                 VALUES ($1, 'live', CASE WHEN $3::timestamptz IS NULL THEN 'recording' ELSE 'complete' END::recording_state,
+                         'http://127.0.0.1:9/never-fetched.m3u8', $4, $2, $3)",
+            )
+            .bind(id)
+            .bind(ago(*started))
+            .bind(ended.map(ago))
+            .bind(format!("channels/{name}/{i}"))
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+    let due: std::collections::BTreeSet<i64> =
+        mothership::probe::due(pool, SECS(3600), None).await.unwrap().into_iter().map(|c| c.id).collect();
+    let views = mothership::observe::channels(pool).await.unwrap();
+    for (name, _, _, predates) in cases {
+        let view = views.iter().find(|v| ids.get(&v.id) == Some(&name)).unwrap_or_else(|| panic!("{name} not listed"));
+        assert_eq!(view.probe_predates_end(), predates, "{name}: the planner's rule");
+        assert_eq!(due.contains(&view.id), predates, "{name}: the probe pass disagrees with the planner");
+    }
+}
