@@ -38,19 +38,9 @@ struct Args {
 
 /// User + system CPU seconds and peak RSS (KiB) of a process, from /proc.
 fn usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after ')'.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    let hz = 100.0; // USER_HZ on Linux
-    let cpu = (ticks(11) + ticks(12)) / hz;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let pid = pid as i32;
+    let cpu = colony_tests::kernel::stat(pid).map_or(0.0, |s| s.cpu_secs);
+    let hwm = colony_tests::kernel::memory_kib(pid).map_or(0, |(_, hwm)| hwm);
     (cpu, hwm)
 }
 

@@ -81,27 +81,9 @@ fn fs_type(path: &Path) -> String {
         .map_or_else(|| "unknown".to_owned(), |(_, kind)| kind)
 }
 
-/// User + system CPU seconds of a process and of its children it has
-/// reaped, plus every live descendant's: a process tree's CPU.
+/// A process tree's CPU seconds (`kernel::tree_cpu_secs`).
 fn tree_cpu(root: u32) -> f64 {
-    let stat = |pid: u32| -> Option<(u32, f64)> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let f: Vec<&str> = text[text.rfind(')')? + 2..].split_whitespace().collect();
-        let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        Some((f.first()?.parse().ok()?, (t(11) + t(12) + t(13) + t(14)) / 100.0))
-    };
-    let all: Vec<(u32, u32, f64)> = colony_tests::kernel::pids()
-        .into_iter()
-        .map(|pid| pid as u32)
-        .filter_map(|pid| stat(pid).map(|(ppid, cpu)| (pid, ppid, cpu)))
-        .collect();
-    let mut tree = vec![root];
-    let mut total = 0.0;
-    while let Some(pid) = tree.pop() {
-        total += all.iter().find(|p| p.0 == pid).map_or(0.0, |p| p.2);
-        tree.extend(all.iter().filter(|p| p.1 == pid).map(|p| p.0));
-    }
-    total
+    colony_tests::kernel::tree_cpu_secs(root as i32)
 }
 
 /// CPU seconds of Postgres backends by pid, as last read: the backends
@@ -196,19 +178,15 @@ struct ProcStat {
 }
 
 fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = 100.0;
-    let cpu_secs = (fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / ticks;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib = |key: &str| -> Option<f64> {
-        status.lines().find_map(|l| l.strip_prefix(key))?.trim().trim_end_matches("kB").trim().parse().ok()
-    };
-    let (rss_kb, hwm_kb) = (kib("VmRSS:")?, kib("VmHWM:")?);
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
-    let wchar = io.lines().find_map(|l| l.strip_prefix("wchar:"))?.trim().parse().ok()?;
-    Some(ProcStat { cpu_secs, rss_mib: rss_kb / 1024.0, hwm_mib: hwm_kb / 1024.0, wchar })
+    use colony_tests::kernel;
+    let pid = pid as i32;
+    let (rss_kb, hwm_kb) = kernel::memory_kib(pid)?;
+    Some(ProcStat {
+        cpu_secs: kernel::stat(pid)?.cpu_secs,
+        rss_mib: rss_kb as f64 / 1024.0,
+        hwm_mib: hwm_kb as f64 / 1024.0,
+        wchar: kernel::written(pid)?,
+    })
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -30,12 +30,74 @@ pub fn comm(pid: i32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|c| c.trim_end().to_owned())
 }
 
+/// Clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// What `/proc/<pid>/stat` says of a process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    /// `R`, `S`, `T` when stopped, `Z` when it died and is not reaped yet.
+    pub state: char,
+    pub ppid: i32,
+    /// User + system CPU seconds of the process itself.
+    pub cpu_secs: f64,
+    /// User + system CPU seconds of the children it has reaped.
+    pub reaped_cpu_secs: f64,
+}
+
+/// Read `/proc/<pid>/stat`, or None once the process is gone.
+pub fn stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// "pid (comm) S ppid ...": the comm may hold spaces and parentheses, so
+/// the fields are counted from the last ')'.
+fn parse_stat(text: &str) -> Option<Stat> {
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let secs = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).map(|t| t / USER_HZ);
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        cpu_secs: secs(11)? + secs(12)?,
+        reaped_cpu_secs: secs(13)? + secs(14)?,
+    })
+}
+
+/// Resident and peak resident memory (`VmRSS`, `VmHWM`) in KiB, from
+/// `/proc/<pid>/status`.
+pub fn memory_kib(pid: i32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| -> Option<u64> {
+        status.lines().find_map(|l| l.strip_prefix(key))?.trim().trim_end_matches("kB").trim().parse().ok()
+    };
+    Some((kib("VmRSS:")?, kib("VmHWM:")?))
+}
+
+/// Bytes the process handed to write(2) and send(2) (`wchar` in
+/// `/proc/<pid>/io`).
+pub fn written(pid: i32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines().find_map(|l| l.strip_prefix("wchar:"))?.trim().parse().ok()
+}
+
+/// CPU seconds of `root` and everything under it: each live descendant's,
+/// plus what each has reaped.
+pub fn tree_cpu_secs(root: i32) -> f64 {
+    let all: Vec<(i32, Stat)> = pids().into_iter().filter_map(|pid| stat(pid).map(|s| (pid, s))).collect();
+    let mut tree = vec![root];
+    let mut total = 0.0;
+    while let Some(pid) = tree.pop() {
+        total += all.iter().find(|p| p.0 == pid).map_or(0.0, |p| p.1.cpu_secs + p.1.reaped_cpu_secs);
+        tree.extend(all.iter().filter(|p| p.1.ppid == pid).map(|p| p.0));
+    }
+    total
+}
+
 /// The state letter of `pid` (`R`, `S`, `T` when stopped, `Z` when it died
 /// and is not reaped yet), or None once it is gone.
 pub fn state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) S ...": the comm may hold spaces and parentheses.
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
+    stat(pid).map(|s| s.state)
 }
 
 /// Is `pid` gone or dead (a zombie counts: it runs nothing any more)?
@@ -106,6 +168,15 @@ pub fn owner_of_connection(client_port: u16, server_port: u16, names: &[&str]) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stat_line_is_read_past_a_command_name_with_spaces_and_parentheses() {
+        let line = "4242 (obs (cell) x) T 17 4242 4242 0 -1 4194560 100 0 0 0 250 50 30 20 20 0 5 0 1000 0 0";
+        let s = parse_stat(line).unwrap();
+        assert_eq!((s.state, s.ppid), ('T', 17));
+        assert!((s.cpu_secs - 3.0).abs() < 1e-9 && (s.reaped_cpu_secs - 0.5).abs() < 1e-9, "{s:?}");
+        assert_eq!(parse_stat("4242 (truncated"), None);
+    }
 
     /// The lookup finds this very process as the owner of a connection it
     /// opened, and nobody for a port no connection uses.

@@ -111,7 +111,7 @@ impl Recorder {
         let limit = upload_deadline(self.args.upload_timeout.into(), body.len() as u64);
         let uploaded = match tokio::time::timeout(limit, self.store.put(&key, body.clone())).await {
             Ok(done) => done.map_err(|e| colony::error_chain(&e)),
-            Err(_) => Err(format!("no answer from storage within {}", humantime::format_duration(limit))),
+            Err(_) => Err(format!("no answer from storage within {:.1} s", limit.as_secs_f64())),
         };
         if let Err(error) = uploaded {
             warn!(%error, "init upload failed; spooling it");
@@ -207,7 +207,7 @@ impl FetchTask {
         let limit = upload_deadline(upload_timeout, body.len());
         let uploaded = match tokio::time::timeout(limit, body.upload(store.as_ref(), &key)).await {
             Ok(done) => done.map_err(|e| colony::error_chain(&e)),
-            Err(_) => Err(format!("no answer from storage within {}", humantime::format_duration(limit))),
+            Err(_) => Err(format!("no answer from storage within {:.1} s", limit.as_secs_f64())),
         };
         match uploaded {
             Ok(()) => Fetched::Stored { epoch, seq, row },
@@ -245,9 +245,9 @@ pub(super) async fn upload_spooled(
         let uploaded = async {
             let path = spool.verified_path(&entry)?;
             let limit = upload_deadline(upload_timeout, entry.size);
-            tokio::time::timeout(limit, store.put_file(&ObjectKey::parse(&entry.key)?, &path)).await.map_err(
-                |_| anyhow::anyhow!("no answer from storage within {}", humantime::format_duration(limit)),
-            )??;
+            tokio::time::timeout(limit, store.put_file(&ObjectKey::parse(&entry.key)?, &path))
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer from storage within {:.1} s", limit.as_secs_f64()))??;
             anyhow::Ok(())
         }
         .await;

@@ -70,14 +70,14 @@ impl S3Store {
     }
 
     /// Build the client and check that the bucket exists, within `wait`.
-    /// A store that does not answer in time, or is unreachable, is returned
-    /// unchecked with the reason; a bucket that does not exist, or refused
-    /// keys, are still errors.
+    /// A store that does not answer in time, is unreachable or answers with
+    /// a server error is returned unchecked with the reason; a bucket that
+    /// does not exist, or refused keys, are still errors.
     pub async fn open_within(settings: S3Settings, wait: Duration) -> Result<(Self, Option<String>), StorageError> {
         let store = Self::connect(settings).await;
         match tokio::time::timeout(wait, store.check_bucket()).await {
             Ok(Ok(())) => Ok((store, None)),
-            Ok(Err(e)) if matches!(e, StorageError::Unreachable { .. }) => {
+            Ok(Err(e)) if e.is_transient() => {
                 let why = crate::error_chain(&e);
                 Ok((store, Some(why)))
             }
