@@ -221,6 +221,12 @@ impl Recorder {
         Next::ReloadAt(started + wait)
     }
 
+    /// Probe again one cadence (at least a second) after `started`, but not
+    /// past the end of the standby window.
+    fn next_probe(&self, started: Instant, until: Instant) -> Next {
+        Next::ReloadAt(started + self.cadence.max(Duration::from_secs(1)).min(until - Instant::now()))
+    }
+
     /// Standby: probe the source; back inside the window continues the
     /// recording (the same epoch if it carries on, a new one if not).
     async fn standby_step(&mut self, until: Instant) -> Next {
@@ -237,7 +243,7 @@ impl Recorder {
             if Instant::now() >= until {
                 return Next::Finish;
             }
-            return Next::ReloadAt(started + self.cadence.max(Duration::from_secs(1)).min(until - Instant::now()));
+            return self.next_probe(started, until);
         };
         if self.tracker.continues(&playlist) {
             info!(
@@ -264,7 +270,7 @@ impl Recorder {
             self.apply(&playlist, since).await;
             self.ended = Some(playlist);
             self.heartbeat();
-            return Next::ReloadAt(started + self.cadence.max(Duration::from_secs(1)).min(until - Instant::now()));
+            return self.next_probe(started, until);
         }
         self.phase = Phase::Live;
         self.ended = None;

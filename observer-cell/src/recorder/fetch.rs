@@ -16,7 +16,7 @@ use crate::spool::Spool;
 use crate::tracker::Lost;
 use colony::hls::{Body, FetchPolicy, HlsClient, InitRef, Retry, SourceSegment};
 use colony::recording::{self, LedgerRow, MediaSource};
-use colony::storage::{ObjectKey, ObjectStore};
+use colony::storage::{ObjectKey, ObjectStore, StorageError};
 
 /// What a fetch task reports back.
 pub(super) enum Fetched {
@@ -108,12 +108,8 @@ impl Recorder {
         }
         let key = recording::init_key(&self.prefix, epoch, self.inits_named)?;
         let body = self.hls.init_section(&init.uri, init.byte_range, &self.policy).await?;
-        let limit = upload_deadline(self.args.upload_timeout.into(), body.len() as u64);
-        let uploaded = match tokio::time::timeout(limit, self.store.put(&key, body.clone())).await {
-            Ok(done) => done.map_err(|e| colony::error_chain(&e)),
-            Err(_) => Err(format!("no answer from storage within {:.1} s", limit.as_secs_f64())),
-        };
-        if let Err(error) = uploaded {
+        let uploaded = bounded(self.args.upload_timeout.into(), body.len() as u64, self.store.put(&key, body.clone()));
+        if let Err(error) = uploaded.await {
             warn!(%error, "init upload failed; spooling it");
             self.spool.put(&key, Body::Memory(body), None).await?;
         }
@@ -204,12 +200,7 @@ impl FetchTask {
             }
         };
         let row = LedgerRow::stored(epoch, &segment, &key, init_key, body.len(), MediaSource::Live);
-        let limit = upload_deadline(upload_timeout, body.len());
-        let uploaded = match tokio::time::timeout(limit, body.upload(store.as_ref(), &key)).await {
-            Ok(done) => done.map_err(|e| colony::error_chain(&e)),
-            Err(_) => Err(format!("no answer from storage within {:.1} s", limit.as_secs_f64())),
-        };
-        match uploaded {
+        match bounded(upload_timeout, body.len(), body.upload(store.as_ref(), &key)).await {
             Ok(()) => Fetched::Stored { epoch, seq, row },
             Err(error) => {
                 warn!(seq, %error, "upload failed; spooling the segment locally");
@@ -244,10 +235,8 @@ pub(super) async fn upload_spooled(
         };
         let uploaded = async {
             let path = spool.verified_path(&entry)?;
-            let limit = upload_deadline(upload_timeout, entry.size);
-            tokio::time::timeout(limit, store.put_file(&ObjectKey::parse(&entry.key)?, &path))
-                .await
-                .map_err(|_| anyhow::anyhow!("no answer from storage within {:.1} s", limit.as_secs_f64()))??;
+            let key = ObjectKey::parse(&entry.key)?;
+            bounded(upload_timeout, entry.size, store.put_file(&key, &path)).await.map_err(anyhow::Error::msg)?;
             anyhow::Ok(())
         }
         .await;
@@ -269,8 +258,18 @@ pub(super) async fn upload_spooled(
     }
 }
 
-/// How long one upload of `bytes` may take: the base, plus 4 s per MiB (a
-/// floor of 256 KiB/s, so a slow uplink is not mistaken for a dead one).
-pub(super) fn upload_deadline(base: Duration, bytes: u64) -> Duration {
-    base + Duration::from_secs_f64(bytes as f64 / (256.0 * 1024.0))
+/// Run one upload of `bytes` under its deadline: `base` plus 4 s per MiB
+/// (a floor of 256 KiB/s, so a slow uplink is not mistaken for a dead
+/// one). Storage that drops packets gets no longer than that; the error
+/// comes back in words, for the log and the spool's decision.
+async fn bounded<T>(
+    base: Duration,
+    bytes: u64,
+    upload: impl std::future::Future<Output = Result<T, StorageError>>,
+) -> Result<T, String> {
+    let limit = base + Duration::from_secs_f64(bytes as f64 / (256.0 * 1024.0));
+    match tokio::time::timeout(limit, upload).await {
+        Ok(done) => done.map_err(|e| colony::error_chain(&e)),
+        Err(_) => Err(format!("no answer from storage within {:.1} s", limit.as_secs_f64())),
+    }
 }
