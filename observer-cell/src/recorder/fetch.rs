@@ -41,6 +41,12 @@ pub(super) enum Fetched {
     Unspooled {
         row: LedgerRow,
     },
+    /// A spooled segment's file vanished and storage does not hold it: its
+    /// bytes are gone, and its row becomes a gap with the reason.
+    SpoolLost {
+        row: LedgerRow,
+        error: String,
+    },
 }
 
 impl Recorder {
@@ -139,6 +145,12 @@ impl Recorder {
                 self.record(row);
                 self.caught_up();
             }
+            Fetched::SpoolLost { row, error } => {
+                error!(seq = row.media_sequence, %error, "a spooled segment was lost before its upload; recording an explicit gap");
+                let epoch = u32::try_from(row.epoch).unwrap_or(0);
+                let seq = u64::try_from(row.media_sequence).unwrap_or(0);
+                self.record(LedgerRow::gap(epoch, seq, 1, row.duration_secs, row.source).because(error));
+            }
             Fetched::Failed { epoch, seq, duration, error, lost_for_good } => {
                 if lost_for_good {
                     warn!(epoch, seq, %error, "segment cannot be fetched; recording an explicit gap");
@@ -234,18 +246,33 @@ pub(super) async fn upload_spooled(
             continue;
         };
         let uploaded = async {
-            let path = spool.verified_path(&entry)?;
             let key = ObjectKey::parse(&entry.key)?;
+            let path = match spool.verified_path(&entry) {
+                Ok(path) => path,
+                Err(changed) => return vanished(store.as_ref(), &key, &entry, changed, upload_timeout).await,
+            };
             bounded(upload_timeout, entry.size, store.put_file(&key, &path)).await.map_err(anyhow::Error::msg)?;
-            anyhow::Ok(())
+            anyhow::Ok(Settled::Uploaded)
         }
         .await;
         match uploaded {
-            Ok(()) => {
-                info!(key = %entry.key, left = spool.len().saturating_sub(1), "spooled segment uploaded");
+            Ok(settled) => {
                 spool.pop(&entry).await;
-                if let Some(row) = entry.row {
-                    let _ = done.send(Fetched::Unspooled { row });
+                match (settled, entry.row) {
+                    (Settled::Lost(error), Some(row)) => {
+                        let _ = done.send(Fetched::SpoolLost { row, error });
+                    }
+                    (Settled::Lost(error), None) => {
+                        error!(key = %entry.key, %error, "a spooled init section was lost before its upload");
+                    }
+                    (how, row) => {
+                        let by =
+                            if matches!(how, Settled::ByAnother) { "another cell on this host" } else { "this cell" };
+                        info!(key = %entry.key, left = spool.len(), "spooled segment uploaded by {by}");
+                        if let Some(row) = row {
+                            let _ = done.send(Fetched::Unspooled { row });
+                        }
+                    }
                 }
                 backoff = Duration::from_millis(500);
             }
@@ -256,6 +283,54 @@ pub(super) async fn upload_spooled(
             }
         }
     }
+}
+
+/// How a spool entry left the spool.
+enum Settled {
+    /// This uploader put it into storage.
+    Uploaded,
+    /// Its file was gone or changed, and storage holds the object at the
+    /// spooled size: another cell of this recording on this host (an old
+    /// observer that woke up, sharing the spool directory) uploaded it.
+    ByAnother,
+    /// Its file was gone or changed, and storage has no such object.
+    Lost(String),
+}
+
+/// An entry whose spooled file is gone or no longer what was written. Ask
+/// storage whether the object arrived by another way; an answer it cannot
+/// give (storage still down) is an error, and the entry waits at the head
+/// of the spool as before. Without this, one vanished file blocked every
+/// entry behind it until the recording ended.
+async fn vanished(
+    store: &dyn ObjectStore,
+    key: &ObjectKey,
+    entry: &crate::spool::Entry,
+    changed: std::io::Error,
+    upload_timeout: Duration,
+) -> anyhow::Result<Settled> {
+    let asked = tokio::time::timeout(upload_timeout, store.head(key)).await;
+    match asked {
+        Ok(Ok(meta)) if meta.size == entry.size => Ok(Settled::ByAnother),
+        Ok(Ok(meta)) => Ok(Settled::Lost(format!(
+            "its spooled copy {}, and storage holds {} bytes under its key, not the {} that were spooled",
+            describe(&changed),
+            meta.size,
+            entry.size
+        ))),
+        Ok(Err(e)) if e.is_not_found() => {
+            Ok(Settled::Lost(format!("its spooled copy {} before it reached storage", describe(&changed))))
+        }
+        Ok(Err(e)) => Err(anyhow::Error::new(e).context("asking storage about a spooled object whose file is gone")),
+        Err(_) => Err(anyhow::anyhow!(
+            "no answer from storage within {:.1} s about a spooled object whose file is gone",
+            upload_timeout.as_secs_f64()
+        )),
+    }
+}
+
+fn describe(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::NotFound { "vanished".into() } else { format!("changed ({e})") }
 }
 
 /// Run one upload of `bytes` under its deadline: `base` plus 4 s per MiB
@@ -271,5 +346,95 @@ async fn bounded<T>(
     match tokio::time::timeout(limit, upload).await {
         Ok(done) => done.map_err(|e| colony::error_chain(&e)),
         Err(_) => Err(format!("no answer from storage within {:.1} s", limit.as_secs_f64())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use colony::storage::FileStore;
+
+    fn key(seq: u64) -> ObjectKey {
+        ObjectKey::parse(&format!("channels/a/7/e0/{seq:08}.ts")).unwrap()
+    }
+
+    /// A spool holding segments 1 and 2 (5 bytes each), and an empty store.
+    async fn spool_of_two(root: &std::path::Path) -> (Arc<Spool>, Arc<dyn ObjectStore>) {
+        let spool =
+            Spool::open(&root.join("spool"), 7, &ObjectKey::parse("channels/a/7").unwrap(), 1 << 20).await.unwrap();
+        for seq in [1, 2] {
+            let row = LedgerRow::object(0, seq, 2.0, &key(seq), None, 5, MediaSource::Live);
+            spool.put(&key(seq), Body::Memory(Bytes::from_static(b"media")), Some(row)).await.unwrap();
+        }
+        let store: Arc<dyn ObjectStore> = Arc::new(FileStore::open(&root.join("store")).await.unwrap());
+        (Arc::new(spool), store)
+    }
+
+    /// Start the uploader; what it reports comes out of the receiver.
+    fn start(
+        spool: &Arc<Spool>,
+        store: &Arc<dyn ObjectStore>,
+    ) -> (mpsc::UnboundedReceiver<Fetched>, CancellationToken) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        tokio::spawn(upload_spooled(spool.clone(), store.clone(), tx, stop.clone(), Duration::from_secs(5)));
+        (rx, stop)
+    }
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<Fetched>) -> Fetched {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("the uploader reported nothing within 10 s: it is stuck on the head of the spool")
+            .unwrap()
+    }
+
+    /// Defect: an old observer that wakes up shares the spool directory with
+    /// its replacement on the same host, uploads an entry and removes its
+    /// file. The replacement's uploader then retried that entry until the
+    /// recording ended, and every spooled segment behind it waited too. Now
+    /// storage is asked: it holds the object, so the row is written and the
+    /// next entry goes up.
+    #[tokio::test]
+    async fn an_entry_another_cell_uploaded_is_settled_and_the_rest_go_up() {
+        let root = tempfile::tempdir().unwrap();
+        let (spool, store) = spool_of_two(root.path()).await;
+        // The woken cell uploads segment 1 and removes its spooled file.
+        store.put(&key(1), Bytes::from_static(b"media")).await.unwrap();
+        std::fs::remove_file(&spool.entries()[0].path).unwrap();
+        let (mut rx, stop) = start(&spool, &store);
+        for seq in [1, 2] {
+            match next(&mut rx).await {
+                Fetched::Unspooled { row } => assert_eq!(row.media_sequence, seq),
+                _ => panic!("a spooled segment that storage holds must be written to the ledger, not lost"),
+            }
+        }
+        assert!(spool.is_empty());
+        assert_eq!(colony::storage::get_bytes(store.as_ref(), &key(2)).await.unwrap(), Bytes::from_static(b"media"));
+        stop.cancel();
+    }
+
+    /// A spooled file that is gone while storage has no such object is lost:
+    /// it becomes a gap with its reason, and the next entry still goes up.
+    #[tokio::test]
+    async fn an_entry_whose_file_vanished_becomes_a_gap_and_the_rest_go_up() {
+        let root = tempfile::tempdir().unwrap();
+        let (spool, store) = spool_of_two(root.path()).await;
+        std::fs::remove_file(&spool.entries()[0].path).unwrap();
+        let (mut rx, stop) = start(&spool, &store);
+        match next(&mut rx).await {
+            Fetched::SpoolLost { row, error } => {
+                assert_eq!(row.media_sequence, 1);
+                assert!(error.contains("vanished"), "{error}");
+            }
+            _ => panic!("a vanished spooled segment must be reported lost"),
+        }
+        match next(&mut rx).await {
+            Fetched::Unspooled { row } => assert_eq!(row.media_sequence, 2),
+            _ => panic!("the entry behind a lost one must still be uploaded"),
+        }
+        assert!(spool.is_empty());
+        stop.cancel();
     }
 }
