@@ -17,6 +17,8 @@
 //!     cargo build --release --workspace
 //!     ./target/release/week-bench                      # 302,400 segments at 1,000/s
 //!     ./target/release/week-bench --segments 20000     # a short run
+//!     # the fast-forward source of issue 24's growth finding
+//!     ./target/release/week-bench --segments 24000 --rate 100 --segment-secs 1 --window 600 --no-peer
 //!
 //! `--observer-bin` records with another build (for a before/after).
 
@@ -50,6 +52,14 @@ struct Args {
     /// Segments published per second of wall time.
     #[arg(long, default_value_t = 1000)]
     rate: u64,
+    /// Each segment's duration in seconds (the source's `EXTINF` and target
+    /// duration, and the media's).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=10))]
+    segment_secs: u32,
+    /// Segments in the source's live window (default: 3 s of publishing,
+    /// between 50 and 9,000).
+    #[arg(long)]
+    window: Option<u64>,
     /// The observer-cell binary (default: the one beside this benchmark).
     #[arg(long)]
     observer_bin: Option<PathBuf>,
@@ -118,6 +128,7 @@ struct Source {
     rate: u64,
     total: u64,
     window: u64,
+    segment_secs: u32,
     segments: Vec<Bytes>,
     by_observer: AtomicU64,
     by_ffmpeg: AtomicU64,
@@ -137,12 +148,13 @@ async fn playlist(State(s): State<Arc<Source>>, headers: HeaderMap) -> Response 
     let n = s.published();
     let first = n.saturating_sub(s.window);
     let mut out = String::with_capacity(((n - first) * 90 + 200) as usize);
-    out.push_str(&format!("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n"));
+    let secs = s.segment_secs;
+    out.push_str(&format!("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{secs}\n#EXT-X-MEDIA-SEQUENCE:{first}\n"));
     let base = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH + chrono::Duration::seconds(1_790_000_000);
     for seq in first..n {
-        let pdt = base + chrono::Duration::seconds(2 * seq as i64);
+        let pdt = base + chrono::Duration::seconds(i64::from(secs) * seq as i64);
         out.push_str(&format!(
-            "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:2.000,\nseg/{seq}.ts\n",
+            "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{secs}.000,\nseg/{seq}.ts\n",
             pdt.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         ));
     }
@@ -201,16 +213,18 @@ struct Sample {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     eprintln!("preparing media ...");
-    let media = tokio::task::spawn_blocking(|| media(Container::Ts, TINY)).await?;
+    let profile = Profile { segment_secs: args.segment_secs, total_secs: 10 * args.segment_secs, ..TINY };
+    let media = tokio::task::spawn_blocking(move || media(Container::Ts, profile)).await?;
     let segments: Vec<Bytes> = media.segments.iter().map(|(p, _)| Bytes::from(std::fs::read(p).unwrap())).collect();
     let segment_bytes = segments.iter().map(|s| s.len()).sum::<usize>() / segments.len();
     // Each load must still hold everything published since the last one (2 s apart).
-    let window = (args.rate * 3).clamp(50, 9_000);
+    let window = args.window.unwrap_or((args.rate * 3).clamp(50, 9_000));
     let source = Arc::new(Source {
         started: std::sync::OnceLock::new(),
         rate: args.rate,
         total: args.segments,
         window,
+        segment_secs: args.segment_secs,
         segments,
         by_observer: AtomicU64::new(0),
         by_ffmpeg: AtomicU64::new(0),
@@ -379,10 +393,11 @@ async fn main() -> anyhow::Result<()> {
     let late = cost((end - 11_000).max(1_000), (end - 1_000).max(1_001));
     let finalize_cpu = at(end - 1_000).map(|s| last.stat.cpu_secs - s.stat.cpu_secs);
     println!(
-        "\nweek benchmark: {} two-second segments ({:.1} days), {} B each, published at {}/s; observer {}; \
+        "\nweek benchmark: {} {}-second segments ({:.1} days), {} B each, published at {}/s; observer {}; \
          storage, spool and Postgres on {filesystem} ({})",
         args.segments,
-        args.segments as f64 * 2.0 / 86_400.0,
+        args.segment_secs,
+        args.segments as f64 * f64::from(args.segment_secs) / 86_400.0,
         segment_bytes,
         args.rate,
         observer_bin.display(),
