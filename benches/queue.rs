@@ -1,5 +1,7 @@
 //! Queue benchmark: claim + complete cycles per second with 1, 8 and 32
 //! concurrent workers, and the number of double executions (must be 0).
+//! Its peer, in the same run on the same cluster: `pgbench` committing one
+//! single-row UPDATE per transaction with as many clients.
 //!
 //! Runs against `--database-url` if given, else against a private cluster
 //! with Postgres' durable defaults (fsync and synchronous_commit on), unlike
@@ -31,6 +33,9 @@ struct Args {
     /// Repeat each configuration and report the median.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Seconds of the peer, `pgbench`, for each worker count (0 skips it).
+    #[arg(long, default_value_t = 15)]
+    pgbench_secs: u64,
 }
 
 struct Run {
@@ -59,6 +64,60 @@ async fn main() -> anyhow::Result<()> {
             println!("| {workers} | {batch} | {:.0} | {doubles} | {unfinished} |", median.jobs_per_sec);
         }
     }
+    if args.pgbench_secs > 0 {
+        pgbench_peer(&admin, &args.workers, args.pgbench_secs).await?;
+    }
+    Ok(())
+}
+
+/// The peer, on the same cluster in the same run: `pgbench` with one
+/// single-row `UPDATE … WHERE id = :id` per transaction, the ceiling for
+/// durable commits here, with as many clients as there were workers.
+async fn pgbench_peer(admin: &str, clients: &[usize], secs: u64) -> anyhow::Result<()> {
+    let db = TestDb::empty_on(admin).await;
+    let pool = db.pool(2).await;
+    sqlx::query("CREATE TABLE bench (id int PRIMARY KEY, n bigint NOT NULL DEFAULT 0)").execute(&pool).await?;
+    sqlx::query("INSERT INTO bench (id) SELECT generate_series(1, 100000)").execute(&pool).await?;
+    pool.close().await;
+    let script = tempfile::NamedTempFile::new()?;
+    std::fs::write(script.path(), "\\set id random(1, 100000)\nUPDATE bench SET n = n + 1 WHERE id = :id;\n")?;
+    // Beside the server's initdb (which may be a symlink on PATH), else on PATH.
+    let initdb = mothership::pgcluster::PgTools::find()?.bin().join("initdb");
+    let pgbench = std::fs::canonicalize(initdb)
+        .ok()
+        .and_then(|p| Some(p.parent()?.join("pgbench")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| "pgbench".into());
+    println!(
+        "\npeer, same cluster: pgbench -n -j 2 (1 for one client) -T {secs}, one single-row UPDATE per transaction"
+    );
+    println!("| clients | pgbench tps |");
+    println!("|---:|---:|");
+    for &clients in clients {
+        let threads = clients.min(2).to_string();
+        let out = tokio::process::Command::new(&pgbench)
+            .args(["-n", "-j", &threads, "-T", &secs.to_string(), "-c", &clients.to_string(), "-f"])
+            .arg(script.path())
+            .arg(&db.url)
+            .output()
+            .await
+            .map_err(|e| anyhow::anyhow!("running {}: {e}", pgbench.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(
+            out.status.success(),
+            "pgbench failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        let tps = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tps = "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("pgbench printed no tps:\n{text}"))?;
+        println!("| {clients} | {tps:.0} |");
+    }
+    drop(db);
     Ok(())
 }
 
