@@ -147,9 +147,7 @@ impl Recorder {
             }
             Fetched::SpoolLost { row, error } => {
                 error!(seq = row.media_sequence, %error, "a spooled segment was lost before its upload; recording an explicit gap");
-                let epoch = u32::try_from(row.epoch).unwrap_or(0);
-                let seq = u64::try_from(row.media_sequence).unwrap_or(0);
-                self.record(LedgerRow::gap(epoch, seq, 1, row.duration_secs, row.source).because(error));
+                self.record(row.into_gap(error));
             }
             Fetched::Failed { epoch, seq, duration, error, lost_for_good } => {
                 if lost_for_good {

@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 use super::{Fetched, Recorder, RecordingEnd};
 use crate::writer::Message;
 use colony::exit::{Classify, ErrorClass};
-use colony::recording::{self, LedgerError, LedgerRow, MediaSource, RecordingState};
+use colony::recording::{self, LedgerError, RecordingState};
 
 impl Recorder {
     /// Flush everything and close the recording, within `deadline`.
@@ -54,16 +54,7 @@ impl Recorder {
                     "object storage was unavailable until the finalize deadline; the segment is kept in the spool at {} on host {host}",
                     entry.path.display()
                 );
-                self.record(
-                    LedgerRow::gap(
-                        row.epoch.max(0) as u32,
-                        row.media_sequence.max(0) as u64,
-                        1,
-                        row.duration_secs,
-                        MediaSource::Live,
-                    )
-                    .because(reason),
-                );
+                self.record(row.into_gap(reason));
             }
             state = RecordingState::Interrupted;
         }

@@ -121,6 +121,17 @@ impl LedgerRow {
         }
     }
 
+    /// The gap that takes this row's place (same epoch, sequence, duration
+    /// and source) when its object never reached storage, with why.
+    pub fn into_gap(self, reason: impl Into<String>) -> Self {
+        Self {
+            epoch: self.epoch,
+            media_sequence: self.media_sequence,
+            ..Self::gap(0, 0, 1, self.duration_secs, self.source)
+        }
+        .because(reason)
+    }
+
     /// The same row with why it is a gap.
     pub fn because(mut self, reason: impl Into<String>) -> Self {
         self.gap_reason = Some(reason.into());
