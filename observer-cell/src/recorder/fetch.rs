@@ -320,10 +320,7 @@ async fn vanished(
             Ok(Settled::Lost(format!("its spooled copy {} before it reached storage", describe(&changed))))
         }
         Ok(Err(e)) => Err(anyhow::Error::new(e).context("asking storage about a spooled object whose file is gone")),
-        Err(_) => Err(anyhow::anyhow!(
-            "no answer from storage within {:.1} s about a spooled object whose file is gone",
-            upload_timeout.as_secs_f64()
-        )),
+        Err(_) => Err(anyhow::anyhow!("{} about a spooled object whose file is gone", no_answer(upload_timeout))),
     }
 }
 
@@ -343,8 +340,12 @@ async fn bounded<T>(
     let limit = base + Duration::from_secs_f64(bytes as f64 / (256.0 * 1024.0));
     match tokio::time::timeout(limit, upload).await {
         Ok(done) => done.map_err(|e| colony::error_chain(&e)),
-        Err(_) => Err(format!("no answer from storage within {:.1} s", limit.as_secs_f64())),
+        Err(_) => Err(no_answer(limit)),
     }
+}
+
+fn no_answer(limit: Duration) -> String {
+    format!("no answer from storage within {:.1} s", limit.as_secs_f64())
 }
 
 #[cfg(test)]
